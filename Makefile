@@ -1,0 +1,49 @@
+# Two entry points for a fresh Debian machine with Python 3.11 and root:
+#   make demo   set up, start local servers, apply every revision, check, status
+#   make test   set up and run the whole test suite (what .ci/run runs)
+
+VENV    ?= .venv
+PYTHON  ?= python3
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup system-packages demo test down bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Server binaries from Debian when the machine lacks them (redis-server, PostgreSQL).
+system-packages:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+setup: system-packages $(STAMP)
+
+demo: setup
+	$(BIN)/sovren-db up
+	$(BIN)/sovren-db migrate
+	$(BIN)/sovren-db check
+	$(BIN)/sovren-db status
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+down:
+	$(BIN)/sovren-db down
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit $$?; done
+
+clean:
+	-$(BIN)/sovren-db down
+	rm -rf $(VENV) .sovren .pytest_cache

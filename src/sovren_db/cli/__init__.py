@@ -1,0 +1,1 @@
+"""The ``sovren-db`` command line: a small click group, one command per module."""

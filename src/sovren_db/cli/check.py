@@ -1,0 +1,22 @@
+"""``sovren-db check``: drift in every store; exit 0 clean, 1 drift, 2 error."""
+
+from __future__ import annotations
+
+import click
+
+from .. import commands
+from .options import format_option
+from .output import emit
+
+
+@click.command()
+@click.option("--data", is_flag=True, help="Also count stored documents and keys that break their declarations.")
+@format_option
+@click.pass_context
+def check(ctx: click.Context, data: bool, fmt: str) -> None:
+    """Compare every declared store with the live one and report each difference."""
+    outcome = commands.check(ctx.obj.settings, data=data)
+    if fmt == "text" and not outcome.findings:
+        outcome.lines = ["no drift: every store matches its declarations"]
+    emit(outcome, fmt)
+    ctx.exit(outcome.exit_code)

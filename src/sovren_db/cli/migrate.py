@@ -1,0 +1,39 @@
+"""``sovren-db migrate | downgrade | plan``."""
+
+from __future__ import annotations
+
+import click
+
+from .. import commands
+from .options import AppState, format_option
+from .output import emit
+
+
+@click.command()
+@click.argument("revision", default="head")
+@format_option
+@click.pass_obj
+def migrate(state: AppState, revision: str, fmt: str) -> None:
+    """Apply revisions up to REVISION (default head) to every store, in lockstep."""
+    emit(commands.migrate(state.settings, revision), fmt)
+
+
+@click.command()
+@click.argument("revision")
+@click.option("--allow-protected", is_flag=True, help="Allow a downgrade in a protected environment.")
+@format_option
+@click.pass_obj
+def downgrade(state: AppState, revision: str, allow_protected: bool, fmt: str) -> None:
+    """Revert revisions down to REVISION ('base' for all, '-1' for one)."""
+    emit(commands.downgrade(state.settings, revision, allow_protected=allow_protected), fmt)
+
+
+@click.command()
+@click.argument("revision", default="head")
+@format_option
+@click.pass_context
+def plan(ctx: click.Context, revision: str, fmt: str) -> None:
+    """Show what migrate would run, Postgres SQL included, without running it (exit 1 if pending)."""
+    outcome = commands.plan(ctx.obj.settings, revision)
+    emit(outcome, fmt)
+    ctx.exit(outcome.exit_code)

@@ -1,0 +1,45 @@
+"""``sovren-db up | down | env``."""
+
+from __future__ import annotations
+
+import click
+
+from ..core.config import STORES, load_settings
+from ..services.manager import describe, down as stop_servers, env_lines, up as start_servers
+from .options import AppState
+
+
+@click.command()
+@click.option("--store", "stores", multiple=True, type=click.Choice(STORES), help="Only these stores (repeatable).")
+@click.pass_obj
+def up(state: AppState, stores: tuple[str, ...]) -> None:
+    """Start throwaway local servers (data under .sovren/) and print their URLs."""
+    settings = state.settings
+    reports = start_servers(settings, stores or STORES)
+    for report in reports:
+        click.echo(describe(report))
+    missing = [r for r in reports if r.state == "unavailable"]
+    settings = load_settings(settings.root, strict=state.strict)
+    for line in env_lines(settings):
+        click.echo(line)
+    if missing and settings.strict:
+        raise click.exceptions.Exit(2)
+
+
+@click.command()
+@click.pass_obj
+def down(state: AppState) -> None:
+    """Stop exactly the servers 'up' started, by PID."""
+    reports = stop_servers(state.settings)
+    for report in reports:
+        click.echo(describe(report))
+    if not reports:
+        click.echo("no servers recorded in .sovren/servers.json")
+
+
+@click.command()
+@click.pass_obj
+def env(state: AppState) -> None:
+    """Print export lines for the configured server URLs."""
+    for line in env_lines(state.settings):
+        click.echo(line)

@@ -1,0 +1,206 @@
+"""Configuration: ``[tool.sovren-db]`` in pyproject.toml, environment, ``.env``.
+
+Precedence for server URLs: the process environment, then ``.env`` at the
+project root, then the servers written by ``sovren-db up`` in
+``.sovren/servers.json``. A store with no URL at all is *unconfigured*:
+skipped in development, an error under ``--strict`` (the default when ``CI``
+is set).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from .errors import ConfigError
+from .urls import check_url
+
+STORES = ("postgres", "mongo", "redis")
+URL_VARS = {"postgres": "POSTGRES_URL", "mongo": "MONGO_URL", "redis": "REDIS_URL"}
+URL_SCHEMES = {
+    "postgres": ("postgresql", "postgres"),
+    "mongo": ("mongodb", "mongodb+srv"),
+    "redis": ("redis", "rediss", "unix"),
+}
+STATE_DIR = ".sovren"
+SERVERS_FILE = "servers.json"
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    urls: dict[str, str | None]
+    postgres_dir: Path
+    mongo_dir: Path
+    redis_dir: Path
+    seeds_dir: Path
+    migrations_dir: Path
+    lock_timeout: str = "5s"
+    statement_timeout: str = "15min"
+    mongo_database: str = "sovren_ai"
+    environment: str = "development"
+    protected_environments: tuple[str, ...] = ("production", "staging")
+    strict: bool = False
+    stores: tuple[str, ...] = STORES
+    url_sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def postgres_url(self) -> str | None:
+        return self.urls.get("postgres")
+
+    @property
+    def mongo_url(self) -> str | None:
+        return self.urls.get("mongo")
+
+    @property
+    def redis_url(self) -> str | None:
+        return self.urls.get("redis")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def protected(self) -> bool:
+        return self.environment in self.protected_environments
+
+    def configured(self, store: str) -> bool:
+        return bool(self.urls.get(store))
+
+    def require_url(self, store: str) -> str:
+        url = self.urls.get(store)
+        if not url:
+            raise ConfigError(
+                f"{URL_VARS[store]} is not set: export it, put it in {self.root / '.env'}, "
+                f"or run 'sovren-db up' to start a local {store} server."
+            )
+        return url
+
+    def with_urls(self, **urls: str | None) -> "Settings":
+        merged = dict(self.urls)
+        merged.update(urls)
+        return replace(self, urls=merged)
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` holding a pyproject.toml."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    raise ConfigError(
+        f"No pyproject.toml found in {start} or any folder above it; "
+        "run sovren-db from the project root or pass --root."
+    )
+
+
+def _read_tool_table(root: Path) -> dict:
+    path = root / "pyproject.toml"
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}.") from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read: {exc.strerror}.") from None
+    table = data.get("tool", {}).get("sovren-db", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.sovren-db] must be a table.")
+    return table
+
+
+def _servers_file_urls(root: Path) -> dict[str, str]:
+    path = root / STATE_DIR / SERVERS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        servers = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {s: info["url"] for s, info in servers.items() if isinstance(info, dict) and info.get("url")}
+
+
+_KNOWN_KEYS = {
+    "postgres_dir", "mongo_dir", "redis_dir", "seeds_dir", "migrations_dir",
+    "lock_timeout", "statement_timeout", "mongo_database", "environment",
+    "protected_environments", "stores",
+}
+
+
+def load_settings(root: Path | None = None, *, strict: bool | None = None,
+                  environ: dict[str, str] | None = None) -> Settings:
+    """Read the whole configuration once; every command starts here."""
+    root = Path(root).resolve() if root else find_root()
+    env = dict(os.environ if environ is None else environ)
+    table = _read_tool_table(root)
+    unknown = sorted(set(table) - _KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(f"{root / 'pyproject.toml'}: unknown key {unknown[0]!r} in [tool.sovren-db].")
+    dotenv = {k: v for k, v in dotenv_values(root / ".env").items() if v is not None} if (root / ".env").is_file() else {}
+    servers = _servers_file_urls(root)
+
+    urls: dict[str, str | None] = {}
+    sources: dict[str, str] = {}
+    for store, var in URL_VARS.items():
+        for source, values in (("environment", env), (".env", dotenv), ("sovren-db up", servers)):
+            key = var if source != "sovren-db up" else store
+            value = values.get(key)
+            if value:
+                urls[store] = check_url(value, URL_SCHEMES[store], var)
+                sources[store] = source
+                break
+        else:
+            urls[store] = None
+
+    def folder(key: str, default: str) -> Path:
+        return root / str(table.get(key, default))
+
+    if strict is None:
+        strict = bool(env.get("CI"))
+    environment = env.get("SOVREN_ENV") or str(table.get("environment", "development"))
+    return Settings(
+        root=root,
+        urls=urls,
+        postgres_dir=folder("postgres_dir", "postgres"),
+        mongo_dir=folder("mongo_dir", "mongo"),
+        redis_dir=folder("redis_dir", "redis"),
+        seeds_dir=folder("seeds_dir", "seeds"),
+        migrations_dir=folder("migrations_dir", "migrations"),
+        lock_timeout=str(env.get("SOVREN_LOCK_TIMEOUT") or table.get("lock_timeout", "5s")),
+        statement_timeout=str(env.get("SOVREN_STATEMENT_TIMEOUT") or table.get("statement_timeout", "15min")),
+        mongo_database=_mongo_database(urls.get("mongo"), table),
+        environment=environment,
+        protected_environments=tuple(table.get("protected_environments", ("production", "staging"))),
+        strict=strict,
+        stores=_stores(env, table, root),
+        url_sources=sources,
+    )
+
+
+def _mongo_database(url: str | None, table: dict) -> str:
+    if "mongo_database" in table:
+        return str(table["mongo_database"])
+    if url:
+        path = url.split("://", 1)[-1].split("/", 1)
+        if len(path) == 2:
+            name = path[1].split("?", 1)[0]
+            if name:
+                return name
+    return "sovren_ai"
+
+
+def _stores(env: dict[str, str], table: dict, root: Path) -> tuple[str, ...]:
+    """The stores this project declares (``stores`` key or SOVREN_DB_STORES); Postgres always."""
+    raw = env.get("SOVREN_DB_STORES")
+    stores = [s.strip() for s in raw.split(",") if s.strip()] if raw else list(table.get("stores", STORES))
+    unknown = [s for s in stores if s not in STORES]
+    if unknown:
+        raise ConfigError(f"{root / 'pyproject.toml'}: unknown store {unknown[0]!r} in stores "
+                          f"(known: {', '.join(STORES)}).")
+    if "postgres" not in stores:
+        stores.insert(0, "postgres")
+    return tuple(s for s in STORES if s in stores)

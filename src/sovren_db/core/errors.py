@@ -1,0 +1,60 @@
+"""Typed errors. Each carries its context and reads as one full sentence.
+
+The CLI turns any ``SovrenError`` into that sentence on stderr and exit code 2
+(no traceback unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+from .urls import redact, redact_text
+
+
+class SovrenError(Exception):
+    """Base of every error the CLI reports as one sentence with exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(SovrenError):
+    """Missing or malformed configuration."""
+
+
+class DeclarationError(SovrenError):
+    """A declaration file is malformed. Names the file and where in it."""
+
+    def __init__(self, path: object, where: str | None, problem: str):
+        self.path = str(path)
+        self.where = where
+        self.problem = problem
+        location = f"{self.path} at {where}" if where else self.path
+        super().__init__(f"{location}: {problem}")
+
+
+class StoreUnavailable(SovrenError):
+    """A configured server could not be reached or refused us."""
+
+    def __init__(self, store: str, url: str | None, reason: str):
+        self.store = store
+        self.url = redact(url)
+        reason = redact_text(str(reason).strip().splitlines()[0] if str(reason).strip() else "", url)
+        where = f" at {self.url}" if self.url else ""
+        super().__init__(f"{store} server{where} is not usable: {reason}.".replace("..", "."))
+
+
+class RevisionError(SovrenError):
+    """An unknown, ambiguous or otherwise unusable revision."""
+
+
+class MigrationFailed(SovrenError):
+    """A step of a revision failed; its transaction was rolled back."""
+
+
+class Refused(SovrenError):
+    """An operation was refused on purpose (protected environment, unsafe change)."""

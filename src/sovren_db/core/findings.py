@@ -1,0 +1,61 @@
+"""Findings (drift, lint, audit) and their three output formats.
+
+``text`` for people, ``json`` for programs, ``github`` for workflow
+annotations (``::error file=...,title=...::message``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Finding:
+    store: str            # postgres | mongo | redis
+    object: str           # "policy users_tenant_isolation on users"
+    message: str          # "missing in database"
+    code: str = "drift"   # stable rule or finding code
+    severity: str = "error"
+    file: str | None = None
+    line: int | None = None
+
+    def sentence(self) -> str:
+        return f"{self.object}: {self.message}"
+
+
+FORMATS = ("text", "json", "github")
+
+
+def _escape_github(value: str, *, prop: bool = False) -> str:
+    value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if prop:
+        value = value.replace(":", "%3A").replace(",", "%2C")
+    return value
+
+
+def render_findings(findings: Iterable[Finding], fmt: str, *, notes: Iterable[str] = (),
+                    summary: dict | None = None) -> str:
+    findings = list(findings)
+    notes = list(notes)
+    if fmt == "json":
+        payload = {"findings": [asdict(f) for f in findings], "notes": notes}
+        payload.update(summary or {})
+        return json.dumps(payload, indent=2, sort_keys=True)
+    if fmt == "github":
+        lines = []
+        for f in findings:
+            level = "error" if f.severity == "error" else "warning"
+            props = [f"title={_escape_github(f'{f.store} {f.code}', prop=True)}"]
+            if f.file:
+                props.insert(0, f"file={_escape_github(f.file, prop=True)}")
+                if f.line:
+                    props.insert(1, f"line={f.line}")
+            lines.append(f"::{level} {','.join(props)}::{_escape_github(f.sentence())}")
+        lines.extend(f"::notice::{_escape_github(n)}" for n in notes)
+        return "\n".join(lines)
+    lines = [f"{f.store}: {f.sentence()}" + (f" [{f.code}]" if f.code not in ("drift",) else "")
+             for f in findings]
+    lines.extend(notes)
+    return "\n".join(lines)

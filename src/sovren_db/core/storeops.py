@@ -1,0 +1,104 @@
+"""Operations on Mongo and Redis that ride in the Alembic revision chain.
+
+Each operation is a small data class (``CreateCollectionOp``,
+``DeclareKeyFamilyOp``...) with ``describe()``, ``reverse()``, a rendering
+into a revision file and an ``execute(target)`` against the store's client.
+Registering one with ``@store_operation`` makes it:
+
+- callable from a revision as ``op.<op_name>(**arguments)``;
+- rendered that way by autogenerate;
+- collected while a revision's ``upgrade()``/``downgrade()`` runs and executed
+  by :class:`sovren_db.core.runtime.Runtime` once the Postgres part of that
+  revision has run, inside the revision's Postgres transaction, with the
+  store's step ledger so that a step runs at most once.
+
+Constructor arguments must be JSON values: a step whose store is absent is
+kept as ``op_name`` + arguments in Postgres and replayed by the next migrate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from alembic.autogenerate import renderers
+from alembic.operations import MigrateOperation, Operations
+
+from .render import render_call
+
+STORE_OPS: dict[str, type["StoreOp"]] = {}
+
+
+class IrreversibleOp(Exception):
+    """Raised by ``reverse()`` of an operation that has no inverse."""
+
+
+class StoreOp(MigrateOperation):
+    """Base of every Mongo and Redis operation. Subclasses are dataclasses."""
+
+    store: ClassVar[str]
+    op_name: ClassVar[str]
+    destructive: ClassVar[bool] = False
+
+    def arguments(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def drift(self) -> tuple[str, str]:
+        """(object, message) as ``check`` reports this difference."""
+        return (self.store, self.describe())
+
+    def reverse(self) -> "StoreOp":
+        raise IrreversibleOp(f"{self.describe()} cannot be reversed automatically")
+
+    def execute(self, target: Any) -> None:
+        raise NotImplementedError
+
+    def to_diff_tuple(self) -> tuple:
+        return (self.op_name, self.arguments())
+
+    def render(self) -> str:
+        return render_call(self.op_name, self.arguments())
+
+    @classmethod
+    def from_arguments(cls, arguments: dict[str, Any]) -> "StoreOp":
+        return cls(**arguments)  # type: ignore[call-arg]
+
+
+def _invoke_collected(operations: Operations, operation: StoreOp) -> None:
+    from .runtime import Runtime
+
+    Runtime.of(operations.migration_context).collect(operation, operations)
+
+
+def _render(autogen_context: Any, operation: StoreOp) -> str:
+    return operation.render()
+
+
+def store_operation(cls: type[StoreOp]) -> type[StoreOp]:
+    """Register ``cls`` as ``op.<cls.op_name>``, its renderer and its runner."""
+    if cls.op_name in STORE_OPS:
+        return cls
+    STORE_OPS[cls.op_name] = cls
+
+    def invoke(cls, operations, **arguments):  # noqa: ANN001 - alembic reads this signature
+        return operations.invoke(cls(**arguments))
+
+    invoke.__name__ = cls.op_name
+    setattr(cls, cls.op_name, classmethod(invoke))
+    Operations.register_operation(cls.op_name)(cls)
+    Operations.implementation_for(cls)(_invoke_collected)
+    renderers.dispatch_for(cls)(_render)
+    return cls
+
+
+def op_from_record(op_name: str, arguments: dict[str, Any]) -> StoreOp:
+    try:
+        cls = STORE_OPS[op_name]
+    except KeyError:
+        from .errors import MigrationFailed
+
+        raise MigrationFailed(f"Deferred step {op_name!r} is not a known sovren-db operation.") from None
+    return cls.from_arguments(arguments)

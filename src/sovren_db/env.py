@@ -1,0 +1,140 @@
+"""The body of ``migrations/env.py``: one environment for the three stores.
+
+``migrations/env.py`` is three lines calling :func:`run`, so the same code
+serves ``alembic upgrade head`` / ``alembic check`` run by hand and every
+``sovren-db`` command.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from .core.config import Settings, load_settings
+from .core.errors import StoreUnavailable
+from .core.runtime import ADVISORY_LOCK_KEY, Runtime
+from .plugin import AUTOGENERATE_PLUGINS, install
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``postgresql://`` as written in .env becomes SQLAlchemy's psycopg 3 URL."""
+    scheme, _, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+def connect(settings: Settings):
+    """An engine and an open connection to the configured Postgres; one sentence if unusable."""
+    url = settings.require_url("postgres")
+    engine = create_engine(sqlalchemy_url(url), poolclass=NullPool,
+                           connect_args={"connect_timeout": 10, "application_name": "sovren-db"})
+    try:
+        return engine, engine.connect()
+    except OperationalError as exc:
+        engine.dispose()
+        raise StoreUnavailable("postgres", url, _reason(exc)) from None
+
+
+def _reason(exc: OperationalError) -> str:
+    text_ = str(exc.orig) if exc.orig is not None else str(exc)
+    lines = [line.strip() for line in text_.splitlines() if line.strip()]
+    return lines[-1] if lines else "connection failed"
+
+
+def lock_and_limit(connection: Connection, settings: Settings) -> None:
+    """Serialise runners with one advisory lock, then bound every statement's waits."""
+    got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY}).scalar()
+    if not got:
+        print("sovren-db: another migration holds the lock; waiting for it to finish...", file=sys.stderr)
+        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+    connection.execute(text("SELECT set_config('lock_timeout', :v, false)"), {"v": settings.lock_timeout})
+    connection.execute(text("SELECT set_config('statement_timeout', :v, false)"), {"v": settings.statement_timeout})
+    connection.commit()  # end the implicit transaction so that Alembic runs one per revision
+
+
+def unlock(connection: Connection) -> None:
+    connection.execute(text("SELECT pg_advisory_unlock_all()"))
+    connection.commit()
+
+
+def _settings_and_runtime(config) -> tuple[Settings, Runtime]:
+    runtime = config.attributes.get("sovren_runtime")
+    if runtime is not None:
+        return runtime.settings, runtime
+    root = Path(config.config_file_name or config.toml_file_name or "pyproject.toml").resolve().parent
+    settings = load_settings(root)
+    return settings, Runtime(settings)
+
+
+def _skip_empty(config):
+    """With autogenerate, write no revision when no store differs."""
+
+    def process(context, revision, directives) -> None:
+        if not config.attributes.get("sovren_skip_empty") or not directives:
+            return
+        script = directives[0]
+        if all(ops.is_empty() for ops in script.upgrade_ops_list):
+            directives[:] = []
+            config.attributes["sovren_empty"] = True
+
+    return process
+
+
+def _common_options(runtime: Runtime, config) -> dict:
+    return dict(
+        process_revision_directives=_skip_empty(config),
+        target_metadata=runtime.postgres_schema.metadata,
+        autogenerate_plugins=AUTOGENERATE_PLUGINS,
+        transaction_per_migration=True,
+        on_version_apply=runtime.on_version_apply,
+        compare_type=True,
+        compare_server_default=True,
+        sovren_runtime=runtime,
+    )
+
+
+def _is_upgrade(config) -> bool:
+    if config.attributes.get("sovren_replay"):
+        return True
+    cmd = getattr(getattr(config, "cmd_opts", None), "cmd", None)
+    return bool(cmd) and getattr(cmd[0], "__name__", "") == "upgrade"
+
+
+def run(context) -> None:
+    """Run the migration environment for Alembic's ``context``."""
+    config = context.config
+    settings, runtime = _settings_and_runtime(config)
+    install(settings.stores)
+    if context.is_offline_mode():
+        url = settings.urls.get("postgres") or "postgresql://offline"
+        context.configure(url=sqlalchemy_url(url), literal_binds=True, dialect_opts={"paramstyle": "named"},
+                          **_common_options(runtime, config))
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine, connection = connect(settings)
+    try:
+        lock_and_limit(connection, settings)
+        if _is_upgrade(config) and not getattr(getattr(config, "cmd_opts", None), "sql", False):
+            runtime.replay_deferred(connection)
+            connection.commit()
+        context.configure(connection=connection, include_object=runtime.include_object(connection),
+                          **_common_options(runtime, config))
+        with context.begin_transaction():
+            context.run_migrations()
+        if connection.in_transaction():
+            connection.commit()
+        unlock(connection)
+    finally:
+        connection.close()
+        engine.dispose()
+        if "sovren_runtime" not in config.attributes:
+            runtime.close()
+            for note in runtime.notes:
+                print(f"sovren-db: {note}", file=sys.stderr)

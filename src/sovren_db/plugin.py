@@ -1,0 +1,30 @@
+"""Registers sovren-db's Alembic plugins (Alembic 1.18+ ``Plugin``).
+
+``migrations/env.py`` calls :func:`install` and passes
+``autogenerate_plugins=AUTOGENERATE_PLUGINS`` to ``context.configure``.
+Registration is explicit rather than through the ``alembic.plugins`` entry
+point: that entry point is loaded while Alembic itself is still importing,
+and our operation modules import ``alembic.operations``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from alembic.runtime.plugins import Plugin, _all_plugins
+
+PLUGINS = {
+    "sovren_db.postgres": "sovren_db.postgres.plugin",
+    "sovren_db.mongo": "sovren_db.mongo.plugin",
+    "sovren_db.redis": "sovren_db.redis.plugin",
+}
+AUTOGENERATE_PLUGINS = ["alembic.autogenerate.*", "sovren_db.*"]
+
+
+def install(stores: tuple[str, ...] = ("postgres", "mongo", "redis")) -> None:
+    """Register the plugins of ``stores`` (a project may declare only some stores)."""
+    for name, module_name in PLUGINS.items():
+        if name in _all_plugins or name.rsplit(".", 1)[1] not in stores:
+            continue
+        module = importlib.import_module(module_name)
+        Plugin.setup_plugin_from_module(module, name)

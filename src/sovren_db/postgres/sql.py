@@ -1,0 +1,99 @@
+"""SQL text for the operations in :mod:`ops` (convergent where Postgres allows)."""
+
+from __future__ import annotations
+
+from .state import Function, PartitionRule, Policy, Role
+
+MANAGED = "sovren-db"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def ensure_role(role: Role) -> str:
+    attrs = f"{'LOGIN' if role.login else 'NOLOGIN'} {'BYPASSRLS' if role.bypass_rls else 'NOBYPASSRLS'}"
+    name = _literal(role.name)
+    return f"""DO $sovren$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {name}) THEN
+        BEGIN
+            CREATE ROLE {role.name} {attrs};
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;  -- created concurrently by a migration of another database
+        END;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {name}
+                   AND rolcanlogin = {str(role.login).lower()} AND rolbypassrls = {str(role.bypass_rls).lower()}) THEN
+        ALTER ROLE {role.name} {attrs};
+    END IF;
+END
+$sovren$"""
+
+
+def drop_role(role: Role) -> str:
+    return f"""DO $sovren$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {_literal(role.name)}) THEN
+        BEGIN
+            DROP ROLE {role.name};
+        EXCEPTION WHEN dependent_objects_still_exist THEN
+            RAISE NOTICE 'role {role.name} kept: objects in another database still depend on it';
+        END;
+    END IF;
+END
+$sovren$"""
+
+
+def mark_function(function: Function) -> str:
+    return f"COMMENT ON FUNCTION {function.key} IS {_literal(MANAGED)}"
+
+
+# The live fingerprint of a policy is computed by the server from pg_get_expr right after
+# CREATE POLICY and kept in the policy's comment next to the declaration's fingerprint;
+# check recomputes it from the catalog, so both a changed declaration and an ALTER POLICY
+# made by hand show as drift without re-parsing SQL expressions.
+LIVE_POLICY_FINGERPRINT = (
+    "left(encode(sha256(convert_to("
+    "regexp_replace(btrim(COALESCE(pg_get_expr(polqual, polrelid), '')), '\\s+', ' ', 'g') || chr(31) || "
+    "regexp_replace(btrim(COALESCE(pg_get_expr(polwithcheck, polrelid), '')), '\\s+', ' ', 'g'),"
+    " 'UTF8')), 'hex'), 16)"
+)
+
+
+def mark_policy(policy: Policy) -> str:
+    return f"""DO $sovren$
+DECLARE
+    v_live text;
+BEGIN
+    SELECT {LIVE_POLICY_FINGERPRINT} INTO v_live FROM pg_policy
+     WHERE polname = {_literal(policy.name)} AND polrelid = {_literal(policy.table)}::regclass;
+    EXECUTE format('COMMENT ON POLICY %I ON %I IS %L', {_literal(policy.name)}, {_literal(policy.table)},
+                   {_literal(MANAGED + ' ' + policy.declared_fingerprint + ' ')} || v_live);
+END
+$sovren$"""
+
+
+def ensure_partitions(rule: PartitionRule) -> str:
+    """Create the month partitions from this month to ``months_ahead`` ahead, and the default."""
+    table = _literal(rule.table)
+    default = (f"""
+    IF to_regclass({_literal(rule.default_name)}) IS NULL THEN
+        EXECUTE format('CREATE TABLE %I PARTITION OF %I DEFAULT', {_literal(rule.default_name)}, {table});
+    END IF;""" if rule.default else "")
+    return f"""DO $sovren$
+DECLARE
+    v_month date := date_trunc('month', current_date)::date;
+    v_from date;
+    v_name text;
+BEGIN
+    FOR i IN 0..{int(rule.months_ahead)} LOOP
+        v_from := (v_month + make_interval(months => i))::date;
+        v_name := format('%s_p%s', {table}, to_char(v_from, 'YYYY_MM'));
+        IF to_regclass(v_name) IS NULL THEN
+            EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
+                           v_name, {table}, v_from, (v_from + interval '1 month')::date);
+        END IF;
+    END LOOP;{default}
+END
+$sovren$"""

@@ -1,0 +1,210 @@
+"""Plain, comparable descriptions of Postgres objects (declared or live)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy import MetaData
+
+COMMANDS = ("ALL", "SELECT", "INSERT", "UPDATE", "DELETE")
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+
+
+def normalise_sql(text: str | None) -> str:
+    """Whitespace-insensitive form of a SQL fragment, for comparing bodies."""
+    return re.sub(r"\s+", " ", (text or "").strip())
+
+
+def fingerprint(*parts: object) -> str:
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Extension:
+    name: str
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Role:
+    """A cluster role. NOLOGIN group roles by default: deployments grant them to login users."""
+
+    name: str
+    login: bool = False
+    bypass_rls: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    args: str              # identity arguments as Postgres prints them: "" or "p_table text, p_id uuid"
+    returns: str           # "trigger", "void", "integer"...
+    body: str              # the function body, between the dollar quotes
+    language: str = "plpgsql"
+    security_definer: bool = False
+    search_path: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}({self.args})"
+
+    def definition(self) -> str:
+        options = [f"LANGUAGE {self.language}"]
+        if self.security_definer:
+            options.append("SECURITY DEFINER")
+        if self.search_path:
+            options.append(f"SET search_path = {self.search_path}")
+        return (f"CREATE OR REPLACE FUNCTION {self.name}({self.args}) RETURNS {self.returns} "
+                f"{' '.join(options)} AS $sovren$\n{self.body.strip()}\n$sovren$")
+
+    def signature_matches(self, other: "Function") -> bool:
+        return (normalise_sql(self.body) == normalise_sql(other.body)
+                and self.returns.lower() == other.returns.lower()
+                and self.language == other.language
+                and self.security_definer == other.security_definer
+                and (self.search_path or "") == (other.search_path or ""))
+
+
+@dataclass(frozen=True)
+class Trigger:
+    name: str
+    table: str
+    function: str                      # function name, called with no arguments
+    timing: str = "AFTER"              # BEFORE | AFTER
+    events: tuple[str, ...] = ("INSERT", "UPDATE", "DELETE")
+    level: str = "ROW"                 # ROW | STATEMENT
+    enabled: bool = True
+
+    @property
+    def key(self) -> str:
+        return f"{self.table}.{self.name}"
+
+    def definition(self) -> str:
+        return (f"CREATE TRIGGER {self.name} {self.timing} {' OR '.join(self.events)} ON {self.table} "
+                f"FOR EACH {self.level} EXECUTE FUNCTION {self.function}()")
+
+    def shape(self) -> tuple:
+        return (self.function, self.timing, tuple(sorted(self.events)), self.level)
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    table: str
+    using: str | None = None
+    check: str | None = None
+    command: str = "ALL"
+    roles: tuple[str, ...] = ("public",)
+    permissive: bool = True
+
+    @property
+    def key(self) -> str:
+        return f"{self.table}.{self.name}"
+
+    @property
+    def declared_fingerprint(self) -> str:
+        return fingerprint(normalise_sql(self.using), normalise_sql(self.check))
+
+    def definition(self) -> str:
+        sql = [f"CREATE POLICY {self.name} ON {self.table}",
+               f"AS {'PERMISSIVE' if self.permissive else 'RESTRICTIVE'}",
+               f"FOR {self.command}", f"TO {', '.join(self.roles)}"]
+        if self.using:
+            sql.append(f"USING ({self.using})")
+        if self.check:
+            sql.append(f"WITH CHECK ({self.check})")
+        return " ".join(sql)
+
+    def shape(self) -> tuple:
+        return (self.command, tuple(sorted(self.roles)), self.permissive)
+
+
+@dataclass(frozen=True)
+class RowSecurity:
+    table: str
+    enabled: bool = True
+    forced: bool = True
+
+    @property
+    def key(self) -> str:
+        return self.table
+
+
+@dataclass(frozen=True)
+class Grant:
+    role: str
+    table: str
+    privileges: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.table}:{self.role}"
+
+
+@dataclass(frozen=True)
+class PartitionRule:
+    """Monthly range partitions of ``table`` on ``column``: this month and ``months_ahead`` more, plus a default."""
+
+    table: str
+    column: str
+    months_ahead: int = 3
+    default: bool = True
+
+    @property
+    def key(self) -> str:
+        return self.table
+
+    def expected(self, today: date) -> list[tuple[str, date, date]]:
+        """(name, from, to) of every partition the rule wants present on ``today``."""
+        wanted = []
+        year, month = today.year, today.month
+        for _ in range(self.months_ahead + 1):
+            start = date(year, month, 1)
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+            wanted.append((partition_name(self.table, start), start, date(year, month, 1)))
+        return wanted
+
+    @property
+    def default_name(self) -> str:
+        return f"{self.table}_default"
+
+
+def partition_name(table: str, start: date) -> str:
+    return f"{table}_p{start.year:04d}_{start.month:02d}"
+
+
+KINDS = (Extension, Role, Function, RowSecurity, Policy, Trigger, Grant, PartitionRule)
+
+
+@dataclass
+class Schema:
+    """Everything declared for Postgres: tables in ``metadata`` plus catalog objects."""
+
+    metadata: MetaData = field(default_factory=MetaData)
+    objects: dict[type, dict[str, object]] = field(default_factory=lambda: {k: {} for k in KINDS})
+
+    def add(self, *objects: object) -> None:
+        for obj in objects:
+            bucket = self.objects.get(type(obj))
+            if bucket is None:
+                raise TypeError(f"{obj!r} is not a Postgres object sovren-db manages")
+            if obj.key in bucket and bucket[obj.key] != obj:  # type: ignore[attr-defined]
+                raise ValueError(f"{type(obj).__name__} {obj.key} is declared twice")  # type: ignore[attr-defined]
+            bucket[obj.key] = obj  # type: ignore[attr-defined]
+
+    def of(self, kind: type) -> list:
+        return list(self.objects[kind].values())
+
+    @property
+    def declared_roles(self) -> set[str]:
+        return set(self.objects[Role])

@@ -1,0 +1,26 @@
+"""Throwaway local servers for development and tests.
+
+``start_postgres``, ``start_redis``, ``start_redis_cluster`` and
+``start_mongod`` run the server binaries found on this machine on free
+loopback ports with their data in a folder of the caller's; ``stop`` ends
+exactly what was started, by PID. ``sovren-db up``/``down`` and the pytest
+harness both use these functions.
+"""
+
+from .local import (
+    ClusterServer,
+    Server,
+    ServerUnavailable,
+    docker_engine_answers,
+    free_port,
+    start_mongod,
+    start_postgres,
+    start_redis,
+    start_redis_cluster,
+    stop,
+)
+
+__all__ = [
+    "ClusterServer", "Server", "ServerUnavailable", "docker_engine_answers", "free_port",
+    "start_mongod", "start_postgres", "start_redis", "start_redis_cluster", "stop",
+]

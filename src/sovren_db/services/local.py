@@ -1,0 +1,302 @@
+"""Start and stop PostgreSQL, Redis (standalone or cluster) and mongod from local binaries."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..core.errors import SovrenError
+
+PG_USER = "sovren"
+PG_PASSWORD = "securepass"  # Appendix B of the architecture document; local throwaway servers only
+PG_DATABASE = "sovren_ai"
+
+
+class ServerUnavailable(SovrenError):
+    """A server could not be had on this machine; the message says how to provide one."""
+
+
+@dataclass
+class Server:
+    store: str
+    url: str
+    port: int
+    pid: int | None
+    data_dir: str
+    how: str = "binary"            # binary | docker | external
+    run_as: str | None = None      # the OS user that owns the process, when not us
+    log: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Server":
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class ClusterServer:
+    servers: list[Server] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.servers[0].url
+
+    @property
+    def nodes(self) -> list[tuple[str, int]]:
+        """(host, port) of every master."""
+        return [("127.0.0.1", s.port) for s in self.servers]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too; Redis needs port <= 55535."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 55000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise ServerUnavailable("No free pair of loopback ports for a Redis Cluster node was found.")
+
+
+def _wait_for(predicate, timeout: float, what: str, log: str | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    tail = ""
+    if log and os.path.exists(log):
+        lines = Path(log).read_text(errors="replace").strip().splitlines()
+        tail = f" (last log line: {lines[-1]})" if lines else ""
+    raise ServerUnavailable(f"{what} did not become ready within {timeout:.0f} s{tail}.")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+# -- PostgreSQL ---------------------------------------------------------------
+
+def find_pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+                        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    return candidates[-1] if candidates else None
+
+
+def _pg_run_as() -> str | None:
+    """initdb refuses to run as root: run the server as an unprivileged account."""
+    if os.geteuid() != 0:
+        return None
+    for user in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(user)
+            return user
+        except KeyError:
+            continue
+    raise ServerUnavailable("PostgreSQL cannot run as root and no 'postgres' or 'nobody' account exists.")
+
+
+def _as_user(user: str | None, argv: list[str]) -> list[str]:
+    return ["runuser", "-u", user, "--", *argv] if user else argv
+
+
+def _pg_data_root(base: Path, user: str | None) -> Path:
+    """Where the cluster lives: under ``base``, unless the server's account cannot reach it."""
+    if user is None:
+        return base
+    probe = subprocess.run(_as_user(user, ["test", "-x", str(base.parent)]), capture_output=True)
+    if probe.returncode == 0:
+        return base
+    return Path(tempfile.mkdtemp(prefix="sovren-db-pg-"))
+
+
+def start_postgres(base: Path, port: int | None = None) -> Server:
+    initdb, pg_ctl = find_pg_bin("initdb"), find_pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        raise ServerUnavailable(
+            "No PostgreSQL server binaries (initdb, pg_ctl) found on PATH or in /usr/lib/postgresql/*/bin: "
+            "install them (apt-get install postgresql), set POSTGRES_URL, or start Docker."
+        )
+    user = _pg_run_as()
+    base.mkdir(parents=True, exist_ok=True)
+    root = _pg_data_root(base, user)
+    data, log = root / "pgdata", root / "postgres.log"
+    port = port or free_port()
+    if user:
+        shutil.chown(root, user)
+    if not (data / "PG_VERSION").exists():
+        pwfile = root / "pwfile"
+        pwfile.write_text(PG_PASSWORD + "\n")
+        if user:
+            shutil.chown(pwfile, user)
+        _run(_as_user(user, [initdb, "-D", str(data), "-U", PG_USER, f"--pwfile={pwfile}", "-E", "UTF8",
+                             "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"]), "initdb")
+        pwfile.unlink()
+    options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+    _run(_as_user(user, [pg_ctl, "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"]),
+         "pg_ctl start", log)
+    pid = int((data / "postmaster.pid").read_text().split()[0])
+    _create_database(root, port, user)
+    url = f"postgresql://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{port}/{PG_DATABASE}"
+    return Server("postgres", url, port, pid, str(data), run_as=user, log=str(log))
+
+
+def _create_database(socket_dir: Path, port: int, user: str | None) -> None:
+    import psycopg
+
+    with psycopg.connect(host=str(socket_dir), port=port, user=PG_USER, dbname="postgres",
+                         autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DATABASE,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+
+
+def _run(argv: list[str], what: str, log: str | Path | None = None) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        if not detail and log and os.path.exists(log):
+            detail = Path(log).read_text(errors="replace").strip().splitlines()
+        raise ServerUnavailable(f"{what} failed: {detail[-1] if detail else 'exit ' + str(result.returncode)}.")
+
+
+# -- Redis --------------------------------------------------------------------
+
+def _redis_bin() -> str:
+    found = shutil.which("redis-server")
+    if not found:
+        raise ServerUnavailable(
+            "No redis-server on PATH: install it (apt-get install redis-server), set REDIS_URL, or start Docker."
+        )
+    return found
+
+
+def start_redis(base: Path, port: int | None = None, *, password: str | None = None,
+                cluster: bool = False) -> Server:
+    binary = _redis_bin()
+    base.mkdir(parents=True, exist_ok=True)
+    port = port or (free_cluster_port() if cluster else free_port())
+    pidfile, log = base / "redis.pid", base / "redis.log"
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(base), "--save", "",
+            "--appendonly", "no", "--daemonize", "yes", "--pidfile", str(pidfile), "--logfile", str(log)]
+    if password:
+        argv += ["--requirepass", password]
+    if cluster:
+        argv += ["--cluster-enabled", "yes", "--cluster-config-file", str(base / "nodes.conf"),
+                 "--cluster-node-timeout", "2000"]
+    _run(argv, "redis-server", log)
+    _wait_for(lambda: pidfile.exists() and _port_open(port), 20, f"redis-server on port {port}", str(log))
+    pid = int(pidfile.read_text().strip())
+    auth = f":{password}@" if password else ""
+    return Server("redis", f"redis://{auth}127.0.0.1:{port}/0", port, pid, str(base), log=str(log))
+
+
+def start_redis_cluster(base: Path, masters: int = 3) -> ClusterServer:
+    nodes = [start_redis(base / f"node{i}", cluster=True) for i in range(masters)]
+    cluster = ClusterServer(nodes)
+    try:
+        _run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes],
+              "--cluster-replicas", "0", "--cluster-yes"], "redis-cli --cluster create")
+        _wait_for(lambda: all(_cluster_ok(n.port) for n in nodes), 30, "Redis Cluster")
+    except Exception:
+        for node in nodes:
+            stop(node)
+        raise
+    return cluster
+
+
+def _cluster_ok(port: int) -> bool:
+    result = subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True, text=True)
+    return "cluster_state:ok" in result.stdout
+
+
+# -- MongoDB ------------------------------------------------------------------
+
+def start_mongod(base: Path, port: int | None = None) -> Server:
+    binary = shutil.which("mongod")
+    if not binary:
+        raise ServerUnavailable(
+            "No mongod on PATH: set MONGO_URL=mongodb://host:27017/sovren_ai, install MongoDB, or start Docker."
+        )
+    data = base / "db"
+    data.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log, pidfile = base / "mongod.log", base / "mongod.pid"
+    _run([binary, "--dbpath", str(data), "--port", str(port), "--bind_ip", "127.0.0.1", "--fork",
+          "--logpath", str(log), "--pidfilepath", str(pidfile)], "mongod", log)
+    _wait_for(lambda: _port_open(port), 60, f"mongod on port {port}", str(log))
+    pid = int(pidfile.read_text().strip())
+    return Server("mongo", f"mongodb://127.0.0.1:{port}/sovren_ai", port, pid, str(base), log=str(log))
+
+
+# -- Docker -------------------------------------------------------------------
+
+def docker_engine_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        result = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
+                                capture_output=True, text=True, timeout=5)
+    except (subprocess.TimeoutExpired, OSError):
+        return False
+    return result.returncode == 0 and bool(result.stdout.strip())
+
+
+# -- stopping -----------------------------------------------------------------
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop(server: Server | ClusterServer, timeout: float = 20) -> bool:
+    """Stop what was started, by PID; True when it was running."""
+    if isinstance(server, ClusterServer):
+        return all([stop(node, timeout) for node in server.servers])
+    if server.how != "binary" or not server.pid or not _alive(server.pid):
+        return False
+    # SIGINT is PostgreSQL's "fast" shutdown; Redis and mongod stop cleanly on SIGTERM.
+    os.kill(server.pid, signal.SIGINT if server.store == "postgres" else signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(server.pid):
+        time.sleep(0.05)
+    if _alive(server.pid):
+        os.kill(server.pid, signal.SIGKILL)
+    return True

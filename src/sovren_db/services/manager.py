@@ -1,0 +1,131 @@
+"""``sovren-db up | down | env``: local servers recorded in ``.sovren/servers.json``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.config import SERVERS_FILE, STORES, URL_VARS, Settings
+from ..core.urls import redact
+from .local import Server, ServerUnavailable, _alive, docker_engine_answers, start_mongod, start_postgres, start_redis, stop
+
+STARTERS = {"postgres": start_postgres, "redis": start_redis, "mongo": start_mongod}
+# Fixed ports of docker-compose.yml (Appendix A).
+COMPOSE_URLS = {
+    "postgres": "postgresql://sovren:securepass@127.0.0.1:5432/sovren_ai",
+    "redis": "redis://127.0.0.1:6379/0",
+    "mongo": "mongodb://127.0.0.1:27017/sovren_ai",
+}
+
+
+@dataclass
+class StoreReport:
+    store: str
+    state: str          # started | running | external | docker | unavailable
+    url: str | None
+    message: str
+
+
+def _servers_path(settings: Settings) -> Path:
+    return settings.state_dir / SERVERS_FILE
+
+
+def read_servers(settings: Settings) -> dict[str, Server]:
+    path = _servers_path(settings)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    return {store: Server.from_json(info) for store, info in data.items()}
+
+
+def write_servers(settings: Settings, servers: dict[str, Server]) -> None:
+    path = _servers_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({s: srv.to_json() for s, srv in servers.items()}, indent=2) + "\n")
+
+
+def up(settings: Settings, stores: tuple[str, ...] = STORES) -> list[StoreReport]:
+    servers = read_servers(settings)
+    reports = []
+    for store in stores:
+        report, server = _bring_up(settings, store, servers.get(store))
+        if server is not None:
+            servers[store] = server
+        reports.append(report)
+    write_servers(settings, servers)
+    return reports
+
+
+def _bring_up(settings: Settings, store: str, known: Server | None) -> tuple[StoreReport, Server | None]:
+    source = settings.url_sources.get(store)
+    if source in ("environment", ".env"):
+        url = settings.urls[store]
+        return StoreReport(store, "external", url, f"using {URL_VARS[store]} from {source}"), None
+    if known is not None and known.pid and _alive(known.pid):
+        return StoreReport(store, "running", known.url, f"already running (pid {known.pid})"), known
+    try:
+        server = STARTERS[store](settings.state_dir / store)
+        return StoreReport(store, "started", server.url, f"started (pid {server.pid})"), server
+    except ServerUnavailable as exc:
+        if docker_engine_answers():
+            return _compose_up(settings, store)
+        return StoreReport(store, "unavailable", None, str(exc)), None
+
+
+def _compose_up(settings: Settings, store: str) -> tuple[StoreReport, Server | None]:
+    compose = settings.root / "docker-compose.yml"
+    result = subprocess.run(["docker", "compose", "-f", str(compose), "up", "-d", "--wait", store],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        return StoreReport(store, "unavailable", None,
+                           f"docker compose could not start {store}: {detail[-1] if detail else 'failed'}"), None
+    url = COMPOSE_URLS[store]
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    server = Server(store, url, port, None, str(compose), how="docker")
+    return StoreReport(store, "docker", url, "started with docker compose"), server
+
+
+def down(settings: Settings) -> list[StoreReport]:
+    servers = read_servers(settings)
+    reports = []
+    for store, server in servers.items():
+        if server.how == "docker":
+            subprocess.run(["docker", "compose", "-f", server.data_dir, "stop", store], capture_output=True)
+            reports.append(StoreReport(store, "stopped", server.url, "stopped (docker compose)"))
+        elif stop(server):
+            reports.append(StoreReport(store, "stopped", server.url, f"stopped (pid {server.pid})"))
+        else:
+            reports.append(StoreReport(store, "gone", server.url, "was not running"))
+    path = _servers_path(settings)
+    if path.exists():
+        path.unlink()
+    return reports
+
+
+def env_lines(settings: Settings) -> list[str]:
+    lines = []
+    for store in STORES:
+        url = settings.urls.get(store)
+        if url:
+            lines.append(f"export {URL_VARS[store]}={_shell_quote(url)}")
+        else:
+            lines.append(f"# {URL_VARS[store]} is not set: no {store} server configured")
+    return lines
+
+
+def _shell_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def describe(report: StoreReport) -> str:
+    where = f" at {redact(report.url)}" if report.url else ""
+    return f"{report.store}: {report.message}{where}"
+
+
+__all__ = ["up", "down", "env_lines", "read_servers", "describe", "StoreReport"]

@@ -1,0 +1,1 @@
+"""Pytest support: real servers for a test session (see ``fixtures``)."""

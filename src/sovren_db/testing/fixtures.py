@@ -1,0 +1,109 @@
+"""Pytest fixtures giving tests real servers.
+
+A server named by ``POSTGRES_URL``, ``REDIS_URL`` or ``MONGO_URL`` is used as
+is; otherwise the session starts its own from local binaries
+(:mod:`sovren_db.services`) on free loopback ports and stops it at the end.
+MongoDB is only ever a real ``mongod``: without ``MONGO_URL`` or a ``mongod``
+binary the tests that need it are skipped, saying so.
+
+Each test gets its own Postgres database (``pg_url``), a flushed Redis
+database (``redis_url``) and its own Mongo database (``mongo_url``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from .. import services
+from ..core.urls import with_database
+
+NO_MONGO = "no MongoDB here: set MONGO_URL or put a mongod binary on PATH"
+
+
+@pytest.fixture(scope="session")
+def sovren_servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+def _started(server):
+    yield server.url
+    services.stop(server)
+    data = Path(server.data_dir)
+    if data.name == "pgdata":
+        shutil.rmtree(data.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(sovren_servers_dir: Path):
+    if os.environ.get("POSTGRES_URL"):
+        yield os.environ["POSTGRES_URL"]
+        return
+    yield from _started(services.start_postgres(sovren_servers_dir / "postgres"))
+
+
+@pytest.fixture
+def pg_url(postgres_server_url: str):
+    """A fresh, empty database on the session's server, dropped afterwards."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = with_database(postgres_server_url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield with_database(postgres_server_url, name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(sovren_servers_dir: Path):
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    yield from _started(services.start_redis(sovren_servers_dir / "redis"))
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str):
+    """The session's Redis, database flushed before the test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server_url)
+    client.flushdb()
+    client.close()
+    yield redis_server_url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(sovren_servers_dir: Path):
+    """A three-master Redis Cluster on loopback ports, for the whole session."""
+    cluster = services.start_redis_cluster(sovren_servers_dir / "cluster", masters=3)
+    yield cluster
+    services.stop(cluster)
+
+
+@pytest.fixture(scope="session")
+def mongo_server_url(sovren_servers_dir: Path):
+    if os.environ.get("MONGO_URL"):
+        yield os.environ["MONGO_URL"]
+        return
+    if not shutil.which("mongod"):
+        pytest.skip(NO_MONGO)
+    yield from _started(services.start_mongod(sovren_servers_dir / "mongo"))
+
+
+@pytest.fixture
+def mongo_url(mongo_server_url: str):
+    """A database of its own on the session's mongod, dropped afterwards."""
+    import pymongo
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield with_database(mongo_server_url, name)
+    client = pymongo.MongoClient(mongo_server_url, serverSelectionTimeoutMS=5000)
+    client.drop_database(name)
+    client.close()

@@ -1,0 +1,33 @@
+"""A throwaway copy of the project per test, pointed at the test's own servers."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+COPIED = ("pyproject.toml", "postgres", "mongo", "redis", "seeds", "migrations")
+
+
+def copy_project(repo: Path, dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        src = repo / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+@pytest.fixture
+def project(tmp_path: Path, repo_root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The project copied to tmp_path, with POSTGRES_URL set and only Postgres declared."""
+    root = copy_project(repo_root, tmp_path / "project")
+    for var in ("CI", "MONGO_URL", "REDIS_URL", "SOVREN_ENV"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("POSTGRES_URL", pg_url)
+    monkeypatch.setenv("SOVREN_DB_STORES", "postgres")
+    monkeypatch.chdir(root)
+    return root

@@ -1,0 +1,118 @@
+"""The revision chain against a real Postgres started by the harness."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from sovren_db import commands
+from sovren_db.core.config import load_settings
+
+pytestmark = pytest.mark.postgres
+
+
+def settings_for(project):
+    return load_settings(project)
+
+
+def tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        return {r[0] for r in conn.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r','p')")}
+
+
+def test_migrate_check_downgrade_check(project, pg_url):
+    settings = settings_for(project)
+    out = commands.migrate(settings)
+    assert out.data["applied"], "the initial revision is applied"
+    assert {"users", "operations", "audit_log", "payments", "operations_default"} <= tables(pg_url)
+
+    clean = commands.check(settings)
+    assert clean.exit_code == 0, [f.sentence() for f in clean.findings]
+
+    commands.downgrade(settings, "base")
+    assert tables(pg_url) <= {"alembic_version"}
+    after = commands.check(settings)
+    assert after.exit_code == 1
+    assert all(f.code == "pending" for f in after.findings)
+
+
+def test_second_migrate_finds_nothing_to_do(project):
+    settings = settings_for(project)
+    commands.migrate(settings)
+    again = commands.migrate(settings)
+    assert again.data["applied"] == []
+
+
+DRIFT = {
+    "dropped policy": ("DROP POLICY users_tenant_isolation ON users",
+                       "policy users_tenant_isolation on users: missing in database"),
+    "disabled trigger": ("ALTER TABLE users DISABLE TRIGGER users_audit",
+                         "trigger users_audit on users: disabled in database"),
+    "RLS turned off": ("ALTER TABLE transactions DISABLE ROW LEVEL SECURITY",
+                       "row level security on transactions"),
+    "FORCE RLS removed": ("ALTER TABLE payments NO FORCE ROW LEVEL SECURITY",
+                          "row level security on payments"),
+    "missing partition": ("DROP TABLE operations_default",
+                          "partitions of operations: missing in database: operations_default"),
+    "extra index": ("CREATE INDEX extra_last_login ON users (last_login)",
+                    "index extra_last_login on users: in database but not declared"),
+    "revoked grant": ("REVOKE SELECT ON users FROM sovren_readonly",
+                      "grant SELECT on users to sovren_readonly: missing in database"),
+    "dropped extension": ("DROP EXTENSION pgcrypto", "extension pgcrypto: missing in database"),
+    "altered policy": ("ALTER POLICY operations_tenant_isolation ON operations USING (true)",
+                       "policy operations_tenant_isolation on operations: expression was changed in the database"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DRIFT))
+def test_drift_is_found_and_named(project, pg_url, case):
+    statement, expected = DRIFT[case]
+    settings = settings_for(project)
+    commands.migrate(settings)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(statement)
+    out = commands.check(settings)
+    assert out.exit_code == 1
+    sentences = [f.sentence() for f in out.findings]
+    assert any(s.startswith(expected) for s in sentences), sentences
+    assert len(out.findings) == 1, sentences
+
+
+def test_autogenerate_writes_nothing_when_in_step(project):
+    settings = settings_for(project)
+    commands.migrate(settings)
+    out = commands.revision(settings, "nothing", autogenerate=True)
+    assert out.exit_code == 1
+    assert not any("nothing" in p.name for p in (project / "migrations" / "versions").iterdir())
+
+
+def test_autogenerate_writes_a_revision_for_a_new_policy(project, pg_url):
+    settings = settings_for(project)
+    commands.migrate(settings)
+    security = project / "postgres" / "security.py"
+    security.write_text(security.read_text() + (
+        "\npolicies.append(Policy('subscriptions_readonly_select', 'subscriptions', using='true',"
+        " command='SELECT', roles=(READONLY,)))\n"))
+    out = commands.revision(settings_for(project), "readonly subscriptions", autogenerate=True)
+    assert out.exit_code == 0
+    written = out.data["written"][0]
+    text = open(written).read()
+    assert "op.create_policy(" in text and "subscriptions_readonly_select" in text
+    assert "op.drop_policy(" in text  # the downgrade
+    commands.migrate(settings_for(project))
+    assert commands.check(settings_for(project)).exit_code == 0
+    commands.downgrade(settings_for(project), "-1")
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_policy WHERE polname = 'subscriptions_readonly_select'"
+                            ).fetchone()[0] == 0
+
+
+def test_plan_prints_sql_without_running_it(project, pg_url):
+    settings = settings_for(project)
+    out = commands.plan(settings)
+    assert out.exit_code == 1
+    sql = out.data["sql"]
+    assert "CREATE TABLE users" in sql and "CREATE POLICY users_tenant_isolation" in sql
+    assert "PARTITION BY RANGE (executed_at)" in sql
+    assert tables(pg_url) == set()
