@@ -95,16 +95,15 @@ def _run_alembic(settings: Settings, runtime: Runtime, fn, *args: Any, **kwargs:
 
 
 def migrate(settings: Settings, target: str = "head") -> Outcome:
-    pending = pending_revisions(settings, target)
+    script = _script(settings)
     runtime = Runtime(settings)
     try:
         _run_alembic(settings, runtime, alembic_command.upgrade, target, attributes={"sovren_replay": True})
     finally:
         runtime.close()
-    out = Outcome(notes=list(runtime.notes))
-    applied = [r for r in pending]
-    out.lines = [f"applied {r.revision} ({r.doc})" for r in applied] or ["nothing to migrate: at " + target]
-    out.data = {"applied": [r.revision for r in applied], "target": target}
+    applied = [revision for revision, _ in runtime.applied]
+    out = Outcome(notes=list(runtime.notes), data={"applied": applied, "target": target})
+    out.lines = [f"applied {r} ({script.get_revision(r).doc})" for r in applied] or [f"nothing to migrate: at {target}"]
     return out
 
 
@@ -154,13 +153,14 @@ def revision(settings: Settings, message: str, *, autogenerate: bool = False) ->
 
 def check(settings: Settings, *, data: bool = False) -> Outcome:
     """Drift in every store: exit 0 clean, 1 drift or pending revisions."""
+    runtime = Runtime(settings)
+    runtime.postgres_schema  # a broken declaration is an error before any server is asked
     pending = pending_revisions(settings)
     if pending:
         findings = [Finding("postgres", f"revision {r.revision}", f"not applied ({r.doc})", code="pending")
                     for r in pending]
         return Outcome(exit_code=1, findings=findings,
                        notes=["database is not at head: run 'sovren-db migrate', then check again"])
-    runtime = Runtime(settings)
     try:
         ops = _compare(settings, runtime)
         findings = findings_from_ops(ops)

@@ -43,8 +43,11 @@ def connect(settings: Settings):
 
 def _reason(exc: OperationalError) -> str:
     text_ = str(exc.orig) if exc.orig is not None else str(exc)
-    lines = [line.strip() for line in text_.splitlines() if line.strip()]
-    return lines[-1] if lines else "connection failed"
+    lines = [" ".join(line.split()) for line in text_.splitlines() if line.strip()]
+    if not lines:
+        return "connection failed"
+    first = lines[0].removeprefix("connection failed: ")
+    return first.replace("FATAL: ", "")
 
 
 def lock_and_limit(connection: Connection, settings: Settings) -> None:

@@ -45,7 +45,8 @@ class StoreUnavailable(SovrenError):
         self.url = redact(url)
         reason = redact_text(str(reason).strip().splitlines()[0] if str(reason).strip() else "", url)
         where = f" at {self.url}" if self.url else ""
-        super().__init__(f"{store} server{where} is not usable: {reason}.".replace("..", "."))
+        end = "" if reason.endswith((".", "?", "!")) else "."
+        super().__init__(f"{store} server{where} is not usable: {reason}{end}")
 
 
 class RevisionError(SovrenError):

@@ -62,6 +62,7 @@ class Runtime:
     notes: list[str] = field(default_factory=list)
     _backends: dict[str, StoreBackend | None] = field(default_factory=dict)
     _pending: list[StoreOp] = field(default_factory=list)
+    applied: list[tuple[str, str]] = field(default_factory=list)   # (revision, "up"|"down") this run
     _schema: Any = None
     _partitions: set[str] | None = None
 
@@ -148,6 +149,7 @@ class Runtime:
             return
         revision = step.up_revision_id
         direction = "up" if step.is_upgrade else "down"
+        self.applied.append((revision, direction))
         position = revision if step.is_upgrade else (step.down_revision_ids[0] if step.down_revision_ids else None)
         for store in self.stores:
             steps = [op for op in pending if op.store == store]

@@ -1,0 +1,1 @@
+from tests.integration.conftest import copy_project, project  # noqa: F401  (same per-test project)
