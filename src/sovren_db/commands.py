@@ -98,6 +98,7 @@ def migrate(settings: Settings, target: str = "head") -> Outcome:
     script = _script(settings)
     runtime = Runtime(settings)
     try:
+        runtime.connect_stores()
         _run_alembic(settings, runtime, alembic_command.upgrade, target, attributes={"sovren_replay": True})
     finally:
         runtime.close()
@@ -114,6 +115,7 @@ def downgrade(settings: Settings, target: str, *, allow_protected: bool = False)
     runtime = Runtime(settings)
     before = current_heads(settings)
     try:
+        runtime.connect_stores()
         _run_alembic(settings, runtime, alembic_command.downgrade, target)
     finally:
         runtime.close()

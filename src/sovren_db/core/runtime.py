@@ -124,6 +124,11 @@ class Runtime:
         self._backends[store] = backend
         return backend
 
+    def connect_stores(self) -> None:
+        """Reach every configured store before anything is applied: unreachable is an error (exit 2)."""
+        for store in self.stores:
+            self.backend(store)
+
     def note(self, message: str) -> None:
         if message not in self.notes:
             self.notes.append(message)

@@ -1,0 +1,82 @@
+"""``sovren-db up | env | down`` with real binaries, in a project folder of the test's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+SOVREN_DB = str(Path(sys.executable).parent / "sovren-db")
+
+
+@pytest.fixture
+def bare_project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    root.mkdir()
+    root.chmod(0o755)
+    tmp_path.chmod(0o755)
+    (root / "pyproject.toml").write_text("[project]\nname = 'p'\n[tool.sovren-db]\n")
+    return root
+
+
+def sovren(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "POSTGRES_URL", "REDIS_URL", "MONGO_URL")}
+    return subprocess.run([SOVREN_DB, "--root", str(root), *args], env=env, capture_output=True, text=True,
+                          timeout=180)
+
+
+@pytest.mark.slow
+def test_up_env_down(bare_project):
+    up = sovren(bare_project, "up", "--store", "postgres", "--store", "redis")
+    try:
+        assert up.returncode == 0, up.stderr
+        servers = json.loads((bare_project / ".sovren" / "servers.json").read_text())
+        assert set(servers) == {"postgres", "redis"}
+        assert "securepass" not in up.stdout.split("export")[0]  # the report lines redact passwords
+        env = sovren(bare_project, "env")
+        exports = dict(line.removeprefix("export ").split("=", 1) for line in env.stdout.splitlines()
+                       if line.startswith("export "))
+        pg_url = exports["POSTGRES_URL"].strip("'")
+        with psycopg.connect(pg_url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert redis.Redis.from_url(exports["REDIS_URL"].strip("'")).ping()
+        again = sovren(bare_project, "up", "--store", "redis")
+        assert "already running" in again.stdout
+    finally:
+        down = sovren(bare_project, "down")
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert not (bare_project / ".sovren" / "servers.json").exists()
+    for info in servers.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(info["pid"], 0)
+
+
+@pytest.mark.skipif(bool(shutil.which("mongod")), reason="this machine has mongod; the absent case cannot be shown")
+def test_up_without_mongod_says_how_to_provide_it(bare_project):
+    result = sovren(bare_project, "up", "--store", "mongo")
+    assert result.returncode == 0
+    assert "mongo: No mongod on PATH: set MONGO_URL=" in result.stdout
+    assert "# MONGO_URL is not set" in result.stdout
+
+
+@pytest.mark.skipif(bool(shutil.which("mongod")), reason="this machine has mongod; the absent case cannot be shown")
+def test_up_without_mongod_under_strict_is_an_error(bare_project):
+    result = sovren(bare_project, "--strict", "up", "--store", "mongo")
+    assert result.returncode == 2
+
+
+def test_env_reports_unset_urls(bare_project):
+    result = sovren(bare_project, "env")
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [
+        "# POSTGRES_URL is not set: no postgres server configured",
+        "# MONGO_URL is not set: no mongo server configured",
+        "# REDIS_URL is not set: no redis server configured",
+    ]
