@@ -24,6 +24,9 @@ COMMANDS = {
     "status": "sovren_db.cli.status:status",
     "check": "sovren_db.cli.check:check",
     "revision": "sovren_db.cli.revision:revision",
+    "lint": "sovren_db.cli.lint:lint",
+    "partitions": "sovren_db.cli.partitions:partitions",
+    "seed": "sovren_db.cli.seed:seed",
     "mongo": "sovren_db.cli.mongo_cmd:mongo",
     "redis": "sovren_db.cli.redis_cmd:redis",
 }
