@@ -64,7 +64,7 @@ def _row_security(declared: list[RowSecurity], catalog: Catalog) -> list[ObjectO
     for rls in declared:
         live = catalog.tables.get(rls.table)
         if live is None or (live.row_security.enabled, live.row_security.forced) != (rls.enabled, rls.forced):
-            ops.append(SetRowSecurityOp(rls))
+            ops.append(SetRowSecurityOp(rls, live.row_security if live else None))
     return ops
 
 

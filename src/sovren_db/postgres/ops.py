@@ -246,9 +246,20 @@ class SetRowSecurityOp(ObjectOp):
         return (f"{'enable' if self.obj.enabled else 'disable'} row level security on {self.obj.table}"
                 f"{' (forced)' if self.obj.forced else ''}")
 
+    def __init__(self, obj: RowSecurity, live: RowSecurity | None = None):
+        super().__init__(obj)
+        self.live = live
+
     def drift(self):
-        want = ("enabled" if self.obj.enabled else "disabled") + (" and forced" if self.obj.forced else "")
-        return (f"row level security on {self.obj.table}", f"not {want} in database")
+        subject = f"row level security on {self.obj.table}"
+        if self.live is None:
+            return (subject, "missing in database (table absent)")
+        problems = []
+        if self.live.enabled != self.obj.enabled:
+            problems.append("enabled" if self.live.enabled else "disabled")
+        if self.live.forced != self.obj.forced:
+            problems.append("forced" if self.live.forced else "not forced")
+        return (subject, f"{' and '.join(problems)} in database")
 
     def reverse(self):
         return SetRowSecurityOp(RowSecurity(self.obj.table, enabled=False, forced=False))
