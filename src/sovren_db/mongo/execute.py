@@ -1,0 +1,158 @@
+"""Running operations against a server: one small function per operation kind.
+
+``db`` is a pymongo ``Database`` (or anything with ``name``, ``command(doc)``
+and ``client.get_database(name)``). Every function converges: run twice, it
+leaves the same state and does not fail the second time. Sharding steps are
+skipped, with a log line, on a server that is not a mongos: development and
+test servers are standalone or replica sets.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pymongo.errors import OperationFailure
+
+from ..core.errors import Refused
+from . import commands
+from .extjson import show_id
+from .live import is_mongos, shard_key_from_config, zone_from_tag
+from .state import CollectionSpec, IndexSpec, ShardKey, ZoneRange
+
+log = logging.getLogger("sovren_db.mongo")
+
+NAMESPACE_NOT_FOUND = 26
+INDEX_NOT_FOUND = 27
+NAMESPACE_EXISTS = 48
+
+
+def run(db: Any, command: dict, *, ignore: tuple[int, ...] = ()) -> dict | None:
+    """Send ``command``; None when the server answers with one of the ``ignore`` codes."""
+    try:
+        return db.command(command)
+    except OperationFailure as exc:
+        if exc.code in ignore:
+            return None
+        raise
+
+
+def _admin(db: Any) -> Any:
+    return db.client.get_database("admin")
+
+
+def _config_find(db: Any, collection: str, filter: dict) -> list[dict]:
+    reply = run(db.client.get_database("config"), commands.find_command(collection, filter)) or {}
+    return list(reply.get("cursor", {}).get("firstBatch", ()))
+
+
+def _namespace(db: Any, collection: str) -> str:
+    return f"{db.name}.{collection}"
+
+
+def create_collection(db: Any, spec: CollectionSpec) -> None:
+    created = run(db, commands.create_command(spec), ignore=(NAMESPACE_EXISTS,)) is not None
+    if not created:  # converge the validation of the collection that was already there
+        set_validation(db, spec.name, spec.validator, spec.validation_level, spec.validation_action)
+    if spec.indexes:
+        create_indexes(db, spec.name, spec.indexes)
+    if spec.shard_key:
+        shard_collection(db, spec.name, spec.shard_key)
+    if spec.zones:
+        set_zones(db, spec.name, spec.zones)
+
+
+def drop_collection(db: Any, collection: str) -> None:
+    run(db, commands.drop_collection_command(collection), ignore=(NAMESPACE_NOT_FOUND,))
+
+
+def create_indexes(db: Any, collection: str, indexes: tuple[IndexSpec, ...] | list[IndexSpec]) -> None:
+    run(db, commands.create_indexes_command(collection, indexes))
+
+
+def drop_index(db: Any, collection: str, name: str) -> None:
+    run(db, commands.drop_index_command(collection, name), ignore=(INDEX_NOT_FOUND, NAMESPACE_NOT_FOUND))
+
+
+def count_violations(db: Any, collection: str, validator: dict) -> tuple[int, list]:
+    """Documents of ``collection`` that ``validator`` rejects: (count, a few _ids). One round trip."""
+    return commands.violations_from_reply(run(db, commands.violations_command(collection, validator)) or {})
+
+
+def set_validation(
+    db: Any,
+    collection: str,
+    validator: dict | None,
+    level: str,
+    action: str,
+    *,
+    allow_violations: bool = False,
+) -> None:
+    """collMod to an exact validator, refused when documents already violate a strict one."""
+    if not allow_violations and commands.checks_violations(validator, level, action):
+        count, sample = count_violations(db, collection, validator or {})
+        if count:
+            raise Refused(
+                f"Refusing to set the validator of {collection}: {count} existing document(s) violate it "
+                f"(e.g. _id {', '.join(show_id(i) for i in sample)}); fix them, or make the revision say "
+                "how to proceed with validation_level='moderate', validation_action='warn' "
+                "or allow_violations=True"
+            )
+    run(db, commands.validator_command(collection, validator, level, action))
+
+
+def modify_collection(db: Any, collection: str, options: dict, prior: dict) -> None:
+    for command in commands.options_commands(collection, options, prior):
+        run(db, command)
+
+
+def _sharding_skipped(db: Any, what: str) -> bool:
+    if is_mongos(db.command({"hello": 1})):
+        return False
+    log.warning("mongo: %s skipped: the server is not a mongos (no sharded cluster)", what)
+    return True
+
+
+def current_shard_key(db: Any, collection: str) -> ShardKey | None:
+    docs = _config_find(db, "collections", {"_id": _namespace(db, collection)})
+    return shard_key_from_config(next((d for d in docs if not d.get("dropped")), None))
+
+
+def shard_collection(db: Any, collection: str, key: ShardKey) -> None:
+    if _sharding_skipped(db, f"sharding {collection}"):
+        return
+    current = current_shard_key(db, collection)
+    if current is None or current.key != key.key:
+        run(_admin(db), commands.shard_key_command(_namespace(db, collection), key, current))
+
+
+def unshard_collection(db: Any, collection: str) -> None:
+    if _sharding_skipped(db, f"unsharding {collection}") or current_shard_key(db, collection) is None:
+        return
+    run(_admin(db), commands.unshard_command(_namespace(db, collection)))
+
+
+def set_zones(db: Any, collection: str, zones: tuple[ZoneRange, ...] | list[ZoneRange]) -> None:
+    """Make the zone ranges of ``collection`` exactly ``zones``."""
+    if _sharding_skipped(db, f"zones of {collection}"):
+        return
+    namespace = _namespace(db, collection)
+    live = [zone_from_tag(d) for d in _config_find(db, "tags", {"ns": namespace})]
+    adding = [z for z in zones if z not in live]
+    _require_zone_shards(db, collection, {z.zone for z in adding})
+    for stale in (z for z in live if z not in zones):
+        run(_admin(db), commands.zone_range_command(namespace, stale, None))
+    for zone_range in adding:
+        run(_admin(db), commands.zone_range_command(namespace, zone_range, zone_range.zone))
+
+
+def _require_zone_shards(db: Any, collection: str, zones: set[str]) -> None:
+    if not zones:
+        return
+    served = {tag for shard in _config_find(db, "shards", {}) for tag in shard.get("tags", ())}
+    missing = sorted(zones - served)
+    if missing:
+        raise Refused(
+            f"Zone(s) {', '.join(missing)} of {collection} have no shard; assign the shards of each region "
+            "first (sh.addShardToZone(<shard>, <zone>)), then run migrate again"
+        )

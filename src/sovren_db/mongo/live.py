@@ -1,0 +1,130 @@
+"""Live state: what the server holds, in few round trips.
+
+Round trips for a database of N collections:
+
+- ``hello``, once: ``msg == "isdbgrid"`` tells a mongos (sharded cluster);
+- ``listCollections``, once, with every option (validator, level, action,
+  capped, timeseries, collation);
+- ``listIndexes``, once per collection. MongoDB 6/7 have no documented
+  one-call alternative: ``$indexStats`` omits index options and
+  ``$listCatalog`` is 7.0+, needs cluster-wide privileges and is not part of
+  the stable API. N is small (Sovren has four collections);
+- on a mongos only: ``config.collections`` and ``config.tags``, one query
+  each, filtered to this database.
+
+The pure half, :func:`state_from_replies`, turns those replies into a
+:class:`DatabaseState` and is tested with replies shaped like the server's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .extjson import document_to_pairs
+from .normalise import (
+    index_from_document,
+    normalise_action,
+    normalise_level,
+    normalise_options,
+    normalise_validator,
+)
+from .state import (
+    LEDGER_COLLECTION,
+    CollectionSpec,
+    DatabaseState,
+    ShardKey,
+    ZoneRange,
+    as_pairs,
+    sorted_zones,
+)
+
+MANAGED_TYPES = ("collection", "timeseries")
+
+
+def is_mongos(hello: Mapping) -> bool:
+    return hello.get("msg") == "isdbgrid"
+
+
+def managed(info: Mapping, exclude: Iterable[str] = (LEDGER_COLLECTION,)) -> bool:
+    """Collections sovren-db compares: not views, not system collections, not its ledger."""
+    name = str(info.get("name", ""))
+    return (
+        info.get("type", "collection") in MANAGED_TYPES
+        and not name.startswith("system.")
+        and name not in set(exclude)
+    )
+
+
+def introspect(db: Any, *, exclude: Iterable[str] = (LEDGER_COLLECTION,)) -> DatabaseState:
+    """The live state of pymongo Database ``db``."""
+    sharded = is_mongos(db.command({"hello": 1}))
+    infos = [i for i in db.list_collections() if managed(i, exclude)]
+    indexes = {i["name"]: list(db[i["name"]].list_indexes()) for i in infos}
+    sharding, tags = ([], [])
+    if sharded:
+        config = db.client.get_database("config")
+        prefix = {"$regex": "^" + re.escape(db.name + ".")}
+        sharding = list(config["collections"].find({"_id": prefix}))
+        tags = list(config["tags"].find({"ns": prefix}))
+    return state_from_replies(db.name, infos, indexes, sharding, tags, sharded=sharded)
+
+
+def state_from_replies(
+    database: str,
+    collection_infos: Iterable[Mapping],
+    indexes: Mapping[str, Iterable[Mapping]],
+    config_collections: Iterable[Mapping] = (),
+    config_tags: Iterable[Mapping] = (),
+    *,
+    sharded: bool,
+) -> DatabaseState:
+    """A DatabaseState from listCollections entries, listIndexes entries per collection,
+    config.collections documents and config.tags documents."""
+    shard_docs = {_collection_of(d["_id"], database): d for d in config_collections if not d.get("dropped")}
+    tags: dict[str, list[Mapping]] = {}
+    for tag in config_tags:
+        tags.setdefault(_collection_of(tag["ns"], database), []).append(tag)
+    collections = {}
+    for info in collection_infos:
+        name = info["name"]
+        collections[name] = collection_from_info(
+            info, indexes.get(name, ()), shard_docs.get(name), tags.get(name, ())
+        )
+    return DatabaseState(collections=collections, sharded=sharded)
+
+
+def _collection_of(namespace: str, database: str) -> str:
+    return namespace[len(database) + 1 :] if namespace.startswith(database + ".") else namespace
+
+
+def collection_from_info(
+    info: Mapping, index_docs: Iterable[Mapping], shard_doc: Mapping | None, tag_docs: Iterable[Mapping]
+) -> CollectionSpec:
+    options = info.get("options") or {}
+    indexes = [index_from_document(d) for d in index_docs if dict(d.get("key", {})) != {"_id": 1}]
+    return CollectionSpec(
+        name=info["name"],
+        validator=normalise_validator(options.get("validator")),
+        validation_level=normalise_level(options.get("validationLevel")),
+        validation_action=normalise_action(options.get("validationAction")),
+        options=normalise_options(options),
+        indexes=tuple(sorted(indexes, key=lambda i: i.name)),
+        shard_key=shard_key_from_config(shard_doc),
+        zones=sorted_zones(zone_from_tag(t) for t in tag_docs),
+    )
+
+
+def shard_key_from_config(doc: Mapping | None) -> ShardKey | None:
+    if not doc or not doc.get("key"):
+        return None
+    return ShardKey(key=as_pairs(document_to_pairs(doc["key"])), unique=bool(doc.get("unique", False)))
+
+
+def zone_from_tag(doc: Mapping) -> ZoneRange:
+    return ZoneRange(
+        zone=str(doc["tag"]),
+        min=as_pairs(document_to_pairs(doc["min"])),
+        max=as_pairs(document_to_pairs(doc["max"])),
+    )

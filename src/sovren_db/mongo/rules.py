@@ -1,0 +1,174 @@
+"""Consistency rules a collection's declaration must satisfy before anything is sent.
+
+An index declared twice, a TTL on a compound index, a shard key that no
+declared index supports, a unique index that cannot be enforced on a sharded
+collection, a zone range that does not follow the shard key or overlaps
+another: each is a DeclarationError with the JSON pointer of the culprit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .extjson import pointer, same
+from .source import Source
+from .state import CollectionSpec, IndexSpec, Pairs, ShardKey, ZoneRange, show_pairs
+
+# BSON comparison order of types, for zone bounds (MinKey < null < numbers < strings < ... < MaxKey)
+_EXTJSON_RANK = {
+    "$minKey": 0,
+    "$binary": 6,
+    "$oid": 7,
+    "$date": 9,
+    "$timestamp": 10,
+    "$regularExpression": 11,
+    "$maxKey": 13,
+}
+
+
+def check_collection(source: Source, spec: CollectionSpec) -> None:
+    """Indexes and zones are in file order here, so positions are the file's."""
+    check_indexes(source, spec.indexes)
+    if spec.shard_key:
+        check_shard_key(source, spec, spec.shard_key)
+    if spec.zones:
+        check_zones(source, spec)
+
+
+def _identity(index: IndexSpec) -> list:
+    """What tells two indexes on the same key apart for MongoDB."""
+    return [index.key, index.options.get("collation"), index.options.get("partialFilterExpression")]
+
+
+def check_indexes(source: Source, indexes: tuple[IndexSpec, ...]) -> None:
+    for j, index in enumerate(indexes):
+        at = ("indexes", j)
+        for i, earlier in enumerate(indexes[:j]):
+            if earlier.name == index.name:
+                raise source.error(
+                    at, f"index {index.name!r} is declared twice (also at {pointer('indexes', i)})"
+                )
+            if same(_identity(earlier), _identity(index)):
+                raise source.error(
+                    at + ("key",), f"an index declared twice: same key and options as {pointer('indexes', i)}"
+                )
+        _check_index(source, at, index)
+
+
+def _check_index(source: Source, at: tuple, index: IndexSpec) -> None:
+    if index.ttl is not None and len(index.key) > 1:
+        raise source.error(
+            at + ("expireAfterSeconds",),
+            "a TTL index must have a single key field; "
+            "MongoDB never expires documents through a compound index",
+        )
+    if sum(v == "hashed" for _, v in index.key) > 1:
+        raise source.error(at + ("key",), "at most one field of an index can be hashed")
+    if index.hashed and index.options.get("unique"):
+        raise source.error(at + ("unique",), "a hashed index cannot be unique")
+
+
+def supports_shard_key(index: IndexSpec, key: ShardKey) -> bool:
+    """An index MongoDB accepts as the shard key index: it starts with the key, whole."""
+    plain = not any(
+        index.options.get(o) for o in ("sparse", "partialFilterExpression", "collation", "hidden")
+    )
+    return plain and index.key[: len(key.key)] == key.key
+
+
+def check_shard_key(source: Source, spec: CollectionSpec, key: ShardKey) -> None:
+    hashed = any(v == "hashed" for _, v in key.key)
+    if sum(v == "hashed" for _, v in key.key) > 1:
+        raise source.error(("shard", "key"), "at most one shard key field can be hashed")
+    if key.unique and hashed:
+        raise source.error(("shard", "unique"), "a hashed shard key cannot be unique")
+    if spec.options.get("capped"):
+        raise source.error(("shard",), "a capped collection cannot be sharded")
+    supporting = [i for i in spec.indexes if supports_shard_key(i, key)]
+    if not supporting:
+        need = (
+            "a hashed index on that field"
+            if hashed
+            else f"an index whose key starts with {show_pairs(key.key)}"
+        )
+        raise source.error(
+            ("shard", "key"),
+            f"no declared index supports the shard key {show_pairs(key.key)}: "
+            f"declare {need} (not sparse, partial, hidden or with a collation)",
+        )
+    if key.unique and not any(i.options.get("unique") for i in supporting):
+        raise source.error(("shard", "unique"), "a unique shard key needs a unique index that supports it")
+    _check_unique_indexes(source, spec.indexes, key)
+
+
+def _check_unique_indexes(source: Source, indexes: tuple[IndexSpec, ...], key: ShardKey) -> None:
+    for j, index in enumerate(indexes):
+        fields = tuple(f for f, _ in index.key)
+        if index.options.get("unique") and fields[:1] != ("_id",) and fields[: len(key.fields)] != key.fields:
+            raise source.error(
+                ("indexes", j, "unique"),
+                "a unique index on a sharded collection must start "
+                f"with the shard key fields ({', '.join(key.fields)}) to be enforced",
+            )
+
+
+def check_zones(source: Source, spec: CollectionSpec) -> None:
+    if not spec.shard_key:
+        raise source.error(("zones",), "zones need a [shard] key: a zone is a range of shard key values")
+    for i, zone in enumerate(spec.zones):
+        _check_zone(source, i, zone, spec.shard_key)
+    ordered = sorted(range(len(spec.zones)), key=lambda i: pairs_order(spec.zones[i].min))
+    for before, after in zip(ordered, ordered[1:], strict=False):
+        if pairs_order(spec.zones[after].min) < pairs_order(spec.zones[before].max):
+            raise source.error(
+                ("zones", after),
+                f"overlaps the range of zone {spec.zones[before].zone!r} at {pointer('zones', before)}",
+            )
+
+
+def _check_zone(source: Source, i: int, zone: ZoneRange, key: ShardKey) -> None:
+    hashed = {f for f, v in key.key if v == "hashed"}
+    for bound in ("min", "max"):
+        pairs: Pairs = getattr(zone, bound)
+        fields = tuple(f for f, _ in pairs)
+        if fields != key.fields:
+            raise source.error(
+                ("zones", i, bound),
+                f"must name the shard key fields {', '.join(key.fields)} "
+                f"in that order, not {', '.join(fields) or 'none'}",
+            )
+        for field, value in pairs:
+            if field in hashed and not _hashed_bound(value):
+                raise source.error(
+                    ("zones", i, bound, field),
+                    "a hashed shard key field takes hashed values (whole numbers), $minKey or $maxKey",
+                )
+    if pairs_order(zone.min) >= pairs_order(zone.max):
+        raise source.error(("zones", i), "min must be below max (a zone range is [min, max))")
+
+
+def _hashed_bound(value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or value in (
+        {"$minKey": 1},
+        {"$maxKey": 1},
+    )
+
+
+def value_order(value: Any) -> tuple:
+    """A sort key following MongoDB's comparison order of BSON values (canonical form)."""
+    if value is None:
+        return (1, 0)
+    if isinstance(value, bool):
+        return (8, value)
+    if isinstance(value, (int, float)):
+        return (2, value)
+    if isinstance(value, str):
+        return (3, value)
+    if isinstance(value, list):
+        return (5, str(value))
+    marker = next(iter(value), None) if isinstance(value, dict) and len(value) == 1 else None
+    return (_EXTJSON_RANK.get(marker, 4), str(value))
+
+
+def pairs_order(pairs: Pairs) -> tuple:
+    return tuple(value_order(v) for _, v in pairs)

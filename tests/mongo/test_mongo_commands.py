@@ -1,0 +1,269 @@
+"""The command documents operations send.
+
+These tests run operations against ``RecordingDatabase``, which records the
+commands and answers with canned replies shaped like the server's. They check
+command construction and the handling of documented replies, NOT MongoDB's
+behaviour: that is the real-mongod tests' job (test_mongo_server.py).
+"""
+
+from __future__ import annotations
+
+import mongo_replies as R
+import pytest
+from bson import MaxKey, MinKey, ObjectId
+from mongo_support import RecordingDatabase
+
+from sovren_db.core.errors import Refused
+from sovren_db.mongo import commands
+from sovren_db.mongo.ops import (
+    CreateCollectionOp,
+    CreateIndexOp,
+    DropCollectionOp,
+    DropIndexOp,
+    ModifyCollectionOp,
+    SetValidatorOp,
+    SetZonesOp,
+    ShardCollectionOp,
+    UnshardCollectionOp,
+)
+from sovren_db.mongo.state import ShardKey
+
+VALIDATOR = {"$jsonSchema": {"bsonType": "object", "required": ["status"]}}
+EU = {
+    "zone": "eu",
+    "min": [["region", "eu"], ["userId", {"$minKey": 1}]],
+    "max": [["region", "eu"], ["userId", {"$maxKey": 1}]],
+}
+US = {
+    "zone": "us",
+    "min": [["region", "us"], ["userId", {"$minKey": 1}]],
+    "max": [["region", "us"], ["userId", {"$maxKey": 1}]],
+}
+
+
+def mongos(collections=(), tags=(), shards=R.CONFIG_SHARDS) -> RecordingDatabase:
+    """A recording stand-in answering hello as a mongos and finds on config as given."""
+    return RecordingDatabase(
+        replies={
+            "hello": R.HELLO_MONGOS,
+            ("config", "find", "collections"): R.find_reply("config.collections", collections),
+            ("config", "find", "tags"): R.find_reply("config.tags", tags),
+            ("config", "find", "shards"): R.find_reply("config.shards", shards),
+        }
+    )
+
+
+def test_create_collection_sends_create_then_indexes_and_skips_sharding_off_mongos(sovren_declared):
+    db = RecordingDatabase(replies={"hello": R.HELLO_MONGOD})
+    CreateCollectionOp.of(sovren_declared.collections["communications"]).execute(db)
+    assert db.verbs() == ["sovren_ai.create", "sovren_ai.createIndexes", "sovren_ai.hello"]
+    create = db.commands("create")[0]
+    assert (create["create"], create["validationLevel"], create["validationAction"]) == (
+        "communications",
+        "strict",
+        "error",
+    )
+    assert create["validator"]["$jsonSchema"]["properties"]["status"]["enum"] == [
+        "sent",
+        "delivered",
+        "failed",
+    ]
+    indexes = {i["name"]: i for i in db.commands("createIndexes")[0]["indexes"]}
+    assert list(indexes["userId_1_timestamp_-1"]["key"].items()) == [("userId", 1), ("timestamp", -1)]
+    assert indexes["failed_by_timestamp"]["partialFilterExpression"] == {"status": "failed"}
+
+
+def test_create_collection_shards_and_zones_on_a_mongos(sovren_declared):
+    db = mongos()
+    CreateCollectionOp.of(sovren_declared.collections["scenario_simulations"]).execute(db)
+    shard = db.commands("shardCollection")[0]
+    assert shard["shardCollection"] == "sovren_ai.scenario_simulations"
+    assert list(shard["key"].items()) == [("region", 1), ("userId", 1)] and shard["unique"] is False
+    zones = db.commands("updateZoneKeyRange")
+    assert [
+        (z["zone"], z["min"]["region"], type(z["min"]["userId"]), type(z["max"]["userId"])) for z in zones
+    ] == [("eu", "eu", MinKey, MaxKey), ("us", "us", MinKey, MaxKey)]
+    assert all(
+        db_name == "admin"
+        for db_name, cmd in db.sent
+        if next(iter(cmd)) in ("shardCollection", "updateZoneKeyRange")
+    )
+
+
+def test_creating_an_existing_collection_converges_its_validation():
+    db = RecordingDatabase(replies={"create": R.NAMESPACE_EXISTS, "aggregate": R.VIOLATIONS_NONE})
+    CreateCollectionOp("communications", validator=VALIDATOR).execute(db)
+    assert db.verbs() == ["sovren_ai.create", "sovren_ai.aggregate", "sovren_ai.collMod"]
+    assert db.commands("collMod")[0] == {
+        "collMod": "communications",
+        "validator": VALIDATOR,
+        "validationLevel": "strict",
+        "validationAction": "error",
+    }
+
+
+def test_set_validator_counts_violations_server_side_before_collmod():
+    db = RecordingDatabase(replies={"aggregate": R.VIOLATIONS_NONE, "collMod": R.COLLMOD_OK})
+    SetValidatorOp("communications", VALIDATOR).execute(db)
+    aggregate = db.commands("aggregate")[0]
+    assert aggregate["pipeline"][0] == {"$match": {"$nor": [VALIDATOR]}}
+    assert aggregate["pipeline"][1]["$facet"]["sample"] == [{"$limit": 5}, {"$project": {"_id": 1}}]
+    assert db.verbs() == ["sovren_ai.aggregate", "sovren_ai.collMod"]
+
+
+def test_tightening_over_violating_documents_is_refused_with_count_and_ids():
+    db = RecordingDatabase(replies={"aggregate": R.VIOLATIONS_THREE})
+    with pytest.raises(Refused) as refused:
+        SetValidatorOp("communications", VALIDATOR).execute(db)
+    message = str(refused.value)
+    assert "3 existing document(s) violate it" in message
+    assert '65f1a2b3c4d5e6f708091b01, 65f1a2b3c4d5e6f708091b02, "legacy-7"' in message
+    assert "collMod" not in [next(iter(c)) for _, c in db.sent]
+
+
+@pytest.mark.parametrize(
+    "how", [{"validation_level": "moderate"}, {"validation_action": "warn"}, {"allow_violations": True}]
+)
+def test_a_revision_that_says_how_to_proceed_is_not_counted(how):
+    db = RecordingDatabase(replies={"aggregate": R.VIOLATIONS_THREE})
+    SetValidatorOp("communications", VALIDATOR, **how).execute(db)
+    assert db.verbs() == ["sovren_ai.collMod"]
+
+
+def test_removing_a_validator_sends_an_empty_one():
+    db = RecordingDatabase()
+    SetValidatorOp("c", None).execute(db)
+    assert db.sent == [
+        (
+            "sovren_ai",
+            {"collMod": "c", "validator": {}, "validationLevel": "strict", "validationAction": "error"},
+        )
+    ]
+
+
+def test_index_commands_and_convergent_drops():
+    db = RecordingDatabase(
+        replies={
+            "createIndexes": R.CREATE_INDEXES_EXISTING,
+            "dropIndexes": R.INDEX_NOT_FOUND,
+            "drop": R.NAMESPACE_NOT_FOUND,
+        }
+    )
+    index = {"name": "createdAt_1", "key": [["createdAt", 1]], "expireAfterSeconds": 2592000}
+    CreateIndexOp("a", index).execute(db)
+    DropIndexOp("a", index).execute(db)
+    DropCollectionOp("a").execute(db)
+    assert [cmd for _, cmd in db.sent] == [
+        {
+            "createIndexes": "a",
+            "indexes": [{"key": {"createdAt": 1}, "name": "createdAt_1", "expireAfterSeconds": 2592000}],
+        },
+        {"dropIndexes": "a", "index": "createdAt_1"},
+        {"drop": "a"},
+    ]
+
+
+def test_an_unexpected_error_is_not_swallowed():
+    from pymongo.errors import OperationFailure
+
+    db = RecordingDatabase(replies={"dropIndexes": {"ok": 0.0, "errmsg": "not authorized", "code": 13}})
+    with pytest.raises(OperationFailure):
+        DropIndexOp("a", {"name": "x_1", "key": [["x", 1]]}).execute(db)
+
+
+def test_sharding_an_already_sharded_collection_sends_nothing_to_admin():
+    db = mongos(collections=R.CONFIG_COLLECTIONS[:1])
+    ShardCollectionOp("communications", [["userId", "hashed"]]).execute(db)
+    assert db.verbs() == ["sovren_ai.hello", "config.find"]
+    assert db.commands("find")[0]["filter"] == {"_id": "sovren_ai.communications"}
+
+
+@pytest.mark.parametrize(
+    "current, key, verb",
+    [
+        (None, (("u", 1),), "shardCollection"),
+        ((("u", 1),), (("u", 1), ("t", 1)), "refineCollectionShardKey"),
+        ((("u", 1),), (("t", 1),), "reshardCollection"),
+    ],
+)
+def test_shard_key_command_choice(current, key, verb):
+    command = commands.shard_key_command("db.c", ShardKey(key), ShardKey(current) if current else None)
+    assert next(iter(command)) == verb and list(command["key"]) == [f for f, _ in key]
+
+
+def test_unshard_on_mongos_and_not_elsewhere():
+    sharded = mongos(collections=R.CONFIG_COLLECTIONS[:1])
+    UnshardCollectionOp("communications", [["userId", "hashed"]]).execute(sharded)
+    assert sharded.commands("unshardCollection") == [{"unshardCollection": "sovren_ai.communications"}]
+    standalone = RecordingDatabase(replies={"hello": R.HELLO_MONGOD})
+    UnshardCollectionOp("communications", [["userId", "hashed"]]).execute(standalone)
+    assert standalone.verbs() == ["sovren_ai.hello"]
+
+
+def test_set_zones_removes_stale_ranges_then_adds_new_ones():
+    stale = {
+        **R.CONFIG_TAGS[1],
+        "min": {"region": "us", "userId": MinKey()},
+        "max": {"region": "uz", "userId": MaxKey()},
+    }
+    db = mongos(tags=[R.CONFIG_TAGS[0], stale])
+    SetZonesOp("scenario_simulations", [EU, US]).execute(db)
+    updates = db.commands("updateZoneKeyRange")
+    assert [(u["zone"], u["max"]["region"]) for u in updates] == [(None, "uz"), ("us", "us")]
+
+
+def test_zones_without_a_shard_are_refused():
+    db = mongos(shards=R.CONFIG_SHARDS[:1])
+    with pytest.raises(Refused, match=r"Zone\(s\) us of scenario_simulations have no shard"):
+        SetZonesOp("scenario_simulations", [EU, US]).execute(db)
+    assert db.commands("updateZoneKeyRange") == []
+
+
+@pytest.mark.parametrize(
+    "options, prior, expected",
+    [
+        (
+            {"capped": True, "size": 8192},
+            {"capped": True, "size": 4096},
+            [{"collMod": "c", "cappedSize": 8192}],
+        ),
+        (
+            {"capped": True, "size": 8192, "max": 10},
+            {},
+            [{"convertToCapped": "c", "size": 8192}, {"collMod": "c", "cappedMax": 10}],
+        ),
+        (
+            {"timeseries": {"timeField": "t", "granularity": "hours"}},
+            {"timeseries": {"timeField": "t", "granularity": "minutes"}},
+            [{"collMod": "c", "timeseries": {"granularity": "hours"}}],
+        ),
+        (
+            {"timeseries": {"timeField": "t", "granularity": "hours"}},
+            {"timeseries": {"timeField": "t", "granularity": "hours"}, "expireAfterSeconds": 60},
+            [{"collMod": "c", "expireAfterSeconds": "off"}],
+        ),
+    ],
+)
+def test_options_changed_in_place(options, prior, expected):
+    db = RecordingDatabase()
+    ModifyCollectionOp("c", options, prior).execute(db)
+    assert [cmd for _, cmd in db.sent] == expected
+
+
+@pytest.mark.parametrize(
+    "options, prior",
+    [
+        ({}, {"capped": True, "size": 4096}),
+        ({"timeseries": {"timeField": "t2"}}, {"timeseries": {"timeField": "t"}}),
+        ({"collation": {"locale": "fr"}}, {}),
+    ],
+)
+def test_options_mongodb_cannot_change_are_refused(options, prior):
+    with pytest.raises(Refused, match="cannot change .* in place"):
+        ModifyCollectionOp("c", options, prior).execute(RecordingDatabase())
+
+
+def test_violation_sample_ids_keep_their_types():
+    count, sample = commands.violations_from_reply(R.VIOLATIONS_THREE)
+    assert count == 3 and sample[0] == ObjectId("65f1a2b3c4d5e6f708091b01") and sample[2] == "legacy-7"
+    assert commands.violations_from_reply(R.VIOLATIONS_NONE) == (0, [])

@@ -1,0 +1,165 @@
+"""Live state from replies shaped like the server's: what the server echoes is never drift."""
+
+from __future__ import annotations
+
+import bson
+import mongo_replies as R
+from mongo_support import write_declarations
+
+from sovren_db.mongo.declared import load_declared
+from sovren_db.mongo.diff import diff_states
+from sovren_db.mongo.live import is_mongos, managed, state_from_replies
+from sovren_db.mongo.normalise import index_from_document
+from sovren_db.mongo.state import DatabaseState
+
+
+def _batch(reply: dict) -> list[dict]:
+    return reply["cursor"]["firstBatch"]
+
+
+def _echoed(validator: dict) -> dict:
+    """What the server stores and returns for a validator sent by pymongo: the same BSON."""
+    return bson.decode(bson.encode(validator))
+
+
+def _info(name: str, validator: dict) -> dict:
+    """A listCollections entry of a collection created by sovren-db (pymongo)."""
+    return {
+        "name": name,
+        "type": "collection",
+        "options": {
+            "validator": _echoed(validator),
+            "validationLevel": "strict",
+            "validationAction": "error",
+        },
+        "info": {"readOnly": False, "uuid": R.COLLECTION_UUID},
+        "idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"},
+    }
+
+
+def sovren_live(declared: DatabaseState, *, mongos: bool) -> DatabaseState:
+    infos = [c for c in _batch(R.LIST_COLLECTIONS) if c["name"] == "communications"]
+    infos += [
+        _info(n, declared.collections[n].validator)
+        for n in ("executives", "scenario_simulations", "analytics_payloads")
+    ]
+    indexes = {
+        "communications": _batch(R.LIST_INDEXES_COMMUNICATIONS),
+        "executives": _batch(R.LIST_INDEXES_EXECUTIVES),
+        "scenario_simulations": _batch(R.LIST_INDEXES_SIMULATIONS),
+        "analytics_payloads": _batch(R.LIST_INDEXES_ANALYTICS),
+    }
+    config = (R.CONFIG_COLLECTIONS, R.CONFIG_TAGS) if mongos else ((), ())
+    return state_from_replies("sovren_ai", infos, indexes, *config, sharded=mongos)
+
+
+def test_hello_tells_a_mongos():
+    assert is_mongos(R.HELLO_MONGOS) and not is_mongos(R.HELLO_MONGOD)
+
+
+def test_views_system_collections_and_the_ledger_are_not_managed():
+    names = [c["name"] for c in _batch(R.LIST_COLLECTIONS) if managed(c)]
+    assert names == ["communications", "metrics", "audit_tail"]
+
+
+def test_sovren_collections_echoed_by_a_standalone_server_show_no_drift(sovren_declared):
+    live = sovren_live(sovren_declared, mongos=False)
+    assert diff_states(sovren_declared, live) == []
+
+
+def test_sovren_collections_echoed_by_a_mongos_show_no_drift_except_missing_zones(sovren_declared):
+    live = sovren_live(sovren_declared, mongos=True)
+    ops = diff_states(sovren_declared, live)
+    # config.tags holds the scenario_simulations zones only; analytics_payloads is not sharded there
+    assert [(op.op_name, op.collection) for op in ops] == [
+        ("mongo_shard_collection", "analytics_payloads"),
+        ("mongo_set_zones", "analytics_payloads"),
+    ]
+
+
+def test_mongosh_doubles_equal_declared_ints(sovren_declared):
+    live = sovren_live(sovren_declared, mongos=False).collections["communications"]
+    declared = sovren_declared.collections["communications"]
+    recipient = live.validator["$jsonSchema"]["properties"]["recipient"]
+    assert recipient["maxLength"] == 320 and isinstance(recipient["maxLength"], int)
+    assert live.validation() == declared.validation()
+    assert live.indexes == declared.indexes
+
+
+def test_config_collections_and_tags_become_shard_keys_and_zones():
+    infos = [
+        {"name": "communications", "type": "collection", "options": {}},
+        {"name": "scenario_simulations", "type": "collection", "options": {}},
+    ]
+    live = state_from_replies("sovren_ai", infos, {}, R.CONFIG_COLLECTIONS, R.CONFIG_TAGS, sharded=True)
+    assert live.collections["communications"].shard_key.key == (("userId", "hashed"),)
+    simulations = live.collections["scenario_simulations"]
+    assert simulations.shard_key.key == (("region", 1), ("userId", 1))
+    assert [(z.zone, z.min[1][1], z.max[1][1]) for z in simulations.zones] == [
+        ("eu", {"$minKey": 1}, {"$maxKey": 1}),
+        ("us", {"$minKey": 1}, {"$maxKey": 1}),
+    ]
+    assert "old_events" not in live.collections
+
+
+def test_collection_options_are_normalised():
+    infos = [c for c in _batch(R.LIST_COLLECTIONS) if managed(c)]
+    live = state_from_replies("sovren_ai", infos, {}, sharded=False)
+    assert live.collections["metrics"].options == {
+        "timeseries": {"timeField": "ts", "metaField": "meta", "granularity": "minutes"},
+        "expireAfterSeconds": 604800,
+    }
+    assert live.collections["audit_tail"].options == {"capped": True, "size": 1048576, "max": 5000}
+    assert live.collections["audit_tail"].validator is None
+    assert live.collections["audit_tail"].validation_level == "strict"
+
+
+def _special(name: str):
+    return next(index_from_document(d) for d in _batch(R.LIST_INDEXES_SPECIAL) if d["name"] == name)
+
+
+def _declared_index(tmp_path, toml: str):
+    write_declarations(tmp_path, {"people.toml": toml})
+    return load_declared(tmp_path / "mongo").collections["people"].indexes[0]
+
+
+def test_collation_echoed_with_defaults_and_version_equals_the_declared_one(tmp_path):
+    declared = _declared_index(
+        tmp_path, '[[indexes]]\nkey = { name = 1 }\ncollation = { locale = "en", strength = 2 }\n'
+    )
+    assert _special("name_1") == declared
+    assert declared.options == {"collation": {"locale": "en", "strength": 2}}
+
+
+def test_text_index_internals_equal_the_declared_text_fields(tmp_path):
+    declared = _declared_index(
+        tmp_path, '[[indexes]]\nkey = { bio = "text", title = "text" }\nweights = { title = 10 }\n'
+    )
+    assert _special("bio_text_title_text") == declared
+    assert declared.key == (("bio", "text"), ("title", "text"))
+    compound = _declared_index(tmp_path, '[[indexes]]\nkey = { tenant = 1, notes = "text" }\n')
+    assert _special("tenant_1_notes_text") == compound and compound.options == {}
+
+
+def test_server_added_fields_are_dropped():
+    assert _special("location_2dsphere").options == {}
+    assert _special("email_1").options == {"unique": True}
+    simulation = index_from_document(_batch(R.LIST_INDEXES_SIMULATIONS)[1])
+    assert simulation.options == {} and simulation.key == (("region", 1), ("userId", 1), ("createdAt", -1))
+
+
+def test_key_order_is_significant_and_numeric_types_are_not():
+    a = index_from_document({"key": {"a": 1, "b": -1}})
+    assert a == index_from_document({"key": {"a": 1.0, "b": bson.Int64(-1)}, "v": 2})
+    assert a != index_from_document({"key": {"b": -1, "a": 1}, "name": "a_1_b_-1"})
+
+
+def test_ttl_given_as_int64_equals_declared_int(sovren_declared):
+    live = index_from_document(_batch(R.LIST_INDEXES_ANALYTICS)[1])
+    assert live == sovren_declared.collections["analytics_payloads"].index("createdAt_1")
+
+
+def test_true_is_not_one():
+    assert index_from_document({"key": {"a": 1}, "unique": True}) != index_from_document(
+        {"key": {"a": 1}, "unique": 1}
+    )
