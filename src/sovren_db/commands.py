@@ -94,9 +94,9 @@ def _run_alembic(settings: Settings, runtime: Runtime, fn, *args: Any, **kwargs:
     return config
 
 
-def migrate(settings: Settings, target: str = "head") -> Outcome:
+def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool = False) -> Outcome:
     script = _script(settings)
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, allow_destructive=allow_destructive)
     try:
         runtime.connect_stores()
         _run_alembic(settings, runtime, alembic_command.upgrade, target, attributes={"sovren_replay": True})
@@ -112,7 +112,7 @@ def downgrade(settings: Settings, target: str, *, allow_protected: bool = False)
     if settings.protected and not allow_protected:
         raise Refused(f"Downgrade refused: environment {settings.environment!r} is protected "
                       "(pass --allow-protected to override).")
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, allow_destructive=True)  # allow_protected was decided above
     before = current_heads(settings)
     try:
         runtime.connect_stores()

@@ -23,6 +23,9 @@ AUTOGENERATE_PLUGINS = ["alembic.autogenerate.*", "sovren_db.*"]
 
 def install(stores: tuple[str, ...] = ("postgres", "mongo", "redis")) -> None:
     """Register the plugins of ``stores`` (a project may declare only some stores)."""
+    from .core.guard import install_guards
+
+    install_guards()
     for name, module_name in PLUGINS.items():
         if name in _all_plugins or name.rsplit(".", 1)[1] not in stores:
             continue

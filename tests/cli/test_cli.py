@@ -175,3 +175,22 @@ def test_alembic_commands_work_from_the_root(project, pg_url):
     check = subprocess.run([alembic, "check"], cwd=project, env=env, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     assert "No new upgrade operations detected" in check.stdout
+
+
+def test_protected_environment_refuses_a_destructive_revision(project, pg_url, monkeypatch):
+    run("migrate")
+    versions = project / "migrations" / "versions"
+    head = [p for p in versions.glob("*.py")][0].name.split("_")[0]
+    (versions / "drop0000001_drop.py").write_text(
+        f'revision = "drop0000001"\ndown_revision = "{head}"\nbranch_labels = None\ndepends_on = None\n'
+        "from alembic import op\n\n"
+        "def upgrade():\n    op.drop_column('users', 'last_login')\n\ndef downgrade():\n    pass\n")
+    monkeypatch.setenv("SOVREN_ENV", "production")
+    refused = run("migrate")
+    assert refused.exit_code == 2
+    assert "drop column users.last_login" in one_sentence(refused)
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' "
+                            "AND column_name = 'last_login'").fetchone()[0] == 1
+    allowed = run("migrate", "--allow-destructive")
+    assert allowed.exit_code == 0, allowed.output

@@ -11,11 +11,13 @@ from .output import emit
 
 @click.command()
 @click.argument("revision", default="head")
+@click.option("--allow-destructive", is_flag=True,
+              help="Allow destructive steps (drops, deletes) in a protected environment.")
 @format_option
 @click.pass_obj
-def migrate(state: AppState, revision: str, fmt: str) -> None:
+def migrate(state: AppState, revision: str, allow_destructive: bool, fmt: str) -> None:
     """Apply revisions up to REVISION (default head) to every store, in lockstep."""
-    emit(commands.migrate(state.settings, revision), fmt)
+    emit(commands.migrate(state.settings, revision, allow_destructive=allow_destructive), fmt)
 
 
 @click.command()

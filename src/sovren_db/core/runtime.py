@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 
 from .errors import ConfigError, MigrationFailed, SovrenError
+from .guard import refuse_if_protected
 from .storeops import StoreOp, op_from_record
 from .stores import StoreBackend, make_backend
 
@@ -62,6 +63,7 @@ class Runtime:
     notes: list[str] = field(default_factory=list)
     _backends: dict[str, StoreBackend | None] = field(default_factory=dict)
     _pending: list[StoreOp] = field(default_factory=list)
+    allow_destructive: bool = False
     applied: list[tuple[str, str]] = field(default_factory=list)   # (revision, "up"|"down") this run
     _schema: Any = None
     _partitions: set[str] | None = None
@@ -141,6 +143,8 @@ class Runtime:
 
     # -- during a revision ----------------------------------------------
     def collect(self, operation: StoreOp, operations: Any) -> None:
+        if operation.destructive and not operations.migration_context.as_sql:
+            refuse_if_protected(self, operation.describe())
         if operations.migration_context.as_sql:
             operations.migration_context.impl.static_output(
                 f"-- {operation.store}: {operation.describe()}"

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from alembic.autogenerate import renderers
 from alembic.operations import MigrateOperation, Operations
 
+from ..core.guard import refuse_if_protected
 from ..core.render import render_call
 from . import sql
 from .state import Extension, Function, Grant, PartitionRule, Policy, Role, RowSecurity, Trigger
@@ -77,6 +78,9 @@ def _register(cls: type[ObjectOp]) -> type[ObjectOp]:
 
 
 def _execute(operations: Operations, operation: ObjectOp) -> None:
+    runtime = operations.migration_context.opts.get("sovren_runtime")
+    if operation.destructive and runtime is not None and not operations.migration_context.as_sql:
+        refuse_if_protected(runtime, operation.describe())
     for statement in operation.statements():
         operations.execute(statement)
 
