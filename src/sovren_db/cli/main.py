@@ -27,6 +27,11 @@ COMMANDS = {
     "lint": "sovren_db.cli.lint:lint",
     "partitions": "sovren_db.cli.partitions:partitions",
     "seed": "sovren_db.cli.seed:seed",
+    "erase": "sovren_db.cli.compliance:erase",
+    "audit": "sovren_db.cli.compliance:audit",
+    "rotate-key": "sovren_db.cli.compliance:rotate_key",
+    "snapshot": "sovren_db.cli.compliance:snapshot",
+    "verify-restore": "sovren_db.cli.compliance:verify_restore",
     "mongo": "sovren_db.cli.mongo_cmd:mongo",
     "redis": "sovren_db.cli.redis_cmd:redis",
 }
