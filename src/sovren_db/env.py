@@ -19,6 +19,7 @@ from .core.config import Settings, load_settings
 from .core.errors import StoreUnavailable
 from .core.runtime import ADVISORY_LOCK_KEY, Runtime
 from .plugin import AUTOGENERATE_PLUGINS, install
+from .postgres.safe import with_safe_forms
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -91,7 +92,7 @@ def _skip_empty(config):
 
 def _common_options(runtime: Runtime, config) -> dict:
     return dict(
-        process_revision_directives=_skip_empty(config),
+        process_revision_directives=with_safe_forms(_skip_empty(config)),
         target_metadata=runtime.postgres_schema.metadata,
         autogenerate_plugins=AUTOGENERATE_PLUGINS,
         transaction_per_migration=True,
