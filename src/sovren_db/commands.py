@@ -24,6 +24,7 @@ from .core.runtime import Runtime, deferred_summary
 from .core.urls import redact_text
 from .drift import findings_from_ops
 from .env import connect
+from .postgres.safe import retry_on_lock_timeout
 
 
 @dataclass
@@ -97,9 +98,18 @@ def _run_alembic(settings: Settings, runtime: Runtime, fn, *args: Any, **kwargs:
 def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool = False) -> Outcome:
     script = _script(settings)
     runtime = Runtime(settings, allow_destructive=allow_destructive)
+
+    def upgrade(config: Config, revision: str) -> None:
+        # A lock timeout rolls the revision back; wait and run it again, a bounded number of times.
+        def note(attempt: int, exc: BaseException, delay: float) -> None:
+            runtime.discard_pending()
+            runtime.note(f"postgres: lock timeout, retrying in {delay:.1f} s (attempt {attempt + 1})")
+
+        retry_on_lock_timeout(lambda: alembic_command.upgrade(config, revision), on_retry=note)
+
     try:
         runtime.connect_stores()
-        _run_alembic(settings, runtime, alembic_command.upgrade, target, attributes={"sovren_replay": True})
+        _run_alembic(settings, runtime, upgrade, target, attributes={"sovren_replay": True})
     finally:
         runtime.close()
     applied = [revision for revision, _ in runtime.applied]

@@ -53,10 +53,13 @@ def _describe_alembic(op, table: str | None) -> tuple[str, str]:
         return (f"index {op.index_name} on {op.table_name}", "missing in database")
     if isinstance(op, alembic_ops.DropIndexOp):
         return (f"index {op.index_name} on {op.table_name}", "in database but not declared")
+    if isinstance(op, alembic_ops.CreateForeignKeyOp):
+        return (f"foreign key {op.constraint_name or '(unnamed)'} on {op.source_table}", "missing in database")
     if isinstance(op, alembic_ops.AddConstraintOp):
         return (f"constraint {op.constraint_name} on {op.table_name}", "missing in database")
     if isinstance(op, alembic_ops.DropConstraintOp):
-        return (f"constraint {op.constraint_name} on {op.table_name}", "in database but not declared")
+        kind = "foreign key" if op.constraint_type == "foreignkey" else "constraint"
+        return (f"{kind} {op.constraint_name} on {op.table_name}", "in database but not declared")
     if isinstance(op, (alembic_ops.CreateTableCommentOp, alembic_ops.DropTableCommentOp)):
         return (f"comment on table {op.table_name}", "differs from the declaration")
     return (f"{type(op).__name__} on {table or '?'}", str(op.to_diff_tuple()))

@@ -116,3 +116,38 @@ def test_plan_prints_sql_without_running_it(project, pg_url):
     assert "CREATE TABLE users" in sql and "CREATE POLICY users_tenant_isolation" in sql
     assert "PARTITION BY RANGE (executed_at)" in sql
     assert tables(pg_url) == set()
+
+
+def test_a_dropped_foreign_key_is_named(project, pg_url):
+    settings = settings_for(project)
+    commands.migrate(settings)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE payments DROP CONSTRAINT payments_transaction_id_fkey")
+    sentences = [f.sentence() for f in commands.check(settings).findings]
+    assert sentences == ["foreign key payments_transaction_id_fkey on payments: missing in database"]
+
+
+def test_a_migration_waits_out_a_held_lock_and_retries(project, pg_url, monkeypatch):
+    import threading
+    import time
+
+    settings = settings_for(project)
+    commands.migrate(settings)
+    versions = project / "migrations" / "versions"
+    head = [p for p in versions.glob("*.py")][0].name.split("_")[0]
+    (versions / "lock0000001_lock.py").write_text(
+        f'revision = "lock0000001"\ndown_revision = "{head}"\nbranch_labels = None\ndepends_on = None\n'
+        "from alembic import op\n\ndef upgrade():\n    op.execute('ALTER TABLE users ADD COLUMN nickname text')\n\n"
+        "def downgrade():\n    op.execute('ALTER TABLE users DROP COLUMN nickname')\n")
+    monkeypatch.setenv("SOVREN_LOCK_TIMEOUT", "200ms")
+    holder = psycopg.connect(pg_url)
+    holder.execute("LOCK TABLE users IN ACCESS SHARE MODE")
+    release = threading.Timer(0.5, holder.rollback)
+    release.start()
+    try:
+        out = commands.migrate(settings_for(project))
+    finally:
+        release.join()
+        holder.close()
+    assert out.data["applied"] == ["lock0000001"]
+    assert any("lock timeout, retrying" in n for n in out.notes)

@@ -142,6 +142,10 @@ class Runtime:
         self._backends.clear()
 
     # -- during a revision ----------------------------------------------
+    def discard_pending(self) -> None:
+        """Forget the store steps collected by a revision whose transaction was rolled back."""
+        self._pending.clear()
+
     def collect(self, operation: StoreOp, operations: Any) -> None:
         if operation.destructive and not operations.migration_context.as_sql:
             refuse_if_protected(self, operation.describe())

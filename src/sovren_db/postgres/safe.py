@@ -399,9 +399,6 @@ class SafeStepsOp(MigrateOperation):
         return self.original.to_diff_tuple()
 
     def drift(self) -> tuple[str, str]:
-        if isinstance(self.original, ops.CreateForeignKeyOp):  # drift.py expects a table_name it lacks
-            return (f"constraint {self.original.constraint_name} on {self.original.source_table}",
-                    "missing in database")
         finding = findings_from_ops([self.original])[0]
         return finding.object, finding.message
 
