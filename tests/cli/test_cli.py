@@ -194,3 +194,10 @@ def test_protected_environment_refuses_a_destructive_revision(project, pg_url, m
                             "AND column_name = 'last_login'").fetchone()[0] == 1
     allowed = run("migrate", "--allow-destructive")
     assert allowed.exit_code == 0, allowed.output
+
+
+def test_downgrade_minus_one(project):
+    run("migrate")
+    result = run("downgrade", "-1")
+    assert result.exit_code == 0, result.output
+    assert "to base" in result.output

@@ -20,7 +20,7 @@ def migrate(state: AppState, revision: str, allow_destructive: bool, fmt: str) -
     emit(commands.migrate(state.settings, revision, allow_destructive=allow_destructive), fmt)
 
 
-@click.command()
+@click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("revision")
 @click.option("--allow-protected", is_flag=True, help="Allow a downgrade in a protected environment.")
 @format_option

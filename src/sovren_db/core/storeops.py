@@ -95,6 +95,12 @@ def store_operation(cls: type[StoreOp]) -> type[StoreOp]:
 
 
 def op_from_record(op_name: str, arguments: dict[str, Any]) -> StoreOp:
+    if op_name not in STORE_OPS:  # a replay may run before the store's plugin was installed
+        import importlib
+
+        store = op_name.split("_", 1)[0]
+        if store in ("mongo", "redis"):
+            importlib.import_module(f"sovren_db.{store}.ops")
     try:
         cls = STORE_OPS[op_name]
     except KeyError:

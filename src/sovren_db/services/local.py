@@ -217,10 +217,26 @@ def start_redis(base: Path, port: int | None = None, *, password: str | None = N
         argv += ["--cluster-enabled", "yes", "--cluster-config-file", str(base / "nodes.conf"),
                  "--cluster-node-timeout", "2000"]
     _run(argv, "redis-server", log)
-    _wait_for(lambda: pidfile.exists() and _port_open(port), 20, f"redis-server on port {port}", str(log))
+    try:
+        _wait_for(lambda: _pid_written(pidfile) and _port_open(port), 20, f"redis-server on port {port}", str(log))
+    except ServerUnavailable:
+        _shutdown_by_port(port)
+        raise
     pid = int(pidfile.read_text().strip())
     auth = f":{password}@" if password else ""
     return Server("redis", f"redis://{auth}127.0.0.1:{port}/0", port, pid, str(base), log=str(log))
+
+
+def _pid_written(pidfile: Path) -> bool:
+    try:
+        return pidfile.read_text().strip().isdigit()
+    except OSError:
+        return False
+
+
+def _shutdown_by_port(port: int) -> None:
+    """A daemonised redis-server that never became ready is still ours: stop it."""
+    subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], capture_output=True, timeout=10)
 
 
 def start_redis_cluster(base: Path, masters: int = 3) -> ClusterServer:

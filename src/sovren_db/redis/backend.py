@@ -1,0 +1,191 @@
+"""The Redis backend: one client (standalone or Cluster), the step ledger, the position.
+
+Reserved keys share the hash tag ``{sovren-db}`` so that they live on one
+slot of a cluster; they form the framework's own key families
+(:data:`.state.FRAMEWORK_FAMILIES`), so the audit never calls them unknown.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
+
+import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
+
+from ..core.errors import StoreUnavailable
+from .state import RESERVED_KEYS
+
+if TYPE_CHECKING:
+    from ..core.config import Settings
+    from ..core.storeops import StoreOp
+    from .patterns import KeyPattern
+
+CONNECT_TIMEOUT = 5.0
+SOCKET_TIMEOUT = 30.0
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().rstrip(".")
+    if "NOAUTH" in text or "HELLO must be called with the client already authenticated" in text:
+        return "authentication failed (the server requires a password and the URL gives none)"
+    if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text:
+        return f"authentication failed ({text})"
+    return text or type(exc).__name__
+
+
+def open_client(url: str) -> tuple[redis.Redis | RedisCluster, bool]:
+    """A pinged client for ``url`` and whether it is a cluster; StoreUnavailable otherwise."""
+    client = None
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=SOCKET_TIMEOUT)
+        client.ping()
+        if not client.info("cluster").get("cluster_enabled"):
+            return client, False
+        client.close()
+        client = None
+        return open_cluster(url), True
+    except (redis.RedisError, RedisClusterException) as exc:
+        if client is not None:
+            client.close()
+        raise StoreUnavailable("redis", url, _reason(exc)) from None
+
+
+def open_cluster(url: str) -> RedisCluster:
+    cluster = RedisCluster.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=SOCKET_TIMEOUT)
+    try:
+        for node in cluster.get_primaries():
+            try:
+                cluster.get_redis_connection(node).ping()
+            except redis.RedisError as exc:
+                raise StoreUnavailable("redis", url, f"cluster node {node.host}:{node.port} does not answer "
+                                                     f"({_reason(exc)})") from None
+        info = cluster.cluster_info(target_nodes=RedisCluster.RANDOM)
+        state = info.get("cluster_state", "ok") if isinstance(info, dict) else "ok"
+        if state != "ok":
+            raise StoreUnavailable("redis", url, f"the cluster state is {state}")
+    except Exception:
+        cluster.close()
+        raise
+    return cluster
+
+
+class RedisBackend:
+    """The connected Redis store, as the runtime and the operations see it."""
+
+    store = "redis"
+
+    def __init__(self, settings: "Settings"):
+        self.settings = settings
+        self.url: str | None = None
+        self.client: redis.Redis | RedisCluster | None = None
+        self.cluster = False
+
+    # -- connection ------------------------------------------------------
+    def connect(self) -> None:
+        self.url = self.settings.require_url("redis")
+        self.client, self.cluster = open_client(self.url)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    @contextmanager
+    def reporting_errors(self) -> Iterator[None]:
+        """Turn a driver error while talking to the server into StoreUnavailable (one sentence)."""
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise StoreUnavailable("redis", self.url, _reason(exc)) from None
+
+    def masters(self) -> list[tuple[str, redis.Redis]]:
+        """(name, client) of every master: the one server, or each cluster primary."""
+        if not self.cluster:
+            kwargs = self.client.connection_pool.connection_kwargs
+            return [(f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}", self.client)]
+        return [(f"{n.host}:{n.port}", self.client.get_redis_connection(n)) for n in self.client.get_primaries()]
+
+    def family_batches(self, pattern: "KeyPattern", count: int = 1000, values: dict[str, str] | None = None
+                       ) -> Iterator[tuple[redis.Redis, list[bytes]]]:
+        """Batches of keys matching ``pattern`` exactly (with ``values`` for some placeholders),
+        each with the client of the node holding them."""
+        regex, glob = pattern.regex(), pattern.glob(values)
+        wanted = {name: value.encode() for name, value in (values or {}).items()}
+        for _, client in self.masters():
+            cursor = 0
+            while True:
+                cursor, keys = client.scan(cursor, match=glob, count=count)
+                keys = [k for k in keys if _matches(regex.fullmatch(k), wanted)]
+                if keys:
+                    yield client, keys
+                if cursor == 0:
+                    break
+
+    # -- operations ------------------------------------------------------
+    def execute(self, op: "StoreOp") -> None:
+        # Destructive steps in protected environments are refused by the runtime (core.guard).
+        op.execute(self)
+
+    # -- registry --------------------------------------------------------
+    def registry(self) -> dict[str, dict]:
+        raw = self.client.hgetall(RESERVED_KEYS["registry"])
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    def publish(self, entry: str, document: dict) -> None:
+        self.client.hset(RESERVED_KEYS["registry"], entry, json.dumps(document, sort_keys=True))
+
+    def unpublish(self, entry: str) -> None:
+        self.client.hdel(RESERVED_KEYS["registry"], entry)
+
+    # -- server configuration -------------------------------------------
+    def config_values(self, names: list[str]) -> dict[str, list[str]]:
+        """Per parameter, its value on every master (one entry per master)."""
+        values: dict[str, list[str]] = {name: [] for name in names}
+        for _, client in self.masters():
+            for name in names:
+                got = client.config_get(name)
+                values[name].append(as_text(next(iter(got.values()), "")) if got else "")
+        return values
+
+    def config_set(self, name: str, value: str) -> None:
+        if self.cluster:
+            self.client.config_set(name, value, target_nodes=RedisCluster.ALL_NODES)
+        else:
+            self.client.config_set(name, value)
+
+    # -- ledger and position ---------------------------------------------
+    def ledger_keys(self, prefix: str) -> set[str]:
+        return {as_text(k) for k in self.client.hkeys(RESERVED_KEYS["ledger"]) if as_text(k).startswith(prefix)}
+
+    def ledger_record(self, key: str, op: "StoreOp") -> None:
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        record = {"op": op.op_name, "description": op.describe(), "at": at}
+        self.client.hset(RESERVED_KEYS["ledger"], key, json.dumps(record))
+
+    def ledger_forget(self, prefix: str) -> None:
+        keys = self.ledger_keys(prefix)
+        if keys:
+            self.client.hdel(RESERVED_KEYS["ledger"], *keys)
+
+    def position(self) -> str | None:
+        value = self.client.get(RESERVED_KEYS["position"])
+        return as_text(value) if value else None
+
+    def set_position(self, revision: str | None) -> None:
+        if revision is None:
+            self.client.delete(RESERVED_KEYS["position"])
+        else:
+            self.client.set(RESERVED_KEYS["position"], revision)
+
+
+def _matches(match: "re.Match[bytes] | None", wanted: dict[str, bytes]) -> bool:
+    return match is not None and all(match[name] == value for name, value in wanted.items())
+
+
+def as_text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

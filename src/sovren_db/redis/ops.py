@@ -1,0 +1,299 @@
+"""Redis operations of the revision chain (``op.redis_declare_family(...)`` and the rest).
+
+Families and channels travel as their JSON form (:meth:`KeyFamily.to_json`),
+so that a deferred step can be stored and replayed. Every operation is
+convergent: publishing a document, moving what is left to move, setting a
+TTL only where none is, creating a group that may exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import redis
+
+from ..core.errors import MigrationFailed, Refused
+from ..core.storeops import StoreOp, store_operation
+from .keyops import CONFLICT_POLICIES, backfill_ttl, delete_family, move_family
+from .patterns import overlap_witness, parse_pattern, printable
+from .state import Channel, KeyFamily, format_duration
+
+if TYPE_CHECKING:
+    from .backend import RedisBackend
+
+
+_WHAT = {"family": "key family", "channel": "channel"}
+
+
+def registry_entry(kind: str, name: str) -> str:
+    """The registry hash's field for a family or a channel: ``family:session``."""
+    return f"{kind}:{name}"
+
+
+class RedisOp(StoreOp):
+    store = "redis"
+
+
+@store_operation
+@dataclass
+class RedisSkipReverse(RedisOp):
+    """The documented inverse of a step that cannot be undone: it does nothing."""
+
+    of: str
+    op_name = "redis_skip_reverse"
+
+    def describe(self) -> str:
+        return f"nothing to undo in Redis for: {self.of}"
+
+    def reverse(self) -> StoreOp:
+        return self
+
+    def execute(self, target: "RedisBackend") -> None:
+        return None
+
+
+class _DeclareEntry(RedisOp):
+    """Publish one registry entry (a family or a channel); ``previous``: what it replaces."""
+
+    kind: ClassVar[str]                    # "family" | "channel": the name of the JSON field
+    state: ClassVar[type]                  # KeyFamily | Channel
+    retire_class: ClassVar[type["_RetireEntry"]]
+    previous: dict[str, Any] | None
+
+    @property
+    def document(self) -> dict[str, Any]:
+        return getattr(self, self.kind)
+
+    def describe(self) -> str:
+        return f"{'update' if self.previous else 'declare'} {self.state.from_json(self.document).describe()}"
+
+    def drift(self) -> tuple[str, str]:
+        message = "published with another declaration" if self.previous else "not published in the registry"
+        return (f"{_WHAT[self.kind]} {self.document['name']}", message)
+
+    def reverse(self) -> StoreOp:
+        if self.previous:
+            return type(self)(self.previous, self.document)
+        return self.retire_class(self.document)
+
+    def execute(self, target: "RedisBackend") -> None:
+        entry = registry_entry(self.kind, self.document["name"])
+        target.publish(entry, self.state.from_json(self.document).to_json())
+
+
+class _RetireEntry(RedisOp):
+    """Take an entry out of the registry; keys of a retired family stay (see redis_delete_family)."""
+
+    kind: ClassVar[str]
+    declare_class: ClassVar[type[_DeclareEntry]]
+
+    @property
+    def document(self) -> dict[str, Any]:
+        return getattr(self, self.kind)
+
+    def describe(self) -> str:
+        kept = "; its keys are left as they are" if self.kind == "family" else ""
+        return f"retire {_WHAT[self.kind]} {self.document['name']} ({printable(self.document['pattern'])}){kept}"
+
+    def drift(self) -> tuple[str, str]:
+        return (f"{_WHAT[self.kind]} {self.document['name']}", "published in the registry but no longer declared")
+
+    def reverse(self) -> StoreOp:
+        return self.declare_class(self.document)
+
+    def execute(self, target: "RedisBackend") -> None:
+        target.unpublish(registry_entry(self.kind, self.document["name"]))
+
+
+@store_operation
+@dataclass
+class RedisDeclareFamily(_DeclareEntry):
+    family: dict[str, Any]
+    previous: dict[str, Any] | None = None
+    op_name = "redis_declare_family"
+    kind, state = "family", KeyFamily
+
+
+@store_operation
+@dataclass
+class RedisRetireFamily(_RetireEntry):
+    family: dict[str, Any]
+    op_name = "redis_retire_family"
+    kind = "family"
+
+
+@store_operation
+@dataclass
+class RedisDeclareChannel(_DeclareEntry):
+    channel: dict[str, Any]
+    previous: dict[str, Any] | None = None
+    op_name = "redis_declare_channel"
+    kind, state = "channel", Channel
+
+
+@store_operation
+@dataclass
+class RedisRetireChannel(_RetireEntry):
+    channel: dict[str, Any]
+    op_name = "redis_retire_channel"
+    kind = "channel"
+
+
+# each kind's declare and retire reverse into one another
+RedisDeclareFamily.retire_class, RedisRetireFamily.declare_class = RedisRetireFamily, RedisDeclareFamily
+RedisDeclareChannel.retire_class, RedisRetireChannel.declare_class = RedisRetireChannel, RedisDeclareChannel
+
+
+@store_operation
+@dataclass
+class RedisRenameFamily(RedisOp):
+    """Move every key from the old pattern to the new one, then publish the new family."""
+
+    old: dict[str, Any]
+    new: dict[str, Any]
+    on_conflict: str = "fail"
+    op_name = "redis_rename_family"
+
+    def describe(self) -> str:
+        return (f"rename key family {self.old['name']} ({printable(self.old['pattern'])}) to {self.new['name']} "
+                f"({printable(self.new['pattern'])}), moving its keys")
+
+    def drift(self) -> tuple[str, str]:
+        return (f"key family {self.new['name']}", f"keys still follow the old pattern {printable(self.old['pattern'])}")
+
+    def reverse(self) -> StoreOp:
+        return RedisRenameFamily(self.new, self.old, self.on_conflict)
+
+    def execute(self, target: "RedisBackend") -> None:
+        old, new = parse_pattern(self.old["pattern"]), parse_pattern(self.new["pattern"])
+        if set(old.placeholders) != set(new.placeholders):
+            raise MigrationFailed(f"Cannot {self.describe()}: both patterns need the same placeholders.")
+        witness = overlap_witness(old, new)
+        if witness is not None:
+            raise MigrationFailed(f"Cannot {self.describe()}: the key {witness!r} matches both patterns.")
+        if self.on_conflict not in CONFLICT_POLICIES:
+            raise MigrationFailed(f"on_conflict must be one of {', '.join(CONFLICT_POLICIES)}.")
+        move_family(target, old, new, self.on_conflict)
+        target.publish(registry_entry("family", self.new["name"]), KeyFamily.from_json(self.new).to_json())
+        if self.new["name"] != self.old["name"]:
+            target.unpublish(registry_entry("family", self.old["name"]))
+
+
+@store_operation
+@dataclass
+class RedisBackfillTtl(RedisOp):
+    """Give a TTL to the family's keys that have none, or one above the family's maximum."""
+
+    family: dict[str, Any]
+    ttl: int
+    op_name = "redis_backfill_ttl"
+
+    def describe(self) -> str:
+        return (f"set a TTL of {format_duration(self.ttl)} on keys of {self.family['name']} without one "
+                "or above its maximum")
+
+    def drift(self) -> tuple[str, str]:
+        return (f"key family {self.family['name']}", f"keys need a TTL of {format_duration(self.ttl)} backfilled")
+
+    def reverse(self) -> StoreOp:
+        return RedisSkipReverse(self.describe())
+
+    def execute(self, target: "RedisBackend") -> None:
+        family = KeyFamily.from_json(self.family)
+        backfill_ttl(target, family.parsed, int(self.ttl), family.ttl.max)
+
+
+@store_operation
+@dataclass
+class RedisDeleteFamily(RedisOp):
+    """Delete every key of a retired family. Destructive: refused while it is still published."""
+
+    family: dict[str, Any]
+    op_name = "redis_delete_family"
+    destructive = True
+
+    def describe(self) -> str:
+        return f"delete every key of family {self.family['name']} ({printable(self.family['pattern'])})"
+
+    def reverse(self) -> StoreOp:
+        return RedisSkipReverse(self.describe())
+
+    def execute(self, target: "RedisBackend") -> None:
+        if registry_entry("family", self.family["name"]) in target.registry():
+            raise Refused(f"Refused to {self.describe()}: the family is still published; "
+                          "retire it first (redis_retire_family) in this or an earlier revision.")
+        delete_family(target, KeyFamily.from_json(self.family).parsed)
+
+
+@store_operation
+@dataclass
+class RedisSetConfig(RedisOp):
+    """CONFIG SET on the server (every node of a cluster); ``previous`` makes it reversible."""
+
+    name: str
+    value: str
+    previous: str | None = None
+    op_name = "redis_set_config"
+
+    def describe(self) -> str:
+        return f"set server configuration {self.name} to {self.value!r}"
+
+    def drift(self) -> tuple[str, str]:
+        return (f"server configuration {self.name}", f"is {self.previous!r}, expected {self.value!r}")
+
+    def reverse(self) -> StoreOp:
+        if self.previous is None:
+            return RedisSkipReverse(self.describe())
+        return RedisSetConfig(self.name, self.previous, self.value)
+
+    def execute(self, target: "RedisBackend") -> None:
+        target.config_set(self.name, self.value)
+
+
+@store_operation
+@dataclass
+class RedisCreateGroup(RedisOp):
+    """XGROUP CREATE ... MKSTREAM on a stream family's key; an existing group is left as is."""
+
+    key: str
+    group: str
+    start: str = "$"
+    op_name = "redis_create_group"
+
+    def describe(self) -> str:
+        return f"create consumer group {self.group} on stream {self.key}"
+
+    def drift(self) -> tuple[str, str]:
+        return (f"stream {self.key}", f"has no consumer group {self.group}")
+
+    def reverse(self) -> StoreOp:
+        return RedisDropGroup(self.key, self.group)
+
+    def execute(self, target: "RedisBackend") -> None:
+        try:
+            target.client.xgroup_create(self.key, self.group, id=self.start, mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+
+@store_operation
+@dataclass
+class RedisDropGroup(RedisOp):
+    """XGROUP DESTROY: its pending entries are forgotten. Destructive."""
+
+    key: str
+    group: str
+    op_name = "redis_drop_group"
+    destructive = True
+
+    def describe(self) -> str:
+        return f"drop consumer group {self.group} of stream {self.key}"
+
+    def reverse(self) -> StoreOp:
+        return RedisCreateGroup(self.key, self.group)
+
+    def execute(self, target: "RedisBackend") -> None:
+        if target.client.exists(self.key):
+            target.client.xgroup_destroy(self.key, self.group)

@@ -1,0 +1,182 @@
+"""The audit's questions about the keys of one family, asked and checked a block at a time.
+
+For the inspected keys of one family in a SCAN batch the audit sends every
+``PTTL``, then every length command of the family's type (``STRLEN``,
+``HLEN``, ``LLEN``, ``SCARD``, ``ZCARD``, ``XLEN``), which is also the type test
+(see :class:`FamilyProbe`). The replies come back as one block per question,
+and the usual case, where every key is fine, is checked with C-speed list
+operations (``count``, ``in``, ``max(map(len, ...))``): a reply shorter than the
+limit's digits is below the limit. Keys are looked at one by one only when a
+block shows a problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from .patterns import printable_key
+from .state import KeyFamily
+
+LENGTH_COMMANDS = {"string": b"STRLEN", "hash": b"HLEN", "list": b"LLEN", "set": b"SCARD", "zset": b"ZCARD",
+                   "stream": b"XLEN"}
+MEMORY_HEADER = b"*3\r\n$6\r\nMEMORY\r\n$5\r\nUSAGE\r\n"
+_NO_TTL, _GONE = b":-1", b":-2"
+
+
+def header(command: bytes) -> bytes:
+    """The start of a one-key command, up to its key."""
+    return b"*2\r\n$%d\r\n%s\r\n" % (len(command), command)
+
+
+def bulks(keys: Sequence[bytes]) -> list[bytes]:
+    return [b"$%d\r\n%s\r\n" % (len(key), key) for key in keys]
+
+
+def ask(headers: Sequence[bytes], encoded: list[bytes]) -> bytes:
+    """Every key with the first command, then every key with the next..."""
+    return b"".join(h + h.join(encoded) for h in headers)
+
+
+@dataclass
+class Tally:
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, key: bytes, limit: int, detail: str = "") -> None:
+        self.count += 1
+        if len(self.examples) < limit:
+            shown = printable_key(key)
+            self.examples.append(f"{shown} ({detail})" if detail else shown)
+
+
+@dataclass
+class FamilyStats:
+    family: KeyFamily
+    keys: int = 0
+    inspected: int = 0
+    memory_samples: int = 0
+    memory_bytes: int = 0
+    problems: dict[str, Tally] = field(default_factory=dict)
+
+    def tally(self, problem: str) -> Tally:
+        return self.problems.setdefault(problem, Tally())
+
+    @property
+    def estimated_bytes(self) -> int | None:
+        if not self.memory_samples:
+            return None
+        return self.memory_bytes * self.keys // self.memory_samples
+
+
+@dataclass(frozen=True)
+class FamilyProbe:
+    """``PTTL`` and the type's own O(1) length command (``STRLEN``, ``HLEN``...) per key.
+
+    The length command is the type test: on a key of another type it fails
+    with ``WRONGTYPE`` (the actual type is then asked for the few examples
+    only), on the right type it gives the size that the declared limit needs.
+    Two commands a key instead of ``TYPE``, ``PTTL`` and a length.
+    """
+
+    family: KeyFamily
+    headers: tuple[bytes, ...]
+    size_limit: int | None = None
+    max_ttl_ms: int | None = None
+
+    @classmethod
+    def of(cls, family: KeyFamily) -> "FamilyProbe":
+        limit = family.max_bytes if family.type == "string" else family.max_elements
+        max_ttl = family.ttl.max * 1000 if family.ttl.policy == "required" and family.ttl.max else None
+        return cls(family, (header(b"PTTL"), header(LENGTH_COMMANDS[family.type])), limit, max_ttl)
+
+    def check(self, stats: FamilyStats, keys: Sequence[bytes], replies: list[bytes], limit: int,
+              type_of: Callable[[bytes], str]) -> list[bytes]:
+        """Check one block of replies (TTLs, then lengths); returns the keys of the family's type."""
+        n = len(keys)
+        ttls, lengths = replies[:n], replies[n:2 * n]
+        gone = ttls.count(_GONE)
+        stats.inspected += n - gone
+        if gone or b"-" in b"".join(lengths):  # a key vanished or has another type: look at each
+            return [key for key, ttl, length in zip(keys, ttls, lengths)
+                    if self.check_one(stats, key, ttl, length, limit, type_of)]
+        for i in self._ttl_suspects(ttls):
+            self.check_ttl(stats, keys[i], ttls[i], limit)
+        if self.size_limit is not None and _above(lengths, self.size_limit):
+            for i in _long(lengths, self.size_limit):
+                self.check_size(stats, keys[i], lengths[i], limit)
+        return list(keys)
+
+    def _ttl_suspects(self, ttls: list[bytes]) -> list[int]:
+        """Positions of the TTLs that may break the rule (usually none: found with list methods)."""
+        policy = self.family.ttl.policy
+        if policy == "required":
+            suspects = _positions(ttls, _NO_TTL)
+            if self.max_ttl_ms is not None and _above(ttls, self.max_ttl_ms):
+                suspects += _long(ttls, self.max_ttl_ms)
+            return suspects
+        if policy == "none" and ttls.count(_NO_TTL) != len(ttls):
+            return [i for i, ttl in enumerate(ttls) if ttl != _NO_TTL]
+        return []
+
+    def check_one(self, stats: FamilyStats, key: bytes, ttl: bytes, length: bytes, limit: int,
+                  type_of: Callable[[bytes], str]) -> bool:
+        """Check one key; True when it has the family's type."""
+        if ttl == _GONE:
+            return False
+        if length[:1] == b"-":
+            tally = stats.tally("wrong_type")
+            tally.add(key, limit, type_of(key) if len(tally.examples) < limit else "")
+            return False
+        self.check_ttl(stats, key, ttl, limit)
+        if self.size_limit is not None:
+            self.check_size(stats, key, length, limit)
+        return True
+
+    def check_ttl(self, stats: FamilyStats, key: bytes, ttl: bytes, limit: int) -> None:
+        policy = self.family.ttl.policy
+        if policy == "required":
+            if ttl == _NO_TTL:
+                stats.tally("missing_ttl").add(key, limit)
+            elif self.max_ttl_ms is not None and int(ttl[1:]) > self.max_ttl_ms:
+                stats.tally("ttl_above_max").add(key, limit, f"{int(ttl[1:]) // 1000}s left")
+        elif policy == "none" and ttl not in (_NO_TTL, _GONE):
+            stats.tally("unexpected_ttl").add(key, limit, f"{int(ttl[1:]) // 1000}s left")
+
+    def check_size(self, stats: FamilyStats, key: bytes, reply: bytes, limit: int) -> None:
+        if reply[:1] == b":" and int(reply[1:]) > self.size_limit:  # type: ignore[operator]
+            unit = "bytes" if self.family.type == "string" else "elements"
+            stats.tally("oversize").add(key, limit, f"{int(reply[1:])} {unit}")
+
+    def record_memory(self, stats: FamilyStats, key: bytes, reply: bytes, limit: int) -> None:
+        if reply[:1] != b":":
+            return  # nil: the key is gone
+        used = int(reply[1:])
+        stats.memory_samples += 1
+        stats.memory_bytes += used
+        family = self.family
+        if family.max_bytes and family.type != "string" and used > family.max_bytes:
+            stats.tally("oversize").add(key, limit, f"{used} bytes in memory")
+
+
+def _above(replies: list[bytes], limit: int) -> bool:
+    """Whether some integer reply may exceed ``limit``: only replies as long as the limit's can."""
+    return max(map(len, replies)) >= len(b":%d" % limit)
+
+
+def _long(replies: list[bytes], limit: int) -> list[int]:
+    digits = len(b":%d" % limit)
+    return [i for i, reply in enumerate(replies) if len(reply) >= digits]
+
+
+def _positions(replies: list[bytes], value: bytes) -> list[int]:
+    """Every position of ``value`` in ``replies``, found with list.index."""
+    found: list[int] = []
+    start = 0
+    try:
+        while True:
+            start = replies.index(value, start)
+            found.append(start)
+            start += 1
+    except ValueError:
+        return found

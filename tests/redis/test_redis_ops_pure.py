@@ -1,0 +1,76 @@
+"""Pure: every operation describes itself, reverses, renders into a revision and back."""
+
+from __future__ import annotations
+
+import pytest
+
+from sovren_db.core.storeops import STORE_OPS, StoreOp, op_from_record
+from sovren_db.redis import ops
+from sovren_db.redis.declared import load_declarations
+
+from redis_helpers import REPO
+
+FAMILIES = load_declarations(REPO / "redis").families
+SESSION = FAMILIES["session"].to_json()
+PRIORITY = FAMILIES["celery_priority_queue"].to_json()   # control characters in the pattern
+CHANNEL = load_declarations(REPO / "redis").channels["user_live"].to_json()
+
+ALL = [
+    ops.RedisDeclareFamily(SESSION),
+    ops.RedisDeclareFamily(SESSION, dict(SESSION, description="before")),
+    ops.RedisDeclareFamily(PRIORITY),
+    ops.RedisRetireFamily(SESSION),
+    ops.RedisRenameFamily(dict(SESSION, name="sess", pattern="sess:{user_id}"), SESSION, "keep-new"),
+    ops.RedisBackfillTtl(SESSION, 3600),
+    ops.RedisDeleteFamily(SESSION),
+    ops.RedisDeclareChannel(CHANNEL),
+    ops.RedisRetireChannel(CHANNEL),
+    ops.RedisSetConfig("maxmemory-policy", "volatile-lru", "noeviction"),
+    ops.RedisSetConfig("maxmemory-policy", "volatile-lru"),
+    ops.RedisCreateGroup("{comms}:outbox", "dispatchers"),
+    ops.RedisDropGroup("{comms}:outbox", "dispatchers"),
+    ops.RedisSkipReverse("something"),
+]
+
+
+def test_every_redis_operation_is_registered_with_its_name():
+    names = {op.op_name for op in ALL}
+    assert names == {name for name, cls in STORE_OPS.items() if cls.store == "redis"}
+    assert all(name.startswith("redis_") for name in names)
+    assert ops.RedisDeleteFamily.destructive and ops.RedisDropGroup.destructive
+    assert not ops.RedisRenameFamily.destructive
+
+
+@pytest.mark.parametrize("op", ALL, ids=lambda op: op.op_name)
+def test_describe_reverse_render(op):
+    assert op.describe() and "\n" not in op.describe()
+    reverse = op.reverse()
+    assert isinstance(reverse, StoreOp) and reverse.store == "redis"
+    calls = []
+
+    class Recorder:
+        def __getattr__(self, name):
+            return lambda **kwargs: calls.append((name, kwargs))
+
+    exec(op.render(), {"op": Recorder()})
+    assert calls == [(op.op_name, op.arguments())]
+    assert op_from_record(op.op_name, op.arguments()) == op
+
+
+def test_reverses_undo():
+    declare = ops.RedisDeclareFamily(SESSION)
+    assert declare.reverse() == ops.RedisRetireFamily(SESSION)
+    assert declare.reverse().reverse() == declare
+    update = ops.RedisDeclareFamily(SESSION, dict(SESSION, description="before"))
+    assert update.reverse() == ops.RedisDeclareFamily(dict(SESSION, description="before"), SESSION)
+    config = ops.RedisSetConfig("maxmemory-policy", "volatile-lru", "noeviction")
+    assert config.reverse() == ops.RedisSetConfig("maxmemory-policy", "noeviction", "volatile-lru")
+    assert isinstance(ops.RedisSetConfig("x", "y").reverse(), ops.RedisSkipReverse)
+    assert "set a TTL of 1h" in ops.RedisBackfillTtl(SESSION, 3600).reverse().describe()
+
+
+def test_import_redis_inside_the_package_is_redis_py():
+    from sovren_db.redis import backend, scan
+
+    assert backend.redis.__name__ == scan.redis.__name__ == "redis"
+    assert hasattr(backend.redis, "Redis") and not backend.redis.__file__.endswith("sovren_db/redis/__init__.py")

@@ -1,0 +1,63 @@
+"""The Alembic plugin: autogenerate appends Redis operations, downgrade gets their reverses."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from alembic.autogenerate import render_python_code
+from alembic.operations.ops import DowngradeOps, UpgradeOps
+from alembic.runtime.plugins import Plugin
+from alembic.util import DispatchPriority, PriorityDispatchResult
+
+from sovren_db.core.runtime import Runtime
+from sovren_db.redis import ops
+from sovren_db.redis.plugin import compare_redis, setup
+
+from redis_helpers import settings_for
+
+pytestmark = pytest.mark.redis
+
+
+def autogen_context(runtime: Runtime):
+    return SimpleNamespace(migration_context=SimpleNamespace(opts={Runtime.OPTS_KEY: runtime}))
+
+
+def test_autogenerate_writes_redis_ops_and_their_reverses(project, redis_url, client):
+    client.config_set("notify-keyspace-events", "")
+    (project / "redis" / "server.toml").write_text('[server]\nnotify-keyspace-events = "Ex"\n')
+    runtime = Runtime(settings_for(project, redis_url))
+    upgrade = UpgradeOps(ops=[])
+    try:
+        assert compare_redis(autogen_context(runtime), upgrade) is PriorityDispatchResult.CONTINUE
+    finally:
+        runtime.close()
+    kinds = [type(op) for op in upgrade.ops]
+    assert kinds.count(ops.RedisDeclareFamily) == 3 and ops.RedisDeclareChannel in kinds
+    assert ops.RedisCreateGroup in kinds and ops.RedisSetConfig in kinds
+    config = next(op for op in upgrade.ops if isinstance(op, ops.RedisSetConfig))
+    assert (config.value, config.previous) == ("Ex", "")
+
+    downgrade = DowngradeOps(ops=[])
+    upgrade.reverse_into(downgrade)
+    assert [type(op) for op in downgrade.ops].count(ops.RedisRetireFamily) == 3
+    code = render_python_code(upgrade)
+    assert "op.redis_declare_family(" in code and "op.redis_set_config(" in code
+    assert "op.redis_create_group(\n        key='{q}:outbox',\n        group='workers'," in code
+
+
+def test_without_redis_the_comparator_adds_nothing(project):
+    runtime = Runtime(settings_for(project, None))
+    upgrade = UpgradeOps(ops=[])
+    assert compare_redis(autogen_context(runtime), upgrade) is PriorityDispatchResult.CONTINUE
+    assert upgrade.ops == [] and any("redis: not configured" in note for note in runtime.notes)
+
+
+def test_setup_registers_the_comparator_last():
+    plugin = Plugin("sovren_db.redis_test_only")
+    try:
+        setup(plugin)
+        registry = plugin.autogenerate_comparators._registry
+        assert registry[("autogenerate", "default", DispatchPriority.LAST)] == [(compare_redis, None)]
+    finally:
+        plugin.remove()
