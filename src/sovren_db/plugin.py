@@ -22,12 +22,16 @@ AUTOGENERATE_PLUGINS = ["alembic.autogenerate.*", "sovren_db.*"]
 
 
 def install(stores: tuple[str, ...] = ("postgres", "mongo", "redis")) -> None:
-    """Register the plugins of ``stores`` (a project may declare only some stores)."""
+    """Register every store's operations, and the comparators of ``stores``.
+
+    Operations are always registered so that any revision file can be read;
+    comparators only for the stores this project declares.
+    """
     from .core.guard import install_guards
 
     install_guards()
     for name, module_name in PLUGINS.items():
+        module = importlib.import_module(module_name)
         if name in _all_plugins or name.rsplit(".", 1)[1] not in stores:
             continue
-        module = importlib.import_module(module_name)
         Plugin.setup_plugin_from_module(module, name)

@@ -23,11 +23,11 @@ def copy_project(repo: Path, dest: Path) -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path, repo_root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The project copied to tmp_path, with POSTGRES_URL set and only Postgres declared."""
+    """The project copied to tmp_path with POSTGRES_URL set; MONGO_URL and REDIS_URL unset (their steps defer)."""
     root = copy_project(repo_root, tmp_path / "project")
     for var in ("CI", "MONGO_URL", "REDIS_URL", "SOVREN_ENV"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("POSTGRES_URL", pg_url)
-    monkeypatch.setenv("SOVREN_DB_STORES", "postgres")
+    monkeypatch.delenv("SOVREN_DB_STORES", raising=False)
     monkeypatch.chdir(root)
     return root

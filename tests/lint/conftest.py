@@ -12,7 +12,9 @@ from click.testing import CliRunner
 from sovren_db.cli.main import cli
 from tests.integration.conftest import copy_project
 
-INITIAL = "c9be5f0adae1"
+from alembic.script import ScriptDirectory
+
+INITIAL = ScriptDirectory(str(Path(__file__).resolve().parents[2] / "migrations")).get_base()
 TEMPLATE = '''"""{doc}"""
 from alembic import op
 import sqlalchemy as sa

@@ -46,7 +46,7 @@ def _state(store: str, info: dict) -> str:
     if store == "postgres":
         pending = info["pending"]
         return f"{len(pending)} revision(s) pending" if pending else "at head"
-    if not info["configured"]:
-        return "not configured"
     deferred = info["deferred_steps"]
+    if not info["configured"]:
+        return f"not configured, {len(deferred)} deferred step(s) waiting" if deferred else "not configured"
     return f"{len(deferred)} deferred step(s) behind Postgres" if deferred else "in step with Postgres"

@@ -163,10 +163,16 @@ class Runtime:
         revision = step.up_revision_id
         direction = "up" if step.is_upgrade else "down"
         self.applied.append((revision, direction))
+
         position = revision if step.is_upgrade else (step.down_revision_ids[0] if step.down_revision_ids else None)
-        for store in self.stores:
+        for store in STORE_ORDER:
             steps = [op for op in pending if op.store == store]
-            self._apply_store_steps(ctx.connection, store, revision, direction, steps, position)
+            if store in self.stores:
+                self._apply_store_steps(ctx.connection, store, revision, direction, steps, position)
+            elif steps:  # a store this run leaves out: keep its steps for a run that includes it
+                defer_steps(ctx.connection, store, revision, direction, steps)
+                self.note(f"{store}: not among this project's stores; {len(steps)} step(s) of revision "
+                          f"{revision} deferred.")
 
     def _apply_store_steps(self, connection: "Connection", store: str, revision: str, direction: str,
                            steps: list[StoreOp], position: str | None) -> None:
