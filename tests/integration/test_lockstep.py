@@ -1,0 +1,86 @@
+"""One chain, three stores: deferred steps, replay, skew in status, unreachable and strict stores."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import redis as redis_py
+
+from sovren_db import commands
+from sovren_db.core.config import load_settings
+from sovren_db.core.errors import ConfigError, StoreUnavailable
+from sovren_db.services import free_port
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+REGISTRY = "{sovren-db}:registry"
+
+
+def deferred_count(pg_url: str, store: str) -> int:
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute("SELECT count(*) FROM sovren_db_deferred WHERE store = %s", (store,)).fetchone()[0]
+
+
+def test_redis_steps_deferred_then_replayed_without_rerunning_postgres(project, pg_url, redis_url, monkeypatch):
+    out = commands.migrate(load_settings(project))
+    assert any("redis" in n and "deferred" in n for n in out.notes)
+    waiting = deferred_count(pg_url, "redis")
+    assert waiting > 0
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    settings = load_settings(project)
+    status = commands.status(settings)
+    assert status.exit_code == 1 and len(status.data["stores"]["redis"]["deferred_steps"]) == waiting
+
+    with psycopg.connect(pg_url) as conn:
+        audit_before = conn.execute("SELECT count(*) FROM pg_policy").fetchone()[0]
+    again = commands.migrate(settings)
+    assert again.data["applied"] == []  # no Postgres revision ran again
+    assert deferred_count(pg_url, "redis") == 0
+    client = redis_py.Redis.from_url(redis_url)
+    assert client.hexists(REGISTRY, "family:session") or client.hlen(REGISTRY) > 0
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_policy").fetchone()[0] == audit_before
+
+    in_step = commands.status(settings)
+    head = in_step.data["head"]
+    assert in_step.data["stores"]["redis"] == {"configured": True, "revision": head, "deferred_steps": []}
+    checked = commands.check(settings)
+    assert [f for f in checked.findings if f.store == "redis"] == []
+
+
+def test_migrate_with_every_reachable_store_applies_in_lockstep(project, redis_url, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    settings = load_settings(project)
+    out = commands.migrate(settings)
+    assert len(out.data["applied"]) == 1
+    head = commands.status(settings).data["stores"]["redis"]["revision"]
+    assert head == out.data["applied"][0]
+    commands.downgrade(settings, "base")
+    assert redis_py.Redis.from_url(redis_url).hlen(REGISTRY) == 0
+    assert commands.status(settings).data["stores"]["redis"]["revision"] is None
+
+
+def test_registry_drift_is_reported(project, redis_url, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    settings = load_settings(project)
+    commands.migrate(settings)
+    redis_py.Redis.from_url(redis_url).hdel(REGISTRY, *[k for k in redis_py.Redis.from_url(redis_url)
+                                                         .hkeys(REGISTRY) if k.startswith(b"family:session")][:1])
+    checked = commands.check(settings)
+    assert checked.exit_code == 1
+    assert any(f.store == "redis" for f in checked.findings), [f.sentence() for f in checked.findings]
+
+
+def test_a_configured_but_unreachable_store_is_an_error_and_nothing_is_applied(project, pg_url, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", f"redis://:topsecret@127.0.0.1:{free_port()}/0")
+    with pytest.raises(StoreUnavailable) as err:
+        commands.migrate(load_settings(project))
+    assert "topsecret" not in str(err.value) and "redis server at redis://:***@127.0.0.1" in str(err.value)
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('users')").fetchone()[0] is None
+
+
+def test_strict_requires_every_declared_store(project, monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(ConfigError, match="mongo is declared but not configured and --strict is in force"):
+        commands.migrate(load_settings(project))
