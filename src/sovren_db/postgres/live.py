@@ -37,7 +37,7 @@ class LiveTable:
     name: str
     row_security: RowSecurity
     partition_key: str | None         # "RANGE (executed_at)" for a partitioned table
-    partitions: dict[str, str] = field(default_factory=dict)   # name -> bound expression
+    partitions: set[str] = field(default_factory=set)   # names of the partitions (names carry the month)
 
 
 @dataclass
@@ -147,8 +147,7 @@ def _policies(conn: Connection) -> dict[str, LivePolicy]:
 _TABLES = """
 SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
        CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partition_key,
-       ARRAY(SELECT ch.relname || '=' || pg_get_expr(ch.relpartbound, ch.oid)
-               FROM pg_inherits i JOIN pg_class ch ON ch.oid = i.inhrelid
+       ARRAY(SELECT ch.relname FROM pg_inherits i JOIN pg_class ch ON ch.oid = i.inhrelid
               WHERE i.inhparent = c.oid) AS partitions
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -159,9 +158,8 @@ SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
 def _tables(conn: Connection) -> dict[str, LiveTable]:
     found = {}
     for r in conn.execute(text(_TABLES)):
-        partitions = dict(p.split("=", 1) for p in r.partitions)
         found[r.relname] = LiveTable(r.relname, RowSecurity(r.relname, r.relrowsecurity, r.relforcerowsecurity),
-                                     r.partition_key, partitions)
+                                     r.partition_key, set(r.partitions))
     return found
 
 

@@ -21,4 +21,7 @@ def compare_postgres_objects(autogen_context, upgrade_ops) -> PriorityDispatchRe
 
 
 def setup(plugin) -> None:
+    from . import tables
+
     plugin.add_autogenerate_comparator(compare_postgres_objects, "autogenerate", priority=DispatchPriority.LAST)
+    tables.setup(plugin)
