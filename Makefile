@@ -33,7 +33,8 @@ demo: setup
 	$(BIN)/sovren-db up
 	$(BIN)/sovren-db migrate
 	$(BIN)/sovren-db check
-	$(BIN)/sovren-db status
+	@# status exits 1 while a store's steps wait (MongoDB without mongod): show it, fail only on errors
+	$(BIN)/sovren-db status; test $$? -le 1
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -180,7 +180,8 @@ class Runtime:
         if backend is None:
             if steps:
                 defer_steps(connection, store, revision, direction, steps)
-                self.note(f"{store}: {len(steps)} step(s) of revision {revision} deferred until {store} is reachable.")
+                self.note(f"{store}: NOT APPLIED: {len(steps)} step(s) of revision {revision} deferred until "
+                          f"{store} is reachable ({_url_var(store)}); the next migrate applies them.")
             return
         prefix = f"{revision}:{direction}:"
         done = backend.ledger_keys(prefix)
