@@ -39,6 +39,7 @@ def test_up_env_down(bare_project):
         assert up.returncode == 0, up.stderr
         servers = json.loads((bare_project / ".sovren" / "servers.json").read_text())
         assert set(servers) == {"postgres", "redis"}
+        first_pids = [info["pid"] for info in servers.values()]
         assert "securepass" not in up.stdout.split("export")[0]  # the report lines redact passwords
         env = sovren(bare_project, "env")
         exports = dict(line.removeprefix("export ").split("=", 1) for line in env.stdout.splitlines()
@@ -49,13 +50,19 @@ def test_up_env_down(bare_project):
         assert redis.Redis.from_url(exports["REDIS_URL"].strip("'")).ping()
         again = sovren(bare_project, "up", "--store", "redis")
         assert "already running" in again.stdout
+        redis.Redis.from_url(exports["REDIS_URL"].strip("'")).set("kept", "1")
+        sovren(bare_project, "down")
+        restarted = sovren(bare_project, "up", "--store", "redis")
+        assert "started" in restarted.stdout
+        url = json.loads((bare_project / ".sovren" / "servers.json").read_text())["redis"]["url"]
+        assert redis.Redis.from_url(url).get("kept") == b"1"  # development data survives down/up
     finally:
         down = sovren(bare_project, "down")
     assert down.returncode == 0 and "stopped" in down.stdout
     assert not (bare_project / ".sovren" / "servers.json").exists()
-    for info in servers.values():
+    for pid in first_pids:
         with pytest.raises(ProcessLookupError):
-            os.kill(info["pid"], 0)
+            os.kill(pid, 0)
 
 
 @pytest.mark.skipif(bool(shutil.which("mongod")), reason="this machine has mongod; the absent case cannot be shown")

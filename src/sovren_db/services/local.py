@@ -204,13 +204,15 @@ def _redis_bin() -> str:
 
 
 def start_redis(base: Path, port: int | None = None, *, password: str | None = None,
-                cluster: bool = False) -> Server:
+                cluster: bool = False, persist: bool = False) -> Server:
+    """A redis-server on loopback; ``persist`` keeps its data (append-only file) across restarts."""
     binary = _redis_bin()
     base.mkdir(parents=True, exist_ok=True)
     port = port or (free_cluster_port() if cluster else free_port())
     pidfile, log = base / "redis.pid", base / "redis.log"
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(base), "--save", "",
-            "--appendonly", "no", "--daemonize", "yes", "--pidfile", str(pidfile), "--logfile", str(log)]
+            "--appendonly", "yes" if persist else "no", "--daemonize", "yes", "--pidfile", str(pidfile),
+            "--logfile", str(log)]
     if password:
         argv += ["--requirepass", password]
     if cluster:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,8 @@ from ..core.config import SERVERS_FILE, STORES, URL_VARS, Settings
 from ..core.urls import redact
 from .local import Server, ServerUnavailable, _alive, docker_engine_answers, start_mongod, start_postgres, start_redis, stop
 
-STARTERS = {"postgres": start_postgres, "redis": start_redis, "mongo": start_mongod}
+# Development servers keep their data across down/up, as the Postgres cluster does.
+STARTERS = {"postgres": start_postgres, "redis": partial(start_redis, persist=True), "mongo": start_mongod}
 # Fixed ports of docker-compose.yml (Appendix A).
 COMPOSE_URLS = {
     "postgres": "postgresql://sovren:securepass@127.0.0.1:5432/sovren_ai",
