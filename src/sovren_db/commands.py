@@ -167,14 +167,10 @@ def check(settings: Settings, *, data: bool = False) -> Outcome:
     """Drift in every store: exit 0 clean, 1 drift or pending revisions."""
     runtime = Runtime(settings)
     runtime.postgres_schema  # a broken declaration is an error before any server is asked
-    pending = pending_revisions(settings)
-    if pending:
-        findings = [Finding("postgres", f"revision {r.revision}", f"not applied ({r.doc})", code="pending")
-                    for r in pending]
-        return Outcome(exit_code=1, findings=findings,
-                       notes=["database is not at head: run 'sovren-db migrate', then check again"])
     try:
         ops = _compare(settings, runtime)
+        if ops is None:  # Alembic compares only a database at head
+            return _pending_outcome(settings)
         findings = findings_from_ops(ops)
         findings += _store_findings(settings, runtime, data=data)
     finally:
@@ -182,7 +178,15 @@ def check(settings: Settings, *, data: bool = False) -> Outcome:
     return Outcome(exit_code=1 if findings else 0, findings=findings, notes=list(runtime.notes))
 
 
-def _compare(settings: Settings, runtime: Runtime) -> list:
+def _pending_outcome(settings: Settings) -> Outcome:
+    findings = [Finding("postgres", f"revision {r.revision}", f"not applied ({r.doc})", code="pending")
+                for r in pending_revisions(settings)]
+    return Outcome(exit_code=1, findings=findings,
+                   notes=["database is not at head: run 'sovren-db migrate', then check again"])
+
+
+def _compare(settings: Settings, runtime: Runtime) -> list | None:
+    """The operations that would bring every store to its declarations; None when not at head."""
     config = alembic_config(settings, runtime)
     try:
         alembic_command.check(config)
@@ -190,6 +194,8 @@ def _compare(settings: Settings, runtime: Runtime) -> list:
         script = exc.revision_context.generated_revisions[-1]
         return [op for upgrade_ops in script.upgrade_ops_list for op in upgrade_ops.ops]
     except CommandError as exc:
+        if "not up to date" in str(exc):
+            return None
         raise RevisionError(str(exc).rstrip(".") + ".") from None
     return []
 
