@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from sovren_db.cli.main import cli
+from tests.integration.conftest import add_revision
 from sovren_db.services import free_port
 
 pytestmark = pytest.mark.postgres
@@ -117,13 +118,9 @@ def test_syntax_error_in_a_declaration(project):
 
 def test_failing_revision_changes_nothing(project, pg_url):
     run("migrate")
-    versions = project / "migrations" / "versions"
-    head = [p for p in versions.glob("*.py")][0].name.split("_")[0]
-    (versions / "bad0000001_bad.py").write_text(
-        f'revision = "bad0000001"\ndown_revision = "{head}"\nbranch_labels = None\ndepends_on = None\n'
-        "from alembic import op\nimport sqlalchemy as sa\n\n"
-        "def upgrade():\n    op.create_table('half', sa.Column('id', sa.Integer, primary_key=True))\n"
-        "    op.execute('SELECT 1/0')\n\ndef downgrade():\n    op.drop_table('half')\n")
+    head = commands_head(project)
+    add_revision(project, "bad0000001", "    op.create_table('half', sa.Column('id', sa.Integer, primary_key=True))\n"
+                                        "    op.execute('SELECT 1/0')", "op.drop_table('half')")
     result = run("migrate")
     assert result.exit_code == 2
     assert "division by zero" in one_sentence(result)
@@ -181,12 +178,7 @@ def test_alembic_commands_work_from_the_root(project, pg_url):
 
 def test_protected_environment_refuses_a_destructive_revision(project, pg_url, monkeypatch):
     run("migrate")
-    versions = project / "migrations" / "versions"
-    head = [p for p in versions.glob("*.py")][0].name.split("_")[0]
-    (versions / "drop0000001_drop.py").write_text(
-        f'revision = "drop0000001"\ndown_revision = "{head}"\nbranch_labels = None\ndepends_on = None\n'
-        "from alembic import op\n\n"
-        "def upgrade():\n    op.drop_column('users', 'last_login')\n\ndef downgrade():\n    pass\n")
+    add_revision(project, "drop0000001", "    op.drop_column('users', 'last_login')")
     monkeypatch.setenv("SOVREN_ENV", "production")
     refused = run("migrate")
     assert refused.exit_code == 2
@@ -203,3 +195,9 @@ def test_downgrade_minus_one(project):
     result = run("downgrade", "-1")
     assert result.exit_code == 0, result.output
     assert "to base" in result.output
+
+
+def commands_head(project: Path) -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(project / "migrations")).get_current_head()

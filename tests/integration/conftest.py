@@ -31,3 +31,16 @@ def project(tmp_path: Path, repo_root: Path, pg_url: str, monkeypatch: pytest.Mo
     monkeypatch.delenv("SOVREN_DB_STORES", raising=False)
     monkeypatch.chdir(root)
     return root
+
+
+def add_revision(project: Path, revision: str, upgrade: str, downgrade: str = "pass",
+                 imports: str = "from alembic import op\nimport sqlalchemy as sa\n") -> Path:
+    """Write a revision on top of the project's current head; bodies are indented statements."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(project / "migrations")).get_current_head()
+    path = project / "migrations" / "versions" / f"{revision}_test.py"
+    path.write_text(f"revision = {revision!r}\ndown_revision = {head!r}\nbranch_labels = None\n"
+                    f"depends_on = None\n{imports}\n\ndef upgrade():\n{upgrade}\n\n"
+                    f"def downgrade():\n    {downgrade}\n")
+    return path

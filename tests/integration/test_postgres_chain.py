@@ -7,6 +7,7 @@ import pytest
 
 from sovren_db import commands
 from sovren_db.core.config import load_settings
+from tests.integration.conftest import add_revision
 
 pytestmark = pytest.mark.postgres
 
@@ -133,12 +134,8 @@ def test_a_migration_waits_out_a_held_lock_and_retries(project, pg_url, monkeypa
 
     settings = settings_for(project)
     commands.migrate(settings)
-    versions = project / "migrations" / "versions"
-    head = [p for p in versions.glob("*.py")][0].name.split("_")[0]
-    (versions / "lock0000001_lock.py").write_text(
-        f'revision = "lock0000001"\ndown_revision = "{head}"\nbranch_labels = None\ndepends_on = None\n'
-        "from alembic import op\n\ndef upgrade():\n    op.execute('ALTER TABLE users ADD COLUMN nickname text')\n\n"
-        "def downgrade():\n    op.execute('ALTER TABLE users DROP COLUMN nickname')\n")
+    add_revision(project, "lock0000001", "    op.execute('ALTER TABLE users ADD COLUMN nickname text')",
+                 "op.execute('ALTER TABLE users DROP COLUMN nickname')")
     monkeypatch.setenv("SOVREN_LOCK_TIMEOUT", "200ms")
     holder = psycopg.connect(pg_url)
     holder.execute("LOCK TABLE users IN ACCESS SHARE MODE")
