@@ -2,7 +2,7 @@
 
 from sovren_db.postgres import Extension, PartitionRule, Schema
 
-from . import audit, security, tables
+from . import audit, privacy, security, tables
 
 schema = Schema(tables.metadata)
 schema.add(
@@ -16,4 +16,7 @@ schema.add(
     # §5: monthly partitions created ahead, plus a default partition.
     PartitionRule("operations", "executed_at", months_ahead=3),
     PartitionRule("audit_log", "created_at", months_ahead=3),
+    # Issue 7: personal data and its erasure rule, encrypted columns (not DDL: read by the compliance commands).
+    *privacy.personal_data,
+    *privacy.encrypted,
 )

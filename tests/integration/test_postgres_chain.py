@@ -148,3 +148,18 @@ def test_a_migration_waits_out_a_held_lock_and_retries(project, pg_url, monkeypa
         holder.close()
     assert out.data["applied"] == ["lock0000001"]
     assert any("lock timeout, retrying" in n for n in out.notes)
+
+
+def test_check_reports_personal_data_that_erasure_does_not_cover(project):
+    settings = settings_for(project)
+    commands.migrate(settings)
+    tables = project / "postgres" / "tables.py"
+    tables.write_text(tables.read_text() + (
+        "\nuser_notes = Table('user_notes', metadata,\n"
+        "    Column('note_id', UUID(as_uuid=True), primary_key=True),\n"
+        "    Column('user_id', UUID(as_uuid=True), ForeignKey('users.user_id'), nullable=False),\n"
+        "    Column('phone', Text))\n"))
+    out = commands.check(settings_for(project))
+    assert out.exit_code == 1
+    codes = {(f.code, f.object.split()[-1]) for f in out.findings if f.code.startswith("pii")}
+    assert any(code == "pii-uncovered" and "user_notes" in obj for code, obj in codes), out.findings

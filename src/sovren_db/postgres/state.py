@@ -183,7 +183,70 @@ def partition_name(table: str, start: date) -> str:
     return f"{table}_p{start.year:04d}_{start.month:02d}"
 
 
-KINDS = (Extension, Role, Function, RowSecurity, Policy, Trigger, Grant, PartitionRule)
+ERASE_RULES = ("delete", "anonymise", "retain")
+
+
+@dataclass(frozen=True)
+class PersonalData:
+    """Rows of ``table`` hold personal data of the subject named by ``subject_column``.
+
+    ``erase`` says what ``sovren-db erase`` does with the subject's rows:
+    ``delete`` them, ``anonymise`` them (``anonymise`` maps each column to the
+    SQL expression it is set to; the subject column must be among them) or
+    ``retain`` them (``reason`` says why, e.g. an immutable audit trail).
+    ``columns`` names the columns holding personal data. Not DDL: the
+    Postgres plugin ignores this kind; :mod:`sovren_db.compliance` reads it.
+    """
+
+    table: str
+    subject_column: str
+    columns: tuple[str, ...] = ()
+    erase: str = "delete"
+    anonymise: tuple[tuple[str, str], ...] = ()
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.anonymise, dict):
+            object.__setattr__(self, "anonymise", tuple(sorted(self.anonymise.items())))
+        object.__setattr__(self, "columns", tuple(self.columns))
+        if self.erase not in ERASE_RULES:
+            raise ValueError(f"PersonalData {self.table}: erase must be one of {', '.join(ERASE_RULES)}, "
+                             f"not {self.erase!r}")
+        if (self.erase == "anonymise") != bool(self.anonymise):
+            raise ValueError(f"PersonalData {self.table}: 'anonymise' expressions go with erase='anonymise' only")
+        if self.erase == "retain" and not self.reason:
+            raise ValueError(f"PersonalData {self.table}: erase='retain' needs a reason")
+
+    @property
+    def key(self) -> str:
+        return self.table
+
+
+@dataclass(frozen=True)
+class Encrypted:
+    """``table.column`` holds pgcrypto ciphertext (``pgp_sym_encrypt``), rotated by ``sovren-db rotate-key``.
+
+    A text column holds it ASCII-armored (``armor(pgp_sym_encrypt(...))``,
+    read back with ``pgp_sym_decrypt(dearmor(col), key)``); a bytea column holds
+    it raw. ``data`` is the type of the plaintext (``text`` or ``bytea``), and
+    ``options`` the pgcrypto options used when encrypting.
+    """
+
+    table: str
+    column: str
+    data: str = "text"
+    options: str = "cipher-algo=aes256"
+
+    def __post_init__(self) -> None:
+        if self.data not in ("text", "bytea"):
+            raise ValueError(f"Encrypted {self.table}.{self.column}: data must be 'text' or 'bytea'")
+
+    @property
+    def key(self) -> str:
+        return f"{self.table}.{self.column}"
+
+
+KINDS = (Extension, Role, Function, RowSecurity, Policy, Trigger, Grant, PartitionRule, PersonalData, Encrypted)
 
 
 @dataclass

@@ -1,0 +1,98 @@
+"""Helpers of the compliance tests: pick a subject, fingerprint everyone else's data."""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from typing import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import redis
+
+USER_TABLES = ("users", "subscriptions", "transactions", "payments", "operations")
+
+
+def subject_with_everything(pg_url: str, redis_url: str | None = None) -> str:
+    """A seeded user with rows in every table (and a session in Redis when given)."""
+    with psycopg.connect(pg_url) as conn:
+        candidates = [str(r[0]) for r in conn.execute(
+            "SELECT u.user_id FROM users u WHERE " + " AND ".join(
+                f"EXISTS (SELECT 1 FROM {t} x WHERE x.user_id = u.user_id)" for t in USER_TABLES[1:])
+            + " ORDER BY u.user_id")]
+    assert candidates, "the ci seed has no user with rows in every table"
+    if redis_url is None:
+        return candidates[0]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with_devices = [c for c in candidates
+                        if client.exists(f"session:devices:{c}") and client.exists(f"session:{c}")]
+    finally:
+        client.close()
+    assert with_devices, "the ci seed has no user with a session and devices"
+    return with_devices[0]
+
+
+def subject_counts(pg_url: str, subject: str) -> dict[str, int]:
+    with psycopg.connect(pg_url) as conn:
+        return {t: conn.execute(f"SELECT count(*) FROM {t} WHERE user_id = %s", (subject,)).fetchone()[0]
+                for t in USER_TABLES}
+
+
+def others_fingerprint(pg_url: str, subject: str, audit_up_to: int | None = None) -> dict[str, str]:
+    """A digest per table of every row not belonging to ``subject`` (audit rows up to an event id)."""
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        found = {t: conn.execute(f"SELECT count(*) || ':' || md5(string_agg(t::text, '|' ORDER BY t::text)) "
+                                 f"FROM {t} AS t WHERE user_id <> %s", (subject,)).fetchone()[0]
+                 for t in USER_TABLES}
+        if audit_up_to is not None:
+            found["audit_log"] = conn.execute(
+                "SELECT count(*) || ':' || md5(string_agg(t::text, '|' ORDER BY event_id)) FROM audit_log t "
+                "WHERE event_id <= %s", (audit_up_to,)).fetchone()[0]
+    return found
+
+
+def last_event(pg_url: str) -> int:
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute("SELECT COALESCE(max(event_id), 0) FROM audit_log").fetchone()[0]
+
+
+def redis_keys(redis_url: str) -> dict[bytes, bytes]:
+    """Every key with its DUMP (value, not TTL)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return {key: client.dump(key) for key in client.scan_iter(count=1000)}
+    finally:
+        client.close()
+
+
+def redis_fingerprint(redis_url: str, subject: str) -> str:
+    keys = redis_keys(redis_url)
+    digest = hashlib.sha256()
+    for key in sorted(k for k in keys if subject.encode() not in k):
+        digest.update(key + b"\0" + keys[key])
+    return digest.hexdigest()
+
+
+def erase_events(pg_url: str) -> list[tuple]:
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute("SELECT event_id, user_id, event_payload, query FROM audit_log WHERE action = 'ERASE'"
+                            ).fetchall()
+
+
+@contextmanager
+def login_role(pg_url: str, name: str, *, member_of: str | None = None) -> Iterator[str]:
+    """A LOGIN role that may create schemas in the test's database (and act as ``member_of``); its URL."""
+    password = f"{name}-pw"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {name}")
+        conn.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'" + (f" IN ROLE {member_of}" if member_of else ""))
+        conn.execute(f'GRANT CREATE ON DATABASE "{conn.info.dbname}" TO {name}')
+    parts = urlsplit(pg_url)
+    try:
+        yield urlunsplit(parts._replace(netloc=f"{name}:{password}@{parts.hostname}:{parts.port}"))
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {name}")
+            conn.execute(f"DROP ROLE {name}")

@@ -1,0 +1,140 @@
+"""``audit verify``: the hash chain walked in one stream; the first broken link is named."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from sovren_db import commands
+from sovren_db.cli.main import cli
+from sovren_db.compliance.audit_verify import ChainReport, unescape_copy, walk
+from sovren_db.core.config import load_settings
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+# -- pure: the walk over COPY text lines ------------------------------------------
+
+def chain(count: int) -> list[list[bytes]]:
+    """Rows as sovren_audit_append writes them: [event_id, created_at, prev_hash, hash, payload]."""
+    rows, prev = [], None
+    for i in range(1, count + 1):
+        payload = json.dumps({"at": f"t{i}", "prev_hash": (prev or b"").decode()}).encode()
+        digest = hashlib.sha256(payload + str(i).encode()).hexdigest().encode()
+        rows.append([str(i).encode(), f"2026-11-0{i} 10:00:00+00".encode(), prev, digest, payload])
+        prev = digest
+    return rows
+
+
+def lines(rows: list[list[bytes]]) -> list[bytes]:
+    def field(value: bytes | None) -> bytes:
+        if value is None:
+            return b"\\N"
+        return value.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
+    return [b"\t".join(field(v) for v in row) + b"\n" for row in rows]
+
+
+def rehash(row: list[bytes]) -> None:
+    row[3] = hashlib.sha256(row[4] + row[0]).hexdigest().encode()
+
+
+def test_an_intact_chain_passes_and_reports_its_head():
+    rows = chain(5)
+    report = walk(lines(rows), ChainReport())
+    assert report.broken is None and report.rows == 5
+    assert (report.first_event, report.last_event, report.head_hash) == (1, 5, rows[-1][3].decode())
+
+
+def test_an_altered_payload_breaks_its_own_hash():
+    rows = chain(5)
+    rows[2][4] = rows[2][4].replace(b"t3", b"t9")
+    report = walk(lines(rows), ChainReport())
+    assert report.broken.event_id == 3 and "altered" in report.broken.problem
+    assert report.broken.created_at == "2026-11-03 10:00:00+00" and report.last_event == 2
+
+
+def test_a_deleted_row_breaks_the_next_link():
+    rows = chain(5)
+    del rows[1]
+    report = walk(lines(rows), ChainReport())
+    assert report.broken.event_id == 3 and "previous row's hash" in report.broken.problem
+
+
+def test_a_missing_beginning_is_named():
+    report = walk(lines(chain(4)[2:]), ChainReport())
+    assert report.broken.event_id == 3 and "rows before it are missing" in report.broken.problem
+
+
+def test_a_payload_moved_in_the_chain_is_caught_even_with_a_recomputed_hash():
+    rows = chain(4)
+    rows[2][4] = rows[2][4].replace(rows[1][3], b"0" * 64)   # embedded prev_hash no longer the column's
+    rehash(rows[2])
+    report = walk(lines(rows), ChainReport())
+    assert report.broken.event_id == 3 and "inside event_payload" in report.broken.problem
+
+
+def test_escaped_payloads_are_hashed_as_stored():
+    rows = chain(2)
+    payload = {"prev_hash": rows[0][3].decode(), "note": "tab\there \\ and\nnewline"}
+    rows[1][4] = json.dumps(payload).encode()   # the embedded hash is not last: the slow path parses JSON
+    rehash(rows[1])
+    assert b"\t" in lines(rows)[1] and b"\\" in lines(rows)[1]
+    report = walk(lines(rows), ChainReport())
+    assert report.broken is None and report.rows == 2
+
+
+def test_copy_text_unescaping():
+    assert unescape_copy(b"a\\tb\\\\n\\nc\\\\") == b"a\tb\\n\nc\\"
+
+
+# -- on a real server ------------------------------------------------------------------
+
+pytest_postgres = pytest.mark.postgres
+
+
+@pytest_postgres
+def test_an_empty_log_is_intact(project):
+    commands.migrate(load_settings(project))
+    result = run("audit", "verify", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["rows"] == 0
+
+
+@pytest_postgres
+def test_a_seeded_chain_verifies_and_a_tampered_row_is_found(migrated):
+    with psycopg.connect(migrated.pg_url) as conn:
+        total, tampered, at = conn.execute(
+            "SELECT count(*), (array_agg(event_id ORDER BY event_id))[count(*) / 2], "
+            "(array_agg(created_at ORDER BY event_id))[count(*) / 2] FROM audit_log").fetchone()
+    intact = run("audit", "verify")
+    assert intact.exit_code == 0, intact.output
+    assert f"{total:,} events" in intact.output
+    with psycopg.connect(migrated.pg_url, autocommit=True) as conn:  # as superuser, triggers off
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("UPDATE audit_log SET event_payload = replace(event_payload, 'INSERT', 'DELETE') "
+                     "WHERE event_id = %s", (tampered,))
+    broken = run("audit", "verify", "--format", "json")
+    assert broken.exit_code == 1
+    report = json.loads(broken.output)
+    assert report["first_break"]["event_id"] == tampered and report["intact"] is False
+    assert report["first_break"]["created_at"].startswith(at.strftime("%Y-%m-%d %H:%M:%S"))
+    text = run("audit", "verify")
+    assert text.exit_code == 1 and f"audit_log event {tampered}" in text.output
+
+
+@pytest_postgres
+def test_a_deleted_audit_row_is_found_at_the_next_event(migrated):
+    with psycopg.connect(migrated.pg_url, autocommit=True) as conn:
+        gone, following = conn.execute("SELECT event_id, lead(event_id) OVER (ORDER BY event_id) FROM audit_log "
+                                       "ORDER BY event_id OFFSET 10 LIMIT 1").fetchone()
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("DELETE FROM audit_log WHERE event_id = %s", (gone,))
+    result = run("audit", "verify", "--format", "github")
+    assert result.exit_code == 1
+    assert result.output.startswith(f"::error title=postgres audit-chain::audit_log event {following}:")
