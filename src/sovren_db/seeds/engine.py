@@ -1,0 +1,254 @@
+"""``seed``: lockstep check, manifest, validation of everything, then COPY, insert_many, pipelines.
+
+The order is what makes a seed safe to run anywhere and twice:
+
+1. refuse in a protected environment (unless allowed) and unless every
+   configured store is at the head revision (:mod:`.lockstep`);
+2. read the manifest: the same seed already loaded in every configured store
+   is a no-op; a different one needs ``--reset``;
+3. generate and validate every MongoDB document and Redis key (for declared
+   stores, configured or not: a generator bug is a bug on every machine);
+4. with ``--reset``, delete seeded rows, documents and keys (by their ids);
+5. COPY the Postgres tables and write the manifest in one transaction, then
+   MongoDB, then Redis, each recorded in the manifest once loaded, so an
+   interrupted seed is finished by the next run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from ..core.errors import ConfigError, Refused
+from ..core.runtime import Runtime
+from ..env import connect, lock_and_limit, unlock
+from . import manifest as manifests
+from .lockstep import check_lockstep, refuse_protected
+from .plan import Plan, seed_identity
+from .postgres_load import act_as, copy_tables, delete_seeded as delete_rows
+from .prevalidate import check_blocks
+from .profiles import Profile, load_profile
+from .targets import Targets
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from ..core.config import Settings
+
+STORE_ORDER = ("postgres", "mongo", "redis")
+UNITS = {"postgres": "rows", "mongo": "documents", "redis": "keys"}
+
+
+class Progress(Protocol):
+    def task(self, label: str, total: int) -> Callable[[int], None]:
+        """Start a task of ``total`` steps; the callable advances it."""
+
+
+class NoProgress:
+    def task(self, label: str, total: int) -> Callable[[int], None]:
+        return lambda steps=1: None
+
+
+@dataclass
+class StoreResult:
+    state: str                                   # seeded | already seeded | not configured | not declared
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    deleted: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass
+class SeedReport:
+    profile: str
+    scale: int
+    seed: int
+    anchor: str
+    status: str                                  # seeded | already seeded
+    stores: dict[str, StoreResult] = field(default_factory=dict)
+    validated: dict[str, int] = field(default_factory=dict)
+    validation_seconds: float = 0.0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"profile": self.profile, "scale": self.scale, "seed": self.seed, "anchor": self.anchor,
+                "status": self.status, "seconds": round(self.seconds, 3),
+                "validated": dict(self.validated), "validation_seconds": round(self.validation_seconds, 3),
+                "stores": {name: {"state": r.state, UNITS[name]: r.total, "counts": dict(r.counts),
+                                  "deleted": dict(r.deleted), "seconds": round(r.seconds, 3)}
+                           for name, r in self.stores.items()}}
+
+
+def seed(settings: "Settings", profile_name: str, *, scale: int = 1, seed: int | None = None, reset: bool = False,
+         allow_protected: bool = False, progress: Progress | None = None) -> SeedReport:
+    """Seed every configured store with ``profile_name`` at ``scale``; see the module docstring."""
+    started = time.perf_counter()
+    refuse_protected(settings, allow_protected)
+    if scale < 1:
+        raise ConfigError(f"--scale must be 1 or more, not {scale}.")
+    profile = load_profile(settings.seeds_dir, profile_name)
+    targets = Targets.of(settings, profile)
+    runtime = Runtime(settings)
+    engine, connection = connect(settings)
+    raw = connection.connection.driver_connection
+    try:
+        lock_and_limit(connection, settings)
+        check_lockstep(settings, connection, runtime)
+        connection.commit()
+        seeder = Seeder(settings, runtime, raw, targets, progress or NoProgress())
+        report = seeder.run(profile, scale, profile.seed if seed is None else seed, reset)
+    finally:
+        raw.rollback()
+        try:
+            unlock(connection)
+        finally:
+            connection.close()
+            engine.dispose()
+            runtime.close()
+    report.notes = list(dict.fromkeys(targets.notes + runtime.notes))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+class Seeder:
+    """One seed run over an open, locked Postgres connection and the connected backends."""
+
+    def __init__(self, settings: "Settings", runtime: Runtime, conn: "psycopg.Connection", targets: Targets,
+                 progress: Progress):
+        self.settings, self.runtime, self.conn, self.targets, self.progress = settings, runtime, conn, targets, progress
+        self.backends = {store: runtime.backend(store) for store in runtime.stores}
+
+    def run(self, profile: Profile, scale: int, seed: int, reset: bool) -> SeedReport:
+        found = manifests.read(self.conn)
+        self.conn.rollback()
+        plan = Plan(profile, scale, seed, self._anchor(found, profile, scale, seed, reset), self.targets.months)
+        if found and not reset and found.identity() != plan.identity():
+            raise Refused(f"Seeding refused: the database holds the seed of {found.describe()}; "
+                          "pass --reset to replace it with this one.")
+        report = SeedReport(profile.name, scale, seed, plan.anchor.isoformat(), "seeded")
+        todo = self._todo(found if not reset else None, report)
+        if not todo and not reset:
+            report.status = "already seeded"
+            report.stores = {s: report.stores[s] for s in STORE_ORDER if s in report.stores}
+            return report
+        self._validate(plan, report)
+        if reset:
+            self._reset(report)
+        for store in STORE_ORDER:
+            if store in todo:
+                began = time.perf_counter()
+                counts = getattr(self, f"_load_{store}")(plan)
+                report.stores[store] = StoreResult("seeded", counts, time.perf_counter() - began,
+                                                   report.stores.get(store, StoreResult("")).deleted)
+        report.stores = {s: report.stores[s] for s in STORE_ORDER if s in report.stores}
+        return report
+
+    def _anchor(self, found, profile: Profile, scale: int, seed: int, reset: bool):
+        """The manifest's month when finishing the same seed, else the database's current month."""
+        if found and not reset and found.identity() == seed_identity(profile, scale, seed):
+            return found.anchor
+        anchor = self.conn.execute("SELECT date_trunc('month', current_date)::date").fetchone()[0]
+        self.conn.rollback()
+        return anchor
+
+    def _todo(self, found, report: SeedReport) -> list[str]:
+        todo = []
+        for store in STORE_ORDER:
+            if store != "postgres" and store not in self.backends:
+                continue
+            if store != "postgres" and self.backends[store] is None:
+                report.stores[store] = StoreResult("not configured")
+            elif found is not None and store in found.stores:
+                loaded = found.stores[store]
+                order = self.targets.names(store)
+                counts = {n: loaded[n] for n in sorted(loaded, key=lambda n: (order.index(n) if n in order else 99, n))}
+                report.stores[store] = StoreResult("already seeded", counts)
+            else:
+                todo.append(store)
+        return todo
+
+    # -- validation -------------------------------------------------------
+    def _validate(self, plan: Plan, report: SeedReport) -> None:
+        """Every document and key of the declared stores, before anything is written."""
+        began = time.perf_counter()
+        advance = self.progress.task("validating documents and keys", plan.block_count)
+        seen = check_blocks(plan, self.targets.collections, self.targets.families, advance)
+        report.validated = {name: seen[name] for name in [*self.targets.collections, *self.targets.families]}
+        report.validation_seconds = time.perf_counter() - began
+
+    # -- reset --------------------------------------------------------------
+    def _reset(self, report: SeedReport) -> None:
+        conn = self.conn
+        tables = [t.table for t in self.targets.all_tables]
+        advance = self.progress.task("reset: deleting the seeded rows", len(tables))
+        act_as(conn, self.targets.role)
+        conn.execute("SET LOCAL statement_timeout = 0")
+        deleted = delete_rows(conn, tables, lambda rows: advance(1))
+        conn.execute("RESET ROLE")
+        manifests.forget(conn)
+        conn.commit()
+        report.stores["postgres"] = StoreResult("", deleted=deleted)
+        if self.backends.get("mongo") is not None:
+            from .mongo_load import delete_seeded
+
+            report.stores["mongo"] = StoreResult("", deleted=delete_seeded(self.backends["mongo"].db,
+                                                                          self.targets.all_collections))
+        if self.backends.get("redis") is not None:
+            from .redis_load import delete_seeded
+
+            report.stores["redis"] = StoreResult("", deleted=delete_seeded(self.backends["redis"],
+                                                                          self.targets.all_families))
+
+    # -- loading ----------------------------------------------------------
+    def _load_postgres(self, plan: Plan) -> dict[str, int]:
+        conn = self.conn
+        advance = self.progress.task("postgres", plan.block_count * len(self.targets.tables))
+        act_as(conn, self.targets.role)
+        conn.execute("SET LOCAL statement_timeout = 0")
+        counts = copy_tables(conn, plan, self.targets.tables, lambda rows: advance(1), self.targets.encrypted)
+        conn.execute("RESET ROLE")
+        manifests.write(conn, manifests.Manifest(plan.profile.name, plan.profile.fingerprint, plan.scale, plan.seed,
+                                                 plan.anchor, {"postgres": counts}))
+        conn.commit()
+        return counts
+
+    def _load_mongo(self, plan: Plan) -> dict[str, int]:
+        from .mongo_load import insert_documents
+
+        db = self.backends["mongo"].db
+        counts = dict.fromkeys(self.targets.collections, 0)
+        advance = self.progress.task("mongo", plan.block_count)
+        for block in plan.blocks():
+            for name in self.targets.collections:
+                documents = self.targets.documents(name, block)
+                insert_documents(db, name, documents)
+                counts[name] += len(documents)
+            advance(1)
+        self._record("mongo", counts)
+        return counts
+
+    def _load_redis(self, plan: Plan) -> dict[str, int]:
+        from .redis_load import KeyWriter
+
+        writer = KeyWriter(self.backends["redis"])
+        counts = dict.fromkeys(self.targets.families, 0)
+        advance = self.progress.task("redis", plan.block_count)
+        try:
+            for block in plan.blocks():
+                for name, family in self.targets.families.items():
+                    counts[name] += writer.write(self.targets.keys(name, block, family))
+                advance(1)
+            writer.finish()
+        finally:
+            writer.close()
+        self._record("redis", counts)
+        return counts
+
+    def _record(self, store: str, counts: dict[str, int]) -> None:
+        manifests.record_store(self.conn, store, counts)
+        self.conn.commit()

@@ -1,0 +1,156 @@
+"""Postgres: COPY every table in one transaction, as the role that may write every tenant.
+
+Seeding runs as the declared role with BYPASSRLS (``sovren_migrator``:
+``SET LOCAL ROLE``), never by disabling row security on a table; COPY FROM is
+allowed for such a role. Triggers fire as in production, so the audit chain
+grows a hash-chained row per audited row. One COPY per table streams every
+block of users in COPY's binary format (see :mod:`.postgres_rows`); psycopg's
+queued writer sends a block from a thread while the next one is generated, so
+generation overlaps the server's work.
+
+A table with columns declared ``Encrypted`` is COPY'd into a temporary table
+first and inserted from there with those columns encrypted by pgcrypto, as
+the declaration says (``armor(pgp_sym_encrypt(value, key, options))`` for a
+text column): the plaintext is deterministic, the ciphertext is not (OpenPGP
+salts every message, so equal tokens never look equal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+
+import psycopg
+from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
+
+from ..core.errors import ConfigError, Refused
+from ..core.urls import redact_text
+from ..postgres.state import Role
+from .draws import SEEDED_HIGH, SEEDED_LOW
+from .postgres_rows import BINARY_SIGNATURE, BINARY_TRAILER, RESET_ORDER, TableRows
+from .prevalidate import SeedFailed
+
+if TYPE_CHECKING:
+    from ..postgres.state import Schema
+    from .plan import Plan
+
+Advance = Callable[[int], None]
+ENCRYPTION_KEY_VAR = "SOVREN_DB_ENCRYPTION_KEY"
+SEEDED_USER = "user_id BETWEEN %s::uuid AND %s::uuid AND substr(user_id::text, 15, 1) = '8'"
+
+
+def seeding_role(schema: "Schema") -> str:
+    """The declared role with BYPASSRLS: it writes every tenant's rows without switching security off."""
+    roles = [r.name for r in schema.of(Role) if r.bypass_rls]
+    if not roles:
+        raise ConfigError("No declared Postgres role has BYPASSRLS: declare one (Role(name, bypass_rls=True)) "
+                          "with INSERT and DELETE grants so that seeding respects row-level security.")
+    return roles[0]
+
+
+def act_as(conn: psycopg.Connection, role: str) -> None:
+    """``SET LOCAL ROLE`` for the current transaction; Refused when the login may not."""
+    try:
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+    except psycopg.errors.InsufficientPrivilege:
+        user = conn.info.user
+        raise Refused(f"Seeding refused: Postgres user {user!r} may not act as {role!r} "
+                      f"(GRANT {role} TO {user}, or seed as a user who may).") from None
+
+
+@dataclass(frozen=True)
+class Encryption:
+    """How seeded values of one column are encrypted: the SQL of the declaration and its key."""
+
+    column: str
+    armored: bool       # a text column holds ASCII-armored ciphertext, a bytea column raw ciphertext
+    plaintext: str      # "text" or "bytea"
+    options: str
+    key: str
+
+    def expression(self) -> sql.Composable:
+        """The SQL encrypting the column; key and options are bind parameters, never statement text
+        (the audit trigger records the statement, ``current_query()``, in the immutable log)."""
+        encrypt = "pgp_sym_encrypt" if self.plaintext == "text" else "pgp_sym_encrypt_bytea"
+        value = sql.SQL("{}({}, {}, {})").format(sql.SQL(encrypt), sql.Identifier(self.column),
+                                                 sql.Placeholder(f"{self.column}_key"),
+                                                 sql.Placeholder(f"{self.column}_options"))
+        return sql.SQL("armor({})").format(value) if self.armored else value
+
+    def parameters(self) -> dict[str, str]:
+        return {f"{self.column}_key": self.key, f"{self.column}_options": self.options}
+
+
+def copy_tables(conn: psycopg.Connection, plan: "Plan", tables: Iterable[TableRows],
+                advance: Advance = lambda n: None,
+                encrypted: Mapping[str, list[Encryption]] | None = None) -> dict[str, int]:
+    """COPY each table's rows, block after block; returns rows per table. Inside the caller's transaction."""
+    counts = {}
+    with conn.cursor() as cursor:
+        for table in tables:
+            staged = (encrypted or {}).get(table.table)
+            try:
+                if staged:
+                    _stage(cursor, table)
+                counts[table.table] = _copy_blocks(cursor, plan, table, f"seed_{table.table}" if staged else None,
+                                                   advance)
+                if staged:
+                    _insert_encrypted(cursor, table, staged)
+            except psycopg.Error as exc:
+                raise SeedFailed(f"Postgres refused the seeded rows of {table.table} and nothing was kept: "
+                                 f"{_reason(exc, conn)}") from None
+    return counts
+
+
+def _copy_blocks(cursor: psycopg.Cursor, plan: "Plan", table: TableRows, into: str | None, advance: Advance) -> int:
+    rows = 0
+    with cursor.copy(table.copy_sql(into), writer=QueuedLibpqWriter(cursor)) as copy:
+        copy.write(BINARY_SIGNATURE)
+        for block in plan.blocks():
+            data, count = table.binary(block)
+            if count:
+                copy.write(data)
+                rows += count
+            advance(count)
+        copy.write(BINARY_TRAILER)
+    return rows
+
+
+def _stage(cursor: psycopg.Cursor, table: TableRows) -> None:
+    cursor.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+        sql.Identifier(f"seed_{table.table}"), sql.Identifier(table.table)))
+
+
+def _insert_encrypted(cursor: psycopg.Cursor, table: TableRows, columns: list[Encryption]) -> None:
+    by_column = {e.column: e.expression() for e in columns}
+    values = [by_column.get(c, sql.Identifier(c)) for c in table.names]
+    staged = sql.Identifier(f"seed_{table.table}")
+    cursor.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+        sql.Identifier(table.table), sql.SQL(", ").join(map(sql.Identifier, table.names)),
+        sql.SQL(", ").join(values), staged), {k: v for e in columns for k, v in e.parameters().items()})
+    cursor.execute(sql.SQL("DROP TABLE {}").format(staged))
+
+
+def delete_seeded(conn: psycopg.Connection, tables: Iterable[str], advance: Advance = lambda n: None) -> dict[str, int]:
+    """Delete the rows of seeded users (version 8 ids starting 5eed), children first; returns rows per table."""
+    wanted = set(tables)
+    deleted = {}
+    for table in RESET_ORDER:
+        if table not in wanted:
+            continue
+        try:
+            cursor = conn.execute(sql.SQL("DELETE FROM {} WHERE " + SEEDED_USER).format(sql.Identifier(table)),
+                                  (SEEDED_LOW, SEEDED_HIGH))
+        except psycopg.Error as exc:
+            raise SeedFailed(f"Postgres refused to delete the seeded rows of {table}: {_reason(exc, conn)}") from None
+        deleted[table] = cursor.rowcount
+        advance(cursor.rowcount)
+    return deleted
+
+
+def _reason(exc: psycopg.Error, conn: psycopg.Connection) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        text += " (the database holds seeded rows that no manifest records: run with --reset)"
+    return redact_text(text.rstrip("."), conn.info.dsn) + "."

@@ -1,0 +1,126 @@
+"""What a profile seeds in this project: the declared tables, collections and key families it names.
+
+A profile entry whose table, collection or family is not declared is not
+seeded (a note says so); a store that is not among the project's stores is
+left alone. The Postgres declarations also give the role to seed as (the one
+with BYPASSRLS) and how many months the operations partitions cover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import os
+
+from sqlalchemy import LargeBinary
+
+from ..core.errors import ConfigError
+from ..postgres import state as postgres_state
+from ..postgres.declared import load_schema
+from ..postgres.state import PartitionRule
+from . import mongo_docs, redis_keys
+from .postgres_load import ENCRYPTION_KEY_VAR, Encryption, seeding_role
+from .postgres_rows import TABLES, TableRows
+from .profiles import ENTITIES
+
+if TYPE_CHECKING:
+    from ..core.config import Settings
+    from ..mongo.state import CollectionSpec
+    from ..redis.state import KeyFamily
+    from .entities import Block
+    from .profiles import Profile
+
+PARTITIONED = "operations"
+
+
+@dataclass
+class Targets:
+    tables: list[TableRows]                          # to load, in foreign-key order
+    all_tables: list[TableRows]                      # declared ones (what --reset cleans)
+    role: str
+    months: int = 1
+    collections: dict[str, "CollectionSpec"] = field(default_factory=dict)
+    families: dict[str, "KeyFamily"] = field(default_factory=dict)
+    # declared ones with a generator, whatever this profile seeds: what --reset cleans
+    all_collections: list[str] = field(default_factory=list)
+    all_families: list["KeyFamily"] = field(default_factory=list)
+    encrypted: dict[str, list[Encryption]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, settings: "Settings", profile: "Profile") -> "Targets":
+        schema = load_schema(settings.postgres_dir)
+        declared = [t for t in TABLES if t.table in schema.metadata.tables]
+        if not declared or declared[0].table != "users":
+            raise ConfigError(f"{settings.postgres_dir} declares no users table: the seed profiles need one.")
+        rule = next((r for r in schema.of(PartitionRule) if r.table == PARTITIONED), None)
+        targets = cls(tables=[t for t in declared if t.table == "users" or profile.amount(t.table) > 0],
+                      all_tables=declared, role=seeding_role(schema),
+                      months=rule.months_ahead + 1 if rule else 1)
+        targets.notes += [f"postgres: {name} is in the profile but not declared in {settings.postgres_dir.name}/; "
+                          "not seeded." for name, e in ENTITIES.items()
+                          if e.store == "postgres" and profile.amount(name) > 0
+                          and name not in schema.metadata.tables]
+        targets._add_encryption(schema, profile)
+        if "mongo" in settings.stores:
+            targets._add_collections(settings, profile)
+        if "redis" in settings.stores:
+            targets._add_families(settings, profile)
+        return targets
+
+    def _add_encryption(self, schema, profile: "Profile") -> None:
+        """Columns of loaded tables declared Encrypted, with the key to encrypt seeded values with."""
+        kind = getattr(postgres_state, "Encrypted", None)
+        declared = [e for e in schema.of(kind) if any(e.table == t.table for t in self.tables)] if kind else []
+        if not declared:
+            return
+        key = os.environ.get(ENCRYPTION_KEY_VAR) or profile.encryption_key
+        if not key:
+            first = declared[0]
+            raise ConfigError(f"{first.table}.{first.column} is declared encrypted: set {ENCRYPTION_KEY_VAR} or "
+                              f"encryption_key in {profile.path} to the key seeded values are encrypted with.")
+        for entry in declared:
+            column = schema.metadata.tables[entry.table].c[entry.column]
+            armored = not isinstance(column.type, LargeBinary)
+            self.encrypted.setdefault(entry.table, []).append(
+                Encryption(entry.column, armored, entry.data, entry.options, key))
+
+    def _add_collections(self, settings: "Settings", profile: "Profile") -> None:
+        from ..mongo.declared import has_declarations, load_declared
+
+        declared = (load_declared(settings.mongo_dir, display_root=settings.root).collections
+                    if has_declarations(settings.mongo_dir) else {})
+        self.collections = self._chosen(profile, "mongo", mongo_docs.COLLECTIONS, declared, settings.mongo_dir)
+        self.all_collections = [name for name in mongo_docs.COLLECTIONS if name in declared]
+
+    def _add_families(self, settings: "Settings", profile: "Profile") -> None:
+        from ..redis.declared import load_declarations
+
+        declared = load_declarations(settings.redis_dir).families
+        self.families = self._chosen(profile, "redis", redis_keys.FAMILIES, declared, settings.redis_dir)
+        self.all_families = [declared[name] for name in redis_keys.FAMILIES if name in declared]
+
+    def _chosen(self, profile: "Profile", store: str, generators: dict, declared: dict, folder) -> dict:
+        """The declarations of what the profile seeds, in generator order; a note for what is not declared."""
+        chosen = {}
+        for name in generators:
+            if profile.amount(name) <= 0:
+                continue
+            if name in declared:
+                chosen[name] = declared[name]
+            else:
+                self.notes.append(f"{store}: {name} is in the profile but not declared in {folder.name}/; not seeded.")
+        return chosen
+
+    def names(self, store: str) -> list[str]:
+        """What this store's counts are keyed by, in loading order."""
+        if store == "postgres":
+            return [t.table for t in self.all_tables]
+        return list(self.collections if store == "mongo" else self.families)
+
+    def documents(self, name: str, block: "Block") -> list[dict]:
+        return mongo_docs.COLLECTIONS[name](block)
+
+    def keys(self, name: str, block: "Block", family: "KeyFamily") -> redis_keys.KeyBatch:
+        return redis_keys.FAMILIES[name](block, family)

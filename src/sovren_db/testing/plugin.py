@@ -1,0 +1,165 @@
+"""The sovren-db pytest plugin: a migrated, seeded triad per test session, isolated per test.
+
+Installed with sovren-db (entry point ``sovren_db`` in ``pytest11``) or loaded
+with ``-p sovren_db.testing.plugin``. Once per session it migrates a template
+Postgres database to head and seeds it, together with Redis and MongoDB, with a
+profile (``ci`` unless the ini option ``sovren_db_profile`` says otherwise).
+Each test asking for ``sovren_triad`` then gets:
+
+- its own Postgres database, cloned from the template (``CREATE DATABASE ...
+  TEMPLATE``: COPY'd rows, triggers, the audit chain and the seed manifest
+  come along) and dropped afterwards;
+- Redis flushed and restored to the seeded keys (DUMP/RESTORE, TTLs kept);
+- MongoDB collections restored to the seeded documents, collections a test
+  created dropped.
+
+Servers come from ``sovren_db.testing.fixtures``: ``POSTGRES_URL``,
+``REDIS_URL`` and ``MONGO_URL`` when set (the Redis database there is flushed
+between tests), otherwise throwaway servers started for the session. A store
+the project declares but that cannot be had here (MongoDB without a mongod) is
+left out, as ``sovren-db`` does in development.
+
+This module is imported by every pytest run where sovren-db is installed: it
+imports nothing heavy until a fixture runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from ..core.config import Settings
+    from ..seeds.engine import SeedReport
+
+pytest_plugins = ["sovren_db.testing.fixtures"]
+
+INI_OPTIONS = {
+    "sovren_db_profile": ("seed profile of the session's triad (a file in seeds/)", "ci"),
+    "sovren_db_scale": ("--scale of that seed", "1"),
+    "sovren_db_seed": ("--seed of that seed (default: the profile's)", ""),
+    "sovren_db_root": ("project root holding pyproject.toml (default: found from the rootdir)", ""),
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    for name, (help_text, default) in INI_OPTIONS.items():
+        parser.addini(name, help_text, default=default)
+
+
+@dataclass
+class Triad:
+    """The servers of one test, at head and seeded; ``settings`` point at them."""
+
+    settings: "Settings"
+    seed: "SeedReport"
+    postgres_url: str
+    redis_url: str | None = None
+    mongo_url: str | None = None
+    mongo_database: str | None = None
+
+    def postgres(self, **kwargs: Any):
+        """A psycopg connection to this test's database (use it as a context manager)."""
+        import psycopg
+
+        return psycopg.connect(self.postgres_url, **kwargs)
+
+    def redis(self):
+        import redis
+
+        if not self.redis_url:
+            pytest.skip("Redis is not among this project's stores")
+        return redis.Redis.from_url(self.redis_url)
+
+    def mongo(self):
+        """The pymongo Database of this session (restored before each test)."""
+        import pymongo
+
+        if not self.mongo_url:
+            pytest.skip("MongoDB is not available here (set MONGO_URL or put a mongod binary on PATH)")
+        return pymongo.MongoClient(self.mongo_url)[self.mongo_database]
+
+
+@dataclass
+class Template:
+    settings: "Settings"
+    seed: "SeedReport"
+    database: str
+    admin_url: str
+    redis_keys: list = field(default_factory=list)
+    mongo_documents: dict = field(default_factory=dict)
+
+
+def _project_root(config: pytest.Config) -> Path:
+    from ..core.config import find_root
+
+    given = config.getini("sovren_db_root")
+    return (config.rootpath / given).resolve() if given else find_root(config.rootpath)
+
+
+def _server_urls(request: pytest.FixtureRequest, stores: tuple[str, ...]) -> dict[str, str | None]:
+    urls: dict[str, str | None] = {"postgres": request.getfixturevalue("postgres_server_url")}
+    urls["redis"] = request.getfixturevalue("redis_server_url") if "redis" in stores else None
+    urls["mongo"] = None
+    if "mongo" in stores:
+        try:
+            urls["mongo"] = request.getfixturevalue("mongo_server_url")
+        except pytest.skip.Exception:
+            pass  # no mongod: MongoDB is left out, the seed report says so
+    return urls
+
+
+@pytest.fixture(scope="session")
+def sovren_triad_template(request: pytest.FixtureRequest):
+    """Migrate and seed a template database (and Redis, MongoDB) once for the session."""
+    from dataclasses import replace
+
+    from .. import commands
+    from ..core.config import load_settings
+    from ..core.urls import with_database
+    from ..seeds.engine import seed
+    from ..seeds import snapshots
+
+    config = request.config
+    root = _project_root(config)
+    urls = _server_urls(request, load_settings(root, strict=False).stores)
+    name = f"sovren_tpl_{uuid.uuid4().hex[:10]}"
+    admin = with_database(urls["postgres"], "postgres")
+    snapshots.create_database(admin, name)
+    settings = replace(load_settings(root, strict=False).with_urls(
+        postgres=with_database(urls["postgres"], name), redis=urls["redis"], mongo=urls["mongo"]),
+        mongo_database=f"sovren_test_{name[-10:]}")
+    try:
+        commands.migrate(settings)
+        report = seed(settings, config.getini("sovren_db_profile"), scale=int(config.getini("sovren_db_scale")),
+                      seed=int(config.getini("sovren_db_seed")) if config.getini("sovren_db_seed") else None)
+        template = Template(settings, report, name, admin, snapshots.dump_redis(settings),
+                            snapshots.dump_mongo(settings))
+        yield template
+    finally:
+        snapshots.drop_database(admin, name)
+        snapshots.forget_session(settings)
+
+
+@pytest.fixture
+def sovren_triad(sovren_triad_template: Template):
+    """This test's triad: a clone of the seeded template database, Redis and MongoDB restored."""
+    from ..core.urls import with_database
+    from ..seeds import snapshots
+
+    template = sovren_triad_template
+    name = f"sovren_t_{uuid.uuid4().hex[:12]}"
+    snapshots.create_database(template.admin_url, name, template=template.database)
+    url = with_database(template.settings.postgres_url, name)
+    settings = template.settings.with_urls(postgres=url)
+    snapshots.restore_redis(settings, template.redis_keys)
+    snapshots.restore_mongo(settings, template.mongo_documents)
+    try:
+        yield Triad(settings, template.seed, url, settings.redis_url, settings.mongo_url,
+                    settings.mongo_database if settings.mongo_url else None)
+    finally:
+        snapshots.drop_database(template.admin_url, name)

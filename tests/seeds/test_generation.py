@@ -1,0 +1,228 @@
+"""Generated data, without servers: deterministic, consistent across the stores, valid for its declarations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+from statistics import mean
+
+import bson
+import pytest
+
+from sovren_db.mongo.declared import load_declared
+from sovren_db.redis.declared import load_declarations
+from sovren_db.seeds import mongo_docs, redis_keys, vocab
+from sovren_db.seeds.draws import SEEDED_UUID, Draws, is_seeded
+from sovren_db.seeds.plan import BLOCK_USERS, Plan
+from sovren_db.seeds.postgres_rows import TABLES
+from sovren_db.seeds.prevalidate import DocumentCheck, KeyCheck
+from sovren_db.seeds.profiles import load_profile, parse_profile
+
+REPO = Path(__file__).resolve().parents[2]
+ANCHOR = dt.date(2026, 11, 1)
+MONTHS = 4  # operations: this month and the 3 the PartitionRule keeps ahead
+COLLECTIONS = load_declared(REPO / "mongo").collections
+FAMILIES = load_declarations(REPO / "redis").families
+
+# The ci profile at seed 1, anchored at 2026-11: these bytes on every machine and Python version.
+# Changing a generator changes this digest on purpose: update it, and say so in the commit.
+CI_DIGEST = "417ac4ba28a8737da0e3461759ee1f7440838f797a6cd8f57fd43f750ec26643"
+
+
+def plan_of(name: str = "ci", *, seed: int | None = None, scale: int = 1, anchor: dt.date = ANCHOR,
+            users: int | None = None) -> Plan:
+    profile = load_profile(REPO / "seeds", name)
+    profile = replace(profile, users=users or profile.users)
+    return Plan(profile, scale, profile.seed if seed is None else seed, anchor, MONTHS)
+
+
+def everything(plan: Plan):
+    """(table or collection or family, records) of every block, in a fixed order."""
+    for block in plan.blocks():
+        for table in TABLES:
+            yield table.table, table.lines(block)
+        for name, build in mongo_docs.COLLECTIONS.items():
+            yield name, build(block)
+        for name, build in redis_keys.FAMILIES.items():
+            batch = build(block, FAMILIES[name])
+            yield name, list(zip(batch.keys, batch.values, [batch.ttl_of(i) for i in range(len(batch))]))
+
+
+def digest(plan: Plan) -> str:
+    out = hashlib.sha256()
+    for name, records in everything(plan):
+        out.update(name.encode())
+        for record in records:
+            out.update(bson.encode(record) if isinstance(record, dict) else repr(record).encode())
+    return out.hexdigest()
+
+
+def rows(plan: Plan, table: str) -> list[list[str]]:
+    spec = next(t for t in TABLES if t.table == table)
+    return [line.split("\t") for block in plan.blocks() for line in spec.lines(block)]
+
+
+def test_same_profile_scale_and_seed_give_the_same_bytes():
+    assert digest(plan_of()) == digest(plan_of())
+
+
+def test_the_ci_data_is_pinned_across_machines():
+    assert digest(plan_of()) == CI_DIGEST
+
+
+def test_streams_are_standard_shake256_not_python_random():
+    assert Draws(1, 0).bytes("users.id", 4) == hashlib.shake_256(b"sovren-seed/1/0/users.id").digest(4)
+    assert Draws(1, 0).uuids("users.id", 1) == ["5eed18f5-c931-8435-a181-e3d44a524232"]
+
+
+def test_another_seed_or_anchor_gives_other_data():
+    assert digest(plan_of(seed=2)) != digest(plan_of())
+    assert digest(plan_of(anchor=dt.date(2026, 12, 1))) != digest(plan_of())
+
+
+def test_a_bigger_scale_starts_with_the_smaller_one():
+    small, big = rows(plan_of(), "users"), rows(plan_of(scale=3), "users")
+    assert len(big) == 3 * len(small)
+    assert big[:len(small)] == small
+
+
+def test_blocks_are_independent_and_cover_every_user():
+    profile = parse_profile("big", REPO / "big.toml", {"users": BLOCK_USERS + 10})
+    plan = Plan(profile, 1, 5, ANCHOR, MONTHS)
+    assert [b.size for b in plan.blocks()] == [BLOCK_USERS, 10]
+    ids = [i for b in plan.blocks() for i in b.users.id]
+    assert len(set(ids)) == BLOCK_USERS + 10
+    assert all(is_seeded(i) for i in ids)
+
+
+def test_every_id_is_a_seeded_version_8_uuid():
+    plan = plan_of()
+    for table in TABLES:
+        for row in rows(plan, table.table):
+            assert SEEDED_UUID.fullmatch(row[0]), (table.table, row[0])
+    assert not is_seeded("5eed18f5-c931-4435-a181-e3d44a524232")  # a version 4 id with the same prefix
+
+
+def test_usernames_and_emails_are_unique_and_use_example_domains():
+    users = rows(plan_of("dev", users=3000), "users")
+    assert len({u[1] for u in users}) == len({u[3] for u in users}) == len(users)
+    assert {u[3].split("@")[1] for u in users} <= set(vocab.DOMAINS)
+    assert all(d.rsplit(".", 2)[-2] == "example" for d in vocab.DOMAINS)
+
+
+def test_operations_spread_over_every_partition_month_and_stay_inside_the_window():
+    executed = [row[5] for row in rows(plan_of(), "operations")]
+    months = {e[:7] for e in executed}
+    assert months == {"2026-11", "2026-12", "2027-01", "2027-02"}
+    assert min(executed) >= "2026-11-01 00:00:00" and max(executed) < "2027-03-01 00:00:00"
+
+
+def test_everything_else_happens_before_the_anchor():
+    plan = plan_of()
+    for table, column in (("users", 4), ("subscriptions", 4), ("transactions", 6)):
+        assert max(r[column] for r in rows(plan, table)) < "2026-11-01", table
+
+
+def test_payments_hold_no_card_data_and_match_their_transaction():
+    plan = plan_of()
+    payment_columns = next(t for t in TABLES if t.table == "payments").names
+    assert "raw_card_number" not in payment_columns
+    transactions = {r[0]: r for r in rows(plan, "transactions")}
+    for payment in rows(plan, "payments"):
+        tx = transactions[payment[2]]
+        assert (payment[1], payment[3], payment[4]) == (tx[1], tx[3], tx[4])
+        assert tx[5] in ("succeeded", "refunded")
+        assert len(payment[7]) == 4 and payment[6].startswith("tok_")
+
+
+def test_documents_and_keys_reference_the_seeded_users_and_operations():
+    plan = plan_of()
+    users = {r[0]: r for r in rows(plan, "users")}
+    operations = {r[0]: r for r in rows(plan, "operations")}
+    block = plan.block(0)
+    executives = mongo_docs.executives(block)
+    boards = {uid: set(json.loads(u[6])["executives"]) for uid, u in users.items()}
+    for uid, board in boards.items():
+        assert board == {e["executiveId"] for e in executives if e["userId"] == uid}
+    for name in ("communications", "scenario_simulations", "analytics_payloads"):
+        for document in mongo_docs.COLLECTIONS[name](block):
+            assert document["userId"] in users
+            if "operationId" in document:
+                assert operations[document["operationId"]][1] == document["userId"]
+    for simulation in mongo_docs.scenario_simulations(block):
+        assert set(simulation["executiveIds"]) <= boards[simulation["userId"]]
+    sessions = redis_keys.session(block, FAMILIES["session"])
+    signed_in = {k.split(b":")[1].decode() for k in sessions.keys}
+    assert signed_in <= set(users)
+    devices = redis_keys.session_devices(block, FAMILIES["session_devices"])
+    assert {k.rsplit(b":", 1)[1].decode() for k in devices.keys} <= signed_in
+    queued = {e["messageId"] for e in redis_keys.comms_outbox(block, FAMILIES["comms_outbox"]).values}
+    statuses = redis_keys.comms_status(block, FAMILIES["comms_status"])
+    assert {k.rsplit(b":", 1)[1].decode() for k in statuses.keys} <= queued
+    failed = {c["messageId"] for c in mongo_docs.communications(block) if c["status"] == "failed"}
+    assert {e["messageId"] for e in redis_keys.comms_dead(block, FAMILIES["comms_dead"]).values} <= failed
+
+
+@pytest.mark.parametrize("name", ["ci", "dev"])
+def test_every_document_and_key_passes_its_declaration(name):
+    plan = plan_of(name, users=400)
+    documents, keys = DocumentCheck(COLLECTIONS), KeyCheck(FAMILIES)
+    block = plan.block(0)
+    for collection, build in mongo_docs.COLLECTIONS.items():
+        documents.check(collection, build(block))
+    for family, build in redis_keys.FAMILIES.items():
+        keys.check(build(block, FAMILIES[family]))
+    assert min(documents.seen.values()) > 0 and min(keys.seen.values()) > 0
+
+
+def test_keys_follow_the_declared_ttl_rules():
+    block = plan_of().block(0)
+    assert redis_keys.session(block, FAMILIES["session"]).ttl == FAMILIES["session"].ttl.default
+    assert redis_keys.comms_outbox(block, FAMILIES["comms_outbox"]).ttl is None
+
+
+def test_profile_amounts_are_honoured_on_average():
+    plan = plan_of("dev", users=3000)
+    users = rows(plan, "users")
+    for table in ("operations", "transactions"):
+        per_user = len(rows(plan, table)) / len(users)
+        assert abs(per_user - plan.profile.amount(table)) < 0.3, table
+    paid = [t for t in rows(plan, "transactions") if t[5] in ("succeeded", "refunded")]
+    assert abs(len(rows(plan, "payments")) / len(paid) - plan.profile.amount("payments")) < 0.03
+    signed_in = mean(len(redis_keys.session(b, FAMILIES["session"])) / b.size for b in plan.blocks())
+    assert abs(signed_in - plan.profile.amount("session")) < 0.03
+
+
+def test_vocabularies_need_no_escaping_in_copy_text_or_json():
+    words = [w for name in dir(vocab) if name.isupper() for w in _strings(getattr(vocab, name))]
+    assert words and all(not set(w) & set('\t\n\r\\"') for w in words)
+
+
+def test_distinct_picks_are_distinct():
+    picks = Draws(3, 0).distinct("x", [5] * 500, vocab.SKILLS)
+    assert all(len(set(p)) == 5 for p in picks)
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, (tuple, list, frozenset)):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+@pytest.mark.parametrize("cents", [0, 5, 50, 99, 100, 2900, 4970, 10000, 999999, 1000000, 123456789, 10000000000])
+def test_binary_numeric_matches_psycopgs_own_encoder(cents):
+    from decimal import Decimal
+
+    from psycopg.types.numeric import DecimalBinaryDumper
+
+    from sovren_db.seeds.postgres_rows import _numeric_cents
+
+    expected = bytes(DecimalBinaryDumper(Decimal).dump(Decimal(cents).scaleb(-2).quantize(Decimal("0.01"))))
+    assert _numeric_cents(cents)[4:] == expected

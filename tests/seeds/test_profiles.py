@@ -1,0 +1,87 @@
+"""Seed profiles: the repository's load, malformed ones are refused naming the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sovren_db.core.errors import ConfigError, DeclarationError
+from sovren_db.seeds.profiles import ENTITIES, SHARE, load_profile, profile_names
+
+REPO_SEEDS = Path(__file__).resolve().parents[2] / "seeds"
+
+
+def test_the_repository_declares_ci_dev_and_perf():
+    assert {"ci", "dev", "perf"} <= set(profile_names(REPO_SEEDS))
+    ci, dev, perf = (load_profile(REPO_SEEDS, n) for n in ("ci", "dev", "perf"))
+    assert ci.users < dev.users < perf.users
+    assert not list(REPO_SEEDS.glob("__init__.py"))
+
+
+def test_ci_seeds_every_entity_so_that_ci_covers_every_generator():
+    ci = load_profile(REPO_SEEDS, "ci")
+    assert [name for name in ENTITIES if ci.amount(name) <= 0] == []
+
+
+def test_fingerprint_follows_the_file_content(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text("users = 10\n")
+    first = load_profile(tmp_path, "p").fingerprint
+    path.write_text("users = 11\n")
+    assert load_profile(tmp_path, "p").fingerprint != first
+
+
+@pytest.mark.parametrize("text, where, problem", [
+    ("seed = 1\n", "users", "is required"),
+    ("users = 0\n", "users", "whole number"),
+    ("users = 5\ncolour = 'red'\n", "colour", "unknown key"),
+    ("users = 5\n[postgres]\nwidgets = 1\n", "postgres.widgets", "nothing named 'widgets'"),
+    ("users = 5\n[mongo]\nsubscriptions = 1\n", "mongo.subscriptions", "can be seeded in mongo"),
+    ("users = 5\n[postgres]\npayments = 1.5\n", "postgres.payments", "between 0 and 1"),
+    ("users = 5\n[redis]\nsession = -1\n", "redis.session", "0 or more"),
+    ("users = 5\n[redis]\nsession = true\n", "redis.session", "0 or more"),
+    ("users = 5\npostgres = 3\n", "postgres", "must be a table"),
+])
+def test_malformed_profiles_name_the_file_and_the_key(tmp_path, text, where, problem):
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(DeclarationError) as caught:
+        load_profile(tmp_path, "bad")
+    assert caught.value.where == where
+    assert problem in caught.value.problem
+    assert str(tmp_path / "bad.toml") in str(caught.value)
+
+
+def test_invalid_toml_is_a_declaration_error(tmp_path):
+    (tmp_path / "broken.toml").write_text("users = [\n")
+    with pytest.raises(DeclarationError, match="not valid TOML"):
+        load_profile(tmp_path, "broken")
+
+
+def test_an_unknown_profile_lists_the_available_ones(tmp_path):
+    (tmp_path / "small.toml").write_text("users = 1\n")
+    with pytest.raises(ConfigError, match=r"No seed profile 'huge' .*profiles there: small\)"):
+        load_profile(tmp_path, "huge")
+
+
+def test_shares_are_only_the_entities_declared_as_shares():
+    assert {n for n, e in ENTITIES.items() if e.kind == SHARE} == {
+        "payments", "scenario_simulations", "analytics_payloads", "session", "session_devices", "executive_cache",
+        "simulation_cache", "comms_status", "comms_dead"}
+
+
+def test_an_encrypted_column_without_any_key_is_a_config_error(tmp_path, monkeypatch):
+    from sovren_db.core.config import load_settings
+    from sovren_db.seeds.targets import Targets
+    from tests.integration.conftest import copy_project
+
+    root = copy_project(REPO_SEEDS.parent, tmp_path / "project")
+    (root / "seeds" / "nokey.toml").write_text("users = 3\n[postgres]\ntransactions = 1\npayments = 1\n")
+    monkeypatch.delenv("SOVREN_DB_ENCRYPTION_KEY", raising=False)
+    settings = load_settings(root, environ={"SOVREN_DB_STORES": "postgres"})
+    with pytest.raises(ConfigError, match=r"payments.provider_token is declared encrypted: set "
+                                          r"SOVREN_DB_ENCRYPTION_KEY or encryption_key in .*nokey.toml"):
+        Targets.of(settings, load_profile(root / "seeds", "nokey"))
+    monkeypatch.setenv("SOVREN_DB_ENCRYPTION_KEY", "k")
+    assert [e.column for e in Targets.of(settings, load_profile(root / "seeds", "nokey")).encrypted["payments"]] \
+        == ["provider_token"]
