@@ -110,6 +110,7 @@ def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool
 
     try:
         runtime.connect_stores()
+        _resync_fresh_stores(settings, runtime)
         _run_alembic(settings, runtime, upgrade, target, attributes={"sovren_replay": True})
     finally:
         runtime.close()
@@ -117,6 +118,22 @@ def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool
     out = Outcome(notes=list(runtime.notes), data={"applied": applied, "target": target})
     out.lines = [f"applied {r} ({script.get_revision(r).doc})" for r in applied] or [f"nothing to migrate: at {target}"]
     return out
+
+
+def _resync_fresh_stores(settings: Settings, runtime: Runtime) -> None:
+    """A store that never saw the chain (or lost its data) first gets the steps Postgres already has."""
+    from .resync import resync, stores_to_resync
+
+    engine, connection = connect(settings)
+    try:
+        heads = MigrationContext.configure(connection).get_current_heads()
+        stale = stores_to_resync(runtime, connection, heads)
+        if stale and len(heads) == 1:
+            resync(runtime, connection, stale, heads[0])
+            connection.commit()
+    finally:
+        connection.close()
+        engine.dispose()
 
 
 def downgrade(settings: Settings, target: str, *, allow_protected: bool = False) -> Outcome:

@@ -84,3 +84,31 @@ def test_strict_requires_every_declared_store(project, monkeypatch):
     monkeypatch.setenv("CI", "true")
     with pytest.raises(ConfigError, match="mongo is declared but not configured and --strict is in force"):
         commands.migrate(load_settings(project))
+
+
+def test_an_emptied_store_is_brought_back_by_the_next_migrate(project, redis_url, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    settings = load_settings(project)
+    commands.migrate(settings)
+    client = redis_py.Redis.from_url(redis_url)
+    published = client.hgetall(REGISTRY)
+    assert published
+    client.flushdb()  # a development Redis restarted without persistence
+    out = commands.migrate(settings)
+    assert out.data["applied"] == []
+    assert any("replayed the chain's redis steps" in n for n in out.notes)
+    assert client.hgetall(REGISTRY) == published
+    status = commands.status(settings)
+    assert status.data["stores"]["redis"]["revision"] == status.data["head"]
+    assert commands.check(settings).exit_code == 0
+
+
+def test_a_store_configured_after_postgres_reached_head_catches_up(project, pg_url, redis_url, monkeypatch):
+    commands.migrate(load_settings(project))  # Redis not configured: its steps are deferred
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM sovren_db_deferred WHERE store = 'redis'")  # as if they never existed
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    settings = load_settings(project)
+    commands.migrate(settings)
+    assert redis_py.Redis.from_url(redis_url).hlen(REGISTRY) > 0
+    assert commands.status(settings).data["stores"]["redis"]["revision"] == commands.status(settings).data["head"]
