@@ -168,6 +168,8 @@ def plan(settings: Settings, target: str = "head") -> Outcome:
 
 def revision(settings: Settings, message: str, *, autogenerate: bool = False) -> Outcome:
     runtime = Runtime(settings)
+    if autogenerate:
+        _read_chain_for_absent_stores(settings, runtime)
     try:
         config = _run_alembic(settings, runtime, alembic_command.revision, message=message,
                               autogenerate=autogenerate, attributes={"sovren_skip_empty": autogenerate})
@@ -205,8 +207,17 @@ def _pending_outcome(settings: Settings) -> Outcome:
                    notes=["database is not at head: run 'sovren-db migrate', then check again"])
 
 
+def _read_chain_for_absent_stores(settings: Settings, runtime: Runtime) -> None:
+    """Where a declared store has no server, the revision chain stands in for it (read offline)."""
+    if "mongo" in runtime.stores and not settings.configured("mongo") and not settings.strict:
+        from .resync import chain_steps
+
+        runtime.chain_steps = [op for _, steps in chain_steps(settings, "heads") for op in steps]
+
+
 def _compare(settings: Settings, runtime: Runtime) -> list | None:
     """The operations that would bring every store to its declarations; None when not at head."""
+    _read_chain_for_absent_stores(settings, runtime)
     config = alembic_config(settings, runtime)
     try:
         alembic_command.check(config)

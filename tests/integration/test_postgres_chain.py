@@ -163,3 +163,21 @@ def test_check_reports_personal_data_that_erasure_does_not_cover(project):
     assert out.exit_code == 1
     codes = {(f.code, f.object.split()[-1]) for f in out.findings if f.code.startswith("pii")}
     assert any(code == "pii-uncovered" and "user_notes" in obj for code, obj in codes), out.findings
+
+
+def test_without_mongodb_the_chain_stands_in_for_the_server(project):
+    settings = settings_for(project)
+    commands.migrate(settings)
+    toml = project / "mongo" / "communications.toml"
+    text = toml.read_text()
+    toml.write_text(text.replace("[shard]", "[[indexes]]\nkey = { recipient = 1 }\n\n[shard]", 1))
+    drift = commands.check(settings_for(project))
+    assert [f.sentence() for f in drift.findings if f.store == "mongo"] == \
+        ["index communications.recipient_1: missing in database"]
+    assert any("compared the declarations with the revision chain" in n for n in drift.notes)
+    written = commands.revision(settings_for(project), "recipient index", autogenerate=True)
+    source = open(written.data["written"][0]).read()
+    assert "op.mongo_create_index(" in source and "op.mongo_drop_index(" in source
+    assert "op.create_table" not in source
+    commands.migrate(settings_for(project))  # the Mongo step is deferred: no server
+    assert commands.check(settings_for(project)).exit_code == 0

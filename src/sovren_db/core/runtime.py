@@ -64,6 +64,7 @@ class Runtime:
     _backends: dict[str, StoreBackend | None] = field(default_factory=dict)
     _pending: list[StoreOp] = field(default_factory=list)
     allow_destructive: bool = False
+    chain_steps: list[StoreOp] | None = None   # every store step of the chain, for stores without a server
     applied: list[tuple[str, str]] = field(default_factory=list)   # (revision, "up"|"down") this run
     _schema: Any = None
     _partitions: set[str] | None = None

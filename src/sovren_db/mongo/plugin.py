@@ -14,6 +14,7 @@ from alembic.util import DispatchPriority, PriorityDispatchResult
 
 from ..core.runtime import Runtime
 from . import ops  # noqa: F401  (registers op.mongo_* and their renderers)
+from .chain import replay
 from .declared import has_declarations, load_declared
 from .diff import diff_states, unsharded_note
 
@@ -31,9 +32,13 @@ def compare_mongo(autogen_context: "AutogenContext", upgrade_ops: "UpgradeOps") 
         return PriorityDispatchResult.CONTINUE
     declared = load_declared(mongo_dir, display_root=runtime.settings.root)
     backend = runtime.backend("mongo")
-    if backend is None:  # not configured: the runtime has said so
+    if backend is not None:
+        live = backend.introspect()
+    elif runtime.chain_steps is not None:  # no server: compare with what the revision chain says
+        live = replay(runtime.chain_steps)
+        runtime.note("mongo: no server; compared the declarations with the revision chain's mongo steps.")
+    else:  # not configured: the runtime has said so
         return PriorityDispatchResult.CONTINUE
-    live = backend.introspect()
     note = unsharded_note(declared, live)
     if note:
         runtime.note(note)
