@@ -13,6 +13,8 @@ from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+# sovren-db: accept prefer-text-field, prefer-timestamp-tz, ban-char-field because section 3 of the architecture document fixes VARCHAR(n) and TIMESTAMP for users and operations, the other tables follow it, and every table here is created empty (no lock is held on live rows)
+
 # revision identifiers, used by Alembic.
 revision: str = 'b0423f0c320c'
 down_revision: Union[str, Sequence[str], None] = None
