@@ -65,8 +65,10 @@ def current_heads(settings: Settings) -> tuple[str, ...]:
 
 def pending_revisions(settings: Settings, target: str = "heads") -> list[Any]:
     """Revisions between the database's position and ``target``, oldest first."""
-    script = _script(settings)
-    heads = current_heads(settings)
+    return _between(_script(settings), current_heads(settings), target)
+
+
+def _between(script: ScriptDirectory, heads: tuple[str, ...], target: str) -> list[Any]:
     try:
         revs = list(script.iterate_revisions(target, heads or "base"))
     except CommandError as exc:
@@ -154,10 +156,10 @@ def downgrade(settings: Settings, target: str, *, allow_protected: bool = False)
 
 def plan(settings: Settings, target: str = "head") -> Outcome:
     """What ``migrate`` would run, Postgres SQL included; exit 1 when something is pending."""
-    pending = pending_revisions(settings, target)
+    heads = current_heads(settings)
+    pending = _between(_script(settings), heads, target)
     if not pending:
         return Outcome(lines=["nothing to migrate"], data={"pending": []})
-    heads = current_heads(settings)
     start = heads[0] if heads else "base"
     runtime = Runtime(settings)
     config = _run_alembic(settings, runtime, alembic_command.upgrade, f"{start}:{target}", sql=True)
@@ -246,14 +248,14 @@ def _store_findings(settings: Settings, runtime: Runtime, *, data: bool) -> list
 
 def status(settings: Settings) -> Outcome:
     script = _script(settings)
-    heads = current_heads(settings)
     engine, connection = connect(settings)
     try:
+        heads = MigrationContext.configure(connection).get_current_heads()
         deferred = deferred_summary(connection)
     finally:
         connection.close()
         engine.dispose()
-    pending = pending_revisions(settings)
+    pending = _between(script, heads, "heads")
     runtime = Runtime(settings)
     stores = {"postgres": {"revision": list(heads), "pending": [r.revision for r in pending]}}
     try:
