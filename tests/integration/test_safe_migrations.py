@@ -26,7 +26,7 @@ from sovren_db.core.config import load_settings
 from sovren_db.core.runtime import ADVISORY_LOCK_KEY
 from sovren_db.drift import findings_from_ops
 from sovren_db.postgres.safe import (SafeStepsOp, bounded_name, is_lock_timeout, not_null_check_name,
-                                     retry_on_lock_timeout, safe_forms)
+                                     retry_on_lock_timeout, safe_forms, unique_constraint_name)
 
 
 # -- offline: the SQL of each safe form ---------------------------------------------------
@@ -68,6 +68,20 @@ def test_unique_index_and_options_survive_the_concurrent_form():
         "uq_users_email", "users", ["email"], unique=True, postgresql_where=sa.text("email IS NOT NULL")))
     assert sql == "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS uq_users_email ON users (email) " \
                   "WHERE email IS NOT NULL;"
+
+
+def test_unique_constraint_using_index_sql():
+    def build(op):
+        op.create_index_concurrently("users_email_key", "users", ["email"], unique=True)
+        op.create_unique_constraint_using_index("users_email_key", "users")
+        op.create_unique_constraint_using_index("uq_t_a", "t", index_name="ix_t_a", deferrable=True,
+                                                initially="deferred")
+
+    assert offline(build) == " ".join([
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_email_key ON users (email);",
+        "ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_key;",
+        "ALTER TABLE t ADD CONSTRAINT uq_t_a UNIQUE USING INDEX ix_t_a DEFERRABLE INITIALLY DEFERRED;",
+    ])
 
 
 def test_long_names_are_bounded_and_stable():
@@ -116,6 +130,97 @@ def test_tables_created_in_the_same_revision_keep_the_plain_forms():
     table = sa.Table("briefings", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
     code = rewritten(ops.CreateTableOp.from_table(table), ops.CreateIndexOp("ix_b", "briefings", ["id"]))
     assert "op.create_index('ix_b'" in code and "concurrently" not in code
+
+
+def code_lines(code: str) -> list[str]:
+    return [line.rstrip() for line in code.splitlines() if line.strip()]
+
+
+USERS = sa.Table(
+    "users", sa.MetaData(),
+    sa.Column("user_id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.VARCHAR(255), nullable=False, unique=True),
+    sa.Column("subscription_tier", sa.VARCHAR(50), nullable=False),
+    sa.Column("status", sa.VARCHAR(20), nullable=False, server_default=sa.text("'active'")),
+    sa.Column("nickname", sa.Text),
+    sa.UniqueConstraint("user_id", "subscription_tier", name="uq_users_id_tier"),
+)
+
+
+def unique_op(name: str | None) -> ops.CreateUniqueConstraintOp:
+    constraint = next(c for c in USERS.constraints if isinstance(c, sa.UniqueConstraint) and c.name == name)
+    return ops.AddConstraintOp.from_constraint(constraint)
+
+
+def test_autogenerate_writes_a_unique_constraint_as_a_concurrent_index_then_using_index():
+    unnamed, named = unique_op(None), unique_op("uq_users_id_tier")
+    assert isinstance(unnamed, ops.CreateUniqueConstraintOp)
+    code = rewritten(ops.ModifyTableOps("users", [unnamed, named]))
+    assert code_lines(code) == [
+        "# users holds data: unique index built without blocking writes, then made the constraint",
+        "with op.get_context().autocommit_block():",
+        "    op.create_index_concurrently('users_email_key', 'users', ['email'], unique=True)",
+        "op.create_unique_constraint_using_index('users_email_key', 'users')",
+        "# users holds data: unique index built without blocking writes, then made the constraint",
+        "with op.get_context().autocommit_block():",
+        "    op.create_index_concurrently('uq_users_id_tier', 'users', ['user_id', 'subscription_tier'], "
+        "unique=True)",
+        "op.create_unique_constraint_using_index('uq_users_id_tier', 'users')",
+    ]
+    compile(code, "revision", "exec")
+    assert unique_constraint_name("users", ["email"]) == "users_email_key"
+    script = ops.MigrationScript("r1", upgrade_ops(ops.ModifyTableOps("users", [named])), ops.DowngradeOps(ops=[]))
+    safe_forms(None, None, [script])
+    step = script.upgrade_ops.ops[0].ops[0]
+    assert isinstance(step, SafeStepsOp) and isinstance(step.reverse(), ops.DropConstraintOp)
+    assert step.steps[-1].reverse().constraint_name == "uq_users_id_tier"
+    assert step.steps[-1].reverse().constraint_type == "unique"
+
+
+def test_the_downgrade_drops_an_unnamed_unique_constraint_by_the_name_the_upgrade_gave_it():
+    drop = ops.DropConstraintOp.from_constraint(next(c for c in USERS.constraints
+                                                     if isinstance(c, sa.UniqueConstraint) and c.name is None))
+    assert drop.constraint_name is None
+    script = ops.MigrationScript("r1", upgrade_ops(), ops.DowngradeOps(ops=[ops.ModifyTableOps("users", [drop])]))
+    safe_forms(None, None, [script])
+    code = render_python_code(script.downgrade_ops)
+    assert "op.drop_constraint('users_email_key', 'users', type_='unique')" in code
+
+
+def test_autogenerate_adds_a_not_null_column_nullable_with_a_backfill_marker():
+    add = ops.AddColumnOp.from_column_and_tablename(None, "users", USERS.c.subscription_tier)
+    with_default = ops.AddColumnOp.from_column_and_tablename(None, "users", USERS.c.status)
+    nullable = ops.AddColumnOp.from_column_and_tablename(None, "users", USERS.c.nickname)
+    code = rewritten(ops.ModifyTableOps("users", [add, with_default, nullable]))
+    assert code_lines(code) == [
+        "# users holds data: subscription_tier added nullable, backfilled by hand, then made NOT NULL "
+        "through a validated check",
+        "op.add_column('users', sa.Column('subscription_tier', sa.VARCHAR(length=50), nullable=True), "
+        "if_not_exists=True)",
+        "with op.get_context().autocommit_block():",
+        "    # sovren-db: backfill users.subscription_tier here",
+        "    pass",
+        "op.add_not_null_check('users', 'subscription_tier')",
+        "with op.get_context().autocommit_block():",
+        "    op.validate_constraint('users_subscription_tier_not_null', 'users')",
+        "op.alter_column('users', 'subscription_tier',",
+        "           existing_type=sa.VARCHAR(length=50),",
+        "           nullable=False)",
+        "op.drop_not_null_check('users', 'subscription_tier')",
+        "op.add_column('users', sa.Column('status', sa.VARCHAR(length=20), server_default=sa.text(\"'active'\"), "
+        "nullable=False))",
+        "op.add_column('users', sa.Column('nickname', sa.Text(), nullable=True))",
+    ]
+    compile(code, "revision", "exec")
+    assert USERS.c.subscription_tier.nullable is False  # the declaration is not touched
+
+
+def test_a_not_null_column_on_a_new_table_keeps_the_plain_form():
+    table = sa.Table("briefings", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+    add = ops.AddColumnOp("briefings", sa.Column("title", sa.Text, nullable=False))
+    code = rewritten(ops.CreateTableOp.from_table(table), add)
+    assert "op.add_column('briefings', sa.Column('title', sa.Text(), nullable=False))" in code
+    assert "backfill" not in code
 
 
 def test_check_still_reports_the_change_the_safe_form_stands_for():
@@ -285,6 +390,122 @@ def test_a_failed_concurrent_build_is_rebuilt_on_the_next_run(pg_url):
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT indisvalid, indisunique FROM pg_index "
                             "WHERE indexrelid = 'ix_t_v'::regclass").fetchone() == (True, False)
+
+
+BACKFILL = "# sovren-db: backfill users.subscription_tier here\n        pass\n"
+
+
+@pg
+def test_unique_constraint_and_not_null_column_apply_under_a_concurrent_writer(project, pg_url):
+    settings = load_settings(project)
+    commands.migrate(settings)
+    users = load_rows(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE users DROP CONSTRAINT users_email_key")
+        conn.execute("ALTER TABLE users DROP COLUMN subscription_tier")
+    written = commands.revision(settings, "unique email, subscription tier back", autogenerate=True)
+    path = written.data["written"][0]
+    source = open(path).read()
+    for expected in ("    op.create_index_concurrently('users_email_key', 'users', ['email'], unique=True)",
+                     "op.create_unique_constraint_using_index('users_email_key', 'users')",
+                     "op.add_column('users', sa.Column('subscription_tier', sa.VARCHAR(length=50), nullable=True), "
+                     "if_not_exists=True)",
+                     "    " + BACKFILL,
+                     "op.add_not_null_check('users', 'subscription_tier')"):
+        assert expected in source, source
+    assert "op.drop_constraint('users_email_key', 'users', type_='unique')" in source  # the downgrade
+    # the revision's author writes the backfill where the marker says
+    backfill = "op.execute(\"UPDATE users SET subscription_tier = 'pro' WHERE subscription_tier IS NULL\")\n"
+    open(path, "w").write(source.replace(BACKFILL, backfill))
+
+    with Writer(pg_url, users, lock_timeout=settings.lock_timeout) as writer:
+        while writer.written < 20 and not writer.errors:
+            writer.stop.wait(0.01)
+        before = writer.written
+        commands.migrate(settings)
+        after_migration = writer.written
+        while writer.written < after_migration + 20 and not writer.errors:
+            writer.stop.wait(0.01)
+    assert writer.errors == []
+    assert before >= 20 and writer.written >= after_migration + 20
+
+    assert commands.check(settings).findings == []
+    with psycopg.connect(pg_url) as conn:
+        unique = conn.execute("SELECT contype, convalidated, i.indisvalid FROM pg_constraint c "
+                              "JOIN pg_index i ON i.indexrelid = c.conindid "
+                              "WHERE conrelid = 'users'::regclass AND conname = 'users_email_key'").fetchall()
+        nullable = conn.execute("SELECT is_nullable FROM information_schema.columns "
+                                "WHERE table_name = 'users' AND column_name = 'subscription_tier'").fetchone()
+        helpers = conn.execute("SELECT conname FROM pg_constraint WHERE conname LIKE '%not_null'").fetchall()
+        tiers = conn.execute("SELECT count(*) FROM users WHERE subscription_tier = 'pro'").fetchone()[0]
+    assert unique == [("u", True, True)]
+    assert nullable == ("NO",) and helpers == [] and tiers == len(users)
+
+    commands.downgrade(settings, "-1")  # the reverse: the constraint (and its index) and the column dropped
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_class WHERE relname = 'users_email_key'").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' "
+                            "AND column_name = 'subscription_tier'").fetchone() == (0,)
+
+
+@pg
+def test_an_unwritten_backfill_stops_the_revision_which_reruns_once_written(project, pg_url):
+    settings = load_settings(project)
+    commands.migrate(settings)
+    load_rows(pg_url, users=50, rows=100)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE users DROP CONSTRAINT users_email_key")
+        conn.execute("ALTER TABLE users DROP COLUMN subscription_tier")
+    path = commands.revision(settings, "subscription tier back", autogenerate=True).data["written"][0]
+    with pytest.raises(Exception) as stopped:
+        commands.migrate(settings)  # as autogenerate wrote it: the NULLs fail the validation
+    assert "users_subscription_tier_not_null" in str(stopped.value)
+    with psycopg.connect(pg_url) as conn:  # half applied: the nullable column and its NOT VALID check committed
+        assert conn.execute("SELECT convalidated FROM pg_constraint "
+                            "WHERE conname = 'users_subscription_tier_not_null'").fetchall() == [(False,)]
+        assert conn.execute("SELECT is_nullable FROM information_schema.columns WHERE table_name = 'users' "
+                            "AND column_name = 'subscription_tier'").fetchone() == ("YES",)
+    source = open(path).read()
+    open(path, "w").write(source.replace(BACKFILL, "op.execute(\"UPDATE users SET subscription_tier = 'free' "
+                                                   "WHERE subscription_tier IS NULL\")\n"))
+    commands.migrate(settings)  # the rerun skips what is there and finishes
+    assert commands.check(settings).findings == []
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT is_nullable FROM information_schema.columns WHERE table_name = 'users' "
+                            "AND column_name = 'subscription_tier'").fetchone() == ("NO",)
+        assert conn.execute("SELECT conname FROM pg_constraint WHERE conname LIKE '%not_null'").fetchall() == []
+
+
+@pg
+def test_a_unique_constraint_converges_from_a_failed_build(pg_url):
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int, v int)")
+        conn.execute("INSERT INTO t SELECT i, i % 3 FROM generate_series(1, 1000) i")
+        with pytest.raises(pg_errors.UniqueViolation):
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY t_v_key ON t (v)")
+        conn.execute("UPDATE t SET v = id")  # the duplicates fixed, the invalid index left behind
+
+    def apply():
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection)
+            with context.begin_transaction():
+                with context.autocommit_block():
+                    Operations(context).create_index_concurrently("t_v_key", "t", ["v"], unique=True)
+                Operations(context).create_unique_constraint_using_index("t_v_key", "t")
+
+    apply()
+    with psycopg.connect(pg_url) as conn:
+        oid = conn.execute("SELECT conindid FROM pg_constraint WHERE conname = 't_v_key'").fetchone()
+    apply()  # re-entrant: the constraint's valid index is reused, the constraint not added twice
+    engine.dispose()
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT indisvalid, indisunique FROM pg_index "
+                            "WHERE indexrelid = 't_v_key'::regclass").fetchone() == (True, True)
+        assert conn.execute("SELECT conindid FROM pg_constraint WHERE conname = 't_v_key'").fetchone() == oid
+        assert conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 't'").fetchone() == (1,)
+        with pytest.raises(pg_errors.UniqueViolation):
+            conn.execute("INSERT INTO t VALUES (0, 1)")
 
 
 @pg

@@ -12,7 +12,23 @@ each change to a table that is not created in the same revision:
   block: its own transaction, whose lock lets reads and writes through;
 - ``op.alter_column(nullable=False)`` -> ``op.add_not_null_check`` (NOT VALID),
   validated likewise, then ``SET NOT NULL`` (Postgres 12+ skips its scan thanks
-  to the validated check), then ``op.drop_not_null_check``.
+  to the validated check), then ``op.drop_not_null_check``;
+- ``op.create_unique_constraint`` -> ``op.create_index_concurrently(..., unique=True)``
+  in an autocommit block (the index named like the constraint), then
+  ``op.create_unique_constraint_using_index``: ``ADD CONSTRAINT ... UNIQUE USING
+  INDEX``, a brief lock and no scan. The constraint is named as Postgres would
+  (``<table>_<columns>_key``) when the declaration leaves it unnamed;
+- ``op.add_column`` of a NOT NULL column without a server default (which fails on
+  a table holding rows) -> ``op.add_column(..., nullable=True, if_not_exists=True)``,
+  then an autocommit block holding the line ``# sovren-db: backfill
+  <table>.<column> here`` and a ``pass``, which the revision's author replaces
+  with the backfill (re-runnable, e.g. ``UPDATE ... WHERE <column> IS NULL``, in
+  batches on a large table: each statement commits on its own, the column added
+  and committed before), then the NOT NULL steps above. Left as written, the
+  revision stops at the validation (check violation), the column added and
+  nullable; once the backfill is written it reruns from there. A column with a
+  server default (Postgres 11+ adds a constant one without a rewrite), an
+  identity or a computed column is left as it is.
 
 Each operation is re-entrant, so that a revision stopped half-way (a lock
 timeout after an autocommit block, see :func:`retry_on_lock_timeout`) can be
@@ -20,7 +36,10 @@ run again: an invalid index left by a failed concurrent build is dropped and
 rebuilt, a constraint that exists is not added twice. On a partitioned table
 (``operations``, ``audit_log``) the index is built per partition and attached,
 and a foreign key is added NOT VALID per partition, validated there, then added
-to the parent, which adopts the validated copies without a scan.
+to the parent, which adopts the validated copies without a scan. Postgres has no
+``ADD CONSTRAINT ... USING INDEX`` on a partitioned table: there
+``create_unique_constraint_using_index`` stops with an error (declare a unique
+index instead).
 
 Offline (``--sql``, ``plan``, ``lint``) every operation prints the SQL of a
 first run on an unpartitioned table.
@@ -347,7 +366,58 @@ def _drop_not_null_check(operations: Operations, op: DropNotNullCheckOp) -> None
                        f"ALTER TABLE {_quote(operations, op.table_name)} DROP CONSTRAINT IF EXISTS {name}")
 
 
-for _op_class in (ValidateConstraintOp, AddNotNullCheckOp, DropNotNullCheckOp):
+@Operations.register_operation("create_unique_constraint_using_index")
+class CreateUniqueUsingIndexOp(_TableOp):
+    """ADD CONSTRAINT ... UNIQUE USING INDEX: turns a valid unique index (built CONCURRENTLY beforehand,
+    named like the constraint unless ``index_name`` says otherwise) into the constraint; a brief lock, no scan."""
+
+    op_name = "create_unique_constraint_using_index"
+
+    def __init__(self, table_name: str, name: str, *, schema: str | None = None, index_name: str | None = None,
+                 deferrable: bool | None = None, initially: str | None = None):
+        super().__init__(table_name, name, schema=schema)
+        self.index_name, self.deferrable, self.initially = index_name or name, deferrable, initially
+
+    def args(self) -> list[str]:
+        extra = [f"index_name={self.index_name!r}"] if self.index_name != self.name else []
+        extra += [f"{k}={getattr(self, k)!r}" for k in ("deferrable", "initially") if getattr(self, k) is not None]
+        return super().args() + extra
+
+    @classmethod
+    def create_unique_constraint_using_index(cls, operations: Operations, constraint_name: str, table_name: str,
+                                             *, index_name: str | None = None, schema: str | None = None,
+                                             deferrable: bool | None = None, initially: str | None = None) -> None:
+        """Add a unique constraint backed by an existing valid unique index; skipped when the constraint exists."""
+        return operations.invoke(cls(table_name, constraint_name, schema=schema, index_name=index_name,
+                                     deferrable=deferrable, initially=initially))
+
+    def reverse(self) -> ops.DropConstraintOp:
+        return ops.DropConstraintOp(self.name, self.table_name, type_="unique", schema=self.schema)
+
+
+@Operations.implementation_for(CreateUniqueUsingIndexOp)
+def _create_unique_using_index(operations: Operations, op: CreateUniqueUsingIndexOp) -> None:
+    if _online(operations):
+        if _constraint_exists(operations, op.table(), op.name):
+            return
+        if _relkind(operations, op.table()) == "p":
+            raise NotImplementedError(
+                f"{op.table()} is partitioned: Postgres cannot add a constraint USING INDEX there; "
+                f"declare a unique index (built per partition and attached) instead")
+    table = _quote(operations, op.table_name)
+    if op.schema:
+        table = f"{_quote(operations, op.schema)}.{table}"
+    sql = f"ALTER TABLE {table} ADD CONSTRAINT {_quote(operations, op.name)} UNIQUE USING INDEX " \
+          f"{_quote(operations, op.index_name)}"
+    if op.deferrable is not None:
+        sql += " DEFERRABLE" if op.deferrable else " NOT DEFERRABLE"
+    if op.initially:
+        sql += f" INITIALLY {op.initially.upper()}"
+    operations.execute(sql)
+
+
+for _op_class in (ValidateConstraintOp, AddNotNullCheckOp, DropNotNullCheckOp,
+                  CreateUniqueUsingIndexOp):
     renderers.dispatch_for(_op_class)(lambda autogen_context, op: op.render())
 
 
@@ -386,13 +456,26 @@ class AutocommitBlock:
         self.steps = steps
 
 
+class BackfillHere:
+    """Where the revision's author backfills a column added nullable, before it is made NOT NULL: a marked
+    comment (and a ``pass`` to replace) inside an autocommit block, so that the column is committed first
+    and each backfill statement is a transaction of its own (no lock held across the whole backfill)."""
+
+    def __init__(self, table_name: str, column_name: str):
+        self.table_name, self.column_name = table_name, column_name
+
+    def render(self) -> list[str]:
+        return [f"# sovren-db: backfill {self.table_name}.{self.column_name} here", "pass"]
+
+
 class SafeStepsOp(MigrateOperation):
     """One autogenerated change written as the steps that keep its table usable.
 
     ``check`` sees the change it stands for (same diff tuple, same drift sentence).
     """
 
-    def __init__(self, original: MigrateOperation, why: str, steps: Iterable[MigrateOperation | AutocommitBlock]):
+    def __init__(self, original: MigrateOperation, why: str,
+                 steps: Iterable[MigrateOperation | AutocommitBlock]):
         self.original, self.why, self.steps = original, why, list(steps)
 
     def to_diff_tuple(self) -> Any:
@@ -413,7 +496,7 @@ def _render_safe_steps(autogen_context: Any, op: SafeStepsOp) -> list[str]:
         if isinstance(step, AutocommitBlock):
             lines.append("with op.get_context().autocommit_block():")
             for inner in step.steps:
-                lines.extend(render_op(autogen_context, inner))
+                lines.extend(inner.render() if isinstance(inner, BackfillHere) else render_op(autogen_context, inner))
             lines.append("")  # ends the block (mako's printer dedents on an empty line)
         else:
             lines.extend(render_op(autogen_context, step))
@@ -465,6 +548,38 @@ def _not_null_steps(op: ops.AlterColumnOp) -> list:
                     set_not_null, DropNotNullCheckOp(op.table_name, column, schema=op.schema)]
 
 
+def unique_constraint_name(table: str, columns: Iterable[str]) -> str:
+    """The name Postgres gives an unnamed unique constraint (``<table>_<columns>_key``), bounded."""
+    return bounded_name(f"{table}_{'_'.join(columns)}_key")
+
+
+def _unique_steps(op: ops.CreateUniqueConstraintOp) -> list:
+    columns = [getattr(c, "name", c) for c in op.columns]
+    name = op.constraint_name or unique_constraint_name(op.table_name, columns)
+    kw = dict(op.kw)
+    deferrable, initially = kw.pop("deferrable", None), kw.pop("initially", None)
+    index_kw = {k: v for k, v in kw.items() if k.startswith("postgresql_")}
+    build = CreateIndexConcurrentlyOp(name, op.table_name, columns, schema=op.schema, unique=True, **index_kw)
+    attach = CreateUniqueUsingIndexOp(op.table_name, name, schema=op.schema, deferrable=deferrable,
+                                      initially=initially)
+    return [AutocommitBlock(build), attach]
+
+
+def _needs_backfill(op: ops.AddColumnOp) -> bool:
+    column = op.column
+    return (column.nullable is False and column.server_default is None and column.computed is None
+            and column.identity is None and not column.primary_key)
+
+
+def _add_not_null_column_steps(op: ops.AddColumnOp) -> list:
+    column = op.column._copy()
+    column.nullable = True
+    add = ops.AddColumnOp(op.table_name, column, schema=op.schema, if_not_exists=True, **op.kw)
+    not_null = ops.AlterColumnOp(op.table_name, column.name, schema=op.schema, modify_nullable=False,
+                                 existing_type=column.type, existing_nullable=True)
+    return [add, AutocommitBlock(BackfillHere(op.table_name, column.name)), *_not_null_steps(not_null)]
+
+
 _WHY = "{table} holds data: {what}"
 
 
@@ -485,6 +600,13 @@ def safe_form(op: MigrateOperation) -> SafeStepsOp | None:
     if isinstance(op, ops.CreateCheckConstraintOp) and not isinstance(op, CreateCheckConstraintNotValidOp):
         return SafeStepsOp(op, _WHY.format(table=op.table_name, what="check added NOT VALID, "
                                            "then validated in its own transaction"), _check_steps(op))
+    if isinstance(op, ops.CreateUniqueConstraintOp):
+        return SafeStepsOp(op, _WHY.format(table=op.table_name, what="unique index built without blocking "
+                                           "writes, then made the constraint"), _unique_steps(op))
+    if isinstance(op, ops.AddColumnOp) and _needs_backfill(op):
+        return SafeStepsOp(op, _WHY.format(table=op.table_name, what=f"{op.column.name} added nullable, "
+                                           "backfilled by hand, then made NOT NULL through a validated check"),
+                           _add_not_null_column_steps(op))
     if isinstance(op, ops.AlterColumnOp) and op.modify_nullable is False:
         return SafeStepsOp(op, _WHY.format(table=op.table_name, what=f"{op.column_name} made NOT NULL through "
                                            "a validated check, without a long exclusive scan"), _not_null_steps(op))
@@ -495,6 +617,16 @@ def _table_of(op: MigrateOperation) -> str | None:
     return getattr(op, "table_name", None) or getattr(op, "source_table", None)
 
 
+def _named_unique_drop(op: MigrateOperation) -> MigrateOperation:
+    """The downgrade of an unnamed unique constraint drops it by the name the upgrade (and Postgres) gave it."""
+    if not (isinstance(op, ops.DropConstraintOp) and op.constraint_type == "unique" and op.constraint_name is None
+            and isinstance(op._reverse, ops.CreateUniqueConstraintOp)):
+        return op
+    columns = [getattr(c, "name", c) for c in op._reverse.columns]
+    return ops.DropConstraintOp(unique_constraint_name(op.table_name, columns), op.table_name, type_="unique",
+                                schema=op.schema, _reverse=op._reverse)
+
+
 def _rewrite(container: ops.OpContainer, new_tables: set[str]) -> None:
     rewritten: list[MigrateOperation] = []
     for op in container.ops:
@@ -502,7 +634,7 @@ def _rewrite(container: ops.OpContainer, new_tables: set[str]) -> None:
             if op.table_name not in new_tables:
                 _rewrite(op, new_tables)
         elif _table_of(op) not in new_tables:
-            op = safe_form(op) or op
+            op = safe_form(op) or _named_unique_drop(op)
         rewritten.append(op)
     container.ops[:] = rewritten
 
