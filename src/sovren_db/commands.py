@@ -124,12 +124,15 @@ def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool
 
 def _resync_fresh_stores(settings: Settings, runtime: Runtime) -> None:
     """A store that never saw the chain (or lost its data) first gets the steps Postgres already has."""
-    from .resync import resync, stores_to_resync
+    from .resync import resync, stores_to_resync, unpositioned_stores
 
+    candidates = unpositioned_stores(runtime)
+    if not candidates:  # the usual case: every store knows its position, no Postgres round trip
+        return
     engine, connection = connect(settings)
     try:
         heads = MigrationContext.configure(connection).get_current_heads()
-        stale = stores_to_resync(runtime, connection, heads)
+        stale = stores_to_resync(candidates, connection, heads)
         if stale and len(heads) == 1:
             resync(runtime, connection, stale, heads[0])
             connection.commit()

@@ -48,15 +48,17 @@ def chain_steps(settings: Settings, target: str) -> list[tuple[str, list[StoreOp
     return [(revision, collector.steps[revision]) for revision in collector.order]
 
 
-def stores_to_resync(runtime: Runtime, connection: Connection, heads: tuple[str, ...]) -> list[str]:
+def unpositioned_stores(runtime: Runtime) -> list[str]:
+    """Configured stores that record no position: fresh, or emptied since they were migrated."""
+    return [store for store in runtime.stores
+            if (backend := runtime.backend(store)) is not None and backend.position() is None]
+
+
+def stores_to_resync(candidates: list[str], connection: Connection, heads: tuple[str, ...]) -> list[str]:
+    """Of ``candidates``, those Postgres is ahead of and that have no deferred steps to replay instead."""
     if not heads:
         return []
-    stale = []
-    for store in runtime.stores:
-        backend = runtime.backend(store)
-        if backend is not None and backend.position() is None and not has_deferred(connection, store):
-            stale.append(store)
-    return stale
+    return [store for store in candidates if not has_deferred(connection, store)]
 
 
 def resync(runtime: Runtime, connection: Connection, stores: list[str], head: str) -> int:
