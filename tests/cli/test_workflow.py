@@ -141,3 +141,16 @@ def test_gate_lint_step_fails_on_findings_and_passes_clean(workflow, lint_projec
     failing = CliRunner().invoke(cli, gate_lint_args(workflow, INITIAL))
     assert failing.exit_code == 1
     assert failing.output.startswith("::error file=migrations/versions/")
+
+
+def test_test_job_puts_mongod_and_mongos_of_the_service_image_on_path_before_the_tests(workflow):
+    job = workflow["jobs"]["test"]
+    runs = [s.get("run", "") for s in job["steps"]]
+    [binaries] = [i for i, run in enumerate(runs) if "docker cp" in run]
+    assert binaries < runs.index("make test"), "the sharded-cluster tests need the binaries first"
+    script = runs[binaries]
+    image = job["services"]["mongo"]["image"]
+    assert f"docker create {image}" in script
+    assert all(tool in script for tool in ("mongod", "mongos"))
+    # the step fails, not the tests skip, when the image has no mongod or mongos
+    assert "set -euo pipefail" in script and "mongod --version" in script and "mongos --version" in script

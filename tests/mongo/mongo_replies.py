@@ -313,7 +313,7 @@ LIST_INDEXES_SPECIAL = {
     "ok": 1.0,
 }
 
-# db.getSiblingDB("config").collections.find({_id: /^sovren_ai\./}) on MongoDB 7.0
+# db.getSiblingDB("config").collections.find({_id: /^sovren_ai\./}) on MongoDB 7.0 and 8.0
 CONFIG_COLLECTIONS = [
     {
         "_id": "sovren_ai.communications",
@@ -334,6 +334,18 @@ CONFIG_COLLECTIONS = [
         "key": {"region": 1.0, "userId": 1.0},
         "unique": False,
         "noBalance": False,
+    },
+    # MongoDB 8.0 tracks unsharded collections too: one chunk, key {_id: 1}, unsplittable
+    {
+        "_id": "sovren_ai.executives",
+        "lastmodEpoch": ObjectId("65f1a2b3c4d5e6f708091a32"),
+        "lastmod": datetime.datetime(2024, 3, 13, 10, 0, 2),
+        "timestamp": Timestamp(1710324002, 1),
+        "uuid": COLLECTION_UUID,
+        "key": {"_id": 1},
+        "unique": False,
+        "noBalance": False,
+        "unsplittable": True,
     },
     # a collection dropped on MongoDB 4.2 leaves this behind
     {

@@ -56,7 +56,7 @@ def mongos(collections=(), tags=(), shards=R.CONFIG_SHARDS) -> RecordingDatabase
 def test_create_collection_sends_create_then_indexes_and_skips_sharding_off_mongos(sovren_declared):
     db = RecordingDatabase(replies={"hello": R.HELLO_MONGOD})
     CreateCollectionOp.of(sovren_declared.collections["communications"]).execute(db)
-    assert db.verbs() == ["sovren_ai.create", "sovren_ai.createIndexes", "sovren_ai.hello"]
+    assert db.verbs() == ["sovren_ai.hello", "sovren_ai.create", "sovren_ai.createIndexes"]
     create = db.commands("create")[0]
     assert (create["create"], create["validationLevel"], create["validationAction"]) == (
         "communications",
@@ -88,6 +88,17 @@ def test_create_collection_shards_and_zones_on_a_mongos(sovren_declared):
         for db_name, cmd in db.sent
         if next(iter(cmd)) in ("shardCollection", "updateZoneKeyRange")
     )
+    # zone ranges before shardCollection: the initial chunks are made per zone, on the zone's shards
+    admin = [next(iter(cmd)) for name, cmd in db.sent if name == "admin"]
+    assert admin == ["updateZoneKeyRange", "updateZoneKeyRange", "shardCollection"]
+    assert db.verbs().count("sovren_ai.hello") == 1
+
+
+def test_a_zone_without_a_shard_refuses_the_creation_before_anything_is_sent(sovren_declared):
+    db = mongos(shards=R.CONFIG_SHARDS[:1])
+    with pytest.raises(Refused, match=r"Zone\(s\) us of scenario_simulations have no shard"):
+        CreateCollectionOp.of(sovren_declared.collections["scenario_simulations"]).execute(db)
+    assert db.verbs() == ["sovren_ai.hello", "config.find"]
 
 
 def test_creating_an_existing_collection_converges_its_validation():
@@ -198,6 +209,9 @@ def test_unshard_on_mongos_and_not_elsewhere():
     standalone = RecordingDatabase(replies={"hello": R.HELLO_MONGOD})
     UnshardCollectionOp("communications", [["userId", "hashed"]]).execute(standalone)
     assert standalone.verbs() == ["sovren_ai.hello"]
+    tracked = mongos(collections=[d for d in R.CONFIG_COLLECTIONS if d.get("unsplittable")])
+    UnshardCollectionOp("executives", [["_id", 1]]).execute(tracked)  # 8.0's unsplittable: not sharded
+    assert tracked.commands("unshardCollection") == []
 
 
 def test_set_zones_removes_stale_ranges_then_adds_new_ones():

@@ -88,11 +88,12 @@ def test_mongosh_doubles_equal_declared_ints(sovren_declared):
 
 def test_config_collections_and_tags_become_shard_keys_and_zones():
     infos = [
-        {"name": "communications", "type": "collection", "options": {}},
-        {"name": "scenario_simulations", "type": "collection", "options": {}},
+        {"name": n, "type": "collection", "options": {}}
+        for n in ("communications", "scenario_simulations", "executives")
     ]
     live = state_from_replies("sovren_ai", infos, {}, R.CONFIG_COLLECTIONS, R.CONFIG_TAGS, sharded=True)
     assert live.collections["communications"].shard_key.key == (("userId", "hashed"),)
+    assert live.collections["executives"].shard_key is None  # tracked by 8.0, not sharded
     simulations = live.collections["scenario_simulations"]
     assert simulations.shard_key.key == (("region", 1), ("userId", 1))
     assert [(z.zone, z.min[1][1], z.max[1][1]) for z in simulations.zones] == [

@@ -188,12 +188,3 @@ def test_ledger_and_position(mongo_backend):
     assert mongo_backend.position() == "rev2"
     assert "sovren_db_ledger" not in mongo_backend.introspect().collections
 
-
-def test_sharding_and_zones_on_a_mongos(mongo_backend, sovren_declared):
-    if not mongo_backend.mongos:
-        pytest.skip("MONGO_URL is not a mongos: shard keys and zones need a sharded cluster")
-    shards = {t for s in mongo_backend.db.client["config"]["shards"].find() for t in s.get("tags", ())}
-    if not {"eu", "us"} <= shards:
-        pytest.skip("the cluster has no shards in zones eu and us (sh.addShardToZone)")
-    converge(mongo_backend, sovren_declared)
-    assert diff_states(sovren_declared, mongo_backend.introspect()) == []

@@ -51,15 +51,26 @@ def _namespace(db: Any, collection: str) -> str:
 
 
 def create_collection(db: Any, spec: CollectionSpec) -> None:
+    """Create ``spec`` whole: collection, indexes, zone ranges, then the shard key.
+
+    A zone that no shard serves is refused before anything is created. Zone
+    ranges go in before ``shardCollection`` so that the initial chunks of an
+    empty collection are made per zone and placed on the zone's shards at once:
+    no document of one region ever lands on another region's shard. Off a
+    mongos, the sharding half is skipped with a log line.
+    """
+    sharding = bool(spec.shard_key or spec.zones) and not _sharding_skipped(db, f"sharding {spec.name}")
+    if sharding and spec.zones:
+        _require_zone_shards(db, spec.name, {z.zone for z in spec.zones})
     created = run(db, commands.create_command(spec), ignore=(NAMESPACE_EXISTS,)) is not None
     if not created:  # converge the validation of the collection that was already there
         set_validation(db, spec.name, spec.validator, spec.validation_level, spec.validation_action)
     if spec.indexes:
         create_indexes(db, spec.name, spec.indexes)
-    if spec.shard_key:
-        shard_collection(db, spec.name, spec.shard_key)
-    if spec.zones:
-        set_zones(db, spec.name, spec.zones)
+    if sharding and spec.zones:
+        _set_zones(db, spec.name, spec.zones, checked=True)
+    if sharding and spec.shard_key:
+        _shard(db, spec.name, spec.shard_key)
 
 
 def drop_collection(db: Any, collection: str) -> None:
@@ -119,8 +130,11 @@ def current_shard_key(db: Any, collection: str) -> ShardKey | None:
 
 
 def shard_collection(db: Any, collection: str, key: ShardKey) -> None:
-    if _sharding_skipped(db, f"sharding {collection}"):
-        return
+    if not _sharding_skipped(db, f"sharding {collection}"):
+        _shard(db, collection, key)
+
+
+def _shard(db: Any, collection: str, key: ShardKey) -> None:
     current = current_shard_key(db, collection)
     if current is None or current.key != key.key:
         run(_admin(db), commands.shard_key_command(_namespace(db, collection), key, current))
@@ -134,12 +148,16 @@ def unshard_collection(db: Any, collection: str) -> None:
 
 def set_zones(db: Any, collection: str, zones: tuple[ZoneRange, ...] | list[ZoneRange]) -> None:
     """Make the zone ranges of ``collection`` exactly ``zones``."""
-    if _sharding_skipped(db, f"zones of {collection}"):
-        return
+    if not _sharding_skipped(db, f"zones of {collection}"):
+        _set_zones(db, collection, zones, checked=False)
+
+
+def _set_zones(db: Any, collection: str, zones: tuple[ZoneRange, ...] | list[ZoneRange], *, checked: bool) -> None:
     namespace = _namespace(db, collection)
     live = [zone_from_tag(d) for d in _config_find(db, "tags", {"ns": namespace})]
     adding = [z for z in zones if z not in live]
-    _require_zone_shards(db, collection, {z.zone for z in adding})
+    if not checked:
+        _require_zone_shards(db, collection, {z.zone for z in adding})
     for stale in (z for z in live if z not in zones):
         run(_admin(db), commands.zone_range_command(namespace, stale, None))
     for zone_range in adding:

@@ -117,7 +117,12 @@ def collection_from_info(
 
 
 def shard_key_from_config(doc: Mapping | None) -> ShardKey | None:
-    if not doc or not doc.get("key"):
+    """The shard key of a config.collections document; None for a collection that is not sharded.
+
+    MongoDB 8.0 also tracks unsharded collections there (``unsplittable: true``,
+    key ``{_id: 1}``, one chunk): those have no shard key.
+    """
+    if not doc or not doc.get("key") or doc.get("unsplittable"):
         return None
     return ShardKey(key=as_pairs(document_to_pairs(doc["key"])), unique=bool(doc.get("unique", False)))
 

@@ -1,10 +1,10 @@
 """Throwaway local servers for development and tests.
 
-``start_postgres``, ``start_redis``, ``start_redis_cluster`` and
-``start_mongod`` run the server binaries found on this machine on free
-loopback ports with their data in a folder of the caller's; ``stop`` ends
-exactly what was started, by PID. ``sovren-db up``/``down`` and the pytest
-harness both use these functions.
+``start_postgres``, ``start_redis``, ``start_redis_cluster``, ``start_mongod``
+and ``start_mongo_cluster`` (a sharded cluster, one shard per zone) run the
+server binaries found on this machine on free loopback ports with their data
+in a folder of the caller's; ``stop`` ends exactly what was started, by PID.
+``sovren-db up``/``down`` and the pytest harness both use these functions.
 """
 
 from .local import (
@@ -19,8 +19,9 @@ from .local import (
     start_redis_cluster,
     stop,
 )
+from .mongo_cluster import start_mongo_cluster
 
 __all__ = [
     "ClusterServer", "Server", "ServerUnavailable", "docker_engine_answers", "free_port",
-    "start_mongod", "start_postgres", "start_redis", "start_redis_cluster", "stop",
+    "start_mongo_cluster", "start_mongod", "start_postgres", "start_redis", "start_redis_cluster", "stop",
 ]

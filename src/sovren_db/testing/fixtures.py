@@ -23,6 +23,10 @@ from .. import services
 from ..core.urls import with_database
 
 NO_MONGO = "no MongoDB here: set MONGO_URL or put a mongod binary on PATH"
+NO_MONGO_CLUSTER = (
+    "no sharded MongoDB here: set MONGO_SHARDED_URL (a mongos whose shards serve zones eu and us) "
+    "or put mongod and mongos binaries on PATH"
+)
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +37,7 @@ def sovren_servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _started(server):
     yield server.url
     services.stop(server)
-    data = Path(server.data_dir)
+    data = Path(getattr(server, "data_dir", ""))
     if data.name == "pgdata":
         shutil.rmtree(data.parent, ignore_errors=True)
 
@@ -100,10 +104,32 @@ def mongo_server_url(sovren_servers_dir: Path):
 @pytest.fixture
 def mongo_url(mongo_server_url: str):
     """A database of its own on the session's mongod, dropped afterwards."""
+    yield from _own_database(mongo_server_url)
+
+
+@pytest.fixture(scope="session")
+def mongo_cluster_server_url(sovren_servers_dir: Path):
+    """A mongos whose shards serve zones eu and us: ``MONGO_SHARDED_URL``, or a local cluster
+    started from mongod and mongos binaries (``services.start_mongo_cluster``)."""
+    if os.environ.get("MONGO_SHARDED_URL"):
+        yield os.environ["MONGO_SHARDED_URL"]
+        return
+    if not (shutil.which("mongod") and shutil.which("mongos")):
+        pytest.skip(NO_MONGO_CLUSTER)
+    yield from _started(services.start_mongo_cluster(sovren_servers_dir / "mongo-cluster"))
+
+
+@pytest.fixture
+def mongo_cluster_url(mongo_cluster_server_url: str):
+    """A database of its own on the session's sharded cluster, dropped afterwards."""
+    yield from _own_database(mongo_cluster_server_url)
+
+
+def _own_database(server_url: str):
     import pymongo
 
     name = f"t_{uuid.uuid4().hex[:12]}"
-    yield with_database(mongo_server_url, name)
-    client = pymongo.MongoClient(mongo_server_url, serverSelectionTimeoutMS=5000)
+    yield with_database(server_url, name)
+    client = pymongo.MongoClient(server_url, serverSelectionTimeoutMS=5000)
     client.drop_database(name)
     client.close()
