@@ -55,6 +55,9 @@ HELLO_MONGOS = {
     "operationTime": Timestamp(1710324000, 1),
 }
 
+# the same from a mongos 8.0 (wire version 25: unshardCollection exists)
+HELLO_MONGOS_8 = {**HELLO_MONGOS, "maxWireVersion": 25}
+
 # The validator of communications as created from mongosh: every number a double.
 COMMUNICATIONS_VALIDATOR_MONGOSH = {
     "$jsonSchema": {
@@ -131,6 +134,7 @@ LIST_COLLECTIONS = {
                         "metaField": "meta",
                         "granularity": "minutes",
                         "bucketMaxSpanSeconds": 86400,
+                        "bucketRoundingSeconds": 3600,
                     },
                 },
                 "info": {"readOnly": False, "uuid": COLLECTION_UUID},
@@ -144,6 +148,7 @@ LIST_COLLECTIONS = {
                         "metaField": "meta",
                         "granularity": "minutes",
                         "bucketMaxSpanSeconds": 86400,
+                        "bucketRoundingSeconds": 3600,
                     },
                     "expireAfterSeconds": Int64(604800),
                 },
@@ -335,7 +340,8 @@ CONFIG_COLLECTIONS = [
         "unique": False,
         "noBalance": False,
     },
-    # MongoDB 8.0 tracks unsharded collections too: one chunk, key {_id: 1}, unsplittable
+    # MongoDB 8.0 tracks an unsharded collection moved by moveCollection (or unsharded by
+    # unshardCollection): one chunk, key {_id: 1}, unsplittable
     {
         "_id": "sovren_ai.executives",
         "lastmodEpoch": ObjectId("65f1a2b3c4d5e6f708091a32"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import mongo_replies as R
 import pytest
-from bson import MaxKey, MinKey, ObjectId
+from bson import Int64, MaxKey, MinKey, ObjectId
 from mongo_support import RecordingDatabase
 
 from sovren_db.core.errors import Refused
@@ -26,7 +26,7 @@ from sovren_db.mongo.ops import (
     ShardCollectionOp,
     UnshardCollectionOp,
 )
-from sovren_db.mongo.state import ShardKey
+from sovren_db.mongo.state import IndexSpec, ShardKey, ZoneRange
 
 VALIDATOR = {"$jsonSchema": {"bsonType": "object", "required": ["status"]}}
 EU = {
@@ -204,8 +204,13 @@ def test_shard_key_command_choice(current, key, verb):
 
 def test_unshard_on_mongos_and_not_elsewhere():
     sharded = mongos(collections=R.CONFIG_COLLECTIONS[:1])
+    sharded.replies["hello"] = R.HELLO_MONGOS_8
     UnshardCollectionOp("communications", [["userId", "hashed"]]).execute(sharded)
     assert sharded.commands("unshardCollection") == [{"unshardCollection": "sovren_ai.communications"}]
+    before_8 = mongos(collections=R.CONFIG_COLLECTIONS[:1])  # 7.0 has no unshardCollection
+    with pytest.raises(Refused, match="needs MongoDB 8.0 or later"):
+        UnshardCollectionOp("communications", [["userId", "hashed"]]).execute(before_8)
+    assert before_8.commands("unshardCollection") == []
     standalone = RecordingDatabase(replies={"hello": R.HELLO_MONGOD})
     UnshardCollectionOp("communications", [["userId", "hashed"]]).execute(standalone)
     assert standalone.verbs() == ["sovren_ai.hello"]
@@ -281,3 +286,62 @@ def test_violation_sample_ids_keep_their_types():
     count, sample = commands.violations_from_reply(R.VIOLATIONS_THREE)
     assert count == 3 and sample[0] == ObjectId("65f1a2b3c4d5e6f708091b01") and sample[2] == "legacy-7"
     assert commands.violations_from_reply(R.VIOLATIONS_NONE) == (0, [])
+
+
+def test_text_indexes_are_sent_the_simple_collation_and_others_what_they_declare():
+    text = commands.index_document(IndexSpec("bio_text", (("bio", "text"),)))
+    assert text["collation"] == {"locale": "simple"}
+    plain = commands.index_document(IndexSpec("name_1", (("name", 1),)))
+    assert "collation" not in plain  # inherits the collection's default
+
+
+def test_shard_keys_are_always_sent_with_the_simple_collation():
+    command = commands.shard_key_command("db.c", ShardKey((("u", 1),)), None)
+    assert command["collation"] == {"locale": "simple"}
+
+
+def test_integer_zone_bounds_go_out_as_number_long():
+    # a hashed field's zone bounds must be NumberLong; bools and strings stay as they are
+    zone = ZoneRange("eu", (("h", 0), ("flag", True)), (("h", 4611686018427387902), ("flag", "x")))
+    command = commands.zone_range_command("db.c", zone, "eu")
+    assert type(command["min"]["h"]) is Int64 and type(command["max"]["h"]) is Int64
+    assert command["min"]["flag"] is True and command["max"]["flag"] == "x"
+
+
+def test_changing_only_the_uniqueness_of_a_shard_key_is_refused():
+    db = mongos(collections=R.CONFIG_COLLECTIONS[:1])  # communications: {userId: "hashed"}, not unique
+    with pytest.raises(Refused, match="not unique on the server"):
+        ShardCollectionOp("communications", [["userId", "hashed"]], True).execute(db)
+    assert db.commands("shardCollection") == db.commands("reshardCollection") == []
+
+
+def test_an_existing_time_series_collection_gets_no_validation_collmod():
+    db = RecordingDatabase(replies={"hello": R.HELLO_MONGOD, "create": R.NAMESPACE_EXISTS})
+    CreateCollectionOp("metrics", options={"timeseries": {"timeField": "ts", "granularity": "minutes"}}).execute(db)
+    assert db.verbs() == ["sovren_ai.create"]
+
+
+def test_an_index_conflicting_with_an_existing_one_is_refused_in_one_sentence():
+    conflict = {"ok": 0.0, "code": 86, "codeName": "IndexKeySpecsConflict",
+                "errmsg": "An existing index has the same name as the requested index. "
+                          "Requested index: { v: 2, key: { a: 1 }, name: \"x_1\" }"}
+    db = RecordingDatabase(replies={"createIndexes": conflict})
+    with pytest.raises(Refused, match=r"An index of a already exists .*same name"):
+        CreateIndexOp("a", {"name": "x_1", "key": [["a", 1]]}).execute(db)
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ({"granularity": "hours"}, {"granularity": "minutes"}),
+        ({"bucketMaxSpanSeconds": 7200, "bucketRoundingSeconds": 7200},
+         {"bucketMaxSpanSeconds": 3600, "bucketRoundingSeconds": 3600}),
+    ],
+)
+def test_finer_time_series_buckets_are_refused(old, new):
+    prior = {"timeseries": {"timeField": "t", **old}}
+    with pytest.raises(Refused, match="coarser"):
+        commands.options_commands("m", {"timeseries": {"timeField": "t", **new}}, prior)
+    assert commands.options_commands("m", prior, {"timeseries": {"timeField": "t", **new}}) == [
+        {"collMod": "m", "timeseries": old}
+    ]

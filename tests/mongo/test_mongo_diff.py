@@ -150,13 +150,24 @@ def test_operations_of_one_collection_come_in_the_order_they_must_run():
         shard_key=ShardKey((("userId", "hashed"),)),
         options={"capped": True, "size": 8192},
     )
-    ops = diff_states(state(declared), state(spec()))
+    ops = diff_states(state(declared), state(spec(options={"capped": True, "size": 4096})))
     assert kinds(ops) == [
         "mongo_modify_collection",
         "mongo_set_validator",
         "mongo_drop_index",
         "mongo_create_index",
         "mongo_shard_collection",
+    ]
+
+
+def test_converting_to_capped_builds_every_declared_index_again():
+    # convertToCapped keeps only the _id index, so indexes present before it are built after it
+    declared = spec(indexes=(BY_USER, HASHED), options={"capped": True, "size": 8192})
+    ops = diff_states(state(declared), state(spec(indexes=(BY_USER, HASHED))))
+    assert [(op.op_name, getattr(op, "index", {}).get("name")) for op in ops] == [
+        ("mongo_modify_collection", None),
+        ("mongo_create_index", "userId_1_timestamp_-1"),
+        ("mongo_create_index", "userId_hashed"),
     ]
 
 

@@ -164,3 +164,83 @@ def test_true_is_not_one():
     assert index_from_document({"key": {"a": 1}, "unique": True}) != index_from_document(
         {"key": {"a": 1}, "unique": 1}
     )
+
+
+def _options(**options) -> dict:
+    info = {"name": "c", "type": "collection", "options": options}
+    return state_from_replies("sovren_ai", [info], {}, sharded=False).collections["c"].options
+
+
+def test_a_cap_without_a_maximum_is_echoed_as_int32_max_and_means_no_maximum():
+    # collMod cappedMax: 0 is stored as 2^31 - 1
+    assert _options(capped=True, size=8192, max=2147483647) == {"capped": True, "size": 8192}
+    assert _options(capped=True, size=8192, max=0) == {"capped": True, "size": 8192}
+
+
+def test_capped_sizes_round_to_256_without_a_floor():
+    # MongoDB before 6.2 rounds up to a multiple of 256; 6.2+ keeps the size as given
+    assert _options(capped=True, size=5000)["size"] == _options(capped=True, size=5120)["size"] == 5120
+    assert _options(capped=True, size=1000)["size"] == 1024
+    assert _options(capped=True, size=1000) != _options(capped=True, size=4000)
+
+
+FR = {"locale": "fr", "strength": 1}
+FR_ECHOED = {  # what the server echoes for a collection or an index made with FR
+    "locale": "fr", "caseLevel": False, "caseFirst": "off", "strength": 1, "numericOrdering": False,
+    "alternate": "non-ignorable", "maxVariable": "punct", "normalization": False, "backwards": False,
+    "version": "57.1",
+}
+
+
+def _people_live():
+    info = {"name": "people", "type": "collection", "options": {"collation": FR_ECHOED}}
+    indexes = [
+        {"v": 2, "key": {"_id": 1}, "name": "_id_", "collation": FR_ECHOED},
+        {"v": 2, "key": {"name": 1}, "name": "name_1", "collation": FR_ECHOED},  # inherited
+        {"v": 2, "key": {"code": 1}, "name": "code_1"},  # made simple: echoed with no collation
+        {"v": 2, "key": {"_fts": "text", "_ftsx": 1}, "name": "bio_text", "weights": {"bio": 1},
+         "default_language": "english", "language_override": "language", "textIndexVersion": 3},
+        {"v": 2, "key": {"nick": 1}, "name": "nick_1",
+         "collation": {**FR_ECHOED, "locale": "en", "strength": 2}},
+    ]
+    live = state_from_replies("sovren_ai", [info], {"people": indexes}, sharded=False)
+    return {i.name: i.options.get("collation") for i in live.collections["people"].indexes}
+
+
+def test_index_collations_are_stated_relative_to_the_collection_default():
+    assert _people_live() == {
+        "name_1": None,  # the collection's default
+        "code_1": {"locale": "simple"},
+        "bio_text": None,  # text indexes take no collation
+        "nick_1": {"locale": "en", "strength": 2},
+    }
+
+
+def test_declared_index_collations_relative_to_the_collection_default_equal_the_echo(tmp_path):
+    write_declarations(
+        tmp_path,
+        {
+            "people.toml": (
+                'collation = { locale = "fr", strength = 1 }\n'
+                "[[indexes]]\nkey = { name = 1 }\n"
+                '[[indexes]]\nkey = { code = 1 }\ncollation = { locale = "simple" }\n'
+                '[[indexes]]\nkey = { bio = "text" }\nname = "bio_text"\n'
+                '[[indexes]]\nkey = { nick = 1 }\ncollation = { locale = "en", strength = 2 }\n'
+            )
+        },
+    )
+    declared = load_declared(tmp_path / "mongo").collections["people"]
+    assert {i.name: i.options.get("collation") for i in declared.indexes} == _people_live()
+
+
+def test_locale_tailored_defaults_echoed_by_the_server_are_no_drift():
+    # ICU resolves {locale: "da"} with caseFirst "upper", "th" with alternate "shifted"
+    from sovren_db.mongo.normalise import normalise_collation
+
+    echoed = {**FR_ECHOED, "locale": "da", "strength": 3, "caseFirst": "upper"}
+    assert normalise_collation(echoed) == normalise_collation({"locale": "da"}) == {"locale": "da"}
+    assert normalise_collation({**echoed, "locale": "da_DK"}) == {"locale": "da_DK"}
+    thai = {**FR_ECHOED, "locale": "th", "strength": 3, "alternate": "shifted", "normalization": True}
+    assert normalise_collation(thai) == {"locale": "th"}
+    # a default changed by hand is still drift
+    assert normalise_collation({**echoed, "caseFirst": "lower"}) == {"locale": "da", "caseFirst": "lower"}

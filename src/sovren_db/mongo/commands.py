@@ -9,7 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.errors import Refused
+from bson import Int64
+
 from .extjson import from_extjson, pairs_to_document, same
+from .normalise import SIMPLE, TIMESERIES_BUCKETING, takes_collation
 from .state import CollectionSpec, IndexSpec, ShardKey, ZoneRange
 
 VIOLATION_SAMPLE = 5
@@ -29,7 +32,12 @@ def create_command(spec: CollectionSpec) -> dict:
 
 
 def index_document(index: IndexSpec) -> dict:
-    return {"key": pairs_to_document(index.key), "name": index.name, **from_extjson(index.options)}
+    """The createIndexes entry; an index type that takes no collation (text, 2d) is sent the
+    simple one, so that it builds on a collection with a default collation too."""
+    document = {"key": pairs_to_document(index.key), "name": index.name, **from_extjson(index.options)}
+    if not takes_collation(index):
+        document["collation"] = dict(SIMPLE)
+    return document
 
 
 def create_indexes_command(collection: str, indexes: list[IndexSpec] | tuple[IndexSpec, ...]) -> dict:
@@ -86,11 +94,13 @@ def find_command(collection: str, filter: dict, limit: int = 0) -> dict:
 def shard_key_command(namespace: str, key: ShardKey, current: ShardKey | None) -> dict:
     """shardCollection, refineCollectionShardKey (the new key extends the old) or reshardCollection."""
     document = pairs_to_document(key.key)
+    # A shard key is always compared binary: on a collection with a default collation the
+    # server requires collation {locale: "simple"}, and it accepts it on every collection.
     if current is None:
-        return {"shardCollection": namespace, "key": document, "unique": key.unique}
+        return {"shardCollection": namespace, "key": document, "unique": key.unique, "collation": dict(SIMPLE)}
     if key.key[: len(current.key)] == current.key:
         return {"refineCollectionShardKey": namespace, "key": document}
-    return {"reshardCollection": namespace, "key": document}
+    return {"reshardCollection": namespace, "key": document, "collation": dict(SIMPLE)}
 
 
 def unshard_command(namespace: str) -> dict:
@@ -101,10 +111,16 @@ def zone_range_command(namespace: str, zone_range: ZoneRange, zone: str | None) 
     """updateZoneKeyRange: assign ``[min, max)`` to ``zone``, or remove the range when None."""
     return {
         "updateZoneKeyRange": namespace,
-        "min": pairs_to_document(zone_range.min),
-        "max": pairs_to_document(zone_range.max),
+        "min": _long_bounds(pairs_to_document(zone_range.min)),
+        "max": _long_bounds(pairs_to_document(zone_range.max)),
         "zone": zone,
     }
+
+
+def _long_bounds(bound: dict) -> dict:
+    """Integer bounds as NumberLong: a hashed field's bounds must be (MongoDB 4.7+), and a
+    ranged field's bound means the same value either way (numbers compare by value)."""
+    return {f: Int64(v) if isinstance(v, int) and not isinstance(v, bool) else v for f, v in bound.items()}
 
 
 def options_commands(collection: str, options: dict, prior: dict) -> list[dict]:
@@ -140,7 +156,31 @@ def _timeseries_commands(collection: str, options: dict, prior: dict) -> list[di
     if not new or not old or any(new.get(f) != old.get(f) for f in ("timeField", "metaField")):
         raise _cannot(collection, "its time series fields")
     changed = {k: v for k, v in new.items() if k not in ("timeField", "metaField") and old.get(k) != v}
+    if _coarser(old, new) is False:
+        raise Refused(
+            f"MongoDB can only make the time series buckets of collection {collection} coarser "
+            f"(granularity seconds -> minutes -> hours, bucket spans only up), not finer; write a revision "
+            "that drops and recreates it (op.mongo_drop_collection + op.mongo_create_collection)"
+        )
     return [{"collMod": collection, "timeseries": changed}] if changed else []
+
+
+GRANULARITIES = ("seconds", "minutes", "hours")
+
+
+def _coarser(old: dict, new: dict) -> bool | None:
+    """Whether ``new`` bucketing is at least as coarse as ``old``; None when they are equal."""
+    if old == new:
+        return None
+    before, after = _bucket_span(old), _bucket_span(new)
+    return after >= before
+
+
+def _bucket_span(timeseries: dict) -> tuple[int, int]:
+    granularity = timeseries.get("granularity")
+    if granularity in GRANULARITIES:
+        return TIMESERIES_BUCKETING[granularity]
+    return (int(timeseries.get("bucketMaxSpanSeconds", 0)), int(timeseries.get("bucketRoundingSeconds", 0)))
 
 
 def _cannot(collection: str, what: str) -> Refused:

@@ -8,6 +8,8 @@ replacement is built), new indexes, shard key, zones.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..core.storeops import StoreOp
 from .extjson import same
 from .ops import (
@@ -40,6 +42,9 @@ def diff_states(declared: DatabaseState, live: DatabaseState) -> list[StoreOp]:
 
 
 def diff_collection(want: CollectionSpec, have: CollectionSpec, *, sharded: bool) -> list[StoreOp]:
+    if want.options.get("capped") and not have.options.get("capped"):
+        # convertToCapped keeps only the _id index: every declared index is built again after it
+        have = replace(have, indexes=())
     ops = diff_options(want, have) + diff_validation(want, have) + diff_indexes(want, have)
     return ops + (diff_sharding(want, have) if sharded else [])
 

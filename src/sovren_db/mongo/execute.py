@@ -18,13 +18,16 @@ from ..core.errors import Refused
 from . import commands
 from .extjson import show_id
 from .live import is_mongos, shard_key_from_config, zone_from_tag
-from .state import CollectionSpec, IndexSpec, ShardKey, ZoneRange
+from .state import CollectionSpec, IndexSpec, ShardKey, ZoneRange, show_pairs
 
 log = logging.getLogger("sovren_db.mongo")
 
 NAMESPACE_NOT_FOUND = 26
 INDEX_NOT_FOUND = 27
 NAMESPACE_EXISTS = 48
+INDEX_OPTIONS_CONFLICT = 85
+INDEX_KEY_SPECS_CONFLICT = 86
+UNSHARD_WIRE_VERSION = 25  # unshardCollection is new in MongoDB 8.0 (wire version 25)
 
 
 def run(db: Any, command: dict, *, ignore: tuple[int, ...] = ()) -> dict | None:
@@ -63,7 +66,9 @@ def create_collection(db: Any, spec: CollectionSpec) -> None:
     if sharding and spec.zones:
         _require_zone_shards(db, spec.name, {z.zone for z in spec.zones})
     created = run(db, commands.create_command(spec), ignore=(NAMESPACE_EXISTS,)) is not None
-    if not created:  # converge the validation of the collection that was already there
+    if not created and "timeseries" not in spec.options:
+        # converge the validation of the collection that was already there (a time series
+        # collection has none: the server refuses collMod validator options on it)
         set_validation(db, spec.name, spec.validator, spec.validation_level, spec.validation_action)
     if spec.indexes:
         create_indexes(db, spec.name, spec.indexes)
@@ -78,7 +83,18 @@ def drop_collection(db: Any, collection: str) -> None:
 
 
 def create_indexes(db: Any, collection: str, indexes: tuple[IndexSpec, ...] | list[IndexSpec]) -> None:
-    run(db, commands.create_indexes_command(collection, indexes))
+    """createIndexes; an identical index already there is fine, a conflicting one is refused."""
+    try:
+        run(db, commands.create_indexes_command(collection, indexes))
+    except OperationFailure as exc:
+        if exc.code not in (INDEX_OPTIONS_CONFLICT, INDEX_KEY_SPECS_CONFLICT):
+            raise
+        reason = (exc.details or {}).get("errmsg") or str(exc)
+        raise Refused(
+            f"An index of {collection} already exists with another name or other options ({reason}); "
+            "'sovren-db check' names it, and a revision made by 'sovren-db revision --autogenerate' "
+            "drops it before building the declared one"
+        ) from None
 
 
 def drop_index(db: Any, collection: str, name: str) -> None:
@@ -136,13 +152,29 @@ def shard_collection(db: Any, collection: str, key: ShardKey) -> None:
 
 def _shard(db: Any, collection: str, key: ShardKey) -> None:
     current = current_shard_key(db, collection)
-    if current is None or current.key != key.key:
-        run(_admin(db), commands.shard_key_command(_namespace(db, collection), key, current))
+    if current is not None and current.key == key.key:
+        if current.unique != key.unique:
+            raise Refused(
+                f"The shard key {show_pairs(key.key)} of {collection} is "
+                f"{'' if current.unique else 'not '}unique on the server, and MongoDB cannot change that "
+                "in place; reshard or recreate the collection, or declare unique as the server has it"
+            )
+        return
+    run(_admin(db), commands.shard_key_command(_namespace(db, collection), key, current))
 
 
 def unshard_collection(db: Any, collection: str) -> None:
-    if _sharding_skipped(db, f"unsharding {collection}") or current_shard_key(db, collection) is None:
+    hello = db.command({"hello": 1})
+    if not is_mongos(hello):
+        log.warning("mongo: unsharding %s skipped: the server is not a mongos (no sharded cluster)", collection)
         return
+    if current_shard_key(db, collection) is None:
+        return
+    if hello.get("maxWireVersion", 0) < UNSHARD_WIRE_VERSION:
+        raise Refused(
+            f"Unsharding {collection} needs MongoDB 8.0 or later (unshardCollection); on this cluster, "
+            "keep the shard key declared, or copy the documents into a new unsharded collection"
+        )
     run(_admin(db), commands.unshard_command(_namespace(db, collection)))
 
 

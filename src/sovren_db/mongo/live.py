@@ -29,6 +29,7 @@ from .normalise import (
     normalise_level,
     normalise_options,
     normalise_validator,
+    relative_collations,
 )
 from .state import (
     LEDGER_COLLECTION,
@@ -102,14 +103,16 @@ def _collection_of(namespace: str, database: str) -> str:
 def collection_from_info(
     info: Mapping, index_docs: Iterable[Mapping], shard_doc: Mapping | None, tag_docs: Iterable[Mapping]
 ) -> CollectionSpec:
-    options = info.get("options") or {}
+    options = normalise_options(info.get("options") or {})
     indexes = [index_from_document(d) for d in index_docs if dict(d.get("key", {})) != {"_id": 1}]
+    indexes = relative_collations(indexes, options.get("collation"), echoed=True)
+    raw = info.get("options") or {}
     return CollectionSpec(
         name=info["name"],
-        validator=normalise_validator(options.get("validator")),
-        validation_level=normalise_level(options.get("validationLevel")),
-        validation_action=normalise_action(options.get("validationAction")),
-        options=normalise_options(options),
+        validator=normalise_validator(raw.get("validator")),
+        validation_level=normalise_level(raw.get("validationLevel")),
+        validation_action=normalise_action(raw.get("validationAction")),
+        options=options,
         indexes=tuple(sorted(indexes, key=lambda i: i.name)),
         shard_key=shard_key_from_config(shard_doc),
         zones=sorted_zones(zone_from_tag(t) for t in tag_docs),

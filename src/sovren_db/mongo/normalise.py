@@ -10,7 +10,7 @@ names, absent validation level/action, and time-series bucketing defaults.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .extjson import canonical, document_to_pairs, same
@@ -31,11 +31,26 @@ COLLATION_DEFAULTS = {
     "normalization": False,
     "backwards": False,
 }
-# ICU locales whose tailoring changes a default; the server echoes the resolved value.
-LOCALE_COLLATION_DEFAULTS = {"fr_CA": {"backwards": True}}
+# Locales (of those MongoDB supports) whose ICU tailoring changes a default; the server echoes
+# the value the collator resolved. Read from ICU's collator attributes (python3-icu, ICU 72)
+# against the root locale; these tailorings are CLDR's and older than ICU 57, MongoDB's.
+_NORMALISING = ("as", "bn", "bo", "el", "fa", "gu", "he", "hi", "ig", "km", "kn", "kok", "mr", "my",
+                "or", "pa", "ps", "si", "ta", "te", "vi", "yi", "yo")
+LOCALE_COLLATION_DEFAULTS: dict[str, dict] = {
+    **{locale: {"normalization": True} for locale in _NORMALISING},
+    "da": {"caseFirst": "upper"},
+    "mt": {"caseFirst": "upper"},
+    "th": {"alternate": "shifted", "normalization": True},
+    "fr_CA": {"backwards": True},
+}
+SIMPLE = {"locale": "simple"}
+# Index types that take no collation: on a collection with a default collation they must be
+# created with the simple one (the server answers 67, "collation not supported", otherwise).
+NO_COLLATION_TYPES = ("text", "2d", "geoHaystack")
 # granularity -> (bucketMaxSpanSeconds, bucketRoundingSeconds), as MongoDB 6.3+ derives them
 TIMESERIES_BUCKETING = {"seconds": (3600, 60), "minutes": (86400, 3600), "hours": (2592000, 86400)}
-CAPPED_MINIMUM_SIZE = 4096
+# collMod cappedMax <= 0 means "no maximum"; the server stores and echoes it as 2^31 - 1.
+NO_CAPPED_MAX = 2**31 - 1
 
 
 def default_index_name(key: list | tuple) -> str:
@@ -43,15 +58,26 @@ def default_index_name(key: list | tuple) -> str:
     return "_".join(f"{field}_{value}" for field, value in key)
 
 
-def normalise_collation(collation: Any) -> dict | None:
-    """Drop ``version`` and every field equal to its default; ``simple`` means no collation."""
+def normalise_collation(collation: Any, *, keep_simple: bool = False) -> dict | None:
+    """Drop ``version`` and every field equal to its default; ``simple`` means no collation
+    (kept as ``{"locale": "simple"}`` with ``keep_simple``: an index's collation is relative
+    to its collection's, see :func:`relative_collations`)."""
     collation = canonical(collation) if collation else None
-    if not collation or collation.get("locale") == "simple":
+    if not collation:
         return None
-    defaults = {**COLLATION_DEFAULTS, **LOCALE_COLLATION_DEFAULTS.get(collation.get("locale"), {})}
+    if collation.get("locale") == "simple":
+        return dict(SIMPLE) if keep_simple else None
+    defaults = {**COLLATION_DEFAULTS, **locale_defaults(str(collation.get("locale", "")))}
     return {
         k: v for k, v in collation.items() if k != "version" and not (k in defaults and same(defaults[k], v))
     }
+
+
+def locale_defaults(locale: str) -> dict:
+    """The tailored defaults of ``locale`` (``da_DK`` and ``da@...`` as ``da``; ``fr_CA`` its own)."""
+    if locale in LOCALE_COLLATION_DEFAULTS:
+        return LOCALE_COLLATION_DEFAULTS[locale]
+    return LOCALE_COLLATION_DEFAULTS.get(locale.split("@")[0].split("_")[0], {})
 
 
 def index_from_document(document: Mapping) -> IndexSpec:
@@ -64,10 +90,44 @@ def index_from_document(document: Mapping) -> IndexSpec:
         if options.get(flag) is False:
             del options[flag]
     if "collation" in options:
-        collation = normalise_collation(options.pop("collation"))
+        collation = normalise_collation(options.pop("collation"), keep_simple=True)
         if collation:
             options["collation"] = collation
     return IndexSpec(name=name, key=as_pairs(key), options=options)
+
+
+def takes_collation(index: IndexSpec) -> bool:
+    return not any(value in NO_COLLATION_TYPES for _, value in index.key)
+
+
+def relative_collations(indexes: Iterable[IndexSpec], collection_collation: dict | None, *,
+                        echoed: bool) -> list[IndexSpec]:
+    """Index collations stated the same way on both sides, relative to the collection's default.
+
+    An index created without a collation inherits the collection's default and
+    listIndexes echoes it in full; an index made ``simple`` on such a collection
+    is echoed with none (``echoed`` says which side this is). In the normal form
+    no collation means "the collection's default" and ``{"locale": "simple"}``
+    means simple where the collection has another default. Text and 2d indexes
+    take no collation at all.
+    """
+    out = []
+    for index in indexes:
+        options = dict(index.options)
+        collation = options.pop("collation", None)
+        if not takes_collation(index):
+            collation = None
+        elif collection_collation is None:
+            collation = None if collation == SIMPLE else collation
+        else:
+            if collation is None and echoed:
+                collation = dict(SIMPLE)
+            if same(collation, collection_collation):
+                collation = None
+        if collation is not None:
+            options["collation"] = collation
+        out.append(IndexSpec(name=index.name, key=index.key, options=options))
+    return out
 
 
 def _text_span(key: list, options: dict) -> tuple[int, int, set] | None:
@@ -116,8 +176,9 @@ def normalise_options(options: Mapping) -> dict:
     out: dict[str, Any] = {}
     if options.get("capped"):
         out.update(capped=True, size=capped_size(options.get("size")))
-        if options.get("max"):
-            out["max"] = canonical(options["max"])
+        maximum = canonical(options.get("max") or 0)
+        if 0 < maximum < NO_CAPPED_MAX:
+            out["max"] = maximum
     if options.get("timeseries"):
         out["timeseries"] = normalise_timeseries(options["timeseries"])
     if options.get("expireAfterSeconds") is not None:
@@ -129,10 +190,13 @@ def normalise_options(options: Mapping) -> dict:
 
 
 def capped_size(size: Any) -> int:
-    """MongoDB raises a cap to at least 4096 bytes and to a multiple of 256."""
+    """A cap in bytes, rounded up to a multiple of 256 as MongoDB before 6.2 stores it.
+
+    6.2+ stores the size exactly as given; rounding both sides makes either
+    server's echo equal to the declaration, and sovren-db sends the rounded size,
+    which every version stores unchanged.
+    """
     size = int(canonical(size) or 0)
-    if size <= CAPPED_MINIMUM_SIZE:
-        return CAPPED_MINIMUM_SIZE
     return -(-size // 256) * 256
 
 
