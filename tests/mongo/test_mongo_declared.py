@@ -83,6 +83,10 @@ def assert_load_error(tmp_path, name: str, text: str, where: str | None, problem
     assert problem in message
 
 
+UUID_KEY = {"$binary": {"base64": "AAAAAAAAAAAAAAAAAAAAAA==", "subType": "04"}}
+ALGORITHM = "AEAD_AES_256_CBC_HMAC_SHA_512-Random"
+
+
 def _schema(properties: dict, **extra) -> str:
     return json.dumps({"bsonType": "object", "properties": properties, **extra})
 
@@ -129,12 +133,45 @@ SCHEMA_ERRORS = [
         "/additionalProperties",
         "'_id' is not in properties",
     ),
+    (
+        {"a": {"bsonType": "string"}},
+        {"additionalProperties": False, "patternProperties": {"^x_": {"bsonType": "int"}}},
+        "/additionalProperties",
+        "nor matched by patternProperties",
+    ),
+    (
+        {"ssn": {"encrypt": {"keyId": [UUID_KEY]}, "encryptMetadata": {"algorithm": ALGORITHM}}},
+        {},
+        "/properties/ssn",
+        "'encrypt' and 'encryptMetadata' cannot both be given",
+    ),
+    ({"a": {"bsonType": "object"}}, {"encryptMetadata": {}}, "/encryptMetadata", "non-empty object"),
 ]
 
 
 @pytest.mark.parametrize("properties, extra, where, problem", SCHEMA_ERRORS)
 def test_malformed_schema_names_file_and_pointer(tmp_path, properties, extra, where, problem):
     assert_load_error(tmp_path, "c.schema.json", _schema(properties, **extra), where, problem)
+
+
+def test_schemas_the_server_accepts_load(tmp_path):
+    schemas = {
+        "positional.schema.json": _schema({"pair": {"bsonType": "array", "items": []}}),
+        "patterned.schema.json": _schema(
+            {"a": {"bsonType": "string"}},
+            additionalProperties=False,
+            patternProperties={"^_": {}},
+        ),
+        "secret.schema.json": _schema(
+            {"ssn": {"encrypt": {"keyId": [UUID_KEY]}}}, encryptMetadata={"algorithm": ALGORITHM}
+        ),
+    }
+    state = _load(tmp_path, schemas)
+    positional = state.collections["positional"].validator["$jsonSchema"]
+    assert positional["properties"]["pair"]["items"] == []
+    patterned = DocumentValidator(state.collections["patterned"].validator["$jsonSchema"])
+    assert patterned.errors({"_id": 1, "a": "x"}) == []
+    assert patterned.errors({"_id": 1, "b": "x"}) != []
 
 
 def test_schema_that_is_not_json_names_the_line(tmp_path):
@@ -198,6 +235,11 @@ TOML_ERRORS = [
         "/shard/key",
         "not sparse, partial",
     ),
+    (  # on a collection with a default collation the shard key index must say simple
+        'collation = { locale = "fr" }\n[[indexes]]\nkey = { u = 1 }\n[shard]\nkey = { u = 1 }\n',
+        "/shard/key",
+        'with collation {locale: "simple"}',
+    ),
     (
         "[[indexes]]\nkey = { u = 1 }\n[[indexes]]\nkey = { email = 1 }\nunique = true\n"
         "[shard]\nkey = { u = 1 }\n",
@@ -255,12 +297,127 @@ TOML_ERRORS = [
         "/shard",
         "a capped collection cannot be sharded",
     ),
+    # time-series bucketing (validateAndSetBucketingParameters)
+    (
+        '[timeseries]\ntimeField = "t"\ngranularity = "minutes"\nbucketMaxSpanSeconds = 600\n'
+        "bucketRoundingSeconds = 600\n",
+        "/timeseries/bucketMaxSpanSeconds",
+        "cannot be combined with granularity: keep granularity = 'minutes' (buckets of 86400 s",
+    ),
+    (
+        '[timeseries]\ntimeField = "t"\ngranularity = "seconds"\nbucketRoundingSeconds = 60\n',
+        "/timeseries/bucketRoundingSeconds",
+        "custom bucketing needs MongoDB 6.3+",
+    ),
+    (
+        '[timeseries]\ntimeField = "t"\nbucketMaxSpanSeconds = 600\n',
+        "/timeseries/bucketMaxSpanSeconds",
+        "needs bucketRoundingSeconds too",
+    ),
+    (
+        '[timeseries]\ntimeField = "t"\nbucketRoundingSeconds = 600\n',
+        "/timeseries/bucketRoundingSeconds",
+        "needs bucketMaxSpanSeconds too",
+    ),
+    (
+        '[timeseries]\ntimeField = "t"\nbucketMaxSpanSeconds = 3600\nbucketRoundingSeconds = 60\n',
+        "/timeseries/bucketRoundingSeconds",
+        "must equal bucketMaxSpanSeconds (3600), not 60 (custom bucketing needs MongoDB 6.3+)",
+    ),
+    (
+        '[timeseries]\ntimeField = "t"\nbucketMaxSpanSeconds = 0\nbucketRoundingSeconds = 0\n',
+        "/timeseries/bucketMaxSpanSeconds",
+        "must be a positive whole number of seconds",
+    ),
+    (
+        '[timeseries]\ntimeField = "t"\nbucketMaxSpanSeconds = 60.5\nbucketRoundingSeconds = 60.5\n',
+        "/timeseries/bucketMaxSpanSeconds",
+        "must be a positive whole number of seconds",
+    ),
+    ('[timeseries]\ntimeField = "t"\ngranularity = "days"\n', "/timeseries/granularity", "must be one of"),
+    # a time series has no validator
+    (
+        'validationLevel = "strict"\n[timeseries]\ntimeField = "t"\n',
+        "/validationLevel",
+        "option not supported on a time-series collection",
+    ),
+    (
+        'validationAction = "warn"\n[timeseries]\ntimeField = "t"\n',
+        "/validationAction",
+        "a time-series collection has no validator to configure",
+    ),
+    # TTL indexes the collection's kind refuses
+    (
+        "[capped]\nsize = 4096\n[[indexes]]\nkey = { at = 1 }\nexpireAfterSeconds = 60\n",
+        "/indexes/0/expireAfterSeconds",
+        "TTL indexes are not supported for capped collections",
+    ),
+    (
+        '[timeseries]\ntimeField = "t"\nmetaField = "m"\n[[indexes]]\nkey = { t = 1 }\nexpireAfterSeconds = 60\n',
+        "/indexes/0/expireAfterSeconds",
+        "needs a partialFilterExpression on the metaField 'm' only (MongoDB 6.3+); "
+        "to expire every measurement, set the collection-level expireAfterSeconds instead",
+    ),
+    (
+        '[timeseries]\ntimeField = "t"\nmetaField = "m"\n[[indexes]]\nkey = { t = 1 }\nexpireAfterSeconds = 60\n'
+        'partialFilterExpression = { "m.kind" = "probe", level = { "$gt" = 2 } }\n',
+        "/indexes/0/partialFilterExpression/level",
+        "needs a partialFilterExpression on the metaField 'm' only",
+    ),
+    (
+        '[timeseries]\ntimeField = "t"\nmetaField = "m"\n[[indexes]]\nkey = { t = 1 }\nexpireAfterSeconds = 60\n'
+        'partialFilterExpression = { "$and" = [{ m = "a" }, { mx = 1 }] }\n',
+        "/indexes/0/partialFilterExpression/$and/1/mx",
+        "on the metaField 'm' only",
+    ),
+    (
+        '[timeseries]\ntimeField = "t"\n[[indexes]]\nkey = { t = 1 }\nexpireAfterSeconds = 60\n'
+        'partialFilterExpression = { m = "a" }\n',
+        "/indexes/0/expireAfterSeconds",
+        "[timeseries] declares no metaField; to expire every measurement, set the collection-level",
+    ),
+    (
+        '[timeseries]\ntimeField = "t"\nmetaField = "m"\n[[indexes]]\nkey = { seen = 1 }\n'
+        'expireAfterSeconds = 60\npartialFilterExpression = { m = "a" }\n',
+        "/indexes/0/key",
+        "a TTL index on a time series must be on the timeField 't', not 'seen'",
+    ),
 ]
 
 
 @pytest.mark.parametrize("toml, where, problem", TOML_ERRORS)
 def test_inconsistent_options_name_file_and_pointer(tmp_path, toml, where, problem):
     assert_load_error(tmp_path, "c.toml", toml, where, problem)
+
+
+def test_a_time_series_with_a_schema_file_is_refused(tmp_path):
+    message = _error(tmp_path, {"c.schema.json": OK_SCHEMA, "c.toml": '[timeseries]\ntimeField = "t"\n'})
+    assert message.startswith("mongo/c.toml at /timeseries: ")
+    assert "a time-series collection cannot have a validator, but mongo/c.schema.json declares one" in message
+    assert "option not supported on a time-series collection" in message
+
+
+def test_time_series_bucketing_and_ttl_the_server_accepts_load(tmp_path):
+    state = _load(
+        tmp_path,
+        {
+            "custom.toml": '[timeseries]\ntimeField = "t"\nbucketMaxSpanSeconds = 600\n'
+            "bucketRoundingSeconds = 600\n",
+            "expiring.toml": '[timeseries]\ntimeField = "t"\nmetaField = "m"\n[[indexes]]\nkey = { t = 1 }\n'
+            'expireAfterSeconds = 60\npartialFilterExpression = { "$and" = [{ "m.kind" = "probe" }, { m = '
+            '{ "$exists" = true } }] }\n',
+            "wide.toml": 'expireAfterSeconds = 86400\n[timeseries]\ntimeField = "t"\ngranularity = "hours"\n',
+            "action.toml": 'validationAction = "errorAndLog"\n',
+        },
+    )
+    assert state.collections["custom"].options["timeseries"] == {
+        "timeField": "t",
+        "bucketMaxSpanSeconds": 600,
+        "bucketRoundingSeconds": 600,
+    }
+    assert state.collections["expiring"].index("t_1").ttl == 60
+    assert state.collections["wide"].options["expireAfterSeconds"] == 86400
+    assert state.collections["action"].validation_action == "errorAndLog"
 
 
 def test_toml_syntax_error_names_the_file(tmp_path):
@@ -319,3 +476,9 @@ def test_has_declarations(tmp_path):
 def test_every_sovren_validator_compiles_offline(sovren_declared):
     for spec in sovren_declared.collections.values():
         assert DocumentValidator(spec.validator["$jsonSchema"]).errors({}) != []
+
+
+def test_a_simple_shard_key_index_on_a_collection_with_a_default_collation_loads(tmp_path):
+    state = _load(tmp_path, {"c.toml": 'collation = { locale = "fr" }\n[[indexes]]\nkey = { u = 1 }\n'
+                                       'collation = { locale = "simple" }\n[shard]\nkey = { u = 1 }\n'})
+    assert state.collections["c"].indexes[0].options == {"collation": {"locale": "simple"}}

@@ -244,3 +244,17 @@ def test_locale_tailored_defaults_echoed_by_the_server_are_no_drift():
     assert normalise_collation(thai) == {"locale": "th"}
     # a default changed by hand is still drift
     assert normalise_collation({**echoed, "caseFirst": "lower"}) == {"locale": "da", "caseFirst": "lower"}
+
+
+def test_a_declared_index_collation_equal_to_the_collection_s_or_simple_where_there_is_none(tmp_path):
+    write_declarations(
+        tmp_path,
+        {
+            "a.toml": 'collation = { locale = "fr", strength = 1 }\n'
+                      '[[indexes]]\nkey = { x = 1 }\ncollation = { locale = "fr", strength = 1 }\n',
+            "b.toml": '[[indexes]]\nkey = { x = 1 }\ncollation = { locale = "simple" }\n',
+        },
+    )
+    declared = load_declared(tmp_path / "mongo").collections
+    # both are "the collection's default": what the server echoes for them normalises the same way
+    assert declared["a"].indexes[0].options == {} and declared["b"].indexes[0].options == {}

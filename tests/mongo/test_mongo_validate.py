@@ -127,6 +127,20 @@ def test_schemas_mongodb_refuses_are_refused():
         DocumentValidator({"properties": {"n": {"type": "integer"}}})
     with pytest.raises(ValueError, match="does not support the keyword 'format'"):
         DocumentValidator({"properties": {"e": {"type": "string", "format": "email"}}})
+    with pytest.raises(ValueError, match="at /properties/s: 'encrypt' and 'encryptMetadata' cannot both"):
+        DocumentValidator({"properties": {"s": {"encrypt": {}, "encryptMetadata": {"keyId": "/k"}}}})
+
+
+def test_empty_positional_items_constrain_nothing_but_additional_items():
+    assert DocumentValidator({"properties": {"p": {"items": []}}}).errors({"p": [1, "a"]}) == []
+    closed = DocumentValidator({"properties": {"p": {"items": [], "additionalItems": False}}})
+    assert closed.errors({"p": []}) == []
+    assert closed.errors({"p": [1]}) != []
+
+
+def test_schemas_mongodb_accepts_are_accepted():
+    DocumentValidator({"properties": {"p": {"bsonType": "array", "items": []}}})
+    DocumentValidator({"additionalProperties": False, "patternProperties": {"^_": {}}})
 
 
 def test_a_document_must_be_an_object():

@@ -4,7 +4,7 @@ Per collection ``<name>.schema.json`` holds the ``$jsonSchema`` document and
 ``<name>.toml`` its options::
 
     validationLevel = "strict"          # off | strict | moderate
-    validationAction = "error"          # error | warn | errorAndLog
+    validationAction = "error"          # error | warn | errorAndLog (MongoDB 8.1+)
     [[indexes]]                         # key order is kept: {userId = 1, timestamp = -1}
     key = { userId = 1, timestamp = -1 }
     unique = false                      # name, sparse, hidden, partialFilterExpression,
@@ -17,6 +17,11 @@ Per collection ``<name>.schema.json`` holds the ``$jsonSchema`` document and
     max = { region = "eu", userId = { "$maxKey" = 1 } }
     [capped]                            # or [timeseries] timeField/metaField/granularity
     size = 1048576
+
+A time series takes ``granularity`` or, on MongoDB 6.3+, custom bucketing
+(``bucketMaxSpanSeconds`` = ``bucketRoundingSeconds``), never both; it has no
+validator (no schema file, no validationLevel/validationAction), and expires
+documents through the collection-level ``expireAfterSeconds``.
 
 Every problem raises DeclarationError naming the file and a JSON pointer
 (``mongo/communications.toml at /indexes/2/key``); nothing reaches a server.
@@ -31,7 +36,14 @@ from typing import Any
 
 from .dialect import schema_problem
 from .extjson import canonical, from_extjson, load_json_file
-from .normalise import index_from_document, normalise_action, normalise_level, normalise_options
+from .normalise import (
+    TIMESERIES_BUCKETING,
+    index_from_document,
+    normalise_action,
+    normalise_level,
+    normalise_options,
+    relative_collations,
+)
 from .rules import check_collection
 from .source import Source
 from .state import (
@@ -136,12 +148,31 @@ def load_collection(
         shard_key=shard_key,
         zones=tuple(_parse_zone(source, i, raw) for i, raw in enumerate(source.array(table, "zones"))),
     )
+    _check_timeseries_validation(source, table, schema_file, root)
     check_collection(source, spec)
     return _finish(spec)
 
 
+def _check_timeseries_validation(source: Source, table: dict, schema_file: Path | None, root: Path) -> None:
+    """MongoDB refuses a validator on a time series: "option not supported on a time-series collection"."""
+    if "timeseries" not in table:
+        return
+    refused = 'MongoDB refuses validation on a time series ("option not supported on a time-series collection")'
+    if schema_file is not None:
+        schema = Source(schema_file, root).display
+        raise source.error(
+            ("timeseries",),
+            f"a time-series collection cannot have a validator, but {schema} declares one: {refused}; "
+            "remove the schema file or the [timeseries] table",
+        )
+    for key in ("validationLevel", "validationAction"):
+        if key in table:
+            raise source.error((key,), f"a time-series collection has no validator to configure: {refused}")
+
+
 def _finish(spec: CollectionSpec) -> CollectionSpec:
-    indexes = list(spec.indexes) + _implicit_indexes(spec)
+    indexes = relative_collations(list(spec.indexes) + _implicit_indexes(spec), spec.options.get("collation"),
+                                  echoed=False)
     return replace(spec, indexes=tuple(sorted(indexes, key=lambda i: i.name)), zones=sorted_zones(spec.zones))
 
 
@@ -278,5 +309,35 @@ def _parse_timeseries(source: Source, raw: Any) -> dict:
     source.optional(raw, at, "metaField", str, "a field name", lambda v: bool(v))
     source.choice(raw, "granularity", GRANULARITIES, at)
     for key in ("bucketMaxSpanSeconds", "bucketRoundingSeconds"):
-        source.optional(raw, at, key, int, "a positive number of seconds", lambda v: v > 0)
+        source.optional(raw, at, key, int, "a positive whole number of seconds", lambda v: v > 0)
+    _check_bucketing(source, raw)
     return dict(raw)
+
+
+def _check_bucketing(source: Source, raw: dict) -> None:
+    """The server's validateAndSetBucketingParameters: granularity, or both bucket sizes, equal."""
+    at = ("timeseries",)
+    custom = [k for k in ("bucketMaxSpanSeconds", "bucketRoundingSeconds") if k in raw]
+    if not custom:
+        return
+    if "granularity" in raw:
+        span, rounding = TIMESERIES_BUCKETING[raw["granularity"]]
+        raise source.error(
+            at + (custom[0],),
+            f"cannot be combined with granularity: keep granularity = {raw['granularity']!r} "
+            f"(buckets of {span} s rounded to {rounding} s) or drop it and give "
+            "bucketMaxSpanSeconds and bucketRoundingSeconds, equal (custom bucketing needs MongoDB 6.3+)",
+        )
+    if len(custom) == 1:
+        other = "bucketRoundingSeconds" if custom[0] == "bucketMaxSpanSeconds" else "bucketMaxSpanSeconds"
+        raise source.error(
+            at + (custom[0],),
+            f"needs {other} too, with the same value: MongoDB takes the two together "
+            "(custom bucketing needs MongoDB 6.3+)",
+        )
+    if raw["bucketMaxSpanSeconds"] != raw["bucketRoundingSeconds"]:
+        raise source.error(
+            at + ("bucketRoundingSeconds",),
+            f"must equal bucketMaxSpanSeconds ({raw['bucketMaxSpanSeconds']}), not "
+            f"{raw['bucketRoundingSeconds']} (custom bucketing needs MongoDB 6.3+)",
+        )

@@ -5,8 +5,15 @@ beside ``type`` (never both in one schema), no ``integer`` type, no ``$ref``,
 ``$schema``, ``default``, ``definitions``, ``format`` or ``id``, unknown
 keywords rejected, ``enum``/``required``/type lists without duplicates,
 ``exclusiveMinimum``/``exclusiveMaximum`` as booleans next to
-``minimum``/``maximum``. :func:`schema_problem` finds the first problem and
-its JSON pointer.
+``minimum``/``maximum``, ``encrypt`` never beside ``encryptMetadata`` and
+``encryptMetadata`` never empty. :func:`schema_problem` finds the first
+problem and its JSON pointer.
+
+Two top-level checks are sovren-db's own, not the server's: a top-level
+schema that does not allow ``object``, and ``additionalProperties: false``
+with neither ``properties`` nor ``patternProperties`` covering ``_id``.
+MongoDB accepts both schemas; the validator then rejects every document, so
+they are refused here as mistakes.
 """
 
 from __future__ import annotations
@@ -61,16 +68,24 @@ def schema_problem(schema: Any) -> Problem | None:
 
 
 def _top_level_problem(schema: dict) -> Problem | None:
+    """sovren-db's guards against a validator that rejects every document (the server accepts it)."""
     types = schema.get("bsonType", schema.get("type"))
     if types is not None and "object" not in ([types] if isinstance(types, str) else types):
         keyword = "bsonType" if "bsonType" in schema else "type"
         return (keyword,), "the top-level schema must allow 'object': MongoDB stores only documents"
-    if schema.get("additionalProperties") is False and "_id" not in schema.get("properties", {}):
+    if schema.get("additionalProperties") is False and not _allows_id(schema):
         return (
             ("additionalProperties",),
-            "is false but '_id' is not in properties, so MongoDB would reject every document",
+            "is false but '_id' is not in properties (nor matched by patternProperties), "
+            "so MongoDB would reject every document",
         )
     return None
+
+
+def _allows_id(schema: dict) -> bool:
+    """``_id`` is named in properties or matched by a patternProperties regex (a search, as PCRE does)."""
+    patterns = schema.get("patternProperties", {})
+    return "_id" in schema.get("properties", {}) or any(re.search(p, "_id") for p in patterns)
 
 
 def _schema_problems(node: Any, path: Path) -> Iterator[Problem]:
@@ -92,6 +107,8 @@ def _combination_problems(node: dict, path: Path) -> Iterator[Problem]:
         yield path, "'type' and 'bsonType' cannot both be given in one schema"
     if "encrypt" in node and ("type" in node or "bsonType" in node):
         yield path, "'encrypt' implies bsonType binData and cannot be combined with a type"
+    if "encrypt" in node and "encryptMetadata" in node:
+        yield path, "'encrypt' and 'encryptMetadata' cannot both be given in one schema"
     for bound in ("Maximum", "Minimum"):
         if f"exclusive{bound}" in node and bound.lower() not in node:
             yield path + (f"exclusive{bound}",), f"needs {bound.lower()!r} in the same schema"
@@ -148,7 +165,12 @@ def _bool_or_schema(value: Any, path: Path) -> Iterator[Problem]:
 
 
 def _items(value: Any, path: Path) -> Iterator[Problem]:
-    yield from (_schema_list if isinstance(value, list) else _schema_problems)(value, path)
+    """A schema, or an array of schemas by position; unlike allOf/anyOf/oneOf, ``[]`` is accepted."""
+    if not isinstance(value, list):
+        yield from _schema_problems(value, path)
+        return
+    for i, schema in enumerate(value):
+        yield from _schema_problems(schema, path + (i,))
 
 
 def _unique_strings(value: Any, path: Path) -> Iterator[Problem]:
@@ -203,11 +225,17 @@ def _object(value: Any, path: Path) -> Iterator[Problem]:
         yield path, "must be an object"
 
 
+def _non_empty_object(value: Any, path: Path) -> Iterator[Problem]:
+    if not isinstance(value, dict) or not value:
+        yield path, "must be a non-empty object"
+
+
 def _regex(value: Any, path: Path) -> Iterator[Problem]:
     if not isinstance(value, str):
         yield path, "must be a regular expression string"
         return
     try:
+        # MongoDB compiles with PCRE, not re: rare constructs (Unicode \d...) may pass here and fail there.
         re.compile(value)
     except re.error as exc:
         yield path, f"is not a valid regular expression ({exc})"
@@ -253,5 +281,5 @@ KEYWORDS: dict[str, Callable[[Any, Path], Iterator[Problem]]] = {
     "title": _string,
     "description": _string,
     "encrypt": _object,
-    "encryptMetadata": _object,
+    "encryptMetadata": _non_empty_object,
 }

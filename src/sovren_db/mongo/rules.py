@@ -1,9 +1,11 @@
 """Consistency rules a collection's declaration must satisfy before anything is sent.
 
-An index declared twice, a TTL on a compound index, a shard key that no
-declared index supports, a unique index that cannot be enforced on a sharded
-collection, a zone range that does not follow the shard key or overlaps
-another: each is a DeclarationError with the JSON pointer of the culprit.
+An index declared twice, a TTL on a compound index, a TTL index on a capped
+collection or (unless partial on the metaField) on a time series, a shard key
+that no declared index supports, a unique index that cannot be enforced on a
+sharded collection, a zone range that does not follow the shard key or
+overlaps another: each is a DeclarationError with the JSON pointer of the
+culprit.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .extjson import pointer, same
+from .normalise import SIMPLE
 from .source import Source
 from .state import CollectionSpec, IndexSpec, Pairs, ShardKey, ZoneRange, show_pairs
 
@@ -29,6 +32,7 @@ _EXTJSON_RANK = {
 def check_collection(source: Source, spec: CollectionSpec) -> None:
     """Indexes and zones are in file order here, so positions are the file's."""
     check_indexes(source, spec.indexes)
+    check_ttl_indexes(source, spec)
     if spec.shard_key:
         check_shard_key(source, spec, spec.shard_key)
     if spec.zones:
@@ -68,11 +72,69 @@ def _check_index(source: Source, at: tuple, index: IndexSpec) -> None:
         raise source.error(at + ("unique",), "a hashed index cannot be unique")
 
 
-def supports_shard_key(index: IndexSpec, key: ShardKey) -> bool:
-    """An index MongoDB accepts as the shard key index: it starts with the key, whole."""
-    plain = not any(
-        index.options.get(o) for o in ("sparse", "partialFilterExpression", "collation", "hidden")
+def check_ttl_indexes(source: Source, spec: CollectionSpec) -> None:
+    """TTL indexes the collection's kind refuses: capped, or a time series without a metaField filter."""
+    timeseries = spec.options.get("timeseries")
+    for j, index in enumerate(spec.indexes):
+        if index.ttl is None:
+            continue
+        at = ("indexes", j)
+        if spec.options.get("capped"):
+            raise source.error(
+                at + ("expireAfterSeconds",),
+                "TTL indexes are not supported for capped collections: "
+                "a capped collection drops its oldest documents by itself",
+            )
+        if timeseries:
+            _check_timeseries_ttl(source, at, index, timeseries)
+
+
+def _check_timeseries_ttl(source: Source, at: tuple, index: IndexSpec, timeseries: dict) -> None:
+    """MongoDB 6.3+ takes a TTL index on a time series only on the timeField, partial on the metaField."""
+    meta, time = timeseries.get("metaField"), timeseries["timeField"]
+    instead = "to expire every measurement, set the collection-level expireAfterSeconds instead"
+    if not meta:
+        raise source.error(
+            at + ("expireAfterSeconds",),
+            "a TTL index on a time series needs a partialFilterExpression on the metaField, "
+            f"and [timeseries] declares no metaField; {instead}",
+        )
+    needs = (
+        f"a TTL index on a time series needs a partialFilterExpression on the metaField {meta!r} "
+        f"only (MongoDB 6.3+); {instead}"
     )
+    partial = index.options.get("partialFilterExpression")
+    if not partial:
+        raise source.error(at + ("expireAfterSeconds",), needs)
+    culprit = _non_meta_field(partial, meta)
+    if culprit is not None:
+        raise source.error(at + ("partialFilterExpression",) + culprit, needs)
+    if index.key[0][0] != time:
+        raise source.error(
+            at + ("key",),
+            f"a TTL index on a time series must be on the timeField {time!r}, not {index.key[0][0]!r}",
+        )
+
+
+def _non_meta_field(expression: Any, meta: str) -> tuple | None:
+    """The path of the first condition of ``expression`` on something other than ``meta``, or None."""
+    for field, value in expression.items():
+        if field == "$and" and isinstance(value, list) and value:
+            for i, clause in enumerate(value):
+                inner = _non_meta_field(clause, meta) if isinstance(clause, dict) and clause else ()
+                if inner is not None:
+                    return (field, i) + inner
+        elif field != meta and not field.startswith(meta + "."):
+            return (field,)
+    return None
+
+
+def supports_shard_key(index: IndexSpec, key: ShardKey, collection_collation: dict | None = None) -> bool:
+    """An index MongoDB accepts as the shard key index: it starts with the key, whole, and
+    compares binary (its own collation, else the collection's default, is simple)."""
+    collation = index.options.get("collation") or collection_collation
+    simple = collation is None or collation == SIMPLE
+    plain = simple and not any(index.options.get(o) for o in ("sparse", "partialFilterExpression", "hidden"))
     return plain and index.key[: len(key.key)] == key.key
 
 
@@ -84,7 +146,7 @@ def check_shard_key(source: Source, spec: CollectionSpec, key: ShardKey) -> None
         raise source.error(("shard", "unique"), "a hashed shard key cannot be unique")
     if spec.options.get("capped"):
         raise source.error(("shard",), "a capped collection cannot be sharded")
-    supporting = [i for i in spec.indexes if supports_shard_key(i, key)]
+    supporting = [i for i in spec.indexes if supports_shard_key(i, key, spec.options.get("collation"))]
     if not supporting:
         need = (
             "a hashed index on that field"
@@ -94,7 +156,8 @@ def check_shard_key(source: Source, spec: CollectionSpec, key: ShardKey) -> None
         raise source.error(
             ("shard", "key"),
             f"no declared index supports the shard key {show_pairs(key.key)}: "
-            f"declare {need} (not sparse, partial, hidden or with a collation)",
+            f"declare {need} (not sparse, partial or hidden, and with collation {{locale: \"simple\"}} "
+            "where the collection has a default collation)",
         )
     if key.unique and not any(i.options.get("unique") for i in supporting):
         raise source.error(("shard", "unique"), "a unique shard key needs a unique index that supports it")

@@ -84,7 +84,7 @@ def start_mongo_cluster(base: Path, zones: tuple[str, ...] = DEFAULT_ZONES) -> C
         started.insert(0, router)
         with _client(router.port) as client:
             for command in cluster_commands({zone: shard.port for zone, shard in shards.items()}):
-                client.admin.command(command)
+                _admin_command(client, command)
     except Exception:
         for server in started:
             stop(server)
@@ -130,3 +130,18 @@ def _initiate(port: int, replset: str, *, configsvr: bool) -> None:
                 raise ServerUnavailable(f"Replica set {replset} on port {port} elected no primary "
                                         f"within {READY_SECONDS} s.")
             time.sleep(0.2)
+
+
+def _admin_command(client, command: dict) -> None:
+    """Run ``command`` on the mongos, retrying while it is still finding its config servers."""
+    from pymongo.errors import AutoReconnect, OperationFailure
+
+    deadline = time.monotonic() + READY_SECONDS
+    while True:
+        try:
+            client.admin.command(command)
+            return
+        except (AutoReconnect, OperationFailure) as exc:
+            if time.monotonic() > deadline:
+                raise ServerUnavailable(f"mongos refused {next(iter(command))}: {exc}") from None
+            time.sleep(0.5)
