@@ -291,6 +291,21 @@ TOML_ERRORS = [
         "both capped and a time series",
     ),
     ('[timeseries]\nmetaField = "m"\n', "/timeseries/timeField", "is required"),
+    (
+        '[timeseries]\ntimeField = "t"\nmetaField = "m"\n[[indexes]]\nkey = { note = "text" }\n',
+        "/indexes/0/key",
+        "no text index on a time-series collection",
+    ),
+    (
+        '[timeseries]\ntimeField = "t"\n[[indexes]]\nkey = { x = 1 }\nunique = true\n',
+        "/indexes/0/unique",
+        "no unique index on a time-series collection",
+    ),
+    (
+        '[timeseries]\ntimeField = "t"\nmetaField = "m"\n[[indexes]]\nkey = { "m.site" = 1 }\nsparse = true\n',
+        "/indexes/0/sparse",
+        "no sparse index on the metaField 'm'",
+    ),
     ("expireAfterSeconds = 60\n", "/expireAfterSeconds", "needs [timeseries]"),
     (
         "[capped]\nsize = 4096\n[[indexes]]\nkey = { a = 1 }\n[shard]\nkey = { a = 1 }\n",

@@ -32,6 +32,7 @@ _EXTJSON_RANK = {
 def check_collection(source: Source, spec: CollectionSpec) -> None:
     """Indexes and zones are in file order here, so positions are the file's."""
     check_indexes(source, spec.indexes)
+    check_timeseries_indexes(source, spec)
     check_ttl_indexes(source, spec)
     if spec.shard_key:
         check_shard_key(source, spec, spec.shard_key)
@@ -70,6 +71,29 @@ def _check_index(source: Source, at: tuple, index: IndexSpec) -> None:
         raise source.error(at + ("key",), "at most one field of an index can be hashed")
     if index.hashed and index.options.get("unique"):
         raise source.error(at + ("unique",), "a hashed index cannot be unique")
+
+
+TIMESERIES_PROHIBITED = {"text": "text", "2d": "2d"}
+
+
+def check_timeseries_indexes(source: Source, spec: CollectionSpec) -> None:
+    """Index kinds MongoDB refuses on a time series: text, 2d, unique, sparse on the metaField."""
+    timeseries = spec.options.get("timeseries")
+    if not timeseries:
+        return
+    meta = timeseries.get("metaField")
+    for j, index in enumerate(spec.indexes):
+        at = ("indexes", j)
+        kind = next((TIMESERIES_PROHIBITED[v] for _, v in index.key if v in TIMESERIES_PROHIBITED), None)
+        if kind:
+            raise source.error(at + ("key",), f"MongoDB allows no {kind} index on a time-series collection")
+        if index.options.get("unique"):
+            raise source.error(at + ("unique",), "MongoDB allows no unique index on a time-series collection")
+        on_meta = any(f == meta or f.startswith(f"{meta}.") for f, _ in index.key) if meta else False
+        if index.options.get("sparse") and on_meta:
+            raise source.error(
+                at + ("sparse",), f"MongoDB allows no sparse index on the metaField {meta!r} of a time series"
+            )
 
 
 def check_ttl_indexes(source: Source, spec: CollectionSpec) -> None:
