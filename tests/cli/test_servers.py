@@ -87,3 +87,43 @@ def test_env_reports_unset_urls(bare_project):
         "# MONGO_URL is not set: no mongo server configured",
         "# REDIS_URL is not set: no redis server configured",
     ]
+
+
+@pytest.mark.skipif(bool(shutil.which("mongod") and shutil.which("mongos")),
+                    reason="this machine has mongod and mongos; the absent case cannot be shown")
+def test_up_mongo_sharded_without_binaries_says_what_is_missing(bare_project):
+    result = sovren(bare_project, "up", "--store", "mongo", "--mongo-sharded")
+    assert result.returncode == 0, result.stderr
+    assert "mongo: A sharded MongoDB cluster needs the mongod and mongos binaries on PATH" in result.stdout
+    assert sovren(bare_project, "--strict", "up", "--store", "mongo", "--mongo-sharded").returncode == 2
+
+
+def test_a_recorded_cluster_is_stopped_whole_by_down(tmp_path):
+    # processes standing in for the mongos and the members behind it: this checks the bookkeeping
+    from sovren_db.services.local import Server, stop
+
+    procs = [subprocess.Popen(["sleep", "60"]) for _ in range(3)]
+    members = [Server("mongo", "mongodb://m", 1, p.pid, str(tmp_path)).to_json() for p in procs[1:]]
+    router = Server("mongo", "mongodb://127.0.0.1:1/sovren_ai", 1, procs[0].pid, str(tmp_path), members=members)
+    recorded = Server.from_json(json.loads(json.dumps(router.to_json())))
+    assert recorded.members == members
+    assert stop(recorded, timeout=5)
+    assert [p.wait(timeout=5) for p in procs] == [-15, -15, -15]  # each ended by SIGTERM
+
+
+def test_the_cluster_has_a_shard_per_declared_zone(tmp_path):
+    from sovren_db.core.config import load_settings
+    from sovren_db.services.manager import declared_zones
+    from sovren_db.services.mongo_cluster import DEFAULT_ZONES
+
+    repo = Path(__file__).resolve().parents[2]
+    assert declared_zones(load_settings(repo)) == ("eu", "us")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n[tool.sovren-db]\n")
+    (tmp_path / "mongo").mkdir()
+    (tmp_path / "mongo" / "c.toml").write_text(
+        '[[indexes]]\nkey = { r = 1 }\n[shard]\nkey = { r = 1 }\n'
+        '[[zones]]\nzone = "apac"\nmin = { r = "a" }\nmax = { r = "b" }\n'
+    )
+    assert declared_zones(load_settings(tmp_path)) == ("apac",)
+    (tmp_path / "mongo" / "c.toml").unlink()
+    assert declared_zones(load_settings(tmp_path)) == DEFAULT_ZONES

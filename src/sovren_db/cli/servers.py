@@ -11,11 +11,14 @@ from .options import AppState
 
 @click.command()
 @click.option("--store", "stores", multiple=True, type=click.Choice(STORES), help="Only these stores (repeatable).")
+@click.option("--mongo-sharded", is_flag=True,
+              help="MongoDB as a sharded cluster (config server, one shard per declared zone, a mongos) "
+                   "from mongod and mongos binaries, so shard keys and zones apply.")
 @click.pass_obj
-def up(state: AppState, stores: tuple[str, ...]) -> None:
+def up(state: AppState, stores: tuple[str, ...], mongo_sharded: bool) -> None:
     """Start throwaway local servers (data under .sovren/) and print their URLs."""
     settings = state.settings
-    reports = start_servers(settings, stores or STORES)
+    reports = start_servers(settings, stores or STORES, mongo_sharded=mongo_sharded)
     for report in reports:
         click.echo(describe(report))
     missing = [r for r in reports if r.state == "unavailable"]

@@ -35,6 +35,7 @@ class Server:
     how: str = "binary"            # binary | docker | external
     run_as: str | None = None      # the OS user that owns the process, when not us
     log: str | None = None
+    members: list[dict] | None = None  # a sharded cluster behind this mongos: its other processes
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -308,6 +309,13 @@ def stop(server: Server | ClusterServer, timeout: float = 20) -> bool:
     """Stop what was started, by PID; True when it was running."""
     if isinstance(server, ClusterServer):
         return all([stop(node, timeout) for node in server.servers])
+    if server.members:  # the router first, then the config server and the shards behind it
+        stopped = _stop_process(server, timeout)
+        return all([stopped] + [_stop_process(Server.from_json(m), timeout) for m in server.members])
+    return _stop_process(server, timeout)
+
+
+def _stop_process(server: Server, timeout: float) -> bool:
     if server.how != "binary" or not server.pid or not _alive(server.pid):
         return False
     # SIGINT is PostgreSQL's "fast" shutdown; Redis and mongod stop cleanly on SIGTERM.

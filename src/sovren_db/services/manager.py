@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from functools import partial
+import shutil
 import subprocess
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.config import SERVERS_FILE, STORES, URL_VARS, Settings
 from ..core.urls import redact
 from .local import Server, ServerUnavailable, _alive, docker_engine_answers, start_mongod, start_postgres, start_redis, stop
+from .mongo_cluster import DEFAULT_ZONES, as_server, start_mongo_cluster
 
 # Development servers keep their data across down/up, as the Postgres cluster does.
 STARTERS = {"postgres": start_postgres, "redis": partial(start_redis, persist=True), "mongo": start_mongod}
@@ -51,11 +53,16 @@ def write_servers(settings: Settings, servers: dict[str, Server]) -> None:
     path.write_text(json.dumps({s: srv.to_json() for s, srv in servers.items()}, indent=2) + "\n")
 
 
-def up(settings: Settings, stores: tuple[str, ...] = STORES) -> list[StoreReport]:
+def up(settings: Settings, stores: tuple[str, ...] = STORES, *, mongo_sharded: bool = False) -> list[StoreReport]:
+    """Start what is missing; ``mongo_sharded`` makes MongoDB a local sharded cluster with one
+    shard per zone the declarations name (``eu`` and ``us`` when they name none)."""
     servers = read_servers(settings)
     reports = []
     for store in stores:
-        report, server = _bring_up(settings, store, servers.get(store))
+        if store == "mongo" and mongo_sharded:
+            report, server = _bring_up_cluster(settings, servers.get(store))
+        else:
+            report, server = _bring_up(settings, store, servers.get(store))
         if server is not None:
             servers[store] = server
         reports.append(report)
@@ -77,6 +84,36 @@ def _bring_up(settings: Settings, store: str, known: Server | None) -> tuple[Sto
         if docker_engine_answers():
             return _compose_up(settings, store)
         return StoreReport(store, "unavailable", None, str(exc)), None
+
+
+def _bring_up_cluster(settings: Settings, known: Server | None) -> tuple[StoreReport, Server | None]:
+    source = settings.url_sources.get("mongo")
+    if source in ("environment", ".env"):
+        url = settings.urls["mongo"]
+        return StoreReport("mongo", "external", url, f"using {URL_VARS['mongo']} from {source}"), None
+    if known is not None and known.pid and _alive(known.pid):
+        kind = "sharded cluster" if known.members else "mongod (run 'sovren-db down' first for a cluster)"
+        return StoreReport("mongo", "running", known.url, f"{kind} already running (pid {known.pid})"), known
+    zones = declared_zones(settings)
+    base = settings.state_dir / "mongo-cluster"
+    shutil.rmtree(base, ignore_errors=True)  # replica set configs name ports: a cluster starts fresh
+    try:
+        server = as_server(start_mongo_cluster(base, zones))
+    except ServerUnavailable as exc:
+        return StoreReport("mongo", "unavailable", None, str(exc)), None
+    shards = ", ".join(f"shard_{z} in zone {z}" for z in zones)
+    return StoreReport("mongo", "started", server.url,
+                       f"sharded cluster started ({shards}; mongos pid {server.pid}; data not kept across down/up)"
+                       ), server
+
+
+def declared_zones(settings: Settings) -> tuple[str, ...]:
+    """The zone names the Mongo declarations use, in order; ``eu`` and ``us`` when none."""
+    from ..mongo.declared import load_declared
+
+    declared = load_declared(settings.mongo_dir) if settings.mongo_dir.is_dir() else None
+    zones = sorted({z.zone for c in declared.collections.values() for z in c.zones}) if declared else []
+    return tuple(zones) or DEFAULT_ZONES
 
 
 def _compose_up(settings: Settings, store: str) -> tuple[StoreReport, Server | None]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .local import ClusterServer, Server, ServerUnavailable, _port_open, _run, _wait_for, free_port, stop
@@ -90,6 +91,12 @@ def start_mongo_cluster(base: Path, zones: tuple[str, ...] = DEFAULT_ZONES) -> C
             stop(server)
         raise
     return ClusterServer(started)
+
+
+def as_server(cluster: ClusterServer) -> Server:
+    """The cluster as one recorded server: the mongos, with the processes behind it as members."""
+    router, *members = cluster.servers
+    return replace(router, members=[m.to_json() for m in members])
 
 
 def _start_member(base: Path, binary: str, *, role: str, replset: str) -> Server:
