@@ -214,7 +214,7 @@ def _pending_outcome(settings: Settings) -> Outcome:
 
 def _read_chain_for_absent_stores(settings: Settings, runtime: Runtime) -> None:
     """Where a declared store has no server, the revision chain stands in for it (read offline)."""
-    if "mongo" in runtime.stores and not settings.configured("mongo") and not settings.strict:
+    if any(s in runtime.stores and not settings.configured(s) for s in ("mongo", "redis")) and not settings.strict:
         from .resync import chain_steps
 
         runtime.chain_steps = [op for _, steps in chain_steps(settings, "heads") for op in steps]

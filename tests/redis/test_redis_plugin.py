@@ -12,6 +12,7 @@ from alembic.util import DispatchPriority, PriorityDispatchResult
 
 from sovren_db.core.runtime import Runtime
 from sovren_db.redis import ops
+from sovren_db.redis.declared import load_declarations
 from sovren_db.redis.plugin import compare_redis, setup
 
 from redis_helpers import settings_for
@@ -51,6 +52,23 @@ def test_without_redis_the_comparator_adds_nothing(project):
     upgrade = UpgradeOps(ops=[])
     assert compare_redis(autogen_context(runtime), upgrade) is PriorityDispatchResult.CONTINUE
     assert upgrade.ops == [] and any("redis: not configured" in note for note in runtime.notes)
+
+
+def test_without_redis_the_chain_stands_in_for_the_server(project):
+    """No REDIS_URL, but the chain's steps were read: compared with their replay, and said so."""
+    declared = load_declarations(project / "redis")
+    runtime = Runtime(settings_for(project, None))
+    runtime.chain_steps = [ops.RedisDeclareFamily(f.to_json()) for f in declared.families.values()]
+    upgrade = UpgradeOps(ops=[])
+    assert compare_redis(autogen_context(runtime), upgrade) is PriorityDispatchResult.CONTINUE
+    assert upgrade.ops == [ops.RedisDeclareChannel(declared.channels["live"].to_json()),
+                           ops.RedisCreateGroup("{q}:outbox", "workers")]
+    assert runtime.notes[-1] == "redis: no server; compared the declarations with the revision chain's redis steps."
+
+    runtime.chain_steps += upgrade.ops
+    again = UpgradeOps(ops=[])
+    compare_redis(autogen_context(runtime), again)
+    assert again.ops == []
 
 
 def test_setup_registers_the_comparator_last():

@@ -47,11 +47,14 @@ def stream_groups(client: redis.Redis, key: bytes) -> set[str] | None:
     return {as_text(g["name"]) for g in groups}
 
 
+def grouped_streams(declared: RedisState) -> list[bytes]:
+    """The keys of declared streams with a fixed key that name consumer groups: those compared."""
+    return [family.fixed_key for family in declared.families.values()
+            if family.type == "stream" and family.groups and family.fixed_key is not None]
+
+
 def read_live(backend: "RedisBackend", declared: RedisState) -> LiveRedis:
-    groups = {}
-    for family in declared.families.values():
-        if family.type == "stream" and family.groups and family.fixed_key is not None:
-            groups[family.fixed_key.decode()] = stream_groups(backend.client, family.fixed_key) or set()
+    groups = {key.decode(): stream_groups(backend.client, key) or set() for key in grouped_streams(declared)}
     return LiveRedis(
         registry=registry_state(backend.registry()),
         config=backend.config_values(sorted(declared.server)),

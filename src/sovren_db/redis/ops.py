@@ -240,6 +240,8 @@ class RedisSetConfig(RedisOp):
         return f"set server configuration {self.name} to {self.value!r}"
 
     def drift(self) -> tuple[str, str]:
+        if self.previous is None:  # no value read (e.g. the revision chain never set it)
+            return (f"server configuration {self.name}", f"is not set to {self.value!r}")
         return (f"server configuration {self.name}", f"is {self.previous!r}, expected {self.value!r}")
 
     def reverse(self) -> StoreOp:

@@ -4,7 +4,8 @@ The comparator runs last, after Postgres (and Mongo) have added theirs: it
 loads ``redis/*.toml``, reads the published registry, the server's
 configuration and the declared streams' groups, and appends the difference
 as Redis operations to ``upgrade_ops``; Alembic writes their reverses into
-``downgrade()``.
+``downgrade()``. Without a server, the revision chain's replayed ``redis_*``
+steps (``chain.py``) stand in for what it would hold.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from alembic.util import DispatchPriority, PriorityDispatchResult
 
 from ..core.runtime import Runtime
 from . import ops as _ops  # noqa: F401 - registers op.redis_* for revision files
+from .chain import read_chain
 from .declared import load_declarations
 from .diff import diff_redis
 from .live import read_live
@@ -27,11 +29,15 @@ if TYPE_CHECKING:
 def compare_redis(autogen_context: Any, upgrade_ops: "UpgradeOps") -> PriorityDispatchResult:
     runtime = Runtime.of(autogen_context.migration_context)
     backend = runtime.backend("redis")
-    if backend is None:
+    if backend is None and runtime.chain_steps is None:  # not configured: the runtime has said so
         return PriorityDispatchResult.CONTINUE
     declared = load_declarations(runtime.settings.redis_dir)
-    with backend.reporting_errors():
-        live = read_live(backend, declared)
+    if backend is not None:
+        with backend.reporting_errors():
+            live = read_live(backend, declared)
+    else:  # no server: compare with what the revision chain says
+        live = read_chain(runtime.chain_steps, declared)
+        runtime.note("redis: no server; compared the declarations with the revision chain's redis steps.")
     upgrade_ops.ops.extend(diff_redis(declared, live))
     return PriorityDispatchResult.CONTINUE
 

@@ -1,0 +1,112 @@
+"""The revision chain as a reader: the Redis state its steps describe, without a server.
+
+As for Mongo (``mongo/chain.py``): where no Redis is configured, autogenerate
+and check compare the declarations with what the chain's ``redis_*`` steps
+leave behind, replayed on plain data instead of read from a server: the
+registry's families and channels and the server configuration they set (a
+:class:`RedisState`, the declarations' own shape) and the consumer groups of
+each stream key. Steps that only work on keys' values and TTLs change none of
+it, except that deleting or moving a stream takes its groups along.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..core.storeops import StoreOp
+from . import ops
+from .live import LiveRedis, grouped_streams
+from .state import Channel, KeyFamily, RedisState
+
+
+def _declare_family(op: ops.RedisDeclareFamily, live: LiveRedis) -> None:
+    live.registry.families[op.family["name"]] = KeyFamily.from_json(op.family)
+
+
+def _retire_family(op: ops.RedisRetireFamily, live: LiveRedis) -> None:
+    live.registry.families.pop(op.family["name"], None)
+
+
+def _declare_channel(op: ops.RedisDeclareChannel, live: LiveRedis) -> None:
+    live.registry.channels[op.channel["name"]] = Channel.from_json(op.channel)
+
+
+def _retire_channel(op: ops.RedisRetireChannel, live: LiveRedis) -> None:
+    live.registry.channels.pop(op.channel["name"], None)
+
+
+def _streams_of(family: dict, live: LiveRedis) -> dict[str, dict[str, str]]:
+    """The stream keys with groups that belong to ``family``, with their placeholder values."""
+    regex = KeyFamily.from_json(family).parsed.regex()
+    matches = {key: regex.fullmatch(key.encode()) for key in live.groups}
+    return {key: {k: v.decode() for k, v in m.groupdict().items()} for key, m in matches.items() if m}
+
+
+def _rename_family(op: ops.RedisRenameFamily, live: LiveRedis) -> None:
+    new = KeyFamily.from_json(op.new)
+    for key, values in _streams_of(op.old, live).items():  # a moved stream keeps its groups
+        groups, destination = live.groups.pop(key), new.parsed.render(values).decode()
+        if destination not in live.groups or op.on_conflict != "keep-new":
+            live.groups[destination] = groups
+    if op.new["name"] != op.old["name"]:
+        live.registry.families.pop(op.old["name"], None)
+    live.registry.families[new.name] = new
+
+
+def _delete_family(op: ops.RedisDeleteFamily, live: LiveRedis) -> None:
+    for key in _streams_of(op.family, live):
+        del live.groups[key]
+
+
+def _set_config(op: ops.RedisSetConfig, live: LiveRedis) -> None:
+    live.registry.server[op.name] = op.value
+    live.config[op.name] = [op.value]
+
+
+def _create_group(op: ops.RedisCreateGroup, live: LiveRedis) -> None:
+    live.groups.setdefault(op.key, set()).add(op.group)
+
+
+def _drop_group(op: ops.RedisDropGroup, live: LiveRedis) -> None:
+    live.groups.get(op.key, set()).discard(op.group)
+
+
+def _keys_only(op: StoreOp, live: LiveRedis) -> None:
+    """TTLs of keys, and a step that does nothing, are not part of the compared state."""
+
+
+APPLY: dict[type, Callable] = {
+    ops.RedisDeclareFamily: _declare_family,
+    ops.RedisRetireFamily: _retire_family,
+    ops.RedisDeclareChannel: _declare_channel,
+    ops.RedisRetireChannel: _retire_channel,
+    ops.RedisRenameFamily: _rename_family,
+    ops.RedisDeleteFamily: _delete_family,
+    ops.RedisBackfillTtl: _keys_only,
+    ops.RedisSetConfig: _set_config,
+    ops.RedisCreateGroup: _create_group,
+    ops.RedisDropGroup: _drop_group,
+    ops.RedisSkipReverse: _keys_only,
+}
+
+
+def replay(steps: list[StoreOp]) -> LiveRedis:
+    """What the ``redis_*`` steps describe, applied in order from an empty Redis.
+
+    ``registry`` holds the published families and channels and, as ``server``,
+    the configuration the steps set; ``config`` and ``groups`` are shaped as
+    the server would report them.
+    """
+    live = LiveRedis(RedisState())
+    for op in steps:
+        if op.store == "redis":
+            APPLY[type(op)](op, live)
+    return live
+
+
+def read_chain(steps: list[StoreOp], declared: RedisState) -> LiveRedis:
+    """The replayed chain as :func:`.live.read_live` reads a server: a declared stream the
+    chain gave no group to has none."""
+    live = replay(steps)
+    groups = {key.decode(): live.groups.get(key.decode(), set()) for key in grouped_streams(declared)}
+    return LiveRedis(live.registry, live.config, groups)
