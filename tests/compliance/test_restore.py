@@ -147,24 +147,38 @@ def test_bad_manifest_or_name_is_one_sentence_and_exit_2(triad, tmp_path):
 def test_mongo_collections_restored_by_mongodump_verify(project, pg_url, mongo_url, monkeypatch, tmp_path):
     if not (shutil.which("mongodump") and shutil.which("mongorestore")):
         pytest.skip("no mongodump/mongorestore here")
+    import pymongo
+
     from sovren_db import commands
     from sovren_db.core.config import load_settings
+
     from .conftest import seed_ci
 
     monkeypatch.setenv("SOVREN_DB_STORES", "postgres,mongo")
     monkeypatch.setenv("MONGO_URL", mongo_url)
     commands.migrate(load_settings(project))
     seed_ci(load_settings(project))
+    database = mongo_url.rsplit("/", 1)[1].split("?")[0]
+    assert load_settings(project).mongo_database == database  # the test's own database, not sovren_ai
     manifest = tmp_path / "m.json"
     assert run("snapshot", "--out", str(manifest)).exit_code == 0
-    database = mongo_url.rsplit("/", 1)[1].split("?")[0]
     restored_db = f"{database}_r"
     subprocess.run(["mongodump", f"--uri={mongo_url}", f"--out={tmp_path / 'dump'}"], check=True, capture_output=True)
     subprocess.run(["mongorestore", f"--uri={with_database(mongo_url, '')}", f"--nsFrom={database}.*",
                     f"--nsTo={restored_db}.*", str(tmp_path / "dump")], check=True, capture_output=True)
-    monkeypatch.setenv("MONGO_URL", with_database(mongo_url, restored_db))
-    clean = run("verify-restore", "--manifest", str(manifest), "--check", "communications", "--check", "executives")
-    assert clean.exit_code == 0, clean.output
+    monkeypatch.setenv("MONGO_URL", with_database(mongo_url, restored_db))  # the URL's database is the one read
+    try:
+        clean = run("verify-restore", "--manifest", str(manifest), "--check", "communications",
+                    "--check", "executives")
+        assert clean.exit_code == 0, clean.output
+        assert load_settings(project).mongo_database == restored_db
+        with pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=5000) as client:
+            client[restored_db]["communications"].delete_one({})
+        damaged = run("verify-restore", "--manifest", str(manifest), "--check", "communications")
+        assert damaged.exit_code == 1 and "communications" in damaged.output
+    finally:
+        with pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=5000) as client:
+            client.drop_database(restored_db)
 
 
 # -- pure ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ def mongo_available() -> bool:
 
 
 def use_mongo_database(root: Path, name: str) -> None:
-    """Point the copied project at a database of the test's own (pyproject's mongo_database wins over URLs)."""
+    """Point the copied project's default Mongo database at the test's own as well."""
     path = root / "pyproject.toml"
     path.write_text(re.sub(r'(?m)^mongo_database = ".*"$', f'mongo_database = "{name}"', path.read_text()))
 
@@ -34,7 +34,7 @@ def triad(project: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch, reques
     monkeypatch.setenv("REDIS_URL", redis_url)
     if mongo_available():
         mongo_url = request.getfixturevalue("mongo_url")
-        use_mongo_database(project, mongo_url.rsplit("/", 1)[1])
+        use_mongo_database(project, mongo_url.rsplit("/", 1)[1].split("?")[0])
         monkeypatch.setenv("MONGO_URL", mongo_url)
     commands.migrate(load_settings(project))
     return project

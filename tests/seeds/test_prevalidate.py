@@ -158,3 +158,19 @@ def test_a_stream_over_its_limit_across_blocks_names_the_first_entry_over_it():
     with pytest.raises(SeedRejected) as caught:
         check_blocks(plan, {}, {"comms_outbox": family})
     assert caught.value.index == 5000 and "more than 5,000 entries" in caught.value.reason
+
+
+def test_a_document_pymongo_cannot_encode_is_rejected_before_anything_is_written():
+    # the offline validator reads a uuid.UUID as binData, but pymongo 4 refuses to encode one
+    # without a uuidRepresentation: caught here instead of halfway through insert_many
+    import uuid
+
+    from sovren_db.mongo.state import CollectionSpec
+
+    blobs = CollectionSpec("blobs", validator={"$jsonSchema": {"bsonType": "object",
+                                                               "properties": {"b": {"bsonType": "binData"}}}})
+    check = DocumentCheck({"blobs": blobs})
+    check.check("blobs", [{"b": b"\x01"}])
+    with pytest.raises(SeedRejected) as caught:
+        check.check("blobs", [{"b": b"\x01"}, {"b": uuid.uuid4()}])
+    assert caught.value.index == 2 and "cannot be encoded as BSON" in caught.value.reason

@@ -56,6 +56,15 @@ def test_mongo_database_from_url(tmp_path):
     assert load_settings(root, environ={"MONGO_URL": "mongodb://h:1/tenantdb?w=1"}).mongo_database == "tenantdb"
 
 
+def test_the_url_s_database_wins_over_the_project_s_and_the_project_s_over_the_default(tmp_path):
+    root = write_project(tmp_path)
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + 'mongo_database = "fromproject"\n')
+    assert load_settings(root, environ={"MONGO_URL": "mongodb://h:1/t_abc"}).mongo_database == "t_abc"
+    assert load_settings(root, environ={"MONGO_URL": "mongodb://h:1/?w=1"}).mongo_database == "fromproject"
+    assert load_settings(root, environ={}).mongo_database == "fromproject"
+
+
 @pytest.mark.parametrize("tool, message", [
     ("colour = 'blue'", "unknown key 'colour'"),
     ("stores = ['postgres', 'cassandra']", "unknown store 'cassandra'"),

@@ -182,15 +182,15 @@ def load_settings(root: Path | None = None, *, strict: bool | None = None,
 
 
 def _mongo_database(url: str | None, table: dict) -> str:
-    if "mongo_database" in table:
-        return str(table["mongo_database"])
+    """The database MONGO_URL names, as POSTGRES_URL names Postgres's; else the project's
+    ``mongo_database``; else ``sovren_ai``. A URL is per environment, the project file is not."""
     if url:
         path = url.split("://", 1)[-1].split("/", 1)
         if len(path) == 2:
             name = path[1].split("?", 1)[0]
             if name:
                 return name
-    return "sovren_ai"
+    return str(table.get("mongo_database", "sovren_ai"))
 
 
 def _stores(env: dict[str, str], table: dict, root: Path) -> tuple[str, ...]:

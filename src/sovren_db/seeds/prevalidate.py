@@ -22,6 +22,9 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import TYPE_CHECKING, Callable, Mapping
 
+import bson
+import bson.errors
+
 from ..core.errors import SovrenError
 from ..mongo.state import CollectionSpec
 from ..mongo.validate import DocumentValidator, validator_schema
@@ -68,11 +71,20 @@ class DocumentCheck:
         if validator is None:
             return
         for offset, document in enumerate(documents):
-            errors = validator.errors(document)
+            errors = validator.errors(document) or _unencodable(document)
             if errors:
                 shown = next((f"{k} {document[k]}" for k in document if k.endswith("Id")), f"_id {document.get('_id')}")
                 raise SeedRejected("mongo", f"collection {collection}", start + offset,
                                    f"({shown}) {'; '.join(errors[:3])}", collection)
+
+
+def _unencodable(document: dict) -> list[str]:
+    """Why pymongo could not send ``document`` (e.g. a uuid.UUID with no uuidRepresentation), if so."""
+    try:
+        bson.encode(document)
+    except (bson.errors.InvalidDocument, ValueError, TypeError) as exc:
+        return [f"cannot be encoded as BSON ({exc})"]
+    return []
 
 
 class KeyCheck:
