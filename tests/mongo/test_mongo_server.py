@@ -188,3 +188,54 @@ def test_ledger_and_position(mongo_backend):
     assert mongo_backend.position() == "rev2"
     assert "sovren_db_ledger" not in mongo_backend.introspect().collections
 
+
+
+def declare(tmp_path, files: dict) -> "DatabaseState":
+    write_declarations(tmp_path, files)
+    return load_declared(tmp_path / "mongo")
+
+
+def test_a_collection_collation_and_its_indexes_echoed_by_the_server_show_no_drift(mongo_backend, tmp_path):
+    # an inherited index collation is echoed in full, a simple one not at all, a text index gets simple
+    declared = declare(
+        tmp_path,
+        {
+            "people.toml": (
+                'collation = { locale = "fr", strength = 1 }\n'
+                "[[indexes]]\nkey = { name = 1 }\n"
+                '[[indexes]]\nkey = { code = 1 }\ncollation = { locale = "simple" }\n'
+                '[[indexes]]\nkey = { bio = "text" }\n'
+                '[[indexes]]\nkey = { nick = 1 }\ncollation = { locale = "da" }\n'
+            )
+        },
+    )
+    converge(mongo_backend, declared)
+    assert diff_states(declared, mongo_backend.introspect()) == []
+
+
+def test_a_time_series_collection_shows_no_drift_and_converges_when_created_again(mongo_backend, tmp_path):
+    declared = declare(
+        tmp_path,
+        {
+            "metrics.toml": (
+                'expireAfterSeconds = 604800\n[timeseries]\ntimeField = "ts"\nmetaField = "meta"\n'
+                'granularity = "minutes"\n[[indexes]]\nkey = { "meta.site" = 1, ts = -1 }\n'
+            )
+        },
+    )
+    converge(mongo_backend, declared)
+    assert diff_states(declared, mongo_backend.introspect()) == []
+    apply(mongo_backend, [CreateCollectionOp.of(declared.collections["metrics"])])  # no collMod on a time series
+    assert diff_states(declared, mongo_backend.introspect()) == []
+
+
+def test_capped_options_change_in_place_and_show_no_drift(mongo_backend, tmp_path):
+    first = declare(tmp_path, {"tail.toml": "[[indexes]]\nkey = { at = 1 }\n"})
+    converge(mongo_backend, first)
+    capped = declare(tmp_path, {"tail.toml": "[[indexes]]\nkey = { at = 1 }\n[capped]\nsize = 5000\nmax = 100\n"})
+    converge(mongo_backend, capped)  # convertToCapped keeps only _id: the declared index is built again
+    assert diff_states(capped, mongo_backend.introspect()) == []
+    assert "at_1" in mongo_backend.db["tail"].index_information()
+    unbounded = declare(tmp_path, {"tail.toml": "[[indexes]]\nkey = { at = 1 }\n[capped]\nsize = 5000\n"})
+    converge(mongo_backend, unbounded)  # cappedMax 0, echoed as 2^31 - 1
+    assert diff_states(unbounded, mongo_backend.introspect()) == []
