@@ -13,27 +13,28 @@ from ..core.errors import SovrenError
 from ..core.urls import redact_text
 from .options import AppState
 
-# command name -> "module:attribute", imported only when that command runs
+# command name -> ("module:attribute", its one-line help): imported only when that command runs,
+# so that 'sovren-db --help' imports no command (a test keeps the help equal to the docstrings)
 COMMANDS = {
-    "up": "sovren_db.cli.servers:up",
-    "down": "sovren_db.cli.servers:down",
-    "env": "sovren_db.cli.servers:env",
-    "migrate": "sovren_db.cli.migrate:migrate",
-    "downgrade": "sovren_db.cli.migrate:downgrade",
-    "plan": "sovren_db.cli.migrate:plan",
-    "status": "sovren_db.cli.status:status",
-    "check": "sovren_db.cli.check:check",
-    "revision": "sovren_db.cli.revision:revision",
-    "lint": "sovren_db.cli.lint:lint",
-    "partitions": "sovren_db.cli.partitions:partitions",
-    "seed": "sovren_db.cli.seed:seed",
-    "erase": "sovren_db.cli.compliance:erase",
-    "audit": "sovren_db.cli.compliance:audit",
-    "rotate-key": "sovren_db.cli.compliance:rotate_key",
-    "snapshot": "sovren_db.cli.compliance:snapshot",
-    "verify-restore": "sovren_db.cli.compliance:verify_restore",
-    "mongo": "sovren_db.cli.mongo_cmd:mongo",
-    "redis": "sovren_db.cli.redis_cmd:redis",
+    "up": ("sovren_db.cli.servers:up", 'Start throwaway local servers (data under .sovren/) and print their URLs.'),
+    "down": ("sovren_db.cli.servers:down", "Stop exactly the servers 'up' started, by PID."),
+    "env": ("sovren_db.cli.servers:env", 'Print export lines for the configured server URLs.'),
+    "migrate": ("sovren_db.cli.migrate:migrate", 'Apply revisions up to REVISION (default head) to every store, in lockstep.'),
+    "downgrade": ("sovren_db.cli.migrate:downgrade", "Revert revisions down to REVISION ('base' for all, '-1' for one)."),
+    "plan": ("sovren_db.cli.migrate:plan", 'Show what migrate would run, Postgres SQL included, without running it (exit 1 if pending).'),
+    "status": ("sovren_db.cli.status:status", "Show each store's revision, pending revisions and deferred steps (exit 1 if behind)."),
+    "check": ("sovren_db.cli.check:check", 'Compare every declared store with the live one and report each difference.'),
+    "revision": ("sovren_db.cli.revision:revision", 'Write a new revision holding Postgres, Mongo and Redis operations.'),
+    "lint": ("sovren_db.cli.lint:lint", "Lint revisions before they merge; accept a finding in the revision file with '# sovren-db: accept CODE because REASON'."),
+    "partitions": ("sovren_db.cli.partitions:partitions", "Create this month's and the next months' partitions (and the default one) of every declared partitioned table."),
+    "seed": ("sovren_db.cli.seed:seed", 'Seed PostgreSQL, MongoDB and Redis with one consistent, deterministic data set.'),
+    "erase": ("sovren_db.cli.compliance:erase", 'Erase or anonymise everything the declarations link to one user, in every store.'),
+    "audit": ("sovren_db.cli.compliance:audit", 'The immutable audit trail (architecture §6, Appendix G.2).'),
+    "rotate-key": ("sovren_db.cli.compliance:rotate_key", 'Re-encrypt the columns declared Encrypted from the old key to the new one, then verify.'),
+    "snapshot": ("sovren_db.cli.compliance:snapshot", 'Write a manifest of every table, collection and key family: counts, checksums, revisions.'),
+    "verify-restore": ("sovren_db.cli.compliance:verify_restore", 'Compare a restored triad with a snapshot manifest and with the declarations; exit 1 on any difference.'),
+    "mongo": ("sovren_db.cli.mongo_cmd:mongo", 'MongoDB collections: validators, indexes, shard keys and zones.'),
+    "redis": ("sovren_db.cli.redis_cmd:redis", 'Redis key conventions: audit the keyspace, list families, show the registry.'),
 }
 
 
@@ -44,10 +45,9 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.commands:
             return self.commands[name]
-        target = COMMANDS.get(name)
-        if target is None:
+        if name not in COMMANDS:
             return None
-        module_name, _, attr = target.partition(":")
+        module_name, _, attr = COMMANDS[name][0].partition(":")
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -55,6 +55,14 @@ class LazyGroup(click.Group):
                 return None
             raise
         return getattr(module, attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the table, without importing any command module."""
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx) if name in COMMANDS]
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, _shorten(text, limit)) for name, text in rows])
 
     def invoke(self, ctx: click.Context):
         """Turn every error into one sentence and exit code 2 (traceback with --debug)."""
@@ -78,6 +86,14 @@ class LazyGroup(click.Group):
             message = redact_text(text.splitlines()[0] if text else type(exc).__name__)
             click.echo(f"error: {type(exc).__name__}: {message} (run with --debug for the traceback)", err=True)
             ctx.exit(2)
+
+
+def _shorten(text: str, limit: int) -> str:
+    """As click shortens a command's help in the list: whole words, then '...'."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(limit - 3, 1)].rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:") + "..."
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
