@@ -11,10 +11,19 @@ Redis keys with a TTL may expire between the snapshot and the check: once
 the restored server's clock passes the earliest expiry recorded for a
 family, its keys without a TTL are still compared exactly, and its volatile
 keys only by count (no more than at the snapshot).
+
+MongoDB documents under a declared TTL likewise: ``snapshot`` sums them per
+UTC day of expiry. Those expiring before the first midnight at least
+:data:`TTL_MARGIN` (15 minutes: reading a collection takes a while, and the
+servers' clocks may differ a little) after the later of the two reads (snapshot
+and restore, each by its server's clock) may have been deleted by the TTL
+monitor in between: they are compared by count, never more than the snapshot
+had. Every other document of the collection is compared exactly.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,11 +33,12 @@ from ..commands import Outcome
 from ..core.errors import ConfigError
 from ..core.findings import Finding
 from ..core.runtime import Runtime
-from .snapshot import FORMAT, UNDECLARED, finding_key, take
+from .snapshot import FORMAT, MASK, UNDECLARED, Digest, finding_key, take
 
 if TYPE_CHECKING:
     from ..core.config import Settings
 
+TTL_MARGIN = dt.timedelta(minutes=15)
 WHAT = {"postgres": ("table", "rows"), "mongo": ("collection", "documents"), "redis": ("key family", "keys")}
 
 
@@ -103,6 +113,8 @@ def compare_entry(store: str, name: str, expected: dict, found: dict, notes: lis
         return [Finding(store, what, "exists but was missing at snapshot time", code="restore")]
     if store == "redis" and _expired_since(expected, found):
         return _volatile_compare(what, expected, found, notes)
+    if store == "mongo" and "expiry" in expected and "expiry" in found:
+        return _ttl_compare(what, expected, found, notes)
     return _exact(store, what, unit, expected, found)
 
 
@@ -132,6 +144,50 @@ def _volatile_compare(what: str, expected: dict, found: dict, notes: list[str]) 
         findings.append(Finding("redis", what, f"has {found['volatile']['count']:,} keys with a TTL, more than the "
                                 f"snapshot's {expected['volatile']['count']:,}", code="restore"))
     notes.append(f"{what}: keys with a TTL may have expired since the snapshot; compared by count only")
+    return findings
+
+
+def ttl_cutoff(expected: dict, found: dict) -> dt.datetime:
+    """The first UTC midnight at least :data:`TTL_MARGIN` after the later of the two reads: a document
+    expiring from then on cannot have been deleted by the TTL monitor before the restore was read."""
+    later = max(dt.datetime.fromisoformat(e["expiry"]["now"]) for e in (expected, found)) + TTL_MARGIN
+    return dt.datetime.combine(later.date() + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+
+
+def ttl_split(entry: dict, cutoff: dt.datetime) -> tuple[Digest, Digest]:
+    """(documents that cannot have expired by ``cutoff``, documents that may have) of a collection
+    entry with ``expiry``: the day sums before the cutoff's day, and the rest of the entry."""
+    expiring = Digest()
+    for day, sums in entry["expiry"]["days"].items():
+        if dt.date.fromisoformat(day) < cutoff.date():
+            expiring.count += sums["count"]
+            expiring.total = (expiring.total + int(sums["checksum"], 16)) & MASK
+    staying = Digest(entry["count"] - expiring.count, (int(entry["checksum"], 16) - expiring.total) & MASK)
+    return staying, expiring
+
+
+def _ttl_compare(what: str, expected: dict, found: dict, notes: list[str]) -> list[Finding]:
+    """Documents that cannot have expired yet exactly; those that may have by count, no more than
+    at the snapshot (and the same ones when none is gone)."""
+    cutoff = ttl_cutoff(expected, found)
+    (staying, expiring), (staying_found, expiring_found) = ttl_split(expected, cutoff), ttl_split(found, cutoff)
+    findings = []
+    if staying_found.count != staying.count:
+        findings.append(Finding("mongo", what, f"has {staying_found.count:,} documents not due to expire (TTL) "
+                                f"before {cutoff:%Y-%m-%d}, the snapshot had {staying.count:,}", code="restore"))
+    elif staying_found.total != staying.total:
+        findings.append(Finding("mongo", what, f"has the snapshot's {staying.count:,} documents not due to expire "
+                                "(TTL) but their checksum differs (changed contents)", code="restore"))
+    if expiring_found.count > expiring.count:
+        findings.append(Finding("mongo", what, f"has {expiring_found.count:,} documents expiring (TTL) before "
+                                f"{cutoff:%Y-%m-%d}, more than the snapshot's {expiring.count:,}", code="restore"))
+    elif expiring_found.count == expiring.count and expiring_found.total != expiring.total:
+        findings.append(Finding("mongo", what, f"has the snapshot's {expiring.count:,} documents expiring (TTL) "
+                                "but their checksum differs (changed contents)", code="restore"))
+    elif expiring_found.count < expiring.count:
+        notes.append(f"{what}: {expiring.count - expiring_found.count:,} of the snapshot's {expiring.count:,} "
+                     f"documents expiring (TTL) before {cutoff:%Y-%m-%d} are gone, as the TTL monitor may have "
+                     "deleted them; those were compared by count only")
     return findings
 
 

@@ -11,7 +11,11 @@ drift ``check`` reported when the snapshot was taken.
   fixed ``TimeZone``, ``DateStyle`` and float settings, as a role that sees
   every tenant's rows.
 - MongoDB: sha256 of each document's raw BSON (field order is kept by
-  mongodump/mongorestore).
+  mongodump/mongorestore). In a collection with a declared TTL (an index with
+  ``expireAfterSeconds``, or a time series' ``expireAfterSeconds``) the TTL
+  monitor may delete documents before a restore is checked, so their sums are
+  also kept apart per UTC day of expiry (``expiry``), read against the
+  server's clock.
 - Redis: sha256 of key, type and value in a canonical form (hash fields, set
   members sorted) per key, SCANned on every master. Keys with a TTL are also
   summed apart, with the earliest expiry, because they may legitimately be
@@ -102,22 +106,119 @@ def postgres_revision(conn: psycopg.Connection) -> list[str]:
 
 # -- MongoDB ------------------------------------------------------------------
 
-def mongo_entries(db: Any, names: Iterable[str]) -> dict[str, dict]:
+TtlRules = dict[str, list[tuple[str, int]]]   # collection -> (date field, seconds) of each TTL
+
+
+def mongo_entries(db: Any, names: Iterable[str], ttl: TtlRules | None = None,
+                  now: dt.datetime | None = None) -> dict[str, dict]:
+    """Count and checksum per collection (``{"missing": true}`` for an absent one); a collection with
+    a TTL in ``ttl`` also gets ``expiry`` (see :class:`ExpirySums`), as of ``now`` (default: the
+    server's clock)."""
     from bson.codec_options import CodecOptions
     from bson.raw_bson import RawBSONDocument
 
+    ttl = ttl or {}
     existing = set(db.list_collection_names())
     entries = {}
     for name in names:
         if name not in existing:
             entries[name] = {"missing": True}
             continue
-        digest = Digest()
+        rules = ttl.get(name)
+        if rules and now is None:
+            now = server_clock(db)
+        digest, expiry = Digest(), ExpirySums(now) if rules else None
         collection = db.get_collection(name, codec_options=CodecOptions(document_class=RawBSONDocument))
         for document in collection.find({}, batch_size=1000):
             digest.add(document.raw)
-        entries[name] = digest.to_json()
+            if expiry is not None:
+                expiry.add(document.raw, expires_at(document.raw, rules))
+        entries[name] = digest.to_json() if expiry is None else {**digest.to_json(), "expiry": expiry.to_json()}
     return entries
+
+
+def ttl_rules(settings: "Settings") -> TtlRules:
+    """The declared TTLs per collection (``mongo/*.toml``): each index with ``expireAfterSeconds`` on
+    its field, and a time series' collection-level ``expireAfterSeconds`` on its timeField."""
+    from .pii import mongo_collections
+
+    rules: TtlRules = {}
+    for name, spec in mongo_collections(settings).items():
+        found = [(index.key[0][0], int(index.ttl)) for index in spec.indexes
+                 if index.ttl is not None and len(index.key) == 1]
+        timeseries = spec.options.get("timeseries")
+        if timeseries and spec.options.get("expireAfterSeconds") is not None:
+            found.append((timeseries["timeField"], int(spec.options["expireAfterSeconds"])))
+        if found:
+            rules[name] = found
+    return rules
+
+
+def server_clock(db: Any) -> dt.datetime:
+    """The server's time (``hello``'s localTime, UTC); this machine's when the server does not say."""
+    from pymongo.errors import PyMongoError
+
+    try:
+        local = db.command("hello").get("localTime")
+    except PyMongoError:
+        local = None
+    if not isinstance(local, dt.datetime):
+        return dt.datetime.now(dt.timezone.utc)
+    return local if local.tzinfo else local.replace(tzinfo=dt.timezone.utc)
+
+
+def expires_at(raw: bytes, rules: list[tuple[str, int]]) -> dt.datetime | None:
+    """When the TTL monitor may delete this document: the earliest date at a TTL field (the earliest
+    of an array of dates) plus that TTL; None when no TTL field holds a date (never deleted).
+
+    A partial TTL index's filter is not evaluated: a document it leaves out counts as
+    expiring, which only makes the check looser for it; so does a date outside Python's
+    range (years 1-9999).
+    """
+    import bson
+    from bson.codec_options import CodecOptions, DatetimeConversion
+    from bson.datetime_ms import DatetimeMS
+
+    options = CodecOptions(tz_aware=True, tzinfo=dt.timezone.utc, datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+    document = bson.decode(raw, codec_options=options)
+    earliest = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    found = []
+    for path, seconds in rules:
+        value: Any = document
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        dates = [earliest if isinstance(v, DatetimeMS) else v for v in (value if isinstance(value, list) else [value])
+                 if isinstance(v, (dt.datetime, DatetimeMS))]
+        if dates:
+            try:
+                found.append(min(dates) + dt.timedelta(seconds=seconds))
+            except OverflowError:     # within a TTL of year 9999's end: treated as expiring, see above
+                found.append(earliest)
+    return min(found) if found else None
+
+
+class ExpirySums:
+    """The documents of a collection with a TTL, summed apart by the UTC day they expire on.
+
+    Documents that had expired already when read are counted on that day. With
+    these day sums, ``verify-restore`` can tell, whenever it runs, the documents
+    that may have expired since (compared by count only) from those that cannot
+    have (compared exactly): see :func:`sovren_db.compliance.restore.ttl_split`.
+    """
+
+    def __init__(self, now: dt.datetime):
+        self.now = now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
+        self.days: dict[str, Digest] = {}
+
+    def add(self, item: bytes, expires: dt.datetime | None) -> None:
+        if expires is None:
+            return
+        day = max(expires, self.now).date().isoformat()
+        self.days.setdefault(day, Digest()).add(item)
+
+    def to_json(self) -> dict:
+        return {"now": self.now.isoformat(timespec="seconds"),
+                "days": {day: digest.to_json() for day, digest in sorted(self.days.items())}}
 
 
 # -- Redis ----------------------------------------------------------------------
@@ -241,7 +342,7 @@ def take(settings: "Settings", runtime: Runtime, wanted: dict[str, list] | None 
         if backend is None:
             continue
         body["revision"][store] = backend.position()
-        body["stores"][store] = (mongo_entries(backend.db, names[store]) if store == "mongo"
+        body["stores"][store] = (mongo_entries(backend.db, names[store], ttl_rules(settings)) if store == "mongo"
                                  else redis_entries(backend, names[store], _wanted(wanted, "redis")))
     return body
 

@@ -9,6 +9,8 @@ The order is what makes a seed safe to run anywhere and twice:
 3. generate and validate every MongoDB document and Redis key (for declared
    stores, configured or not: a generator bug is a bug on every machine);
 4. with ``--reset``, delete seeded rows, documents and keys (by their ids);
+   without it, when Postgres holds no seed yet, delete MongoDB documents an
+   earlier seed left (they would be kept, or doubled, beside the new ones);
 5. COPY the Postgres tables and write the manifest in one transaction, then
    MongoDB, then Redis, each recorded in the manifest once loaded, so an
    interrupted seed is finished by the next run.
@@ -110,7 +112,7 @@ def seed(settings: "Settings", profile_name: str, *, scale: int = 1, seed: int |
             connection.close()
             engine.dispose()
             runtime.close()
-    report.notes = list(dict.fromkeys(targets.notes + runtime.notes))
+    report.notes = list(dict.fromkeys(targets.notes + runtime.notes + report.notes))
     report.seconds = time.perf_counter() - started
     return report
 
@@ -139,6 +141,8 @@ class Seeder:
         self._validate(plan, report)
         if reset:
             self._reset(report)
+        elif "postgres" in todo:
+            self._forget_stale_documents(todo, report)
         for store in STORE_ORDER:
             if store in todo:
                 began = time.perf_counter()
@@ -203,6 +207,19 @@ class Seeder:
 
             report.stores["redis"] = StoreResult("", deleted=delete_seeded(self.backends["redis"],
                                                                           self.targets.all_families))
+
+    def _forget_stale_documents(self, todo: list[str], report: SeedReport) -> None:
+        """Postgres is loaded afresh (it had no manifest): seeded MongoDB documents left by an earlier
+        seed (another run, anchor month or seed) would be kept as "already there" (duplicate keys)
+        or doubled (their ``_id`` holds the anchored creation time), so they are deleted first."""
+        if "mongo" not in todo or self.backends.get("mongo") is None:
+            return
+        from .mongo_load import delete_seeded
+
+        deleted = delete_seeded(self.backends["mongo"].db, self.targets.all_collections)
+        if any(deleted.values()):   # a note, not StoreResult.deleted: that one is what --reset removed
+            report.notes.append(f"mongo: {sum(deleted.values()):,} seeded documents of an earlier seed were deleted "
+                                "before loading (Postgres held no seed)")
 
     # -- loading ----------------------------------------------------------
     def _load_postgres(self, plan: Plan) -> dict[str, int]:

@@ -4,6 +4,12 @@ Documents have deterministic ``_id``s, so loading a seed a second time (to
 finish an interrupted run) inserts only what is missing: duplicate-key errors
 (code 11000) are expected then and ignored; any other write error stops the
 seed with the server's reason. The server validates each document too.
+
+That is only sound when the documents already there are this seed's: when
+Postgres is loaded afresh (or with ``--reset``) the engine first deletes every
+seeded document (:func:`delete_seeded`), since an earlier seed's would collide
+on unique keys and be kept, or, their ``_id`` holding another anchor's
+creation time, be loaded beside the new ones.
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ Each test asking for ``sovren_triad`` then gets:
   TEMPLATE``: COPY'd rows, triggers, the audit chain and the seed manifest
   come along) and dropped afterwards;
 - Redis flushed and restored to the seeded keys (DUMP/RESTORE, TTLs kept);
-- MongoDB collections restored to the seeded documents, collections a test
-  created dropped.
+- MongoDB put back as seeded: every collection dropped and recreated with its
+  seeded options (validator, level, action...), indexes and documents, views
+  from their definitions; collections a test created are gone.
 
 Servers come from ``sovren_db.testing.fixtures``: ``POSTGRES_URL``,
 ``REDIS_URL`` and ``MONGO_URL`` when set (the Redis database there is flushed
@@ -61,6 +62,7 @@ class Triad:
     redis_url: str | None = None
     mongo_url: str | None = None
     mongo_database: str | None = None
+    _mongo_client: Any = field(default=None, repr=False, compare=False)
 
     def postgres(self, **kwargs: Any):
         """A psycopg connection to this test's database (use it as a context manager)."""
@@ -76,12 +78,21 @@ class Triad:
         return redis.Redis.from_url(self.redis_url)
 
     def mongo(self):
-        """The pymongo Database of this session (restored before each test)."""
+        """The pymongo Database of this session (restored before each test), on one client per test
+        that the fixture closes afterwards."""
         import pymongo
 
         if not self.mongo_url:
             pytest.skip("MongoDB is not available here (set MONGO_URL or put a mongod binary on PATH)")
-        return pymongo.MongoClient(self.mongo_url)[self.mongo_database]
+        if self._mongo_client is None:
+            self._mongo_client = pymongo.MongoClient(self.mongo_url)
+        return self._mongo_client[self.mongo_database]
+
+    def close(self) -> None:
+        """Close the MongoDB client :meth:`mongo` opened, if any."""
+        client, self._mongo_client = self._mongo_client, None
+        if client is not None:
+            client.close()
 
 
 @dataclass
@@ -91,7 +102,7 @@ class Template:
     database: str
     admin_url: str
     redis_keys: list = field(default_factory=list)
-    mongo_documents: dict = field(default_factory=dict)
+    mongo_snapshot: dict = field(default_factory=dict)   # snapshots.dump_mongo
 
 
 def _project_root(config: pytest.Config) -> Path:
@@ -157,9 +168,13 @@ def sovren_triad(sovren_triad_template: Template):
     url = with_database(template.settings.postgres_url, name)
     settings = template.settings.with_urls(postgres=url)
     snapshots.restore_redis(settings, template.redis_keys)
-    snapshots.restore_mongo(settings, template.mongo_documents)
+    snapshots.restore_mongo(settings, template.mongo_snapshot)
+    triad = Triad(settings, template.seed, url, settings.redis_url, settings.mongo_url,
+                  settings.mongo_database if settings.mongo_url else None)
     try:
-        yield Triad(settings, template.seed, url, settings.redis_url, settings.mongo_url,
-                    settings.mongo_database if settings.mongo_url else None)
+        yield triad
     finally:
-        snapshots.drop_database(template.admin_url, name)
+        try:
+            triad.close()
+        finally:
+            snapshots.drop_database(template.admin_url, name)
