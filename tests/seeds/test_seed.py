@@ -332,3 +332,27 @@ def test_a_redis_refusal_stops_the_seed_and_the_next_run_finishes_it(triad, pg_u
     finished = json.loads(seeded("--format", "json").output)
     assert finished["stores"]["postgres"]["state"] == "already seeded"
     assert finished["stores"]["redis"]["state"] == "seeded" and finished["stores"]["redis"]["keys"] > 0
+
+
+def test_a_fresh_postgres_seed_first_removes_redis_keys_an_earlier_seed_left(triad, pg_url, redis_url,
+                                                                              postgres_server_url):
+    seeded()
+    client = redis.Redis.from_url(redis_url)
+    client.set("session:00000000-0000-4000-8000-000000000001", "app-token", ex=600)  # not seeded: kept
+    earlier = {k for k in redis_snapshot(redis_url) if k.startswith(b"session:5eed")}
+    assert earlier
+    fresh_db = f"t_{uuid.uuid4().hex[:12]}"
+    admin = with_database(postgres_server_url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{fresh_db}"')
+    try:   # the same Redis, a Postgres with no seed: seed 2 must not sit beside seed 1's sessions
+        settings = settings_for(triad, with_database(postgres_server_url, fresh_db), redis_url)
+        commands.migrate(settings)
+        report = seed(settings, "ci", seed=2)
+        later = {k for k in redis_snapshot(redis_url) if k.startswith(b"session:5eed")}
+        assert later and not (earlier & later)
+        assert any(note.startswith("redis: ") and "of an earlier seed were deleted" in note for note in report.notes)
+        assert client.get("session:00000000-0000-4000-8000-000000000001") == b"app-token"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{fresh_db}" WITH (FORCE)')

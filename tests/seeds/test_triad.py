@@ -46,3 +46,12 @@ def test_a_closed_triad_leaves_no_unclosed_client_warning():
 def test_without_mongodb_mongo_skips():
     with pytest.raises(pytest.skip.Exception):
         Triad(settings=None, seed=None, postgres_url="postgresql:///x").mongo()
+
+
+def test_redis_is_one_client_per_test_too(redis_url):
+    this = Triad(settings=None, seed=None, postgres_url="postgresql:///x", redis_url=redis_url)
+    first = this.redis()
+    assert this.redis() is first and first.ping()
+    this.close()
+    assert this.redis() is not first
+    this.close()

@@ -142,7 +142,7 @@ class Seeder:
         if reset:
             self._reset(report)
         elif "postgres" in todo:
-            self._forget_stale_documents(todo, report)
+            self._forget_stale_seed(todo, report)
         for store in STORE_ORDER:
             if store in todo:
                 began = time.perf_counter()
@@ -208,17 +208,26 @@ class Seeder:
             report.stores["redis"] = StoreResult("", deleted=delete_seeded(self.backends["redis"],
                                                                           self.targets.all_families))
 
-    def _forget_stale_documents(self, todo: list[str], report: SeedReport) -> None:
-        """Postgres is loaded afresh (it had no manifest): seeded MongoDB documents left by an earlier
-        seed (another run, anchor month or seed) would be kept as "already there" (duplicate keys)
-        or doubled (their ``_id`` holds the anchored creation time), so they are deleted first."""
-        if "mongo" not in todo or self.backends.get("mongo") is None:
-            return
-        from .mongo_load import delete_seeded
+    def _forget_stale_seed(self, todo: list[str], report: SeedReport) -> None:
+        """Postgres is loaded afresh (it had no manifest): what an earlier seed (another run, anchor
+        month, seed or profile) left in MongoDB and Redis is deleted first. Seeded documents would
+        be kept as "already there" (duplicate keys) or doubled (their ``_id`` holds the anchored
+        creation time); seeded keys of other users or sessions would outlive their Postgres rows."""
+        if "mongo" in todo and self.backends.get("mongo") is not None:
+            from .mongo_load import delete_seeded as delete_documents
 
-        deleted = delete_seeded(self.backends["mongo"].db, self.targets.all_collections)
-        if any(deleted.values()):   # a note, not StoreResult.deleted: that one is what --reset removed
-            report.notes.append(f"mongo: {sum(deleted.values()):,} seeded documents of an earlier seed were deleted "
+            deleted = delete_documents(self.backends["mongo"].db, self.targets.all_collections)
+            self._note_stale(report, "mongo", sum(deleted.values()), "documents")
+        if "redis" in todo and self.backends.get("redis") is not None:
+            from .redis_load import delete_seeded as delete_keys
+
+            deleted = delete_keys(self.backends["redis"], self.targets.all_families)
+            self._note_stale(report, "redis", sum(deleted.values()), "keys or stream entries")
+
+    @staticmethod
+    def _note_stale(report: SeedReport, store: str, count: int, what: str) -> None:
+        if count:   # a note, not StoreResult.deleted: that one is what --reset removed
+            report.notes.append(f"{store}: {count:,} seeded {what} of an earlier seed were deleted "
                                 "before loading (Postgres held no seed)")
 
     # -- loading ----------------------------------------------------------

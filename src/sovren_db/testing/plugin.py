@@ -63,6 +63,7 @@ class Triad:
     mongo_url: str | None = None
     mongo_database: str | None = None
     _mongo_client: Any = field(default=None, repr=False, compare=False)
+    _redis_client: Any = field(default=None, repr=False, compare=False)
 
     def postgres(self, **kwargs: Any):
         """A psycopg connection to this test's database (use it as a context manager)."""
@@ -71,11 +72,14 @@ class Triad:
         return psycopg.connect(self.postgres_url, **kwargs)
 
     def redis(self):
+        """A redis-py client of this test's Redis (restored before each test), one per test."""
         import redis
 
         if not self.redis_url:
             pytest.skip("Redis is not among this project's stores")
-        return redis.Redis.from_url(self.redis_url)
+        if self._redis_client is None:
+            self._redis_client = redis.Redis.from_url(self.redis_url)
+        return self._redis_client
 
     def mongo(self):
         """The pymongo Database of this session (restored before each test), on one client per test
@@ -89,10 +93,12 @@ class Triad:
         return self._mongo_client[self.mongo_database]
 
     def close(self) -> None:
-        """Close the MongoDB client :meth:`mongo` opened, if any."""
-        client, self._mongo_client = self._mongo_client, None
-        if client is not None:
-            client.close()
+        """Close the clients :meth:`mongo` and :meth:`redis` opened, if any."""
+        for attribute in ("_mongo_client", "_redis_client"):
+            client = getattr(self, attribute)
+            setattr(self, attribute, None)
+            if client is not None:
+                client.close()
 
 
 @dataclass
