@@ -98,7 +98,9 @@ def _run_alembic(settings: Settings, runtime: Runtime, fn, *args: Any, **kwargs:
     return config
 
 
-def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool = False) -> Outcome:
+def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool = False,
+            resync: tuple[str, ...] = ()) -> Outcome:
+    """Apply revisions up to ``target``; ``resync`` stores first get every step of the chain again."""
     script = _script(settings)
     runtime = Runtime(settings, allow_destructive=allow_destructive)
 
@@ -112,6 +114,8 @@ def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool
 
     try:
         runtime.connect_stores()
+        if resync:
+            _resync_requested(settings, runtime, resync)
         _resync_fresh_stores(settings, runtime)
         _run_alembic(settings, runtime, upgrade, target, attributes={"sovren_replay": True})
     finally:
@@ -136,6 +140,37 @@ def _resync_fresh_stores(settings: Settings, runtime: Runtime) -> None:
         if stale and len(heads) == 1:
             resync(runtime, connection, stale, heads[0])
             connection.commit()
+    finally:
+        connection.close()
+        engine.dispose()
+
+
+def _resync_requested(settings: Settings, runtime: Runtime, stores: tuple[str, ...]) -> None:
+    """Replay the chain's steps of ``stores`` up to Postgres's revision, whatever their ledgers say.
+
+    For a store that lost part of its data while keeping its position (a collection
+    or consumer group dropped by hand, a registry key deleted): its ledger is
+    forgotten and every step runs again. Steps converge, so what exists is left
+    as it is and what is missing is made again; destructive steps stay guarded.
+    """
+    from .core.config import URL_VARS
+    from .resync import resync
+
+    for store in stores:
+        if store == "postgres":
+            raise SovrenError("--resync is for mongo or redis: Postgres's own revisions are the chain itself")
+        if runtime.backend(store) is None:
+            raise SovrenError(f"Cannot resync {store}: it is not configured ({URL_VARS[store]} is not set)")
+    engine, connection = connect(settings)
+    try:
+        heads = MigrationContext.configure(connection).get_current_heads()
+        if len(heads) != 1:
+            where = "at no revision" if not heads else f"at {len(heads)} heads"
+            raise SovrenError(f"Cannot resync {', '.join(stores)}: Postgres is {where}; migrate it first")
+        for store in stores:
+            runtime.backend(store).ledger_forget("")
+        resync(runtime, connection, list(stores), heads[0], reason="asked for (--resync)")
+        connection.commit()
     finally:
         connection.close()
         engine.dispose()

@@ -61,7 +61,8 @@ def stores_to_resync(candidates: list[str], connection: Connection, heads: tuple
     return [store for store in candidates if not has_deferred(connection, store)]
 
 
-def resync(runtime: Runtime, connection: Connection, stores: list[str], head: str) -> int:
+def resync(runtime: Runtime, connection: Connection, stores: list[str], head: str,
+           reason: str = "its position was unknown (a fresh or emptied store)") -> int:
     """Run the chain's steps of ``stores`` up to ``head``; returns how many steps were considered."""
     total = 0
     for revision, steps in chain_steps(runtime.settings, head):
@@ -70,6 +71,5 @@ def resync(runtime: Runtime, connection: Connection, stores: list[str], head: st
             runtime._apply_store_steps(connection, store, revision, "up", mine, revision)
             total += len(mine)
     for store in stores:
-        runtime.note(f"{store}: its position was unknown (a fresh or emptied store); "
-                     f"replayed the chain's {store} steps up to {head}.")
+        runtime.note(f"{store}: {reason}; replayed the chain's {store} steps up to {head}.")
     return total

@@ -112,3 +112,50 @@ def test_a_store_configured_after_postgres_reached_head_catches_up(project, pg_u
     commands.migrate(settings)
     assert redis_py.Redis.from_url(redis_url).hlen(REGISTRY) > 0
     assert commands.status(settings).data["stores"]["redis"]["revision"] == commands.status(settings).data["head"]
+
+
+def test_a_store_that_lost_part_of_its_data_is_put_back_by_migrate_resync(project, redis_url, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    settings = load_settings(project)
+    commands.migrate(settings)
+    client = redis_py.Redis.from_url(redis_url)
+    published = client.hgetall(REGISTRY)
+    lost = next(field for field in published if field.startswith(b"family:"))
+    client.hdel(REGISTRY, lost)  # deleted by hand: the store still records its position
+    assert commands.check(settings).exit_code == 1
+    assert commands.migrate(settings).data["applied"] == [] and client.hget(REGISTRY, lost) is None
+    out = commands.migrate(settings, resync=("redis",))
+    assert out.data["applied"] == []  # no Postgres revision ran again
+    assert any("asked for (--resync); replayed the chain's redis steps" in n for n in out.notes)
+    assert client.hgetall(REGISTRY) == published
+    assert commands.check(settings).exit_code == 0
+
+
+def test_resync_of_a_store_that_is_not_configured_is_one_clear_error(project, redis_url, monkeypatch):
+    from sovren_db.core.errors import SovrenError
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    settings = load_settings(project)
+    commands.migrate(settings)
+    with pytest.raises(SovrenError, match=r"Cannot resync mongo: it is not configured \(MONGO_URL is not set\)"):
+        commands.migrate(settings, resync=("mongo",))
+
+
+@pytest.mark.mongo
+def test_a_collection_dropped_by_hand_is_put_back_by_migrate_resync_mongo(project, pg_url, mongo_url, monkeypatch):
+    import pymongo
+
+    monkeypatch.setenv("SOVREN_DB_STORES", "postgres,mongo")
+    monkeypatch.setenv("MONGO_URL", mongo_url)
+    settings = load_settings(project)
+    commands.migrate(settings)
+    with pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=5000) as client:
+        db = client[settings.mongo_database]
+        before = {i["name"] for i in db["communications"].list_indexes()}
+        db.drop_collection("communications")
+        db["executives"].drop_index("userId_1_role_1")
+        assert commands.check(settings).exit_code == 1
+        commands.migrate(settings, resync=("mongo",))
+        assert {i["name"] for i in db["communications"].list_indexes()} == before
+        assert "userId_1_role_1" in db["executives"].index_information()
+    assert commands.check(settings).exit_code == 0

@@ -13,11 +13,14 @@ from .output import emit
 @click.argument("revision", default="head")
 @click.option("--allow-destructive", is_flag=True,
               help="Allow destructive steps (drops, deletes) in a protected environment.")
+@click.option("--resync", "resync", multiple=True, type=click.Choice(["mongo", "redis"]),
+              help="First run every step of the chain again on this store (repeatable): for a store "
+                   "that lost part of its data but kept its position.")
 @format_option
 @click.pass_obj
-def migrate(state: AppState, revision: str, allow_destructive: bool, fmt: str) -> None:
+def migrate(state: AppState, revision: str, allow_destructive: bool, resync: tuple[str, ...], fmt: str) -> None:
     """Apply revisions up to REVISION (default head) to every store, in lockstep."""
-    emit(commands.migrate(state.settings, revision, allow_destructive=allow_destructive), fmt)
+    emit(commands.migrate(state.settings, revision, allow_destructive=allow_destructive, resync=resync), fmt)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
