@@ -62,7 +62,9 @@ class LazyGroup(click.Group):
         if rows:
             limit = formatter.width - 6 - max(len(name) for name, _ in rows)
             with formatter.section("Commands"):
-                formatter.write_dl([(name, _shorten(text, limit)) for name, text in rows])
+                # shortened by click's own rule, through a command that only carries the help
+                formatter.write_dl([(name, click.Command(name, help=text).get_short_help_str(limit))
+                                    for name, text in rows])
 
     def invoke(self, ctx: click.Context):
         """Turn every error into one sentence and exit code 2 (traceback with --debug)."""
@@ -86,14 +88,6 @@ class LazyGroup(click.Group):
             message = redact_text(text.splitlines()[0] if text else type(exc).__name__)
             click.echo(f"error: {type(exc).__name__}: {message} (run with --debug for the traceback)", err=True)
             ctx.exit(2)
-
-
-def _shorten(text: str, limit: int) -> str:
-    """As click shortens a command's help in the list: whole words, then '...'."""
-    if len(text) <= limit:
-        return text
-    cut = text[: max(limit - 3, 1)].rsplit(" ", 1)[0]
-    return cut.rstrip(" ,;:") + "..."
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -156,7 +156,7 @@ def _timeseries_commands(collection: str, options: dict, prior: dict) -> list[di
     if not new or not old or any(new.get(f) != old.get(f) for f in ("timeField", "metaField")):
         raise _cannot(collection, "its time series fields")
     changed = {k: v for k, v in new.items() if k not in ("timeField", "metaField") and old.get(k) != v}
-    if _coarser(old, new) is False:
+    if changed and _bucket_span(new) < _bucket_span(old):
         raise Refused(
             f"MongoDB can only make the time series buckets of collection {collection} coarser "
             f"(granularity seconds -> minutes -> hours, bucket spans only up), not finer; write a revision "
@@ -165,20 +165,10 @@ def _timeseries_commands(collection: str, options: dict, prior: dict) -> list[di
     return [{"collMod": collection, "timeseries": changed}] if changed else []
 
 
-GRANULARITIES = ("seconds", "minutes", "hours")
-
-
-def _coarser(old: dict, new: dict) -> bool | None:
-    """Whether ``new`` bucketing is at least as coarse as ``old``; None when they are equal."""
-    if old == new:
-        return None
-    before, after = _bucket_span(old), _bucket_span(new)
-    return after >= before
-
-
 def _bucket_span(timeseries: dict) -> tuple[int, int]:
+    """(bucketMaxSpanSeconds, bucketRoundingSeconds): a granularity's, or the custom ones."""
     granularity = timeseries.get("granularity")
-    if granularity in GRANULARITIES:
+    if granularity in TIMESERIES_BUCKETING:
         return TIMESERIES_BUCKETING[granularity]
     return (int(timeseries.get("bucketMaxSpanSeconds", 0)), int(timeseries.get("bucketRoundingSeconds", 0)))
 

@@ -92,7 +92,7 @@ INDEX_KEYS = frozenset(
     }
 )
 KEY_TYPES = (1, -1, "hashed", "text", "2dsphere", "2d")
-GRANULARITIES = ("seconds", "minutes", "hours")
+GRANULARITIES = tuple(TIMESERIES_BUCKETING)  # seconds, minutes, hours
 
 
 def has_declarations(mongo_dir: Path) -> bool:

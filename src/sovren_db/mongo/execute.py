@@ -62,7 +62,7 @@ def create_collection(db: Any, spec: CollectionSpec) -> None:
     no document of one region ever lands on another region's shard. Off a
     mongos, the sharding half is skipped with a log line.
     """
-    sharding = bool(spec.shard_key or spec.zones) and not _sharding_skipped(db, f"sharding {spec.name}")
+    sharding = bool(spec.shard_key or spec.zones) and _mongos_hello(db, f"sharding {spec.name}") is not None
     if sharding and spec.zones:
         _require_zone_shards(db, spec.name, {z.zone for z in spec.zones})
     created = run(db, commands.create_command(spec), ignore=(NAMESPACE_EXISTS,)) is not None
@@ -73,7 +73,7 @@ def create_collection(db: Any, spec: CollectionSpec) -> None:
     if spec.indexes:
         create_indexes(db, spec.name, spec.indexes)
     if sharding and spec.zones:
-        _set_zones(db, spec.name, spec.zones, checked=True)
+        _set_zones(db, spec.name, spec.zones)
     if sharding and spec.shard_key:
         _shard(db, spec.name, spec.shard_key)
 
@@ -133,11 +133,14 @@ def modify_collection(db: Any, collection: str, options: dict, prior: dict) -> N
         run(db, command)
 
 
-def _sharding_skipped(db: Any, what: str) -> bool:
-    if is_mongos(db.command({"hello": 1})):
-        return False
+def _mongos_hello(db: Any, what: str) -> dict | None:
+    """The server's hello reply when it is a mongos; None, with a log line saying ``what`` is
+    skipped, on a standalone or replica set (development and test servers)."""
+    hello = db.command({"hello": 1})
+    if is_mongos(hello):
+        return hello
     log.warning("mongo: %s skipped: the server is not a mongos (no sharded cluster)", what)
-    return True
+    return None
 
 
 def current_shard_key(db: Any, collection: str) -> ShardKey | None:
@@ -146,7 +149,7 @@ def current_shard_key(db: Any, collection: str) -> ShardKey | None:
 
 
 def shard_collection(db: Any, collection: str, key: ShardKey) -> None:
-    if not _sharding_skipped(db, f"sharding {collection}"):
+    if _mongos_hello(db, f"sharding {collection}") is not None:
         _shard(db, collection, key)
 
 
@@ -164,11 +167,8 @@ def _shard(db: Any, collection: str, key: ShardKey) -> None:
 
 
 def unshard_collection(db: Any, collection: str) -> None:
-    hello = db.command({"hello": 1})
-    if not is_mongos(hello):
-        log.warning("mongo: unsharding %s skipped: the server is not a mongos (no sharded cluster)", collection)
-        return
-    if current_shard_key(db, collection) is None:
+    hello = _mongos_hello(db, f"unsharding {collection}")
+    if hello is None or current_shard_key(db, collection) is None:
         return
     if hello.get("maxWireVersion", 0) < UNSHARD_WIRE_VERSION:
         raise Refused(
@@ -180,16 +180,16 @@ def unshard_collection(db: Any, collection: str) -> None:
 
 def set_zones(db: Any, collection: str, zones: tuple[ZoneRange, ...] | list[ZoneRange]) -> None:
     """Make the zone ranges of ``collection`` exactly ``zones``."""
-    if not _sharding_skipped(db, f"zones of {collection}"):
-        _set_zones(db, collection, zones, checked=False)
+    if _mongos_hello(db, f"zones of {collection}") is not None:
+        _require_zone_shards(db, collection, {z.zone for z in zones})
+        _set_zones(db, collection, zones)
 
 
-def _set_zones(db: Any, collection: str, zones: tuple[ZoneRange, ...] | list[ZoneRange], *, checked: bool) -> None:
+def _set_zones(db: Any, collection: str, zones: tuple[ZoneRange, ...] | list[ZoneRange]) -> None:
+    """Remove the stale ranges, then add the missing ones (the shards of each zone checked by the caller)."""
     namespace = _namespace(db, collection)
     live = [zone_from_tag(d) for d in _config_find(db, "tags", {"ns": namespace})]
     adding = [z for z in zones if z not in live]
-    if not checked:
-        _require_zone_shards(db, collection, {z.zone for z in adding})
     for stale in (z for z in live if z not in zones):
         run(_admin(db), commands.zone_range_command(namespace, stale, None))
     for zone_range in adding:

@@ -103,10 +103,10 @@ def _collection_of(namespace: str, database: str) -> str:
 def collection_from_info(
     info: Mapping, index_docs: Iterable[Mapping], shard_doc: Mapping | None, tag_docs: Iterable[Mapping]
 ) -> CollectionSpec:
-    options = normalise_options(info.get("options") or {})
+    raw = info.get("options") or {}
+    options = normalise_options(raw)
     indexes = [index_from_document(d) for d in index_docs if dict(d.get("key", {})) != {"_id": 1}]
     indexes = relative_collations(indexes, options.get("collation"), echoed=True)
-    raw = info.get("options") or {}
     return CollectionSpec(
         name=info["name"],
         validator=normalise_validator(raw.get("validator")),

@@ -73,7 +73,7 @@ def _check_index(source: Source, at: tuple, index: IndexSpec) -> None:
         raise source.error(at + ("unique",), "a hashed index cannot be unique")
 
 
-TIMESERIES_PROHIBITED = {"text": "text", "2d": "2d"}
+TIMESERIES_PROHIBITED = ("text", "2d")  # index types; unique is an option, checked apart
 
 
 def check_timeseries_indexes(source: Source, spec: CollectionSpec) -> None:
@@ -84,7 +84,7 @@ def check_timeseries_indexes(source: Source, spec: CollectionSpec) -> None:
     meta = timeseries.get("metaField")
     for j, index in enumerate(spec.indexes):
         at = ("indexes", j)
-        kind = next((TIMESERIES_PROHIBITED[v] for _, v in index.key if v in TIMESERIES_PROHIBITED), None)
+        kind = next((v for _, v in index.key if v in TIMESERIES_PROHIBITED), None)
         if kind:
             raise source.error(at + ("key",), f"MongoDB allows no {kind} index on a time-series collection")
         if index.options.get("unique"):

@@ -273,11 +273,17 @@ def start_mongod(base: Path, port: int | None = None) -> Server:
     data.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log, pidfile = base / "mongod.log", base / "mongod.pid"
-    _run([binary, "--dbpath", str(data), "--port", str(port), "--bind_ip", "127.0.0.1", "--fork",
-          "--logpath", str(log), "--pidfilepath", str(pidfile)], "mongod", log)
-    _wait_for(lambda: _port_open(port), 60, f"mongod on port {port}", str(log))
-    pid = int(pidfile.read_text().strip())
+    pid = start_forked([binary, "--dbpath", str(data), "--port", str(port), "--bind_ip", "127.0.0.1", "--fork",
+                        "--logpath", str(log), "--pidfilepath", str(pidfile)], "mongod", port, log, pidfile)
     return Server("mongo", f"mongodb://127.0.0.1:{port}/sovren_ai", port, pid, str(base), log=str(log))
+
+
+def start_forked(argv: list[str], what: str, port: int, log: Path, pidfile: Path, timeout: float = 60) -> int:
+    """Run a server that forks itself into the background (mongod, mongos ``--fork``); wait until
+    ``port`` answers; return the PID it wrote."""
+    _run(argv, what, log)
+    _wait_for(lambda: _port_open(port), timeout, f"{what} on port {port}", str(log))
+    return int(pidfile.read_text().strip())
 
 
 # -- Docker -------------------------------------------------------------------

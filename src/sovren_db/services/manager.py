@@ -12,7 +12,7 @@ from pathlib import Path
 from ..core.config import SERVERS_FILE, STORES, URL_VARS, Settings
 from ..core.urls import redact
 from .local import Server, ServerUnavailable, _alive, docker_engine_answers, start_mongod, start_postgres, start_redis, stop
-from .mongo_cluster import DEFAULT_ZONES, as_server, start_mongo_cluster
+from .mongo_cluster import DEFAULT_ZONES, start_mongo_cluster
 
 # Development servers keep their data across down/up, as the Postgres cluster does.
 STARTERS = {"postgres": start_postgres, "redis": partial(start_redis, persist=True), "mongo": start_mongod}
@@ -70,13 +70,21 @@ def up(settings: Settings, stores: tuple[str, ...] = STORES, *, mongo_sharded: b
     return reports
 
 
-def _bring_up(settings: Settings, store: str, known: Server | None) -> tuple[StoreReport, Server | None]:
+def _already_up(settings: Settings, store: str, known: Server | None) -> tuple[StoreReport, Server | None] | None:
+    """The store's server when there is nothing to start: an external URL, or ours still running."""
     source = settings.url_sources.get(store)
     if source in ("environment", ".env"):
         url = settings.urls[store]
         return StoreReport(store, "external", url, f"using {URL_VARS[store]} from {source}"), None
     if known is not None and known.pid and _alive(known.pid):
-        return StoreReport(store, "running", known.url, f"already running (pid {known.pid})"), known
+        what = "sharded cluster already running" if known.members else "already running"
+        return StoreReport(store, "running", known.url, f"{what} (pid {known.pid})"), known
+    return None
+
+
+def _bring_up(settings: Settings, store: str, known: Server | None) -> tuple[StoreReport, Server | None]:
+    if (up := _already_up(settings, store, known)) is not None:
+        return up
     try:
         server = STARTERS[store](settings.state_dir / store)
         return StoreReport(store, "started", server.url, f"started (pid {server.pid})"), server
@@ -87,18 +95,16 @@ def _bring_up(settings: Settings, store: str, known: Server | None) -> tuple[Sto
 
 
 def _bring_up_cluster(settings: Settings, known: Server | None) -> tuple[StoreReport, Server | None]:
-    source = settings.url_sources.get("mongo")
-    if source in ("environment", ".env"):
-        url = settings.urls["mongo"]
-        return StoreReport("mongo", "external", url, f"using {URL_VARS['mongo']} from {source}"), None
-    if known is not None and known.pid and _alive(known.pid):
-        kind = "sharded cluster" if known.members else "mongod (run 'sovren-db down' first for a cluster)"
-        return StoreReport("mongo", "running", known.url, f"{kind} already running (pid {known.pid})"), known
+    if (up := _already_up(settings, "mongo", known)) is not None:
+        report, server = up
+        if server is not None and not server.members:
+            report.message += "; a mongod, not a cluster: run 'sovren-db down' first"
+        return up
     zones = declared_zones(settings)
     base = settings.state_dir / "mongo-cluster"
     shutil.rmtree(base, ignore_errors=True)  # replica set configs name ports: a cluster starts fresh
     try:
-        server = as_server(start_mongo_cluster(base, zones))
+        server = start_mongo_cluster(base, zones)
     except ServerUnavailable as exc:
         return StoreReport("mongo", "unavailable", None, str(exc)), None
     shards = ", ".join(f"shard_{z} in zone {z}" for z in zones)

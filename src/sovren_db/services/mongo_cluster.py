@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .local import ClusterServer, Server, ServerUnavailable, _port_open, _run, _wait_for, free_port, stop
+from .local import Server, ServerUnavailable, free_port, start_forked, stop
 
 CONFIG_SET = "sovren_cfg"
 DEFAULT_ZONES = ("eu", "us")
@@ -61,8 +61,9 @@ def cluster_commands(shard_ports: dict[str, int]) -> list[dict]:
     return commands
 
 
-def start_mongo_cluster(base: Path, zones: tuple[str, ...] = DEFAULT_ZONES) -> ClusterServer:
-    """Start the cluster; its ``url`` is the mongos (``mongodb://127.0.0.1:<port>/sovren_ai``)."""
+def start_mongo_cluster(base: Path, zones: tuple[str, ...] = DEFAULT_ZONES) -> Server:
+    """Start the cluster: the mongos (``url`` ``mongodb://127.0.0.1:<port>/sovren_ai``), with the
+    config server and shards behind it as its ``members``, so that ``stop`` ends them all."""
     mongod, mongos = shutil.which("mongod"), shutil.which("mongos")
     if not (mongod and mongos):
         raise ServerUnavailable(
@@ -90,22 +91,15 @@ def start_mongo_cluster(base: Path, zones: tuple[str, ...] = DEFAULT_ZONES) -> C
         for server in started:
             stop(server)
         raise
-    return ClusterServer(started)
-
-
-def as_server(cluster: ClusterServer) -> Server:
-    """The cluster as one recorded server: the mongos, with the processes behind it as members."""
-    router, *members = cluster.servers
-    return replace(router, members=[m.to_json() for m in members])
+    return replace(router, members=[member.to_json() for member in started[1:]])
 
 
 def _start_member(base: Path, binary: str, *, role: str, replset: str) -> Server:
     (base / "db").mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = base / "mongod.log"
-    _run(mongod_argv(binary, base, port, role=role, replset=replset), f"mongod ({replset})", log)
-    _wait_for(lambda: _port_open(port), READY_SECONDS, f"mongod {replset} on port {port}", str(log))
-    pid = int((base / "mongod.pid").read_text().strip())
+    pid = start_forked(mongod_argv(binary, base, port, role=role, replset=replset), f"mongod {replset}", port,
+                       log, base / "mongod.pid", READY_SECONDS)
     return Server("mongo", f"mongodb://127.0.0.1:{port}/?directConnection=true", port, pid, str(base),
                   log=str(log))
 
@@ -114,9 +108,8 @@ def _start_mongos(base: Path, binary: str, config_port: int) -> Server:
     base.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = base / "mongos.log"
-    _run(mongos_argv(binary, base, port, config_port), "mongos", log)
-    _wait_for(lambda: _port_open(port), READY_SECONDS, f"mongos on port {port}", str(log))
-    pid = int((base / "mongos.pid").read_text().strip())
+    pid = start_forked(mongos_argv(binary, base, port, config_port), "mongos", port, log, base / "mongos.pid",
+                       READY_SECONDS)
     return Server("mongo", f"mongodb://127.0.0.1:{port}/sovren_ai", port, pid, str(base), log=str(log))
 
 

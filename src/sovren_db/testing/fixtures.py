@@ -37,7 +37,7 @@ def sovren_servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _started(server):
     yield server.url
     services.stop(server)
-    data = Path(getattr(server, "data_dir", ""))
+    data = Path(server.data_dir)
     if data.name == "pgdata":
         shutil.rmtree(data.parent, ignore_errors=True)
 
@@ -53,15 +53,13 @@ def postgres_server_url(sovren_servers_dir: Path):
 @pytest.fixture
 def pg_url(postgres_server_url: str):
     """A fresh, empty database on the session's server, dropped afterwards."""
-    import psycopg
+    from ..seeds.snapshots import create_database, drop_database
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = with_database(postgres_server_url, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    create_database(admin, name)
     yield with_database(postgres_server_url, name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(admin, name)
 
 
 @pytest.fixture(scope="session")
