@@ -8,7 +8,8 @@
 
 The tables live outside the current schema, so ``check`` never calls them drift.
 They are created on demand by the login user; data steps run as the declared
-BYPASSRLS role through ``SET LOCAL ROLE``, never by switching row security off.
+BYPASSRLS role through ``SET LOCAL ROLE`` (:func:`sovren_db.postgres.roles.act_as`, which rolls
+the transaction back before refusing), never by switching row security off.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
 import psycopg
-from psycopg import sql
 
 from ..core.errors import Refused
 from ..env import connect
+from ..postgres.roles import act_as  # noqa: F401  (erasure and rotation act as the BYPASSRLS role)
 
 if TYPE_CHECKING:
     from ..core.config import Settings
@@ -75,17 +76,6 @@ def postgres_session(settings: "Settings") -> Iterator[psycopg.Connection]:
         finally:
             connection.close()
             engine.dispose()
-
-
-def act_as(conn: psycopg.Connection, role: str, what: str) -> None:
-    """``SET LOCAL ROLE role`` for the current transaction; Refused when the login may not."""
-    try:
-        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
-    except psycopg.errors.InsufficientPrivilege:
-        conn.rollback()
-        user = conn.info.user
-        raise Refused(f"{what} refused: Postgres user {user!r} may not act as {role!r} "
-                      f"(GRANT {role} TO {user}).") from None
 
 
 def ensure_tables(conn: psycopg.Connection) -> None:

@@ -17,12 +17,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import LargeBinary, String, Table
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import UUID
 
 from ..core.errors import ConfigError, DeclarationError
 from ..postgres.declared import load_schema
-from ..postgres.state import Encrypted, PersonalData, Role, Schema
+from ..postgres.encryption import declared_encrypted
+from ..postgres.roles import bypass_role  # noqa: F401  (erasure, rotation and snapshots act as it)
+from ..postgres.state import Encrypted, PersonalData, Schema
 from .mongo_marks import CollectionRule, declared_properties, load_marks
 
 if TYPE_CHECKING:
@@ -76,15 +78,6 @@ def load_pii_map(settings: "Settings", schema: Schema | None = None) -> PiiMap:
     if "redis" in settings.stores:
         pii.families = user_families(redis_declarations(settings), pii.subject_name)
     return pii
-
-
-def bypass_role(schema: Schema) -> str:
-    """The declared role with BYPASSRLS, which erasure and rotation act as (SET ROLE, never disabling RLS)."""
-    roles = [r.name for r in schema.of(Role) if r.bypass_rls]
-    if not roles:
-        raise ConfigError("No declared Postgres role has BYPASSRLS: declare one (Role(name, bypass_rls=True)) "
-                          "with SELECT, UPDATE and DELETE grants so that erasure respects row-level security.")
-    return roles[0]
 
 
 # -- Postgres -----------------------------------------------------------------
@@ -149,23 +142,6 @@ def erasure_order(where: object, schema: Schema, declared: list[PersonalData], r
         order.append(rules[ready[0]])
         done.add(ready[0])
     return order
-
-
-def declared_encrypted(where: object, schema: Schema) -> list[Encrypted]:
-    """The columns declared Encrypted, checked: each a text (armored) or bytea column of a declared table."""
-    for mark in schema.of(Encrypted):
-        what = f"Encrypted({mark.table!r}, {mark.column!r})"
-        table = _table(where, schema, mark.table, what)
-        if mark.column not in table.c:
-            raise DeclarationError(where, what, f"column {mark.column!r} is not a column of {mark.table}")
-        if not isinstance(table.c[mark.column].type, (String, LargeBinary)):
-            raise DeclarationError(where, what, "an encrypted column must be text (armored ciphertext) or bytea")
-    return schema.of(Encrypted)
-
-
-def is_armored(schema: Schema, mark: Encrypted) -> bool:
-    """Text columns hold ASCII-armored ciphertext; bytea columns hold it raw."""
-    return isinstance(schema.metadata.tables[mark.table].c[mark.column].type, String)
 
 
 # -- MongoDB and Redis ----------------------------------------------------------

@@ -19,7 +19,10 @@ rotation and fails entirely on one undecryptable value. Here:
 Keys are read from environment variables or files named by options, never
 from argv, and reach the server only as bind parameters (so not in
 ``pg_stat_activity`` or a process title); the session asks the server not to
-log parameters where it may.
+log parameters where it may. The pgcrypto options are bound too: ``payments``
+is audited, and the audit trigger keeps the statement text (``current_query()``)
+in the immutable log. The SQL is built by :mod:`sovren_db.postgres.encryption`,
+as the seeder's is.
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ from ..commands import Outcome
 from ..core.errors import ConfigError, SovrenError
 from ..core.findings import Finding
 from ..postgres.declared import load_schema
+from ..postgres.encryption import declared_encrypted, decrypt_sql, encrypt_sql, is_armored
+from ..postgres.roles import act_as, bypass_role
 from ..postgres.state import Encrypted, Schema
-from .ledger import ROTATIONS, act_as, ensure_tables, postgres_session
-from .pii import bypass_role, declared_encrypted, is_armored
+from .ledger import ROTATIONS, ensure_tables, postgres_session
 
 if TYPE_CHECKING:
     from ..core.config import Settings
@@ -99,22 +103,21 @@ def key_pair_fingerprint(old: str | None, new: str) -> str:
 
 # -- SQL -------------------------------------------------------------------------
 
-def decrypt_function(mark: Encrypted, armored: bool) -> tuple[sql.Composable, str]:
+def decrypt_function(mark: Encrypted, armored: bool) -> tuple[sql.Composable, sql.Composable]:
     """A session-local function decrypting a stored value, NULL when it cannot (wrong key, not ciphertext)."""
-    name = f"sovren_decrypt_{'armored' if armored else 'raw'}_{mark.data}"
-    argument, value = ("text", "dearmor(p_value)") if armored else ("bytea", "p_value")
-    decrypt = "pgp_sym_decrypt" if mark.data == "text" else "pgp_sym_decrypt_bytea"
-    ddl = (f"CREATE OR REPLACE FUNCTION pg_temp.{name}(p_value {argument}, p_key text) RETURNS {mark.data} "
-           f"LANGUAGE plpgsql AS $sovren$ BEGIN RETURN {decrypt}({value}, p_key); "
-           "EXCEPTION WHEN OTHERS THEN RETURN NULL; END $sovren$")
-    return sql.SQL("pg_temp.{}").format(sql.Identifier(name)), ddl
+    name = sql.SQL("pg_temp.{}").format(sql.Identifier(f"sovren_decrypt_{'armored' if armored else 'raw'}_{mark.data}"))
+    decrypt = decrypt_sql(mark, armored, sql.SQL("p_value"), sql.SQL("p_key"))
+    ddl = sql.SQL("CREATE OR REPLACE FUNCTION {name}(p_value {argument}, p_key text) RETURNS {data} "
+                  "LANGUAGE plpgsql AS $sovren$ BEGIN RETURN {decrypt}; "
+                  "EXCEPTION WHEN OTHERS THEN RETURN NULL; END $sovren$").format(
+        name=name, argument=sql.SQL("text" if armored else "bytea"), data=sql.SQL(mark.data), decrypt=decrypt)
+    return name, ddl
 
 
 def encrypt_expression(mark: Encrypted, armored: bool, plain: sql.Composable) -> sql.Composable:
-    """``armor(pgp_sym_encrypt(plain, %s, options))`` and its bytea forms; the key is the one placeholder."""
-    encrypt = sql.SQL("pgp_sym_encrypt" if mark.data == "text" else "pgp_sym_encrypt_bytea")
-    expression = sql.SQL("{}({}, %s, {})").format(encrypt, plain, sql.Literal(mark.options))
-    return sql.SQL("armor({})").format(expression) if armored else expression
+    """``armor(pgp_sym_encrypt(plain, %s, %s))`` and its bytea forms: bind the new key, then ``mark.options``
+    (never inlined: ``payments`` is audited, and the audit trigger records the statement text)."""
+    return encrypt_sql(mark, armored, plain, sql.Placeholder(), sql.Placeholder())
 
 
 @dataclass
@@ -212,7 +215,7 @@ class ColumnRotation:
             statement = sql.SQL("UPDATE {} SET {} = {} WHERE {} AND {} IS NOT NULL AND {} NOT LIKE %s").format(
                 self.table, self.column, encrypt_expression(self.mark, True, self.column), where, self.column,
                 self.column)
-            values = [new, *params, ARMOR_HEADER + "%"]
+            values = [new, self.mark.options, *params, ARMOR_HEADER + "%"]
         else:
             keys = sql.SQL(", ").join(map(sql.Identifier, self.pk))
             statement = sql.SQL(
@@ -222,7 +225,7 @@ class ColumnRotation:
                 table=self.table, column=self.column,
                 encrypted=encrypt_expression(self.mark, self.armored, sql.SQL("s.plain")), keys=keys,
                 decrypt=self.decrypt, where=where, t_row=self._row("t."), s_row=self._row("s."))
-            values = [new, old, *params]
+            values = [new, self.mark.options, old, *params]
         return self.conn.execute(statement, values).rowcount, present
 
     def _ledger(self) -> dict:
@@ -272,6 +275,7 @@ def rotate(settings: "Settings", *, old: KeySource | None, new: KeySource | None
         if raw:
             raise ConfigError(f"{raw[0]} is a bytea column: plaintext cannot be told from ciphertext there, "
                               "so a first encryption needs --old-key-env or --old-key-file.")
+    role = bypass_role(schema, grants="SELECT and UPDATE", purpose="key rotation")
     fingerprint = key_pair_fingerprint(old_key, new_key)
     began = time.perf_counter()
     reports = []
@@ -279,7 +283,7 @@ def rotate(settings: "Settings", *, old: KeySource | None, new: KeySource | None
         notes = _quiet_parameters(conn)
         ensure_tables(conn)
         for mark in marks:
-            rotation = ColumnRotation(conn, schema, mark, bypass_role(schema), fingerprint)
+            rotation = ColumnRotation(conn, schema, mark, role, fingerprint)
             try:
                 if not verify_only:
                     rotation.rotate(old_key, new_key, batch_size, after_batch)

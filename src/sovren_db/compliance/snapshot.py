@@ -39,6 +39,7 @@ from ..commands import Outcome
 from ..core.errors import ConfigError
 from ..core.runtime import Runtime
 from ..postgres.declared import load_schema
+from ..postgres.roles import act_as
 from .ledger import postgres_session
 from .pii import bypass_role
 
@@ -82,7 +83,7 @@ def postgres_entries(conn: psycopg.Connection, tables: Iterable[str], role: str)
         sees_all = conn.execute("SELECT rolsuper OR rolbypassrls FROM pg_roles "
                                 "WHERE rolname = current_user").fetchone()[0]
         if not sees_all:
-            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+            act_as(conn, role, "Snapshot")
         entries = {}
         for table in tables:
             if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:

@@ -17,22 +17,22 @@ salts every message, so equal tokens never look equal).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import psycopg
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
-from ..core.errors import ConfigError, Refused
 from ..core.urls import redact_text
-from ..postgres.state import Role
+from ..postgres import roles
+from ..postgres.encryption import encrypt_sql
+from ..postgres.state import Encrypted
 from .draws import SEEDED_HIGH, SEEDED_LOW
 from .postgres_rows import BINARY_SIGNATURE, BINARY_TRAILER, RESET_ORDER, TableRows
 from .prevalidate import SeedFailed
 
 if TYPE_CHECKING:
-    from ..postgres.state import Schema
     from .plan import Plan
 
 Advance = Callable[[int], None]
@@ -40,46 +40,31 @@ ENCRYPTION_KEY_VAR = "SOVREN_DB_ENCRYPTION_KEY"
 SEEDED_USER = "user_id BETWEEN %s::uuid AND %s::uuid AND substr(user_id::text, 15, 1) = '8'"
 
 
-def seeding_role(schema: "Schema") -> str:
-    """The declared role with BYPASSRLS: it writes every tenant's rows without switching security off."""
-    roles = [r.name for r in schema.of(Role) if r.bypass_rls]
-    if not roles:
-        raise ConfigError("No declared Postgres role has BYPASSRLS: declare one (Role(name, bypass_rls=True)) "
-                          "with INSERT and DELETE grants so that seeding respects row-level security.")
-    return roles[0]
-
-
 def act_as(conn: psycopg.Connection, role: str) -> None:
-    """``SET LOCAL ROLE`` for the current transaction; Refused when the login may not."""
-    try:
-        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
-    except psycopg.errors.InsufficientPrivilege:
-        user = conn.info.user
-        raise Refused(f"Seeding refused: Postgres user {user!r} may not act as {role!r} "
-                      f"(GRANT {role} TO {user}, or seed as a user who may).") from None
+    """``SET LOCAL ROLE`` for the current transaction; Refused (in seeding's words) when the login may not."""
+    roles.act_as(conn, role, "Seeding", remedy=", or seed as a user who may")
 
 
 @dataclass(frozen=True)
 class Encryption:
-    """How seeded values of one column are encrypted: the SQL of the declaration and its key."""
+    """How seeded values of one column are encrypted: its declaration, its armoring and the key."""
 
-    column: str
+    mark: Encrypted
     armored: bool       # a text column holds ASCII-armored ciphertext, a bytea column raw ciphertext
-    plaintext: str      # "text" or "bytea"
-    options: str
-    key: str
+    key: str = field(repr=False)
+
+    @property
+    def column(self) -> str:
+        return self.mark.column
 
     def expression(self) -> sql.Composable:
         """The SQL encrypting the column; key and options are bind parameters, never statement text
         (the audit trigger records the statement, ``current_query()``, in the immutable log)."""
-        encrypt = "pgp_sym_encrypt" if self.plaintext == "text" else "pgp_sym_encrypt_bytea"
-        value = sql.SQL("{}({}, {}, {})").format(sql.SQL(encrypt), sql.Identifier(self.column),
-                                                 sql.Placeholder(f"{self.column}_key"),
-                                                 sql.Placeholder(f"{self.column}_options"))
-        return sql.SQL("armor({})").format(value) if self.armored else value
+        return encrypt_sql(self.mark, self.armored, sql.Identifier(self.column),
+                           sql.Placeholder(f"{self.column}_key"), sql.Placeholder(f"{self.column}_options"))
 
     def parameters(self) -> dict[str, str]:
-        return {f"{self.column}_key": self.key, f"{self.column}_options": self.options}
+        return {f"{self.column}_key": self.key, f"{self.column}_options": self.mark.options}
 
 
 def copy_tables(conn: psycopg.Connection, plan: "Plan", tables: Iterable[TableRows],

@@ -13,20 +13,20 @@ from typing import TYPE_CHECKING
 
 import os
 
-from sqlalchemy import LargeBinary
-
 from ..core.errors import ConfigError
-from ..postgres import state as postgres_state
 from ..postgres.declared import load_schema
+from ..postgres.encryption import declared_encrypted, is_armored
+from ..postgres.roles import bypass_role
 from ..postgres.state import PartitionRule
 from . import mongo_docs, redis_keys
-from .postgres_load import ENCRYPTION_KEY_VAR, Encryption, seeding_role
+from .postgres_load import ENCRYPTION_KEY_VAR, Encryption
 from .postgres_rows import TABLES, TableRows
 from .profiles import ENTITIES
 
 if TYPE_CHECKING:
     from ..core.config import Settings
     from ..mongo.state import CollectionSpec
+    from ..postgres.state import Schema
     from ..redis.state import KeyFamily
     from .entities import Block
     from .profiles import Profile
@@ -56,23 +56,25 @@ class Targets:
             raise ConfigError(f"{settings.postgres_dir} declares no users table: the seed profiles need one.")
         rule = next((r for r in schema.of(PartitionRule) if r.table == PARTITIONED), None)
         targets = cls(tables=[t for t in declared if t.table == "users" or profile.amount(t.table) > 0],
-                      all_tables=declared, role=seeding_role(schema),
+                      all_tables=declared,
+                      role=bypass_role(schema, grants="INSERT and DELETE", purpose="seeding"),
                       months=rule.months_ahead + 1 if rule else 1)
         targets.notes += [f"postgres: {name} is in the profile but not declared in {settings.postgres_dir.name}/; "
                           "not seeded." for name, e in ENTITIES.items()
                           if e.store == "postgres" and profile.amount(name) > 0
                           and name not in schema.metadata.tables]
-        targets._add_encryption(schema, profile)
+        targets._add_encryption(settings.postgres_dir, schema, profile)
         if "mongo" in settings.stores:
             targets._add_collections(settings, profile)
         if "redis" in settings.stores:
             targets._add_families(settings, profile)
         return targets
 
-    def _add_encryption(self, schema, profile: "Profile") -> None:
-        """Columns of loaded tables declared Encrypted, with the key to encrypt seeded values with."""
-        kind = getattr(postgres_state, "Encrypted", None)
-        declared = [e for e in schema.of(kind) if any(e.table == t.table for t in self.tables)] if kind else []
+    def _add_encryption(self, where: object, schema: "Schema", profile: "Profile") -> None:
+        """Columns of loaded tables declared Encrypted (checked as rotate-key and erase check them),
+        with the key to encrypt seeded values with."""
+        loaded = {t.table for t in self.tables}
+        declared = [e for e in declared_encrypted(where, schema) if e.table in loaded]
         if not declared:
             return
         key = os.environ.get(ENCRYPTION_KEY_VAR) or profile.encryption_key
@@ -81,10 +83,7 @@ class Targets:
             raise ConfigError(f"{first.table}.{first.column} is declared encrypted: set {ENCRYPTION_KEY_VAR} or "
                               f"encryption_key in {profile.path} to the key seeded values are encrypted with.")
         for entry in declared:
-            column = schema.metadata.tables[entry.table].c[entry.column]
-            armored = not isinstance(column.type, LargeBinary)
-            self.encrypted.setdefault(entry.table, []).append(
-                Encryption(entry.column, armored, entry.data, entry.options, key))
+            self.encrypted.setdefault(entry.table, []).append(Encryption(entry, is_armored(schema, entry), key))
 
     def _add_collections(self, settings: "Settings", profile: "Profile") -> None:
         from ..mongo.declared import has_declarations, load_declared
