@@ -117,6 +117,7 @@ class Eraser:
         self.backends: dict[str, Any] = {}
         self.hash: str | None = None
         self.notes: list[str] = []
+        self._retained: dict[str, int] | None = None
 
     # -- set-up -------------------------------------------------------------
     def connect(self, dry_run: bool) -> None:
@@ -276,12 +277,18 @@ class Eraser:
         self.conn.execute("RESET ROLE")
         return count
 
+    def _retained_counts(self) -> dict[str, int]:
+        """The subject's rows in each retained table, counted once (erasure leaves them as they are)."""
+        if self._retained is None:
+            self._retained = {r.table: self._postgres_count(r.table) for r in self.pii.retained}
+        return self._retained
+
     # -- the audit event ------------------------------------------------------
     def _record_audit(self) -> int | None:
         done = erasure_steps(self.conn, self.hash)
         details = {"subject_hash": self.hash, "by": "sovren-db erase",
                    "erased": {step: counts.get("count", 0) for step, (counts, _) in sorted(done.items())},
-                   "retained": {f"postgres:{r.table}": self._postgres_count(r.table) for r in self.pii.retained}}
+                   "retained": {f"postgres:{table}": n for table, n in self._retained_counts().items()}}
         event = None
         if self.audited:
             event = self.conn.execute(f"SELECT {AUDIT_FUNCTION}(%s, 'ERASE', NULL, %s::jsonb)",
@@ -293,8 +300,8 @@ class Eraser:
     # -- report ----------------------------------------------------------------
     def _outcome(self, status: str, results: list[StepResult], exit_code: int, *, dry_run: bool = False,
                  lines: list[str] = (), findings: list[Finding] = (), event: int | None = None) -> Outcome:
-        retained = [StepResult(Step("postgres", r.table, "retain"), self._postgres_count(r.table), "retained")
-                    for r in self.pii.retained]
+        retained = [StepResult(Step("postgres", table, "retain"), n, "retained")
+                    for table, n in self._retained_counts().items()]
         shown = self.hash[:16] if self.hash else "(no erasure recorded yet)"
         head = f"{'dry run: ' if dry_run else ''}erasure of subject {shown}: {status}"
         table = [_line(r, self.pii) for r in [*results, *retained]]

@@ -197,32 +197,28 @@ class Seeder:
         manifests.forget(conn)
         conn.commit()
         report.stores["postgres"] = StoreResult("", deleted=deleted)
-        if self.backends.get("mongo") is not None:
-            from .mongo_load import delete_seeded
+        for store in ("mongo", "redis"):
+            if self.backends.get(store) is not None:
+                report.stores[store] = StoreResult("", deleted=self._delete_seeded(store))
 
-            report.stores["mongo"] = StoreResult("", deleted=delete_seeded(self.backends["mongo"].db,
-                                                                          self.targets.all_collections))
-        if self.backends.get("redis") is not None:
-            from .redis_load import delete_seeded
+    def _delete_seeded(self, store: str) -> dict[str, int]:
+        """Delete the seeded documents (mongo) or keys and stream entries (redis); counts by target."""
+        if store == "mongo":
+            from .mongo_load import delete_seeded as delete_documents
 
-            report.stores["redis"] = StoreResult("", deleted=delete_seeded(self.backends["redis"],
-                                                                          self.targets.all_families))
+            return delete_documents(self.backends["mongo"].db, self.targets.all_collections)
+        from .redis_load import delete_seeded as delete_keys
+
+        return delete_keys(self.backends["redis"], self.targets.all_families)
 
     def _forget_stale_seed(self, todo: list[str], report: SeedReport) -> None:
         """Postgres is loaded afresh (it had no manifest): what an earlier seed (another run, anchor
         month, seed or profile) left in MongoDB and Redis is deleted first. Seeded documents would
         be kept as "already there" (duplicate keys) or doubled (their ``_id`` holds the anchored
         creation time); seeded keys of other users or sessions would outlive their Postgres rows."""
-        if "mongo" in todo and self.backends.get("mongo") is not None:
-            from .mongo_load import delete_seeded as delete_documents
-
-            deleted = delete_documents(self.backends["mongo"].db, self.targets.all_collections)
-            self._note_stale(report, "mongo", sum(deleted.values()), "documents")
-        if "redis" in todo and self.backends.get("redis") is not None:
-            from .redis_load import delete_seeded as delete_keys
-
-            deleted = delete_keys(self.backends["redis"], self.targets.all_families)
-            self._note_stale(report, "redis", sum(deleted.values()), "keys or stream entries")
+        for store, what in (("mongo", "documents"), ("redis", "keys or stream entries")):
+            if store in todo and self.backends.get(store) is not None:
+                self._note_stale(report, store, sum(self._delete_seeded(store).values()), what)
 
     @staticmethod
     def _note_stale(report: SeedReport, store: str, count: int, what: str) -> None:

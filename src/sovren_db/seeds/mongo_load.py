@@ -18,11 +18,12 @@ from typing import Any
 
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from .draws import SEEDED_UUID
 from .prevalidate import SeedFailed
 
 BATCH = 2000
 DUPLICATE_KEY = 11000
-SEEDED_USER_ID = {"$regex": "^5eed[0-9a-f]{4}-[0-9a-f]{4}-8"}
+SEEDED_USER_ID = {"$regex": "^" + SEEDED_UUID.pattern + "$"}  # the seeded ids' own shape, anchored
 
 
 def insert_documents(db: Any, collection: str, documents: list[dict]) -> int:

@@ -91,9 +91,6 @@ def _mongo(settings: "Settings"):
 
 # Index fields listIndexes echoes that createIndexes does not take back.
 ECHOED_ONLY = ("v", "ns")
-# Bucketing MongoDB derives from a time series' granularity (echoed by listCollections, not to be sent).
-DERIVED_BUCKETING = ("bucketMaxSpanSeconds", "bucketRoundingSeconds")
-NAMESPACE_NOT_FOUND = 26
 
 
 def dump_mongo(settings: "Settings") -> dict:
@@ -154,16 +151,11 @@ def restore_database(db: Any, saved: dict) -> None:
     test dropped, changed (collMod) or created, and indexes it added or dropped,
     are thereby all undone.
     """
-    from pymongo.errors import OperationFailure
+    from ..mongo.execute import drop_collection
 
     for name in db.list_collection_names():
-        if name.startswith("system."):
-            continue
-        try:
-            db.command({"drop": name})
-        except OperationFailure as exc:
-            if exc.code != NAMESPACE_NOT_FOUND:
-                raise
+        if not name.startswith("system."):
+            drop_collection(db, name)
     entries = saved.get("collections", [])
     for entry in entries:
         if entry["type"] == "view":
@@ -181,11 +173,13 @@ def restore_database(db: Any, saved: dict) -> None:
 
 
 def create_command(entry: dict) -> dict:
-    """The ``create`` command of a listCollections entry (``{name, type, options}``)."""
+    """The ``create`` command of a listCollections entry (``{name, type, options}``); a time
+    series' echoed bucketing that its granularity derives is left out (the normaliser's rule)."""
+    from ..mongo.normalise import normalise_timeseries
+
     options = dict(entry["options"])
-    timeseries = options.get("timeseries")
-    if timeseries and timeseries.get("granularity"):
-        options["timeseries"] = {k: v for k, v in timeseries.items() if k not in DERIVED_BUCKETING}
+    if options.get("timeseries"):
+        options["timeseries"] = normalise_timeseries(options["timeseries"])
     return {"create": entry["name"], **options}
 
 
@@ -197,13 +191,15 @@ def index_documents(indexes: list[dict], options: dict) -> list[dict]:
     collation, listIndexes lists an index made with the simple collation without
     one: it is sent ``{"locale": "simple"}``, or it would get the default.
     """
+    from ..mongo.normalise import SIMPLE
+
     out = []
     for index in indexes:
         if index.get("name") == "_id_" or index.get("clustered"):
             continue
         document = {k: v for k, v in index.items() if k not in ECHOED_ONLY}
         if options.get("collation") and "collation" not in document:
-            document["collation"] = {"locale": "simple"}
+            document["collation"] = dict(SIMPLE)
         out.append(document)
     return out
 
