@@ -113,9 +113,18 @@ class RedisBackend:
     def family_batches(self, pattern: "KeyPattern", count: int = 1000, values: dict[str, str] | None = None
                        ) -> Iterator[tuple[redis.Redis, list[bytes]]]:
         """Batches of keys matching ``pattern`` exactly (with ``values`` for some placeholders),
-        each with the client of the node holding them."""
-        regex, glob = pattern.regex(), pattern.glob(values)
+        each with the client of the node holding them.
+
+        When ``values`` fix every placeholder there is at most one such key: it is asked
+        for with ``EXISTS`` (routed to its slot's node on a cluster), not looked for with SCAN."""
+        regex = pattern.regex()
         wanted = {name: value.encode() for name, value in (values or {}).items()}
+        if all(name in wanted for name in pattern.placeholders):
+            key = pattern.render(wanted)
+            if _matches(regex.fullmatch(key), wanted) and self.client.exists(key):
+                yield self.node_of(key), [key]
+            return
+        glob = pattern.glob(values)
         for _, client in self.masters():
             cursor = 0
             while True:
@@ -125,6 +134,12 @@ class RedisBackend:
                     yield client, keys
                 if cursor == 0:
                     break
+
+    def node_of(self, key: bytes) -> redis.Redis:
+        """The client of the master holding ``key``: the one server, or its slot's primary."""
+        if not self.cluster:
+            return self.client
+        return self.client.get_redis_connection(self.client.get_node_from_key(key))
 
     # -- operations ------------------------------------------------------
     def execute(self, op: "StoreOp") -> None:

@@ -46,15 +46,6 @@ class KeyPattern:
     def placeholders(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.tokens if isinstance(t, Placeholder))
 
-    @property
-    def literal_prefix(self) -> str:
-        prefix = []
-        for token in self.tokens:
-            if isinstance(token, Placeholder):
-                break
-            prefix.append(token)
-        return "".join(prefix)
-
     def regex_source(self, *, named: bool) -> str:
         parts = []
         for token in self.tokens:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .patterns import printable_key
+from .scan import bulk
 from .state import KeyFamily
 
 LENGTH_COMMANDS = {"string": b"STRLEN", "hash": b"HLEN", "list": b"LLEN", "set": b"SCARD", "zset": b"ZCARD",
@@ -30,7 +31,7 @@ def header(command: bytes) -> bytes:
 
 
 def bulks(keys: Sequence[bytes]) -> list[bytes]:
-    return [b"$%d\r\n%s\r\n" % (len(key), key) for key in keys]
+    return list(map(bulk, keys))
 
 
 def ask(headers: Sequence[bytes], encoded: list[bytes]) -> bytes:

@@ -20,9 +20,14 @@ CRLF = b"\r\n"
 _RECV = 1 << 18
 
 
+def bulk(value: bytes) -> bytes:
+    """One bulk string in RESP (``$len``, the bytes): an argument of a command."""
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
 def encode(*parts: bytes) -> bytes:
     """One command in RESP."""
-    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+    return b"*%d\r\n" % len(parts) + b"".join(map(bulk, parts))
 
 
 class IncompleteReply(Exception):
@@ -117,15 +122,11 @@ def _parse_bulks(data: bytes, pos: int, count: int) -> tuple[list[bytes], int]:
     return keys, pos
 
 
-def scan_command(cursor: bytes, count: int, match: bytes | None = None) -> bytes:
-    parts = [b"SCAN", cursor]
-    if match:
-        parts += [b"MATCH", match]
-    return encode(*parts, b"COUNT", b"%d" % count)
+def scan_command(cursor: bytes, count: int) -> bytes:
+    return encode(b"SCAN", cursor, b"COUNT", b"%d" % count)
 
 
-def probed_batches(node: RawNode, count: int, plan, match: bytes | None = None
-                   ) -> Iterator[tuple[Sequence[bytes], object, list[bytes]]]:
+def probed_batches(node: RawNode, count: int, plan) -> Iterator[tuple[Sequence[bytes], object, list[bytes]]]:
     """SCAN batches with their probe replies; stop iterating at any time.
 
     ``plan(keys)`` returns ``(payload, expected_lines, context)``: the probes of a
@@ -134,12 +135,12 @@ def probed_batches(node: RawNode, count: int, plan, match: bytes | None = None
     writes go SCAN 1, probes 0, SCAN 2, probes 1, ... and replies are read in
     that order.
     """
-    node.send(scan_command(b"0", count, match))
+    node.send(scan_command(b"0", count))
     cursor, keys = node.read_scan()
     previous = None
     while True:
         if cursor != b"0":
-            node.send(scan_command(cursor, count, match))
+            node.send(scan_command(cursor, count))
         payload, lines, context = plan(keys)
         node.send(payload)
         if previous is not None:

@@ -16,13 +16,14 @@ whose ``messageId`` is already in the stream are not added again.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import redis
 from redis.crc import key_slot
 
 from ..redis.keyops import unlink_keys
-from ..redis.scan import RawNode
+from ..redis.patterns import KeyMatcher
+from ..redis.scan import RawNode, bulk
 from .prevalidate import SeedFailed
 from .redis_keys import FAMILIES, KeyBatch, is_seeded_value
 
@@ -31,11 +32,8 @@ if TYPE_CHECKING:
     from ..redis.state import KeyFamily
 
 CHUNK = 4096
+PAGE = 1000    # stream entries per XRANGE, keys per SCAN
 _ADD = {"hash": b"HSET", "set": b"SADD", "list": b"RPUSH", "zset": b"ZADD"}
-
-
-def _bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(value), value)
 
 
 def _text(value: object) -> bytes:
@@ -43,7 +41,7 @@ def _text(value: object) -> bytes:
 
 
 def _expire(key_bulk: bytes, ttl: int | None) -> bytes:
-    return b"" if ttl is None else b"*3\r\n$6\r\nEXPIRE\r\n" + key_bulk + _bulk(b"%d" % ttl)
+    return b"" if ttl is None else b"*3\r\n$6\r\nEXPIRE\r\n" + key_bulk + bulk(b"%d" % ttl)
 
 
 def encode_commands(batch: KeyBatch) -> list[tuple[bytes, bytes, int]]:
@@ -51,15 +49,15 @@ def encode_commands(batch: KeyBatch) -> list[tuple[bytes, bytes, int]]:
     out = []
     set_options: dict[int | None, bytes] = {}
     for index, (key, value) in enumerate(zip(batch.keys, batch.values)):
-        ttl, key_bulk = batch.ttl_of(index), _bulk(key)
+        ttl, key_bulk = batch.ttl_of(index), bulk(key)
         if batch.kind == "string":
             option = set_options.get(ttl)
             if option is None:
-                option = set_options[ttl] = b"" if ttl is None else b"$2\r\nEX\r\n" + _bulk(b"%d" % ttl)
-            out.append((key, b"*%d\r\n$3\r\nSET\r\n" % (5 if option else 3) + key_bulk + _bulk(value) + option, 1))
+                option = set_options[ttl] = b"" if ttl is None else b"$2\r\nEX\r\n" + bulk(b"%d" % ttl)
+            out.append((key, b"*%d\r\n$3\r\nSET\r\n" % (5 if option else 3) + key_bulk + bulk(value) + option, 1))
             continue
         parts = _elements(batch.kind, value)
-        add = b"*%d\r\n" % (2 + len(parts)) + _bulk(_ADD[batch.kind]) + key_bulk + b"".join(map(_bulk, parts))
+        add = b"*%d\r\n" % (2 + len(parts)) + bulk(_ADD[batch.kind]) + key_bulk + b"".join(map(bulk, parts))
         out.append((key, b"*2\r\n$3\r\nDEL\r\n" + key_bulk + add + _expire(key_bulk, ttl), 2 + (ttl is not None)))
     return out
 
@@ -155,48 +153,73 @@ class KeyWriter:
         self.nodes.clear()
 
 
-def seeded_entries(client, key: bytes, page: int = 1000) -> set[bytes]:
-    """The ``messageId`` of every seeded entry of stream ``key``."""
-    found: set[bytes] = set()
+def _seeded_stream_entries(client, key: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(entry id, ``messageId``) of every seeded entry of stream ``key``, a page of XRANGE at a time."""
     start = b"-"
     while True:
-        entries = client.xrange(key, min=start, max=b"+", count=page)
+        entries = client.xrange(key, min=start, max=b"+", count=PAGE)
         for entry_id, fields in entries:
             message = fields.get(b"messageId", b"")
             if is_seeded_value(message):
-                found.add(message)
-        if len(entries) < page:
-            return found
+                yield entry_id, message
+        if len(entries) < PAGE:
+            return
         start = b"(" + entries[-1][0]
+
+
+def seeded_entries(client, key: bytes) -> set[bytes]:
+    """The ``messageId`` of every seeded entry of stream ``key``."""
+    return {message for _, message in _seeded_stream_entries(client, key)}
 
 
 def delete_seeded(backend: "RedisBackend", families: list["KeyFamily"],
                   advance: Callable[[int], None] = lambda n: None) -> dict[str, int]:
-    """Delete seeded keys (and seeded stream entries) of each family; returns how many per family."""
-    deleted = {}
-    for family in families:
-        if family.name not in FAMILIES:
-            continue
+    """Delete seeded keys (and seeded stream entries) of each family; returns how many per family.
+
+    The keys of every family with placeholders are found in one SCAN pass per master."""
+    ours = [family for family in families if family.name in FAMILIES]
+    deleted = {family.name: 0 for family in ours}
+    for family in ours:
         if family.fixed_key is not None:
             deleted[family.name] = _delete_entries(backend.client, family.fixed_key)
-        else:
-            regex, count = family.parsed.regex(), 0
-            for client, keys in backend.family_batches(family.parsed):
-                seeded = [k for k in keys if any(is_seeded_value(v) for v in regex.fullmatch(k).groupdict().values())]
-                if seeded:
-                    count += unlink_keys(client, seeded)
-            deleted[family.name] = count
+    scanned = [family for family in ours if family.fixed_key is None]
+    if scanned:
+        for name, count in _delete_seeded_keys(backend, scanned).items():
+            deleted[name] = count
+    for family in ours:
         advance(deleted[family.name])
     return deleted
 
 
-def _delete_entries(client, key: bytes, page: int = 1000) -> int:
-    deleted, start = 0, b"-"
-    while True:
-        entries = client.xrange(key, min=start, max=b"+", count=page)
-        doomed = [entry_id for entry_id, fields in entries if is_seeded_value(fields.get(b"messageId", b""))]
-        if doomed:
+def _delete_seeded_keys(backend: "RedisBackend", families: list["KeyFamily"]) -> dict[str, int]:
+    """UNLINK the keys of ``families`` that a seed wrote (a placeholder holds a seeded value):
+    one SCAN of each master, its keys told apart by family (families never overlap)."""
+    matcher = KeyMatcher(family.parsed for family in families)
+    regexes = [family.parsed.regex() for family in families]
+    counts = [0] * len(families)
+    for _, client in backend.masters():
+        cursor = 0
+        while True:
+            cursor, keys = client.scan(cursor, count=PAGE)
+            groups, _ = matcher.group(keys)
+            for index, members in groups.items():
+                fullmatch = regexes[index].fullmatch
+                seeded = [k for k in members if any(map(is_seeded_value, fullmatch(k).groupdict().values()))]
+                if seeded:
+                    counts[index] += unlink_keys(client, seeded)
+            if cursor == 0:
+                break
+    return {family.name: count for family, count in zip(families, counts)}
+
+
+def _delete_entries(client, key: bytes) -> int:
+    """XDEL the seeded entries of stream ``key``, a page of them at a time; returns how many."""
+    deleted, doomed = 0, []
+    for entry_id, _ in _seeded_stream_entries(client, key):
+        doomed.append(entry_id)
+        if len(doomed) >= PAGE:
             deleted += client.xdel(key, *doomed)
-        if len(entries) < page:
-            return deleted
-        start = b"(" + entries[-1][0]
+            doomed = []
+    if doomed:
+        deleted += client.xdel(key, *doomed)
+    return deleted
