@@ -10,9 +10,6 @@ from alembic.operations import ops as alembic_ops
 
 from .core.findings import Finding
 
-_STORE_BY_PREFIX = (("mongo_", "mongo"), ("redis_", "redis"))
-
-
 def findings_from_ops(operations: list) -> list[Finding]:
     findings: list[Finding] = []
     for op in operations:
@@ -23,17 +20,10 @@ def findings_from_ops(operations: list) -> list[Finding]:
     return findings
 
 
-def _store_of(op) -> str:
-    store = getattr(op, "store", None)
-    if store:
-        return store
-    return "postgres"
-
-
 def _finding(op, table: str | None) -> Finding:
     if hasattr(op, "drift"):
         obj, message = op.drift()
-        return Finding(_store_of(op), obj, message)
+        return Finding(getattr(op, "store", "postgres"), obj, message)
     obj, message = _describe_alembic(op, table)
     return Finding("postgres", obj, message)
 

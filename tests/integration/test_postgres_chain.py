@@ -7,6 +7,7 @@ import pytest
 
 from sovren_db import commands
 from sovren_db.core.config import load_settings
+from sovren_db.postgres.state import fingerprint, normalise_sql
 from tests.integration.conftest import add_revision
 
 pytestmark = pytest.mark.postgres
@@ -107,6 +108,27 @@ def test_autogenerate_writes_a_revision_for_a_new_policy(project, pg_url):
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM pg_policy WHERE polname = 'subscriptions_readonly_select'"
                             ).fetchone()[0] == 0
+
+
+def test_a_policy_expression_postgres_and_python_normalise_differently_is_not_drift(project, pg_url):
+    # A no-break space in a literal: Python's \s matches it, Postgres's does not. The live fingerprint
+    # must come from the server on both sides (comment and check), never from Python.
+    settings = settings_for(project)
+    commands.migrate(settings)
+    security = project / "postgres" / "security.py"
+    security.write_text(security.read_text() + (
+        "\npolicies.append(Policy('subscriptions_not_gold', 'subscriptions', using=\"tier <> 'gold\\u00a0 plan'\","
+        " command='SELECT', roles=(READONLY,)))\n"))
+    assert commands.revision(settings_for(project), "not gold", autogenerate=True).exit_code == 0
+    commands.migrate(settings_for(project))
+    with psycopg.connect(pg_url) as conn:
+        using, comment = conn.execute(
+            "SELECT pg_get_expr(polqual, polrelid), obj_description(oid, 'pg_policy') FROM pg_policy "
+            "WHERE polname = 'subscriptions_not_gold'").fetchone()
+    assert "\u00a0" in using
+    assert comment.split()[2] != fingerprint(normalise_sql(using), normalise_sql(None))  # Python would differ
+    out = commands.check(settings_for(project))
+    assert out.findings == [] and out.exit_code == 0, [f.sentence() for f in out.findings]
 
 
 def test_plan_prints_sql_without_running_it(project, pg_url):

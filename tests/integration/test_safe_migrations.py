@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 
 from sovren_db import commands
 from sovren_db.cli.main import cli
+from sovren_db.cli.partitions import maintain
 from sovren_db.core.config import load_settings
 from sovren_db.core.runtime import ADVISORY_LOCK_KEY
 from sovren_db.drift import findings_from_ops
@@ -560,6 +561,32 @@ def test_partitions_command_creates_what_is_missing_and_nothing_else(project, pg
         count = conn.execute("SELECT count(*) FROM pg_class WHERE relname ~ '^operations_p[0-9]' AND relkind = 'r'").fetchone()[0]
     assert count == 6
     assert commands.check(load_settings(project)).findings == []
+
+
+@pg
+def test_partitions_command_sends_six_statements_a_rule(project, pg_url):
+    # lock_timeout, advisory lock, current_date, the partitions there before, the DO block, and after;
+    # nothing more per rule, and no extra statement outside the rules' transactions.
+    settings = load_settings(project)
+    commands.migrate(settings)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE operations_default")
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *rest) -> None:
+        seen.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try:
+        report = maintain(settings)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+    assert report["operations"]["created"] == ["operations_default"]
+    assert "operations_default" not in report["operations"]["present"]
+    assert len(report["operations"]["present"]) == len(report["audit_log"]["present"]) - 1 == 4
+    assert report["audit_log"]["created"] == []
+    assert len(seen) == 6 * len(report), seen
+    assert sum(s.strip() == "SELECT current_date" for s in seen) == len(report)
 
 
 @pg

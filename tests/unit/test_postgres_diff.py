@@ -34,7 +34,8 @@ def schema(*objects) -> Schema:
 
 
 def live_policy(policy: Policy, using: str, comment_fp: str | None = None, declared_fp: str | None = None):
-    live = LivePolicy(policy, using, None, None)
+    # The server computes the live fingerprint (sql.LIVE_POLICY_FINGERPRINT); for ASCII this is the same.
+    live = LivePolicy(policy, None, fingerprint(normalise_sql(using), normalise_sql(None)))
     comment_fp = comment_fp or live.live_fingerprint
     live.comment = f"sovren-db {declared_fp or policy.declared_fingerprint} {comment_fp}"
     return live
@@ -42,7 +43,7 @@ def live_policy(policy: Policy, using: str, comment_fp: str | None = None, decla
 
 def catalog(**overrides) -> Catalog:
     base = dict(today=TODAY, extensions=set(), roles={}, functions={}, triggers={}, policies={},
-                tables={}, grants={}, partition_names=set())
+                tables={}, grants={})
     base.update(overrides)
     return Catalog(**base)
 

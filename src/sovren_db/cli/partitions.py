@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import date
 
 import click
 from sqlalchemy import text
@@ -32,21 +31,20 @@ def _existing(connection: Connection, names: list[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
-def _wanted(rule: PartitionRule, today: date) -> list[str]:
-    return [name for name, _, _ in rule.expected(today)] + ([rule.default_name] if rule.default else [])
+def ensure_rule(connection: Connection, settings: Settings, rule: PartitionRule) -> tuple[list[str], list[str]]:
+    """Create the missing partitions of one rule in one short transaction.
 
-
-def ensure_rule(connection: Connection, settings: Settings, rule: PartitionRule) -> list[str]:
-    """Create the missing partitions of one rule in one short transaction; returns their names."""
+    Returns the names created and the names that were already there.
+    """
     connection.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": settings.lock_timeout})
     connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
     today = connection.execute(text("SELECT current_date")).scalar()
-    wanted = _wanted(rule, today)
+    wanted = rule.wanted_names(today)
     before = _existing(connection, wanted)
     connection.execute(text(ensure_partitions(rule)))
-    created = [n for n in wanted if n not in before and n in _existing(connection, wanted)]
+    after = _existing(connection, wanted)
     connection.commit()
-    return created
+    return [n for n in wanted if n not in before and n in after], [n for n in wanted if n in before]
 
 
 def maintain(settings: Settings, months_ahead: int | None = None) -> dict[str, dict[str, list[str]]]:
@@ -58,7 +56,7 @@ def maintain(settings: Settings, months_ahead: int | None = None) -> dict[str, d
     report: dict[str, dict[str, list[str]]] = {}
     try:
         for rule in rules:
-            def attempt(rule: PartitionRule = rule) -> list[str]:
+            def attempt(rule: PartitionRule = rule) -> tuple[list[str], list[str]]:
                 try:
                     return ensure_rule(connection, settings, rule)
                 except Exception:
@@ -66,17 +64,14 @@ def maintain(settings: Settings, months_ahead: int | None = None) -> dict[str, d
                     raise
 
             try:
-                created = retry_on_lock_timeout(attempt, attempts=3)
+                created, present = retry_on_lock_timeout(attempt, attempts=3)
             except Exception as exc:
                 if not is_lock_timeout(exc):
                     raise
                 raise MigrationFailed(f"Partitions of {rule.table} were not created: the migration lock or a "
                                       f"lock on {rule.table} stayed taken beyond lock_timeout "
                                       f"({settings.lock_timeout}) three times; run it again later.") from None
-            today = connection.execute(text("SELECT current_date")).scalar()
-            report[rule.table] = {"created": created,
-                                  "present": [n for n in _wanted(rule, today) if n not in created]}
-            connection.commit()
+            report[rule.table] = {"created": created, "present": present}
     finally:
         connection.close()
         engine.dispose()

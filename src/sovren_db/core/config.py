@@ -30,6 +30,13 @@ URL_SCHEMES = {
 STATE_DIR = ".sovren"
 SERVERS_FILE = "servers.json"
 
+# What a project gets for the keys its [tool.sovren-db] table leaves out.
+DEFAULT_LOCK_TIMEOUT = "5s"
+DEFAULT_STATEMENT_TIMEOUT = "15min"
+DEFAULT_MONGO_DATABASE = "sovren_ai"
+DEFAULT_ENVIRONMENT = "development"
+DEFAULT_PROTECTED_ENVIRONMENTS = ("production", "staging")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -40,11 +47,11 @@ class Settings:
     redis_dir: Path
     seeds_dir: Path
     migrations_dir: Path
-    lock_timeout: str = "5s"
-    statement_timeout: str = "15min"
-    mongo_database: str = "sovren_ai"
-    environment: str = "development"
-    protected_environments: tuple[str, ...] = ("production", "staging")
+    lock_timeout: str = DEFAULT_LOCK_TIMEOUT
+    statement_timeout: str = DEFAULT_STATEMENT_TIMEOUT
+    mongo_database: str = DEFAULT_MONGO_DATABASE
+    environment: str = DEFAULT_ENVIRONMENT
+    protected_environments: tuple[str, ...] = DEFAULT_PROTECTED_ENVIRONMENTS
     strict: bool = False
     stores: tuple[str, ...] = STORES
     url_sources: dict[str, str] = field(default_factory=dict)
@@ -161,7 +168,7 @@ def load_settings(root: Path | None = None, *, strict: bool | None = None,
 
     if strict is None:
         strict = bool(env.get("CI"))
-    environment = env.get("SOVREN_ENV") or str(table.get("environment", "development"))
+    environment = env.get("SOVREN_ENV") or str(table.get("environment", DEFAULT_ENVIRONMENT))
     return Settings(
         root=root,
         urls=urls,
@@ -170,11 +177,12 @@ def load_settings(root: Path | None = None, *, strict: bool | None = None,
         redis_dir=folder("redis_dir", "redis"),
         seeds_dir=folder("seeds_dir", "seeds"),
         migrations_dir=folder("migrations_dir", "migrations"),
-        lock_timeout=str(env.get("SOVREN_LOCK_TIMEOUT") or table.get("lock_timeout", "5s")),
-        statement_timeout=str(env.get("SOVREN_STATEMENT_TIMEOUT") or table.get("statement_timeout", "15min")),
+        lock_timeout=str(env.get("SOVREN_LOCK_TIMEOUT") or table.get("lock_timeout", DEFAULT_LOCK_TIMEOUT)),
+        statement_timeout=str(env.get("SOVREN_STATEMENT_TIMEOUT")
+                              or table.get("statement_timeout", DEFAULT_STATEMENT_TIMEOUT)),
         mongo_database=_mongo_database(urls.get("mongo"), table),
         environment=environment,
-        protected_environments=tuple(table.get("protected_environments", ("production", "staging"))),
+        protected_environments=tuple(table.get("protected_environments", DEFAULT_PROTECTED_ENVIRONMENTS)),
         strict=strict,
         stores=_stores(env, table, root),
         url_sources=sources,
@@ -183,14 +191,14 @@ def load_settings(root: Path | None = None, *, strict: bool | None = None,
 
 def _mongo_database(url: str | None, table: dict) -> str:
     """The database MONGO_URL names, as POSTGRES_URL names Postgres's; else the project's
-    ``mongo_database``; else ``sovren_ai``. A URL is per environment, the project file is not."""
+    ``mongo_database``; else DEFAULT_MONGO_DATABASE. A URL is per environment, the project file is not."""
     if url:
         path = url.split("://", 1)[-1].split("/", 1)
         if len(path) == 2:
             name = path[1].split("?", 1)[0]
             if name:
                 return name
-    return str(table.get("mongo_database", "sovren_ai"))
+    return str(table.get("mongo_database", DEFAULT_MONGO_DATABASE))
 
 
 def _stores(env: dict[str, str], table: dict, root: Path) -> tuple[str, ...]:

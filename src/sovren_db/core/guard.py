@@ -21,7 +21,7 @@ _DESTRUCTIVE_ALEMBIC = {
 }
 
 
-def refuse_if_protected(runtime: Any, description: str) -> None:
+def _refuse_if_protected(runtime: Any, description: str) -> None:
     settings = runtime.settings
     if settings.protected and not runtime.allow_destructive:
         raise Refused(
@@ -30,13 +30,26 @@ def refuse_if_protected(runtime: Any, description: str) -> None:
         )
 
 
+def refuse_destructive(operations: Operations, description: str, runtime: Any = None) -> None:
+    """Refuse the destructive step ``description`` about to run in a protected environment.
+
+    The one check for every destructive step (Alembic's, sovren-db's Postgres object operations,
+    store operations): only when sovren-db runs the migration (``runtime``, else the one configured
+    on the migration context) and applies it (``plan``/``--sql`` only prints SQL, never refused).
+    """
+    from .runtime import Runtime
+
+    context = operations.migration_context
+    if context.as_sql:
+        return
+    runtime = runtime if runtime is not None else context.opts.get(Runtime.OPTS_KEY)
+    if runtime is not None:
+        _refuse_if_protected(runtime, description)
+
+
 def _guarded(original, describe):
     def implementation(operations: Operations, operation: Any, **kw: Any) -> None:
-        from .runtime import Runtime
-
-        runtime = operations.migration_context.opts.get(Runtime.OPTS_KEY)
-        if runtime is not None and not operations.migration_context.as_sql:
-            refuse_if_protected(runtime, describe(operation))
+        refuse_destructive(operations, describe(operation))
         original(operations, operation, **kw)
 
     return implementation

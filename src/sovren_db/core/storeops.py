@@ -21,10 +21,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from alembic.autogenerate import renderers
-from alembic.operations import MigrateOperation, Operations
+from alembic.operations import Operations
 
-from .render import render_call
+from .render import RevisionOp, register_op
 
 STORE_OPS: dict[str, type["StoreOp"]] = {}
 
@@ -33,18 +32,13 @@ class IrreversibleOp(Exception):
     """Raised by ``reverse()`` of an operation that has no inverse."""
 
 
-class StoreOp(MigrateOperation):
+class StoreOp(RevisionOp):
     """Base of every Mongo and Redis operation. Subclasses are dataclasses."""
 
     store: ClassVar[str]
-    op_name: ClassVar[str]
-    destructive: ClassVar[bool] = False
 
     def arguments(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-
-    def describe(self) -> str:
-        raise NotImplementedError
 
     def drift(self) -> tuple[str, str]:
         """(object, message) as ``check`` reports this difference."""
@@ -59,9 +53,6 @@ class StoreOp(MigrateOperation):
     def to_diff_tuple(self) -> tuple:
         return (self.op_name, self.arguments())
 
-    def render(self) -> str:
-        return render_call(self.op_name, self.arguments())
-
     @classmethod
     def from_arguments(cls, arguments: dict[str, Any]) -> "StoreOp":
         return cls(**arguments)  # type: ignore[call-arg]
@@ -73,24 +64,12 @@ def _invoke_collected(operations: Operations, operation: StoreOp) -> None:
     Runtime.of(operations.migration_context).collect(operation, operations)
 
 
-def _render(autogen_context: Any, operation: StoreOp) -> str:
-    return operation.render()
-
-
 def store_operation(cls: type[StoreOp]) -> type[StoreOp]:
     """Register ``cls`` as ``op.<cls.op_name>``, its renderer and its runner."""
     if cls.op_name in STORE_OPS:
         return cls
     STORE_OPS[cls.op_name] = cls
-
-    def invoke(cls, operations, **arguments):  # noqa: ANN001 - alembic reads this signature
-        return operations.invoke(cls(**arguments))
-
-    invoke.__name__ = cls.op_name
-    setattr(cls, cls.op_name, classmethod(invoke))
-    Operations.register_operation(cls.op_name)(cls)
-    Operations.implementation_for(cls)(_invoke_collected)
-    renderers.dispatch_for(cls)(_render)
+    register_op(cls, _invoke_collected)
     return cls
 
 

@@ -20,7 +20,7 @@ naming the file and the entry.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ class LintConfig:
     pg_version: str | None = None
     exclude: tuple[str, ...] = ()
     links: tuple[Link, ...] = ()
-    path: Path | None = field(default=None, compare=False)
     display: str = CONFIG_FILE
 
 
@@ -73,8 +72,7 @@ def load_config(root: Path) -> LintConfig:
         raise DeclarationError(path, "links", "must be an array of tables ([[links]])")
     return LintConfig(pg_version=_pg_version(path, squawk.get("pg_version")),
                       exclude=tuple(_strings(path, squawk, "exclude", "squawk.exclude")),
-                      links=tuple(_link(path, i, raw) for i, raw in enumerate(links)),
-                      path=path)
+                      links=tuple(_link(path, i, raw) for i, raw in enumerate(links)))
 
 
 def _table(path: Path, raw: Any, where: str, keys: set[str]) -> dict:

@@ -7,7 +7,7 @@ undeclared policies and triggers are drift.
 
 from __future__ import annotations
 
-from .live import PRIVILEGE_ORDER, Catalog
+from .live import Catalog
 from .ops import (
     CreateExtensionOp, CreateFunctionOp, CreatePolicyOp, CreateTriggerOp, DisableTriggerOp,
     DropFunctionOp, DropPolicyOp, DropTriggerOp, EnableTriggerOp, EnsurePartitionsOp, EnsureRoleOp,
@@ -15,7 +15,7 @@ from .ops import (
     SetRowSecurityOp, TableNotPartitionedOp,
 )
 from .state import (
-    Extension, Function, Grant, PartitionRule, Policy, Role, RowSecurity, Schema, Trigger,
+    PRIVILEGE_ORDER, Extension, Function, Grant, PartitionRule, Policy, Role, RowSecurity, Schema, Trigger,
 )
 
 
@@ -140,10 +140,7 @@ def _partitions(rules: list[PartitionRule], catalog: Catalog, schema: Schema) ->
             ops.append(TableNotPartitionedOp(PartitioningMismatch(rule.table, declared_key, None)))
             continue
         present = set(live.partitions) if live else set()
-        wanted = [name for name, _, _ in rule.expected(catalog.today)]
-        if rule.default:
-            wanted.append(rule.default_name)
-        missing = tuple(name for name in wanted if name not in present)
+        missing = tuple(name for name in rule.wanted_names(catalog.today) if name not in present)
         if missing:
             ops.append(EnsurePartitionsOp(rule, missing))
     return ops

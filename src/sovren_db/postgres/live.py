@@ -14,22 +14,17 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from . import sql
-from .state import Function, Policy, RowSecurity, Trigger, fingerprint, normalise_sql
+from .state import Function, Policy, RowSecurity, Trigger
 
 POLCMD = {"*": "ALL", "r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE"}
-PRIVILEGE_ORDER = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
 
 @dataclass
 class LivePolicy:
     policy: Policy
-    using: str | None
-    check: str | None
     comment: str | None
-
-    @property
-    def live_fingerprint(self) -> str:
-        return fingerprint(normalise_sql(self.using), normalise_sql(self.check))
+    # computed by the server with the same SQL as the one kept in the comment (sql.LIVE_POLICY_FINGERPRINT)
+    live_fingerprint: str
 
 
 @dataclass
@@ -50,12 +45,14 @@ class Catalog:
     policies: dict[str, LivePolicy]
     tables: dict[str, LiveTable]
     grants: dict[tuple[str, str], set[str]]      # (table, role) -> privileges
-    partition_names: set[str]
+
+    @property
+    def partition_names(self) -> set[str]:
+        return {p for t in self.tables.values() for p in t.partitions}
 
 
 def read_catalog(conn: Connection, roles: set[str]) -> Catalog:
     today = conn.execute(text("SELECT current_date")).scalar_one()
-    tables = _tables(conn)
     return Catalog(
         today=today,
         extensions=set(conn.execute(text("SELECT extname FROM pg_extension")).scalars()),
@@ -63,9 +60,8 @@ def read_catalog(conn: Connection, roles: set[str]) -> Catalog:
         functions=_functions(conn),
         triggers=_triggers(conn),
         policies=_policies(conn),
-        tables=tables,
+        tables=_tables(conn),
         grants=_grants(conn, roles),
-        partition_names={p for t in tables.values() for p in t.partitions},
     )
 
 
@@ -121,13 +117,14 @@ def _triggers(conn: Connection) -> dict[str, tuple[Trigger, bool]]:
     return found
 
 
-_POLICIES = """
+_POLICIES = f"""
 SELECT pol.polname, c.relname, pol.polcmd, pol.polpermissive,
        ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r) END
                FROM unnest(pol.polroles) AS r ORDER BY 1) AS roles,
        pg_get_expr(pol.polqual, pol.polrelid) AS using_expr,
        pg_get_expr(pol.polwithcheck, pol.polrelid) AS check_expr,
-       obj_description(pol.oid, 'pg_policy') AS comment
+       obj_description(pol.oid, 'pg_policy') AS comment,
+       {sql.LIVE_POLICY_FINGERPRINT} AS live_fingerprint
   FROM pg_policy pol
   JOIN pg_class c ON c.oid = pol.polrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -140,7 +137,7 @@ def _policies(conn: Connection) -> dict[str, LivePolicy]:
     for r in conn.execute(text(_POLICIES)):
         policy = Policy(r.polname, r.relname, r.using_expr, r.check_expr, POLCMD[r.polcmd],
                         tuple(r.roles), r.polpermissive)
-        found[policy.key] = LivePolicy(policy, r.using_expr, r.check_expr, r.comment)
+        found[policy.key] = LivePolicy(policy, r.comment, r.live_fingerprint)
     return found
 
 

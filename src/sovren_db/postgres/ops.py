@@ -14,20 +14,16 @@ from typing import Any, ClassVar
 from alembic.autogenerate import renderers
 from alembic.operations import MigrateOperation, Operations
 
-from ..core.guard import refuse_if_protected
-from ..core.render import render_call
+from ..core.guard import refuse_destructive
+from ..core.render import RevisionOp, register_op
 from . import sql
 from .state import Extension, Function, Grant, PartitionRule, Policy, Role, RowSecurity, Trigger
 
-PG_OPS: dict[str, type["ObjectOp"]] = {}
 
-
-class ObjectOp(MigrateOperation):
+class ObjectOp(RevisionOp):
     """An operation on one declared object; subclasses name the kind and the op."""
 
     kind: ClassVar[type]
-    op_name: ClassVar[str]
-    destructive: ClassVar[bool] = False
 
     def __init__(self, obj: Any):
         self.obj = obj
@@ -41,13 +37,7 @@ class ObjectOp(MigrateOperation):
     def arguments(self) -> dict[str, Any]:
         return asdict(self.obj)
 
-    def render(self) -> str:
-        return render_call(self.op_name, self.arguments())
-
     def statements(self) -> list[str]:
-        raise NotImplementedError
-
-    def describe(self) -> str:
         raise NotImplementedError
 
     def drift(self) -> tuple[str, str]:
@@ -63,26 +53,15 @@ class ObjectOp(MigrateOperation):
                                for k, v in arguments.items() if k in names}))
 
 
-def _register(cls: type[ObjectOp]) -> type[ObjectOp]:
-    PG_OPS[cls.op_name] = cls
-
-    def invoke(cls, operations, **arguments):  # noqa: ANN001 - alembic reads this signature
-        return operations.invoke(cls.from_arguments(arguments))
-
-    invoke.__name__ = cls.op_name
-    setattr(cls, cls.op_name, classmethod(invoke))
-    Operations.register_operation(cls.op_name)(cls)
-    Operations.implementation_for(cls)(_execute)
-    renderers.dispatch_for(cls)(lambda autogen_context, op: op.render())
-    return cls
-
-
 def _execute(operations: Operations, operation: ObjectOp) -> None:
-    runtime = operations.migration_context.opts.get("sovren_runtime")
-    if operation.destructive and runtime is not None and not operations.migration_context.as_sql:
-        refuse_if_protected(runtime, operation.describe())
+    if operation.destructive:
+        refuse_destructive(operations, operation.describe())
     for statement in operation.statements():
         operations.execute(statement)
+
+
+def _register(cls: type[ObjectOp]) -> type[ObjectOp]:
+    return register_op(cls, _execute)
 
 
 def _object(kind: str, obj: Any) -> str:

@@ -51,8 +51,10 @@ def mark_function(function: Function) -> str:
 
 # The live fingerprint of a policy is computed by the server from pg_get_expr right after
 # CREATE POLICY and kept in the policy's comment next to the declaration's fingerprint;
-# check recomputes it from the catalog, so both a changed declaration and an ALTER POLICY
-# made by hand show as drift without re-parsing SQL expressions.
+# check's catalog query (live._POLICIES) computes it again with this same SQL, so both a
+# changed declaration and an ALTER POLICY made by hand show as drift without re-parsing SQL
+# expressions. It must be computed in SQL on both sides: Python's whitespace (\s, strip())
+# is not Postgres's (btrim strips spaces only; \s does not match a no-break space).
 LIVE_POLICY_FINGERPRINT = (
     "left(encode(sha256(convert_to("
     "regexp_replace(btrim(COALESCE(pg_get_expr(polqual, polrelid), '')), '\\s+', ' ', 'g') || chr(31) || "

@@ -9,8 +9,8 @@ from datetime import date
 
 from sqlalchemy import MetaData
 
-COMMANDS = ("ALL", "SELECT", "INSERT", "UPDATE", "DELETE")
-TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+# Table privileges in the order GRANT and REVOKE statements list them.
+PRIVILEGE_ORDER = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
 
 def normalise_sql(text: str | None) -> str:
@@ -173,6 +173,10 @@ class PartitionRule:
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)
             wanted.append((partition_name(self.table, start), start, date(year, month, 1)))
         return wanted
+
+    def wanted_names(self, today: date) -> list[str]:
+        """Names of every partition the rule wants present on ``today``: the months, then the default."""
+        return [name for name, _, _ in self.expected(today)] + ([self.default_name] if self.default else [])
 
     @property
     def default_name(self) -> str:
