@@ -8,8 +8,11 @@ serves ``alembic upgrade head`` / ``alembic check`` run by hand and every
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Iterator
 
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
@@ -42,6 +45,22 @@ def connect(settings: Settings):
         raise StoreUnavailable("postgres", url, _reason(exc)) from None
 
 
+@contextmanager
+def connected(settings: Settings) -> Iterator[Connection]:
+    """An open connection to the configured Postgres, closed (with its engine) on leaving."""
+    engine, connection = connect(settings)
+    try:
+        yield connection
+    finally:
+        connection.close()
+        engine.dispose()
+
+
+def current_heads(connection: Connection) -> tuple[str, ...]:
+    """The revisions ``alembic_version`` records (empty before the first migrate)."""
+    return MigrationContext.configure(connection).get_current_heads()
+
+
 def _reason(exc: OperationalError) -> str:
     text_ = str(exc.orig) if exc.orig is not None else str(exc)
     lines = [" ".join(line.split()) for line in text_.splitlines() if line.strip()]
@@ -68,7 +87,7 @@ def unlock(connection: Connection) -> None:
 
 
 def _settings_and_runtime(config) -> tuple[Settings, Runtime]:
-    runtime = config.attributes.get("sovren_runtime")
+    runtime = config.attributes.get(Runtime.OPTS_KEY)
     if runtime is not None:
         return runtime.settings, runtime
     root = Path(config.config_file_name or config.toml_file_name or "pyproject.toml").resolve().parent
@@ -99,7 +118,7 @@ def _common_options(runtime: Runtime, config) -> dict:
         on_version_apply=runtime.on_version_apply,
         compare_type=True,
         compare_server_default=True,
-        sovren_runtime=runtime,
+        **{Runtime.OPTS_KEY: runtime},
     )
 
 
@@ -122,23 +141,24 @@ def run(context) -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine, connection = connect(settings)
+    # A caller may lend its own connection (Alembic's "connection" attribute): it stays open, and
+    # is used as a connection of our own (locked, committed), so it must hold no work of the caller's.
+    shared = config.attributes.get("connection")
     try:
-        lock_and_limit(connection, settings)
-        if _is_upgrade(config) and not getattr(getattr(config, "cmd_opts", None), "sql", False):
-            runtime.replay_deferred(connection)
-            connection.commit()
-        context.configure(connection=connection, include_object=runtime.include_object(connection),
-                          **_common_options(runtime, config))
-        with context.begin_transaction():
-            context.run_migrations()
-        if connection.in_transaction():
-            connection.commit()
-        unlock(connection)
+        with nullcontext(shared) if shared is not None else connected(settings) as connection:
+            lock_and_limit(connection, settings)
+            if _is_upgrade(config):  # online: offline runs (--sql) returned above
+                runtime.replay_deferred(connection)
+                connection.commit()
+            context.configure(connection=connection, include_object=runtime.include_object(connection),
+                              **_common_options(runtime, config))
+            with context.begin_transaction():
+                context.run_migrations()
+            if connection.in_transaction():
+                connection.commit()
+            unlock(connection)
     finally:
-        connection.close()
-        engine.dispose()
-        if "sovren_runtime" not in config.attributes:
+        if Runtime.OPTS_KEY not in config.attributes:
             runtime.close()
             for note in runtime.notes:
                 print(f"sovren-db: {note}", file=sys.stderr)

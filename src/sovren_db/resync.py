@@ -11,41 +11,22 @@ whole history ends in the state the chain describes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
-from alembic import command as alembic_command
 from sqlalchemy.engine import Connection
 
 from .core.config import Settings
-from .core.runtime import Runtime, has_deferred
+from .core.runtime import CollectingRuntime, Runtime
 from .core.storeops import StoreOp
 
-
-@dataclass
-class _CollectingRuntime(Runtime):
-    """An offline run's runtime that keeps each revision's store steps instead of printing them."""
-
-    steps: dict[str, list[StoreOp]] = field(default_factory=dict)
-    order: list[str] = field(default_factory=list)
-
-    def collect(self, operation: StoreOp, operations: Any) -> None:
-        self._pending.append(operation)
-
-    def on_version_apply(self, *, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
-        revision = step.up_revision_id
-        self.order.append(revision)
-        self.steps[revision], self._pending = self._pending, []
+Chain = list[tuple[str, list[StoreOp]]]
 
 
-def chain_steps(settings: Settings, target: str) -> list[tuple[str, list[StoreOp]]]:
+def chain_steps(settings: Settings, target: str) -> Chain:
     """(revision, store steps) from base to ``target``, collected by running the chain offline."""
-    from .commands import alembic_config
+    from .commands import run_offline
 
-    collector = _CollectingRuntime(settings)
-    config = alembic_config(settings, collector)
-    alembic_command.upgrade(config, target, sql=True)
-    return [(revision, collector.steps[revision]) for revision in collector.order]
+    collector = CollectingRuntime(settings)
+    run_offline(settings, collector, target)
+    return list(collector.steps.items())
 
 
 def unpositioned_stores(runtime: Runtime) -> list[str]:
@@ -54,18 +35,19 @@ def unpositioned_stores(runtime: Runtime) -> list[str]:
             if (backend := runtime.backend(store)) is not None and backend.position() is None]
 
 
-def stores_to_resync(candidates: list[str], connection: Connection, heads: tuple[str, ...]) -> list[str]:
-    """Of ``candidates``, those Postgres is ahead of and that have no deferred steps to replay instead."""
-    if not heads:
-        return []
-    return [store for store in candidates if not has_deferred(connection, store)]
+def stores_to_resync(runtime: Runtime, candidates: list[str], connection: Connection) -> list[str]:
+    """Of ``candidates``, those with no deferred steps to replay instead (Postgres has revisions applied)."""
+    return [store for store in candidates if not runtime.has_deferred(connection, store)]
 
 
 def resync(runtime: Runtime, connection: Connection, stores: list[str], head: str,
-           reason: str = "its position was unknown (a fresh or emptied store)") -> int:
-    """Run the chain's steps of ``stores`` up to ``head``; returns how many steps were considered."""
+           reason: str = "its position was unknown (a fresh or emptied store)", chain: Chain | None = None) -> int:
+    """Run the chain's steps of ``stores`` up to ``head``; returns how many steps were considered.
+
+    ``chain`` is :func:`chain_steps` up to ``head`` when the caller already has it.
+    """
     total = 0
-    for revision, steps in chain_steps(runtime.settings, head):
+    for revision, steps in chain if chain is not None else chain_steps(runtime.settings, head):
         for store in stores:
             mine = [op for op in steps if op.store == store]
             runtime._apply_store_steps(connection, store, revision, "up", mine, revision)

@@ -125,3 +125,11 @@ def test_render_call_round_trips():
 
     exec(source, {"op": Op()})
     assert captured == args
+
+
+def test_first_line_of_an_error_or_its_type_name():
+    from sovren_db.core.errors import first_line
+
+    assert first_line(ValueError("  bad value\nDETAIL: more")) == "bad value"
+    assert first_line(ValueError("")) == "ValueError"  # an empty driver message still says something
+    assert first_line("", "") == "" and first_line(RuntimeError(" "), "none") == "none"

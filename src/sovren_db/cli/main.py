@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..core.errors import SovrenError
+from ..core.errors import SovrenError, first_line
 from ..core.urls import redact_text
 from .options import AppState
 
@@ -84,8 +84,7 @@ class LazyGroup(click.Group):
         except Exception as exc:  # an unexpected failure still gets one sentence
             if debug:
                 traceback.print_exc()
-            text = str(exc).strip()
-            message = redact_text(text.splitlines()[0] if text else type(exc).__name__)
+            message = redact_text(first_line(exc))
             click.echo(f"error: {type(exc).__name__}: {message} (run with --debug for the traceback)", err=True)
             ctx.exit(2)
 

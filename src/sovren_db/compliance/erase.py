@@ -28,7 +28,7 @@ import psycopg
 from psycopg import sql
 
 from ..commands import Outcome
-from ..core.errors import Refused, SovrenError
+from ..core.errors import Refused, SovrenError, first_line
 from ..core.findings import Finding
 from ..core.runtime import Runtime
 from ..postgres.declared import load_schema
@@ -232,7 +232,7 @@ class Eraser:
             raise
         except Exception as exc:
             self.conn.rollback()
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             raise ErasureFailed(f"Erasure step {step.name} failed and was not recorded ({reason.rstrip('.')}); "
                                 "the steps done before it are kept: run erase again to finish.") from None
 
@@ -257,7 +257,7 @@ class Eraser:
         try:
             found = self.conn.execute(query, (self.value,)).fetchone()[0]
         except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             raise ErasureFailed(f"Erasure cannot read {table} as {self.role} ({reason.rstrip('.')}).") from None
         finally:
             self.conn.rollback()

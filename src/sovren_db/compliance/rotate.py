@@ -39,7 +39,7 @@ import psycopg
 from psycopg import sql
 
 from ..commands import Outcome
-from ..core.errors import ConfigError, SovrenError
+from ..core.errors import ConfigError, SovrenError, first_line
 from ..core.findings import Finding
 from ..postgres.declared import load_schema
 from ..postgres.encryption import declared_encrypted, decrypt_sql, encrypt_sql, is_armored
@@ -312,7 +312,7 @@ def _quiet_parameters(conn: psycopg.Connection) -> list[str]:
 
 
 def _failure(mark: Encrypted, exc: psycopg.Error, *keys: str | None) -> str:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = first_line(exc)
     for key in keys:
         if key:
             reason = reason.replace(key, "***")

@@ -37,13 +37,24 @@ class DeclarationError(SovrenError):
         super().__init__(f"{location}: {problem}")
 
 
+def first_line(error: object, default: str | None = None) -> str:
+    """The first line of an exception's (or a text's) message, for one-sentence errors; when it is
+    empty, ``default``, or else the exception's type name."""
+    text = str(error).strip()
+    if text:
+        return text.splitlines()[0]
+    if default is not None:
+        return default
+    return type(error).__name__ if isinstance(error, BaseException) else ""
+
+
 class StoreUnavailable(SovrenError):
     """A configured server could not be reached or refused us."""
 
     def __init__(self, store: str, url: str | None, reason: str):
         self.store = store
         self.url = redact(url)
-        reason = redact_text(str(reason).strip().splitlines()[0] if str(reason).strip() else "", url)
+        reason = redact_text(first_line(reason, ""), url)
         where = f" at {self.url}" if self.url else ""
         end = "" if reason.endswith((".", "?", "!")) else "."
         super().__init__(f"{store} server{where} is not usable: {reason}{end}")

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
-from .errors import ConfigError, MigrationFailed, SovrenError
-from .guard import refuse_if_protected
+from .errors import ConfigError, MigrationFailed, SovrenError, first_line
+from .guard import refuse_destructive
 from .storeops import StoreOp, op_from_record
 from .stores import StoreBackend, make_backend
 
@@ -68,6 +68,7 @@ class Runtime:
     applied: list[tuple[str, str]] = field(default_factory=list)   # (revision, "up"|"down") this run
     _schema: Any = None
     _partitions: set[str] | None = None
+    _deferred: dict[str, bool] = field(default_factory=dict)   # per store: has sovren_db_deferred rows
 
     OPTS_KEY = "sovren_runtime"
 
@@ -101,10 +102,12 @@ class Runtime:
         def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
             if type_ != "table" or not reflected:
                 return True
+            if name in FRAMEWORK_TABLES:
+                return False
             if self._partitions is None:
                 self._partitions = set(connection.execute(text(
                     "SELECT relname FROM pg_class WHERE relispartition AND relkind IN ('r', 'p')")).scalars())
-            return name not in FRAMEWORK_TABLES and name not in self._partitions
+            return name not in self._partitions
 
         return include
 
@@ -148,8 +151,8 @@ class Runtime:
         self._pending.clear()
 
     def collect(self, operation: StoreOp, operations: Any) -> None:
-        if operation.destructive and not operations.migration_context.as_sql:
-            refuse_if_protected(self, operation.describe())
+        if operation.destructive:
+            refuse_destructive(operations, operation.describe(), self)
         if operations.migration_context.as_sql:
             operations.migration_context.impl.static_output(
                 f"-- {operation.store}: {operation.describe()}"
@@ -184,27 +187,45 @@ class Runtime:
                 self.note(f"{store}: NOT APPLIED: {len(steps)} step(s) of revision {revision} deferred until "
                           f"{store} is reachable ({_url_var(store)}); the next migrate applies them.")
             return
+        # One ledger read a revision: the steps of this direction already done, and those of the
+        # other direction to forget (so that running it again redoes them).
+        known = backend.ledger_keys(f"{revision}:")
         prefix = f"{revision}:{direction}:"
-        done = backend.ledger_keys(prefix)
         for seq, op in enumerate(steps):
             key = f"{prefix}{seq}"
-            if key in done:
+            if key in known:
                 continue
             run_step(backend, key, op, revision)
-        backend.ledger_forget(f"{revision}:{'down' if direction == 'up' else 'up'}:")
-        if not has_deferred(connection, store):
+        other = f"{revision}:{'down' if direction == 'up' else 'up'}:"
+        if any(key.startswith(other) for key in known):
+            backend.ledger_forget(other)
+        if not self.has_deferred(connection, store):
             backend.set_position(position)
 
     # -- deferred steps ---------------------------------------------------
+    def has_deferred(self, connection: "Connection", store: str) -> bool:
+        """Whether ``store`` has deferred steps waiting; asked of Postgres once a run.
+
+        A store with a backend never gains deferred rows during a run (steps are deferred
+        only for a store without one), and loses them only in :meth:`replay_deferred`,
+        which records what it leaves; so the first answer holds for the rest of the run.
+        """
+        if store not in self._deferred:
+            self._deferred[store] = has_deferred(connection, store)
+        return self._deferred[store]
+
     def replay_deferred(self, connection: "Connection") -> int:
         """Apply steps deferred while a store was absent; returns how many ran."""
+        self._deferred.clear()
         if not deferred_table_exists(connection):
+            self._deferred.update((store, False) for store in self.stores)
             return 0
         replayed = 0
         for store in self.stores:
             rows = connection.execute(text(
                 f"SELECT id, revision, direction, seq, op_name, arguments FROM {DEFERRED_TABLE} "
                 "WHERE store = :store ORDER BY id"), {"store": store}).all()
+            self._deferred[store] = bool(rows)
             if not rows:
                 continue
             backend = self.backend(store)
@@ -217,10 +238,27 @@ class Runtime:
                     run_step(backend, key, op_from_record(row.op_name, row.arguments), row.revision)
                 connection.execute(text(f"DELETE FROM {DEFERRED_TABLE} WHERE id = :id"), {"id": row.id})
                 replayed += 1
+            self._deferred[store] = False
             current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
             backend.set_position(current)
             self.note(f"{store}: applied {len(rows)} deferred step(s).")
         return replayed
+
+
+@dataclass
+class CollectingRuntime(Runtime):
+    """An offline run's runtime that keeps each revision's store steps instead of printing them.
+
+    ``steps`` maps each revision, in the order the run applied them, to its store steps.
+    """
+
+    steps: dict[str, list[StoreOp]] = field(default_factory=dict)
+
+    def collect(self, operation: StoreOp, operations: Any) -> None:
+        self._pending.append(operation)
+
+    def on_version_apply(self, *, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+        self.steps[step.up_revision_id], self._pending = self._pending, []
 
 
 def run_step(backend: StoreBackend, key: str, op: StoreOp, revision: str) -> None:
@@ -229,7 +267,7 @@ def run_step(backend: StoreBackend, key: str, op: StoreOp, revision: str) -> Non
     except SovrenError:
         raise
     except Exception as exc:  # the driver's own error: name the step, keep one sentence
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise MigrationFailed(
             f"Revision {revision}, {op.store} step {key.rsplit(':', 1)[-1]} ({op.describe()}) failed: {reason}"
         ) from exc

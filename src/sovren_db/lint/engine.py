@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
 from .. import commands
@@ -41,22 +40,12 @@ class LintResult:
                 "exit_code": self.exit_code}
 
 
-def _display(settings: Settings, path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(settings.root.resolve()))
-    except ValueError:
-        return str(path)
-
-
 def select_revisions(settings: Settings, base: str | None) -> tuple[str, list]:
     """(start, scripts oldest first): after ``base``, or what the database has not applied."""
+    script = commands._script(settings)
     if base is None:
-        pending = commands.pending_revisions(settings)
-        heads = commands.current_heads(settings) if pending else ()
-        return (heads[0] if heads else "base"), pending
-    if not (settings.migrations_dir / "env.py").is_file():
-        raise RevisionError(f"{settings.migrations_dir} has no env.py: it is not a revision directory.")
-    script = ScriptDirectory(str(settings.migrations_dir))
+        heads = commands.current_heads(settings)  # one connection, one read
+        return (heads[0] if heads else "base"), commands._between(script, heads, "heads")
     try:
         scripts = list(script.iterate_revisions("heads", base))
     except CommandError:
@@ -68,7 +57,7 @@ def lint_revisions(settings: Settings, base: str | None = None) -> LintResult:
     """Lint the revisions after ``base`` (default: those not applied to the configured database)."""
     config = load_config(settings.root)
     start, scripts = select_revisions(settings, base)
-    revisions = [RevisionFacts(s.revision, s.doc or "", Path(s.path), _display(settings, Path(s.path)))
+    revisions = [RevisionFacts(s.revision, s.doc or "", Path(s.path), commands.display_path(settings, s.path))
                  for s in scripts]
     result = LintResult(revisions=revisions)
     context = LintContext(settings, config)

@@ -11,17 +11,12 @@ from __future__ import annotations
 import io
 import os
 import sys
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from alembic import command as alembic_command
-from alembic.util import CommandError
-
-from ..commands import alembic_config
+from ..commands import run_offline
 from ..core.config import Settings
-from ..core.errors import RevisionError, SovrenError
-from ..core.runtime import Runtime
+from ..core.runtime import CollectingRuntime
 from .facts import RevisionFacts, Statement, StoreStep
 
 
@@ -66,8 +61,12 @@ class RecordingBuffer(io.TextIOBase):
 
 
 @dataclass
-class RecordingRuntime(Runtime):
-    """The runtime of an offline run that also keeps each store step with its revision and line."""
+class RecordingRuntime(CollectingRuntime):
+    """The runtime of an offline run that also keeps each store step with its revision and line.
+
+    Store steps are collected, not written to the output as SQL comments, so the
+    recorded statements are only the revision's SQL.
+    """
 
     locator: Locator | None = None
 
@@ -79,39 +78,10 @@ class RecordingRuntime(Runtime):
         super().collect(operation, operations)
 
 
-def _register_store_operations() -> None:
-    """``op.mongo_*`` and ``op.redis_*`` exist even where those stores are not configured."""
-    import importlib
-
-    for module in ("sovren_db.mongo.ops", "sovren_db.redis.ops"):
-        try:
-            importlib.import_module(module)
-        except ImportError:  # a project without that store package
-            continue
-
-
 def record(settings: Settings, start: str, revisions: list[RevisionFacts]) -> None:
     """Run every revision after ``start`` offline, filling each RevisionFacts."""
     if not revisions:
         return
-    _register_store_operations()
     locator = Locator(revisions)
-    runtime = RecordingRuntime(settings, locator=locator)
-    config = alembic_config(settings, runtime)
-    config.output_buffer = RecordingBuffer(locator)
-    try:
-        alembic_command.upgrade(config, f"{start}:heads" if start != "base" else "heads", sql=True)
-    except SovrenError:
-        raise
-    except CommandError as exc:
-        raise RevisionError(str(exc).rstrip(".") + ".") from None
-    except Exception as exc:  # the revision's own code failed while running offline
-        raise RevisionError(_offline_failure(exc, locator)) from None
-
-
-def _offline_failure(exc: Exception, locator: Locator) -> str:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _key(f.filename) in locator.by_file]
-    where = f"{locator.by_file[_key(frames[-1].filename)].display}:{frames[-1].lineno}" if frames else "a revision"
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return (f"{where} failed while running offline ({type(exc).__name__}: {reason}); "
-            "lint runs each revision as 'alembic upgrade --sql' does, so it must not read from the database.")
+    run_offline(settings, RecordingRuntime(settings, locator=locator),
+                f"{start}:heads" if start != "base" else "heads", buffer=RecordingBuffer(locator))

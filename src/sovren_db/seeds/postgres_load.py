@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
+from ..core.errors import first_line
 from ..core.urls import redact_text
 from ..postgres import roles
 from ..postgres.encryption import encrypt_sql
@@ -135,7 +136,7 @@ def delete_seeded(conn: psycopg.Connection, tables: Iterable[str], advance: Adva
 
 
 def _reason(exc: psycopg.Error, conn: psycopg.Connection) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     if isinstance(exc, psycopg.errors.UniqueViolation):
         text += " (the database holds seeded rows that no manifest records: run with --reset)"
     return redact_text(text.rstrip("."), conn.info.dsn) + "."
