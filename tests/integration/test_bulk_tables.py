@@ -8,7 +8,6 @@ comparison and sovren-db's must give the same diff.
 from __future__ import annotations
 
 from collections import Counter
-from contextlib import contextmanager
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -17,10 +16,9 @@ from alembic.runtime.plugins import Plugin, _all_plugins
 from alembic.util import DispatchPriority
 from sqlalchemy import (
     TIMESTAMP, BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, MetaData, Numeric,
-    PrimaryKeyConstraint, String, Table, Text, UniqueConstraint, create_engine, event, inspect, text,
+    PrimaryKeyConstraint, String, Table, Text, UniqueConstraint, create_engine, inspect, text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from sovren_db import commands
@@ -29,6 +27,7 @@ from sovren_db.core.runtime import Runtime
 from sovren_db.env import sqlalchemy_url
 from sovren_db.plugin import install
 from sovren_db.postgres import tables as bulk_tables
+from tests.integration.recording import recorded
 from sovren_db.postgres.live import read_catalog
 
 pytestmark = pytest.mark.postgres
@@ -108,19 +107,6 @@ def bulk_plugin() -> str:
     return BULK_PLUGIN
 
 
-@contextmanager
-def recorded():
-    """The statements every engine sends inside the block."""
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, *rest) -> None:
-        seen.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
 
 
 def build_live(url: str, metadata: MetaData, *statements: str) -> None:

@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
 import redis as redis_py
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from sovren_db import commands
 from sovren_db.core.config import load_settings
 from tests.integration.conftest import add_revision
+from tests.integration.recording import recorded
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 REGISTRY = "{sovren-db}:registry"
 LEDGER = "{sovren-db}:ledger"
-
-
-@contextmanager
-def postgres_statements():
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, *rest) -> None:
-        seen.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
 
 
 def redis_calls(client: redis_py.Redis) -> dict[str, int]:
@@ -42,7 +25,7 @@ def migrate_postgres_only_revisions(project, settings, client, count: int, first
         add_revision(project, f"c0ffee{n:06d}",
                      f"    op.create_table('t{n}', sa.Column('id', sa.Integer, primary_key=True))")
     client.config_resetstat()
-    with postgres_statements() as statements:
+    with recorded() as statements:
         out = commands.migrate(settings)
     assert len(out.data["applied"]) == count
     deferred = [s for s in statements if "sovren_db_deferred" in s or "to_regclass" in s]

@@ -28,6 +28,7 @@ from sovren_db.core.runtime import ADVISORY_LOCK_KEY
 from sovren_db.drift import findings_from_ops
 from sovren_db.postgres.safe import (SafeStepsOp, bounded_name, is_lock_timeout, not_null_check_name,
                                      retry_on_lock_timeout, safe_forms, unique_constraint_name)
+from tests.integration.recording import recorded
 
 
 # -- offline: the SQL of each safe form ---------------------------------------------------
@@ -571,16 +572,8 @@ def test_partitions_command_sends_six_statements_a_rule(project, pg_url):
     commands.migrate(settings)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("DROP TABLE operations_default")
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, *rest) -> None:
-        seen.append(statement)
-
-    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
-    try:
+    with recorded() as seen:
         report = maintain(settings)
-    finally:
-        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
     assert report["operations"]["created"] == ["operations_default"]
     assert "operations_default" not in report["operations"]["present"]
     assert len(report["operations"]["present"]) == len(report["audit_log"]["present"]) - 1 == 4

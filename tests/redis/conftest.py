@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 from redis_helpers import SMALL, connect, write_project
 
 @pytest.fixture
@@ -35,3 +36,17 @@ def cluster_url(redis_cluster) -> str:
         node.flushall()
         node.close()
     return redis_cluster.url
+
+
+@pytest.fixture
+def cluster_backend(project, cluster_url):
+    backend = connect(project, cluster_url)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def cluster_client(cluster_url):
+    client = RedisCluster.from_url(cluster_url.rsplit("/", 1)[0])
+    yield client
+    client.close()

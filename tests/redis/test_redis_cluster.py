@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import redis
-from redis.cluster import RedisCluster
 
 from sovren_db import services
 from sovren_db.core.errors import StoreUnavailable
@@ -18,19 +17,6 @@ from redis_helpers import connect
 
 pytestmark = [pytest.mark.redis, pytest.mark.cluster]
 
-
-@pytest.fixture
-def cluster_backend(project, cluster_url):
-    backend = connect(project, cluster_url)
-    yield backend
-    backend.close()
-
-
-@pytest.fixture
-def cluster_client(cluster_url):
-    client = RedisCluster.from_url(cluster_url.rsplit("/", 1)[0])
-    yield client
-    client.close()
 
 
 def test_connect_detects_the_cluster(cluster_backend, redis_cluster):

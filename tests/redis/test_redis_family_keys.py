@@ -221,19 +221,6 @@ def test_stream_entries_are_paged(client, monkeypatch):
 
 # -- on a cluster ------------------------------------------------------------------------
 
-@pytest.fixture
-def cluster_backend(project, cluster_url):
-    backend = connect(project, cluster_url)
-    yield backend
-    backend.close()
-
-
-@pytest.fixture
-def cluster_client(cluster_url):
-    client = RedisCluster.from_url(cluster_url.rsplit("/", 1)[0])
-    yield client
-    client.close()
-
 
 @pytest.mark.cluster
 def test_fixed_key_on_a_cluster_comes_from_its_slot_without_scan(cluster_backend, cluster_client, commands):
