@@ -161,7 +161,19 @@ def test_a_migration_waits_out_a_held_lock_and_retries(project, pg_url, monkeypa
     monkeypatch.setenv("SOVREN_LOCK_TIMEOUT", "200ms")
     holder = psycopg.connect(pg_url)
     holder.execute("LOCK TABLE users IN ACCESS SHARE MODE")
-    release = threading.Timer(0.5, holder.rollback)
+
+    def release_once_the_migration_waits() -> None:
+        # not on a timer: on a loaded machine the migration may reach its ALTER only after it
+        with psycopg.connect(pg_url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not watcher.execute(
+                    "SELECT count(*) FROM pg_locks WHERE relation = 'users'::regclass AND NOT granted"
+            ).fetchone()[0]:
+                time.sleep(0.02)
+        time.sleep(0.3)  # past the 200 ms lock timeout: the first attempt has failed by now
+        holder.rollback()
+
+    release = threading.Thread(target=release_once_the_migration_waits)
     release.start()
     try:
         out = commands.migrate(settings_for(project))
