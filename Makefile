@@ -7,7 +7,7 @@ PYTHON  ?= python3
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup system-packages demo test down bench clean
+.PHONY: setup system-packages demo test down bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,21 @@ test: setup
 down:
 	$(BIN)/sovren-db down
 
+# Helpers the bench scripts import (not run on their own); every other bench/*.py must accept --smoke.
+BENCH_HELPERS := alembic_utils_cost big_schema plain_env smoke
+BENCH_SCRIPTS := $(filter-out $(BENCH_HELPERS:%=bench/%.py),$(sort $(wildcard bench/*.py)))
+
 bench: setup
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit $$?; done
+	@for b in $(BENCH_SCRIPTS); do echo "== $$b"; $(BIN)/python $$b || exit $$?; done
+
+# Every benchmark at a tiny size, so one that no longer runs fails CI (.ci/run) the day it breaks.
+bench-smoke: setup
+	@failed=""; for b in $(BENCH_SCRIPTS); do \
+		echo "== $$b --smoke"; start=$$(date +%s); \
+		$(BIN)/python $$b --smoke || failed="$$failed $$b"; \
+		echo "== $$b: $$(( $$(date +%s) - start )) s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "bench-smoke: failed:$$failed"; exit 1; fi
 
 clean:
 	-$(BIN)/sovren-db down

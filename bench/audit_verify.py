@@ -16,7 +16,7 @@ measures in the same run, best of --repeat:
 and prints rows/s of each, their ratio and the projected time for 10 million rows.
 Stops its server.
 
-    .venv/bin/python bench/audit_verify.py [--rows 2000000] [--repeat 1]
+    .venv/bin/python bench/audit_verify.py [--rows 2000000] [--repeat 1] [--smoke]
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from smoke import parse_with_smoke  # noqa: E402
 
 from sovren_db import commands, services  # noqa: E402
 from sovren_db.compliance.audit_verify import stream_chain  # noqa: E402
@@ -114,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=1)
-    args = parser.parse_args()
+    args = parse_with_smoke(parser, rows=2_000, repeat=1)
     with tempfile.TemporaryDirectory(prefix="sovren-bench-audit-") as tmp:
         server = services.start_postgres(Path(tmp) / "postgres")
         try:

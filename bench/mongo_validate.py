@@ -8,6 +8,7 @@ tell a date from a string or an int from a long), on the same schema.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import sys
@@ -20,6 +21,8 @@ from jsonschema import Draft4Validator
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
+from smoke import parse_with_smoke  # noqa: E402
+
 from sovren_db.mongo.declared import load_declared  # noqa: E402
 from sovren_db.mongo.validate import DocumentValidator  # noqa: E402
 
@@ -27,7 +30,7 @@ DOCUMENTS = 20_000
 STATUSES = ("sent", "delivered", "failed", "bounced")  # one in four is rejected
 
 
-def documents() -> list[dict]:
+def documents(count: int) -> list[dict]:
     start = datetime.datetime(2024, 1, 1)
     return [
         {
@@ -39,7 +42,7 @@ def documents() -> list[dict]:
             "status": STATUSES[i % 4],
             "timestamp": start + datetime.timedelta(seconds=i),
         }
-        for i in range(DOCUMENTS)
+        for i in range(count)
     ]
 
 
@@ -50,8 +53,11 @@ def timed(check, items) -> tuple[float, int]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--documents", type=int, default=DOCUMENTS, help="a multiple of 4")
+    count = parse_with_smoke(parser, documents=200).documents
     schema = load_declared(REPO / "mongo").collections["communications"].validator["$jsonSchema"]
-    bson_docs = documents()
+    bson_docs = documents(count)
     json_docs = [json.loads(json_util.dumps(d)) for d in bson_docs]
     untyped = {
         name: {k: v for k, v in rule.items() if k != "bsonType"}
@@ -62,9 +68,9 @@ def main() -> None:
     plain = Draft4Validator(plain_schema)
     mongo_time, mongo_rejected = timed(mongo.accepts, bson_docs)
     plain_time, plain_rejected = timed(plain.is_valid, json_docs)
-    assert mongo_rejected == plain_rejected == DOCUMENTS // 4, (mongo_rejected, plain_rejected)
-    print(f"DocumentValidator: {DOCUMENTS / mongo_time:,.0f} documents/s, {mongo_rejected} rejected")
-    print(f"plain jsonschema Draft 4 (no BSON types): {DOCUMENTS / plain_time:,.0f} documents/s")
+    assert mongo_rejected == plain_rejected == count // 4, (mongo_rejected, plain_rejected)
+    print(f"DocumentValidator: {count / mongo_time:,.0f} documents/s, {mongo_rejected} rejected")
+    print(f"plain jsonschema Draft 4 (no BSON types): {count / plain_time:,.0f} documents/s")
     print(f"ratio (MongoDB semantics / plain): {mongo_time / plain_time:.2f}x")
 
 

@@ -13,7 +13,7 @@ and how long the server was held: the slowest commands in SLOWLOG and the PING
 round trips seen by a separate process, idle, during `redis-cli --scan` and
 during the audit. Stops its server.
 
-    .venv/bin/python bench/redis_audit.py [--keys 1000000] [--repeat 3] [--count 300]
+    .venv/bin/python bench/redis_audit.py [--keys 1000000] [--repeat 3] [--count 300] [--smoke]
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from smoke import parse_with_smoke  # noqa: E402
 
 from sovren_db import services  # noqa: E402
 from sovren_db.redis.audit import AuditOptions  # noqa: E402
@@ -148,7 +150,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs of each")
     parser.add_argument("--count", type=int, default=AuditOptions().count, help="the audit's SCAN COUNT")
     parser.add_argument("--probe", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_with_smoke(parser, keys=5_000, repeat=1)
     if args.probe:
         return probe(args.probe)
     with tempfile.TemporaryDirectory(prefix="sovren-bench-") as folder:

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import psycopg
 
+from smoke import parse_with_smoke
+
 from sovren_db import commands, services
 from sovren_db.core.config import load_settings
 from sovren_db.services.local import find_pg_bin
@@ -248,7 +250,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=8, help="seconds of each no-migration phase")
     parser.add_argument("--seconds", type=int, default=15, help="seconds of each migration phase")
     parser.add_argument("--warmup", type=float, default=2.0)
-    args = parser.parse_args()
+    args = parse_with_smoke(parser, rows=2_000, accounts=100, rounds=1, baseline=1, seconds=2, warmup=0.5)
     if not find_pg_bin("pgbench"):
         sys.exit("pgbench not found (PostgreSQL client binaries); install postgresql to run this benchmark")
     sys.exit(run(args))

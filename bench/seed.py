@@ -27,7 +27,7 @@ With --repeat N every measurement is the best of N, each on fresh state (the
 machine may be shared: best-of-N removes most of the noise of other work).
 
     .venv/bin/python bench/seed.py [--rows 1000000] [--keys 1000000] [--faker-rows 20000] [--repeat 1]
-                                   [--skip-audited]
+                                   [--skip-audited] [--smoke]
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ from psycopg.types.json import Jsonb
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from smoke import parse_with_smoke  # noqa: E402
 
 from sovren_db import commands, services  # noqa: E402
 from sovren_db.core.config import load_settings  # noqa: E402
@@ -278,7 +280,7 @@ def main() -> None:
     parser.add_argument("--faker-rows", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=1, help="Best of N for every measurement.")
     parser.add_argument("--skip-audited", action="store_true", help="Only the trigger-free users table.")
-    args = parser.parse_args()
+    args = parse_with_smoke(parser, rows=2_000, keys=2_000, faker_rows=200, repeat=1)
     global REPEAT
     REPEAT = max(1, args.repeat)
     with tempfile.TemporaryDirectory(prefix="sovren-bench-seed-") as tmp:

@@ -183,3 +183,22 @@ def test_subject_ids_are_checked_and_canonical(copy):
 ])
 def test_names_that_look_like_personal_data(name, personal):
     assert looks_personal(name) is personal
+
+
+def without_personal_data(copy: Path) -> Path:
+    privacy = copy / "postgres" / "privacy.py"
+    text = privacy.read_text()
+    start = text.index("personal_data = [")
+    privacy.write_text(text[:start] + "personal_data = []\n\n" + text[text.index("encrypted = ["):])
+    return copy
+
+
+def test_a_project_declaring_no_personal_data_is_valid(copy):
+    """No PersonalData is a valid project (issue 12 part 8): coverage finds no error, erase says nothing is declared."""
+    settings = settings_of(without_personal_data(copy), "postgres")
+    findings = pii_findings(settings)
+    assert [f for f in findings if f.severity == "error"] == []
+    assert {f.code for f in findings} == {"pii-undeclared"}  # columns named like personal data are still shown
+    outcome = erase(settings, "5eed0000-0000-8000-8000-000000000001")
+    assert outcome.exit_code == 0 and outcome.data["status"] == "nothing declared"
+    assert outcome.lines[0].endswith("postgres declares no personal data (no PersonalData): there is nothing to erase.")

@@ -16,7 +16,7 @@ from ..core.findings import Finding
 from ..postgres.declared import load_schema
 from ..postgres.state import PersonalData, Schema
 from .mongo_marks import DEFAULT_SUBJECT, marks_path
-from .pii import load_pii_map, mongo_collections, mongo_rules, redis_declarations
+from .pii import declares_personal_data, load_pii_map, mongo_collections, mongo_rules, redis_declarations
 
 if TYPE_CHECKING:
     from ..core.config import Settings
@@ -40,6 +40,8 @@ def looks_personal(name: str) -> bool:
 def pii_findings(settings: "Settings") -> list[Finding]:
     """Every place holding personal data that erasure does not cover, in the declared stores."""
     schema = load_schema(settings.postgres_dir)
+    if not declares_personal_data(schema):  # a valid project: only names that look personal are worth a look
+        return postgres_findings(schema, _shown(settings, settings.postgres_dir), None)
     pii = load_pii_map(settings, schema)   # an inconsistent declaration raises (exit 2), as check does
     findings = postgres_findings(schema, _shown(settings, settings.postgres_dir), pii.subject_name)
     if "mongo" in settings.stores:
@@ -62,7 +64,7 @@ def _shown(settings: "Settings", path: Path) -> str:
 
 # -- Postgres -----------------------------------------------------------------
 
-def postgres_findings(schema: Schema, where: str, subject: str) -> list[Finding]:
+def postgres_findings(schema: Schema, where: str, subject: str | None) -> list[Finding]:
     rules = {r.table: r for r in schema.of(PersonalData)}
     erased = {name for name, r in rules.items() if r.erase == "delete"}
     findings = [f for r in rules.values() for f in _rule_findings(r, where)]
@@ -74,7 +76,7 @@ def postgres_findings(schema: Schema, where: str, subject: str) -> list[Finding]
             findings.append(_finding("postgres", f"table {name}", f"references {', '.join(parents)} (erased by "
                                      "deletion) but declares no PersonalData: its rows would block or outlive "
                                      "an erasure", "pii-uncovered", where))
-        elif subject in table.c:
+        elif subject is not None and subject in table.c:
             findings.append(_finding("postgres", f"table {name}", f"has a {subject} column but declares no "
                                      "PersonalData: erasure would not reach it", "pii-uncovered", where))
         findings += [_finding("postgres", f"column {name}.{c.name}", "is named like personal data but the table "

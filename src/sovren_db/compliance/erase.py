@@ -39,7 +39,7 @@ from .ledger import (
     ERASURES, SALT, act_as, ensure_tables, erasure_steps, forget_steps, postgres_session, record_step,
     subject_hash,
 )
-from .pii import PiiMap, bypass_role, load_pii_map
+from .pii import NoPersonalData, PiiMap, bypass_role, load_pii_map
 
 if TYPE_CHECKING:
     from ..core.config import Settings
@@ -89,7 +89,11 @@ def erase(settings: "Settings", subject: str, *, dry_run: bool = False, allow_pr
         raise Refused(f"Erasure refused: environment {settings.environment!r} is protected "
                       "(pass --allow-protected to erase there).")
     schema = load_schema(settings.postgres_dir)
-    pii = load_pii_map(settings, schema)
+    try:
+        pii = load_pii_map(settings, schema)
+    except NoPersonalData as nothing:
+        return Outcome(lines=[nothing.message], data={"status": "nothing declared", "dry_run": dry_run,
+                                                      "steps": [], "retained": []})
     value = pii.parse_subject(subject)
     problems = blocking(pii_findings(settings))
     if problems:

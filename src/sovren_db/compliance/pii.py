@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import UUID
 
-from ..core.errors import ConfigError, DeclarationError
+from ..core.errors import ConfigError, DeclarationError, SovrenError
 from ..postgres.declared import load_schema
 from ..postgres.encryption import declared_encrypted
 from ..postgres.roles import bypass_role  # noqa: F401  (erasure, rotation and snapshots act as it)
@@ -30,6 +30,17 @@ from .mongo_marks import CollectionRule, declared_properties, load_marks
 if TYPE_CHECKING:
     from ..core.config import Settings
     from ..redis.state import KeyFamily, RedisState
+
+
+class NoPersonalData(SovrenError):
+    """The project declares no personal data: valid, and there is nothing to erase."""
+
+    def __init__(self, where: object):
+        super().__init__(f"{where} declares no personal data (no PersonalData): there is nothing to erase.")
+
+
+def declares_personal_data(schema: Schema) -> bool:
+    return bool(schema.of(PersonalData))
 
 
 @dataclass
@@ -62,10 +73,13 @@ class PiiMap:
 
 
 def load_pii_map(settings: "Settings", schema: Schema | None = None) -> PiiMap:
-    """The map for this project's declared stores; DeclarationError on an inconsistent declaration."""
+    """The map for this project's declared stores; DeclarationError on an inconsistent declaration,
+    NoPersonalData when the project declares none."""
     schema = schema or load_schema(settings.postgres_dir)
     where = settings.postgres_dir
     declared = schema.of(PersonalData)
+    if not declared:
+        raise NoPersonalData(where)
     for rule in declared:
         _check_rule(where, schema, rule)
     root = _root(where, schema, declared)
