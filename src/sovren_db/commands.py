@@ -24,7 +24,7 @@ from .core.findings import Finding
 from .core.runtime import Runtime, deferred_summary
 from .core.urls import redact_text
 from .drift import findings_from_ops
-from .env import connected, lock_and_limit, unlock
+from .env import connected
 from .env import current_heads as heads_of
 from .postgres.safe import retry_on_lock_timeout
 
@@ -111,10 +111,10 @@ def run_offline(settings: Settings, runtime: Runtime, rev_range: str, buffer: An
     except CommandError as exc:
         raise RevisionError(str(exc).rstrip(".") + ".") from None
     except Exception as exc:  # the revision's own code failed while running offline
-        raise RevisionError(_offline_failure(settings, exc)) from None
+        raise RevisionError(offline_failure(settings, exc)) from None
 
 
-def _offline_failure(settings: Settings, exc: Exception) -> str:
+def offline_failure(settings: Settings, exc: Exception) -> str:
     where = "a revision"
     tb = exc.__traceback__
     while tb is not None:  # outermost first: the last revision file's frame is where it failed
@@ -152,7 +152,7 @@ def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool
 
     try:
         runtime.connect_stores()
-        _resync(settings, runtime, resync)
+        _check_resync(runtime, resync)
         _run_alembic(settings, runtime, upgrade, target, attributes={"sovren_replay": True})
     finally:
         runtime.close()
@@ -162,49 +162,16 @@ def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool
     return out
 
 
-def _resync(settings: Settings, runtime: Runtime, requested: tuple[str, ...]) -> None:
-    """Before migrating, replay the chain's steps into the stores that need them, up to Postgres's revision.
-
-    - ``requested`` (``--resync``): for a store that lost part of its data while keeping
-      its position (a collection or consumer group dropped by hand, a registry key
-      deleted), its ledger is forgotten and every step runs again. Steps converge, so
-      what exists is left as it is and what is missing is made again; destructive
-      steps stay guarded.
-    - a store that never saw the chain (or lost its data) first gets the steps
-      Postgres already has, unless it has deferred steps (replayed by the migrate).
-
-    One connection, holding the migrations' advisory lock, and one offline run of the chain.
-    """
+def _check_resync(runtime: Runtime, requested: tuple[str, ...]) -> None:
+    """``--resync`` names configured Mongo or Redis stores; the run rebuilds them (:mod:`.resync`)."""
     from .core.config import URL_VARS
-    from .resync import chain_steps, resync, stores_to_resync, unpositioned_stores
 
     for store in requested:
         if store == "postgres":
             raise SovrenError("--resync is for mongo or redis: Postgres's own revisions are the chain itself")
         if runtime.backend(store) is None:
             raise SovrenError(f"Cannot resync {store}: it is not configured ({URL_VARS[store]} is not set)")
-    candidates = [store for store in unpositioned_stores(runtime) if store not in requested]
-    if not requested and not candidates:  # the usual case: every store knows its position, no Postgres round trip
-        return
-    with connected(settings) as connection:
-        lock_and_limit(connection, settings)  # one runner at a time, as for the migration itself
-        heads = heads_of(connection)
-        if requested and len(heads) != 1:
-            where = "at no revision" if not heads else f"at {len(heads)} heads"
-            raise SovrenError(f"Cannot resync {', '.join(requested)}: Postgres is {where}; migrate it first")
-        # another runner may have resynced a store while this one waited for the lock
-        candidates = [store for store in candidates if runtime.backend(store).position() is None]
-        fresh = stores_to_resync(runtime, candidates, connection) if len(heads) == 1 else []
-        if requested or fresh:
-            chain = chain_steps(settings, heads[0])
-            if requested:
-                for store in requested:
-                    runtime.backend(store).ledger_forget("")
-                resync(runtime, connection, list(requested), heads[0], reason="asked for (--resync)", chain=chain)
-            if fresh:
-                resync(runtime, connection, fresh, heads[0], chain=chain)
-            connection.commit()
-        unlock(connection)
+    runtime.resync = requested
 
 
 def downgrade(settings: Settings, target: str, *, allow_protected: bool = False) -> Outcome:
@@ -217,7 +184,8 @@ def downgrade(settings: Settings, target: str, *, allow_protected: bool = False)
         connection.commit()
         try:
             runtime.connect_stores()
-            _run_alembic(settings, runtime, alembic_command.downgrade, target, attributes={"connection": connection})
+            _run_alembic(settings, runtime, alembic_command.downgrade, target,
+                         attributes={"connection": connection, "sovren_replay": True})
         finally:
             runtime.close()
         after = heads_of(connection)
@@ -328,12 +296,28 @@ def status(settings: Settings) -> Outcome:
     try:
         for store in runtime.stores:
             backend = runtime.backend(store)
-            position = backend.position() if backend is not None else None
-            stores[store] = {"configured": backend is not None, "revision": position,
-                             "deferred_steps": [d for _, d in deferred.get(store, [])]}
+            stores[store] = {"configured": backend is not None,
+                             "deferred_steps": [d for _, d in deferred.get(store, [])],
+                             **(_store_status(script, backend, heads) if backend is not None else {"revision": None})}
     finally:
         runtime.close()
     head = script.get_current_head()
     out = Outcome(data={"head": head, "stores": stores}, notes=list(runtime.notes))
-    out.exit_code = 1 if pending or any(s.get("deferred_steps") for s in stores.values()) else 0
+    behind = any(s.get("deferred_steps") or s.get("in_step") is False for s in stores.values())
+    out.exit_code = 1 if pending or behind else 0
     return out
+
+
+def _store_status(script: ScriptDirectory, backend: Any, heads: tuple[str, ...]) -> dict[str, Any]:
+    """A store's position, the ledger steps it does not account for, and whether it stands where Postgres does."""
+    from .resync import lineage, unaccounted
+
+    position = backend.position()
+    try:
+        applied = set(lineage(script, position))
+    except RevisionError:  # a position the chain does not know: certainly not in step
+        return {"revision": position, "in_step": False, "unaccounted_steps": []}
+    order = {r.revision: i for i, r in enumerate(script.walk_revisions())}
+    stray = unaccounted(sorted(backend.ledger_undo_steps("")), applied, order)
+    in_step = not stray and (position,) == (tuple(heads) or (None,))
+    return {"revision": position, "in_step": in_step, "unaccounted_steps": stray}

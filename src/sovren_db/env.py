@@ -23,6 +23,7 @@ from .core.errors import StoreUnavailable
 from .core.runtime import ADVISORY_LOCK_KEY, Runtime
 from .plugin import AUTOGENERATE_PLUGINS, install
 from .postgres.safe import with_safe_forms
+from .resync import reconcile, undo_failed_revision
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -122,11 +123,12 @@ def _common_options(runtime: Runtime, config) -> dict:
     )
 
 
-def _is_upgrade(config) -> bool:
+def _moves_stores(config) -> bool:
+    """An upgrade or a downgrade (not check, current, history...): stores are brought in line first."""
     if config.attributes.get("sovren_replay"):
         return True
     cmd = getattr(getattr(config, "cmd_opts", None), "cmd", None)
-    return bool(cmd) and getattr(cmd[0], "__name__", "") == "upgrade"
+    return bool(cmd) and getattr(cmd[0], "__name__", "") in ("upgrade", "downgrade")
 
 
 def run(context) -> None:
@@ -147,13 +149,17 @@ def run(context) -> None:
     try:
         with nullcontext(shared) if shared is not None else connected(settings) as connection:
             lock_and_limit(connection, settings)
-            if _is_upgrade(config):  # online: offline runs (--sql) returned above
-                runtime.replay_deferred(connection)
+            if _moves_stores(config):  # online: offline runs (--sql) returned above
+                reconcile(runtime, connection, context.script)
                 connection.commit()
             context.configure(connection=connection, include_object=runtime.include_object(connection),
                               **_common_options(runtime, config))
-            with context.begin_transaction():
-                context.run_migrations()
+            try:
+                with context.begin_transaction():
+                    context.run_migrations()
+            except BaseException:
+                undo_failed_revision(runtime, context.script)
+                raise
             if connection.in_transaction():
                 connection.commit()
             unlock(connection)

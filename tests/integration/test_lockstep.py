@@ -43,7 +43,8 @@ def test_redis_steps_deferred_then_replayed_without_rerunning_postgres(project, 
 
     in_step = commands.status(settings)
     head = in_step.data["head"]
-    assert in_step.data["stores"]["redis"] == {"configured": True, "revision": head, "deferred_steps": []}
+    assert in_step.data["stores"]["redis"] == {"configured": True, "revision": head, "deferred_steps": [],
+                                               "in_step": True, "unaccounted_steps": []}
     checked = commands.check(settings)
     assert [f for f in checked.findings if f.store == "redis"] == []
 
@@ -123,7 +124,6 @@ def test_a_store_that_lost_part_of_its_data_is_put_back_by_migrate_resync(projec
     lost = next(field for field in published if field.startswith(b"family:"))
     client.hdel(REGISTRY, lost)  # deleted by hand: the store still records its position
     assert commands.check(settings).exit_code == 1
-    assert commands.migrate(settings).data["applied"] == [] and client.hget(REGISTRY, lost) is None
     out = commands.migrate(settings, resync=("redis",))
     assert out.data["applied"] == []  # no Postgres revision ran again
     assert any("asked for (--resync); replayed the chain's redis steps" in n for n in out.notes)

@@ -57,9 +57,10 @@ def test_a_fresh_store_is_resynced_on_one_connection_from_one_chain_read(project
     commands.migrate(settings)
     redis_py.Redis.from_url(redis_url).flushdb()  # fresh: the next migrate replays the chain into it
 
-    reads: list[str] = []
-    chain_steps = resync.chain_steps
-    monkeypatch.setattr(resync, "chain_steps", lambda s, target: reads.append(target) or chain_steps(s, target))
+    reads: list[set] = []
+    collect_steps = resync.collect_steps
+    monkeypatch.setattr(resync, "collect_steps",
+                        lambda s, script, moves: reads.append(moves) or collect_steps(s, script, moves))
     opened: list[object] = []
 
     def count(dbapi_connection, record) -> None:
@@ -72,7 +73,7 @@ def test_a_fresh_store_is_resynced_on_one_connection_from_one_chain_read(project
         event.remove(Pool, "connect", count)
     assert any("replayed the chain's redis steps" in n for n in out.notes)
     assert len(reads) == 1
-    assert len(opened) == 2  # the resync's, then the migration's
+    assert len(opened) == 1  # the stores are brought in line on the migration's own connection
 
 
 def test_a_revision_that_cannot_run_offline_fails_resync_naming_its_line(project, redis_url, monkeypatch):

@@ -49,4 +49,8 @@ def _state(store: str, info: dict) -> str:
     deferred = info["deferred_steps"]
     if not info["configured"]:
         return f"not configured, {len(deferred)} deferred step(s) waiting" if deferred else "not configured"
-    return f"{len(deferred)} deferred step(s) behind Postgres" if deferred else "in step with Postgres"
+    if deferred:
+        return f"{len(deferred)} deferred step(s) behind Postgres"
+    if info.get("unaccounted_steps"):
+        return f"{len(info['unaccounted_steps'])} step(s) of an interrupted revision to undo (run migrate)"
+    return "in step with Postgres" if info.get("in_step", True) else "not where Postgres stands (run migrate)"

@@ -8,10 +8,12 @@ steps run store by store:
 
 - a step already in the store's ledger is skipped (it ran before a crash);
 - a store that is not configured (development only) gets its steps written to
-  ``sovren_db_deferred`` in Postgres, replayed by the next ``migrate`` that
-  reaches the store, without re-running the Postgres part;
-- a step that fails raises, so the revision's Postgres transaction rolls back
-  and the next run redoes the revision (the steps already done are skipped).
+  ``sovren_db_deferred`` in Postgres (the skew ``status`` shows); the next run
+  that reaches the store moves it from its own position to Postgres's revision
+  (:mod:`sovren_db.resync`), without re-running the Postgres part;
+- each step is recorded in the store's ledger with the step that undoes it; a
+  step that fails raises, the revision's Postgres transaction rolls back and
+  the store steps it already ran are undone (:func:`sovren_db.resync.undo_unrecorded`).
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ class Runtime:
     applied: list[tuple[str, str]] = field(default_factory=list)   # (revision, "up"|"down") this run
     _schema: Any = None
     _partitions: set[str] | None = None
-    _deferred: dict[str, bool] = field(default_factory=dict)   # per store: has sovren_db_deferred rows
+    _waiting: dict[str, set[tuple[str, str]]] | None = None   # per store: (revision, direction) deferred
+    resync: tuple[str, ...] = ()   # stores to rebuild from the whole chain before this run (--resync)
 
     OPTS_KEY = "sovren_runtime"
 
@@ -173,8 +176,9 @@ class Runtime:
             steps = [op for op in pending if op.store == store]
             if store in self.stores:
                 self._apply_store_steps(ctx.connection, store, revision, direction, steps, position)
-            elif steps:  # a store this run leaves out: keep its steps for a run that includes it
-                defer_steps(ctx.connection, store, revision, direction, steps)
+            else:  # a store this run leaves out: keep its steps for a run that includes it
+                self._defer(ctx.connection, store, revision, direction, steps)
+            if store not in self.stores and steps:
                 self.note(f"{store}: not among this project's stores; {len(steps)} step(s) of revision "
                           f"{revision} deferred.")
 
@@ -182,8 +186,8 @@ class Runtime:
                            steps: list[StoreOp], position: str | None) -> None:
         backend = self.backend(store)
         if backend is None:
+            self._defer(connection, store, revision, direction, steps)
             if steps:
-                defer_steps(connection, store, revision, direction, steps)
                 self.note(f"{store}: NOT APPLIED: {len(steps)} step(s) of revision {revision} deferred until "
                           f"{store} is reachable ({_url_var(store)}); the next migrate applies them.")
             return
@@ -199,50 +203,29 @@ class Runtime:
         other = f"{revision}:{'down' if direction == 'up' else 'up'}:"
         if any(key.startswith(other) for key in known):
             backend.ledger_forget(other)
-        if not self.has_deferred(connection, store):
+        if not self.waiting(connection).get(store):
             backend.set_position(position)
 
     # -- deferred steps ---------------------------------------------------
-    def has_deferred(self, connection: "Connection", store: str) -> bool:
-        """Whether ``store`` has deferred steps waiting; asked of Postgres once a run.
+    def _defer(self, connection: "Connection", store: str, revision: str, direction: str,
+               steps: list[StoreOp]) -> None:
+        """Keep ``steps`` for ``store``, unless the revision's steps wait in the other direction:
+        then both cancel out (see :func:`defer_steps`)."""
+        waiting = self.waiting(connection).setdefault(store, set())
+        other = (revision, "down" if direction == "up" else "up")
+        if other in waiting:
+            cancel_deferred(connection, store, *other)
+            waiting.discard(other)
+        elif steps:
+            defer_steps(connection, store, revision, direction, steps)
+            waiting.add((revision, direction))
 
-        A store with a backend never gains deferred rows during a run (steps are deferred
-        only for a store without one), and loses them only in :meth:`replay_deferred`,
-        which records what it leaves; so the first answer holds for the rest of the run.
-        """
-        if store not in self._deferred:
-            self._deferred[store] = has_deferred(connection, store)
-        return self._deferred[store]
-
-    def replay_deferred(self, connection: "Connection") -> int:
-        """Apply steps deferred while a store was absent; returns how many ran."""
-        self._deferred.clear()
-        if not deferred_table_exists(connection):
-            self._deferred.update((store, False) for store in self.stores)
-            return 0
-        replayed = 0
-        for store in self.stores:
-            rows = connection.execute(text(
-                f"SELECT id, revision, direction, seq, op_name, arguments FROM {DEFERRED_TABLE} "
-                "WHERE store = :store ORDER BY id"), {"store": store}).all()
-            self._deferred[store] = bool(rows)
-            if not rows:
-                continue
-            backend = self.backend(store)
-            if backend is None:
-                continue
-            done = backend.ledger_keys("")  # one round trip for the whole replay, not one a step
-            for row in rows:
-                key = f"{row.revision}:{row.direction}:{row.seq}"
-                if key not in done:
-                    run_step(backend, key, op_from_record(row.op_name, row.arguments), row.revision)
-                connection.execute(text(f"DELETE FROM {DEFERRED_TABLE} WHERE id = :id"), {"id": row.id})
-                replayed += 1
-            self._deferred[store] = False
-            current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            backend.set_position(current)
-            self.note(f"{store}: applied {len(rows)} deferred step(s).")
-        return replayed
+    def waiting(self, connection: "Connection") -> dict[str, set[tuple[str, str]]]:
+        """Per store, the (revision, direction) of its deferred steps; read from Postgres once a run
+        and kept up to date by the run itself (:meth:`_defer`, :func:`sovren_db.resync.reconcile`)."""
+        if self._waiting is None:
+            self._waiting = waiting_moves(connection)
+        return self._waiting
 
 
 @dataclass
@@ -262,7 +245,9 @@ class CollectingRuntime(Runtime):
 
 
 def run_step(backend: StoreBackend, key: str, op: StoreOp, revision: str) -> None:
+    """Run ``op`` and record it in the ledger with the step that undoes it (read from the store first)."""
     try:
+        undo = backend.undo_of(op)
         backend.execute(op)
     except SovrenError:
         raise
@@ -271,7 +256,7 @@ def run_step(backend: StoreBackend, key: str, op: StoreOp, revision: str) -> Non
         raise MigrationFailed(
             f"Revision {revision}, {op.store} step {key.rsplit(':', 1)[-1]} ({op.describe()}) failed: {reason}"
         ) from exc
-    backend.ledger_record(key, op)
+    backend.ledger_record(key, op, undo)
 
 
 def ensure_deferred_table(connection: "Connection") -> None:
@@ -280,6 +265,19 @@ def ensure_deferred_table(connection: "Connection") -> None:
 
 def deferred_table_exists(connection: "Connection") -> bool:
     return bool(connection.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": DEFERRED_TABLE}).scalar())
+
+
+def cancel_deferred(connection: "Connection", store: str, revision: str, direction: str) -> None:
+    """Drop a revision's steps waiting for ``store`` in ``direction``: the run just moved back over it.
+
+    Moves along the chain are a walk on a tree: a revision undone while its steps still wait
+    is the walk's last edge, so cancelling it keeps the table the net path from where the
+    store stood to where Postgres stands (what ``status`` lists; the store itself is moved
+    from its own position, see :mod:`sovren_db.resync`).
+    """
+    connection.execute(text(
+        f"DELETE FROM {DEFERRED_TABLE} WHERE store = :store AND revision = :revision AND direction = :direction"),
+        {"store": store, "revision": revision, "direction": direction})
 
 
 def defer_steps(connection: "Connection", store: str, revision: str, direction: str, steps: list[StoreOp]) -> None:
@@ -291,6 +289,16 @@ def defer_steps(connection: "Connection", store: str, revision: str, direction: 
             "ON CONFLICT (revision, direction, seq, store) DO NOTHING"),
             {"revision": revision, "direction": direction, "seq": seq, "store": store,
              "op_name": op.op_name, "arguments": json.dumps(op.arguments()), "description": op.describe()})
+
+
+def waiting_moves(connection: "Connection") -> dict[str, set[tuple[str, str]]]:
+    """Per store, the (revision, direction) of the steps deferred for it."""
+    if not deferred_table_exists(connection):
+        return {}
+    waiting: dict[str, set[tuple[str, str]]] = {}
+    for row in connection.execute(text(f"SELECT DISTINCT store, revision, direction FROM {DEFERRED_TABLE}")):
+        waiting.setdefault(row.store, set()).add((row.revision, row.direction))
+    return waiting
 
 
 def has_deferred(connection: "Connection", store: str) -> bool:

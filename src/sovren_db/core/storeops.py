@@ -50,6 +50,18 @@ class StoreOp(RevisionOp):
     def execute(self, target: Any) -> None:
         raise NotImplementedError
 
+    def undo(self, target: Any) -> "StoreOp | None":
+        """The step that puts ``target`` back as it is now, read before this step runs.
+
+        The ledger keeps it, so that a revision that fails or dies half-way is undone
+        (:mod:`sovren_db.resync`). By default the declared reverse; an operation whose
+        store can say what is there now overrides it. None: nothing can undo it.
+        """
+        try:
+            return self.reverse()
+        except IrreversibleOp:
+            return None
+
     def to_diff_tuple(self) -> tuple:
         return (self.op_name, self.arguments())
 
@@ -71,6 +83,16 @@ def store_operation(cls: type[StoreOp]) -> type[StoreOp]:
     STORE_OPS[cls.op_name] = cls
     register_op(cls, _invoke_collected)
     return cls
+
+
+def op_record(op: StoreOp | None) -> dict[str, Any] | None:
+    """``op`` as JSON data for a ledger, read back by :func:`op_from_record`."""
+    return None if op is None else {"op_name": op.op_name, "arguments": op.arguments()}
+
+
+def undo_from_record(record: dict[str, Any] | None) -> StoreOp | None:
+    """The undo step a ledger entry keeps; None where it keeps none (or an entry older than undo steps)."""
+    return None if not record else op_from_record(record["op_name"], record["arguments"])
 
 
 def op_from_record(op_name: str, arguments: dict[str, Any]) -> StoreOp:

@@ -33,8 +33,14 @@ class StoreBackend(Protocol):
     def ledger_keys(self, prefix: str) -> set[str]:
         """Keys of recorded steps starting with ``prefix``."""
 
-    def ledger_record(self, key: str, op: "StoreOp") -> None:
-        """Record that step ``key`` ran (after it succeeded)."""
+    def undo_of(self, op: "StoreOp") -> "StoreOp | None":
+        """The step that would undo ``op``, read from the server before ``op`` runs."""
+
+    def ledger_record(self, key: str, op: "StoreOp", undo: "StoreOp | None" = None) -> None:
+        """Record that step ``key`` ran (after it succeeded), with the step that undoes it."""
+
+    def ledger_undo_steps(self, prefix: str) -> "dict[str, StoreOp | None]":
+        """Per recorded step starting with ``prefix``, the step that undoes it (None: unknown)."""
 
     def ledger_forget(self, prefix: str) -> None:
         """Forget recorded steps whose key starts with ``prefix``."""

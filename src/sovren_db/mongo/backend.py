@@ -17,6 +17,7 @@ from pymongo import MongoClient
 from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
 from ..core.errors import StoreUnavailable
+from ..core.storeops import op_record, undo_from_record
 from .live import introspect, is_mongos
 from .state import LEDGER_COLLECTION, DatabaseState
 
@@ -75,16 +76,24 @@ class MongoBackend:
         found = self.ledger.find({"_id": {"$regex": "^" + re.escape(prefix)}, "kind": "step"}, {"_id": 1})
         return {doc["_id"] for doc in found}
 
-    def ledger_record(self, key: str, op: "StoreOp") -> None:
+    def undo_of(self, op: "StoreOp") -> "StoreOp | None":
+        return op.undo(self.db)
+
+    def ledger_record(self, key: str, op: "StoreOp", undo: "StoreOp | None" = None) -> None:
         # arguments as JSON text: validators hold "$"-prefixed field names
         entry = {
             "kind": "step",
             "op_name": op.op_name,
             "arguments": json.dumps(op.arguments()),
+            "undo": json.dumps(op_record(undo)),
             "description": op.describe(),
             "applied_at": _now(),
         }
         self.ledger.replace_one({"_id": key}, entry, upsert=True)
+
+    def ledger_undo_steps(self, prefix: str) -> "dict[str, StoreOp | None]":
+        found = self.ledger.find({"_id": {"$regex": "^" + re.escape(prefix)}, "kind": "step"}, {"undo": 1})
+        return {doc["_id"]: undo_from_record(json.loads(doc.get("undo") or "null")) for doc in found}
 
     def ledger_forget(self, prefix: str) -> None:
         self.ledger.delete_many({"_id": {"$regex": "^" + re.escape(prefix)}, "kind": "step"})

@@ -18,6 +18,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
 from ..core.errors import StoreUnavailable
+from ..core.storeops import op_record, undo_from_record
 from .state import RESERVED_KEYS
 
 if TYPE_CHECKING:
@@ -146,6 +147,13 @@ class RedisBackend:
         # Destructive steps in protected environments are refused by the runtime (core.guard).
         op.execute(self)
 
+    def chain_drift(self, steps: list["StoreOp"]) -> list["StoreOp"]:
+        """What the server lost of the state ``steps`` leave (see :func:`.chain.chain_drift`)."""
+        from .chain import chain_drift
+
+        with self.reporting_errors():
+            return chain_drift(self, steps)
+
     # -- registry --------------------------------------------------------
     def registry(self) -> dict[str, dict]:
         raw = self.client.hgetall(RESERVED_KEYS["registry"])
@@ -153,6 +161,10 @@ class RedisBackend:
 
     def publish(self, entry: str, document: dict) -> None:
         self.client.hset(RESERVED_KEYS["registry"], entry, json.dumps(document, sort_keys=True))
+
+    def published(self, entry: str) -> dict | None:
+        raw = self.client.hget(RESERVED_KEYS["registry"], entry)
+        return json.loads(raw) if raw else None
 
     def unpublish(self, entry: str) -> None:
         self.client.hdel(RESERVED_KEYS["registry"], entry)
@@ -177,10 +189,18 @@ class RedisBackend:
     def ledger_keys(self, prefix: str) -> set[str]:
         return {as_text(k) for k in self.client.hkeys(RESERVED_KEYS["ledger"]) if as_text(k).startswith(prefix)}
 
-    def ledger_record(self, key: str, op: "StoreOp") -> None:
+    def undo_of(self, op: "StoreOp") -> "StoreOp | None":
+        return op.undo(self)
+
+    def ledger_record(self, key: str, op: "StoreOp", undo: "StoreOp | None" = None) -> None:
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        record = {"op": op.op_name, "description": op.describe(), "at": at}
+        record = {"op": op.op_name, "description": op.describe(), "at": at, "undo": op_record(undo)}
         self.client.hset(RESERVED_KEYS["ledger"], key, json.dumps(record))
+
+    def ledger_undo_steps(self, prefix: str) -> "dict[str, StoreOp | None]":
+        entries = self.client.hgetall(RESERVED_KEYS["ledger"])
+        return {as_text(key): undo_from_record(json.loads(value).get("undo"))
+                for key, value in entries.items() if as_text(key).startswith(prefix)}
 
     def ledger_forget(self, prefix: str) -> None:
         keys = self.ledger_keys(prefix)

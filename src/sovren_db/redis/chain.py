@@ -11,12 +11,16 @@ it, except that deleting or moving a stream takes its groups along.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..core.storeops import StoreOp
 from . import ops
-from .live import LiveRedis, grouped_streams
+from .diff import diff_channels, diff_config, diff_families
+from .live import LiveRedis, grouped_streams, registry_state, stream_groups
 from .state import Channel, KeyFamily, RedisState
+
+if TYPE_CHECKING:
+    from .backend import RedisBackend
 
 
 def _declare_family(op: ops.RedisDeclareFamily, live: LiveRedis) -> None:
@@ -110,3 +114,17 @@ def read_chain(steps: list[StoreOp], declared: RedisState) -> LiveRedis:
     live = replay(steps)
     groups = {key.decode(): live.groups.get(key.decode(), set()) for key in grouped_streams(declared)}
     return LiveRedis(live.registry, live.config, groups)
+
+
+def chain_drift(backend: "RedisBackend", steps: list[StoreOp]) -> list[StoreOp]:
+    """The operations that give the server back what ``steps`` set and it lost on its own
+    (CONFIG SET is not persisted; a stream deleted takes its groups along; a registry entry
+    deleted by hand): one read per kind, the registry, the configuration set, the groups."""
+    want = replay(steps)
+    live = LiveRedis(registry_state(backend.registry()), backend.config_values(sorted(want.registry.server)),
+                     {key: stream_groups(backend.client, key.encode()) or set() for key in want.groups})
+    return [*diff_families(want.registry.families, live.registry.families),
+            *diff_channels(want.registry, live.registry),
+            *diff_config(want.registry.server, live.config),
+            *(ops.RedisCreateGroup(key, group) for key, groups in sorted(want.groups.items())
+              for group in sorted(groups - live.groups[key]))]

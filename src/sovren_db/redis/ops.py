@@ -16,6 +16,7 @@ import redis
 from ..core.errors import MigrationFailed, Refused
 from ..core.storeops import StoreOp, store_operation
 from .keyops import CONFLICT_POLICIES, backfill_ttl, delete_family, move_family
+from .live import stream_groups
 from .patterns import overlap_witness, parse_pattern, printable
 from .state import Channel, KeyFamily, format_duration
 
@@ -77,6 +78,10 @@ class _DeclareEntry(RedisOp):
             return type(self)(self.previous, self.document)
         return self.retire_class(self.document)
 
+    def undo(self, target: "RedisBackend") -> StoreOp:
+        current = target.published(registry_entry(self.kind, self.document["name"]))
+        return self.retire_class(self.document) if current is None else type(self)(current, self.document)
+
     def execute(self, target: "RedisBackend") -> None:
         entry = registry_entry(self.kind, self.document["name"])
         target.publish(entry, self.state.from_json(self.document).to_json())
@@ -101,6 +106,10 @@ class _RetireEntry(RedisOp):
 
     def reverse(self) -> StoreOp:
         return self.declare_class(self.document)
+
+    def undo(self, target: "RedisBackend") -> StoreOp:
+        current = target.published(registry_entry(self.kind, self.document["name"]))
+        return RedisSkipReverse(self.describe()) if current is None else self.declare_class(current)
 
     def execute(self, target: "RedisBackend") -> None:
         target.unpublish(registry_entry(self.kind, self.document["name"]))
@@ -249,6 +258,10 @@ class RedisSetConfig(RedisOp):
             return RedisSkipReverse(self.describe())
         return RedisSetConfig(self.name, self.previous, self.value)
 
+    def undo(self, target: "RedisBackend") -> StoreOp:
+        values = target.config_values([self.name])[self.name]
+        return RedisSetConfig(self.name, values[0], self.value) if values else RedisSkipReverse(self.describe())
+
     def execute(self, target: "RedisBackend") -> None:
         target.config_set(self.name, self.value)
 
@@ -270,6 +283,11 @@ class RedisCreateGroup(RedisOp):
         return (f"stream {self.key}", f"has no consumer group {self.group}")
 
     def reverse(self) -> StoreOp:
+        return RedisDropGroup(self.key, self.group)
+
+    def undo(self, target: "RedisBackend") -> StoreOp:
+        if self.group in (stream_groups(target.client, self.key.encode()) or set()):
+            return RedisSkipReverse(self.describe())
         return RedisDropGroup(self.key, self.group)
 
     def execute(self, target: "RedisBackend") -> None:
@@ -295,6 +313,11 @@ class RedisDropGroup(RedisOp):
 
     def reverse(self) -> StoreOp:
         return RedisCreateGroup(self.key, self.group)
+
+    def undo(self, target: "RedisBackend") -> StoreOp:
+        if self.group in (stream_groups(target.client, self.key.encode()) or set()):
+            return RedisCreateGroup(self.key, self.group)
+        return RedisSkipReverse(self.describe())
 
     def execute(self, target: "RedisBackend") -> None:
         if target.client.exists(self.key):

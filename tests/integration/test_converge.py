@@ -1,0 +1,128 @@
+"""A store that comes back ends where Postgres stands, whatever moves happened while it was away;
+what the chain set and a server loses on its own, migrate gives back."""
+
+from __future__ import annotations
+
+import random
+
+import psycopg
+import pytest
+import redis as redis_py
+
+from sovren_db import commands
+from sovren_db.core.config import load_settings
+from tests.integration.chain_moves import (
+    CONFIG_DEFAULTS,
+    REGISTRY,
+    STREAM,
+    add_probe_revisions,
+    apply_move,
+    random_moves,
+    reset_config,
+    snapshot,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+@pytest.fixture(autouse=True)
+def postgres_and_redis(project, monkeypatch):
+    monkeypatch.setenv("SOVREN_DB_STORES", "postgres,redis")
+
+
+def other_db(url: str) -> str:
+    return url.rsplit("/", 1)[0] + "/1"
+
+
+def straight_to_head(project, url: str, monkeypatch) -> dict:
+    """The Redis state of a store migrated straight to head (database 1 of the same server)."""
+    client = redis_py.Redis.from_url(other_db(url))
+    client.flushdb()
+    reset_config(url)
+    monkeypatch.setenv("REDIS_URL", other_db(url))
+    commands.migrate(load_settings(project))
+    state = snapshot(other_db(url))
+    client.flushdb()
+    return state
+
+
+def test_a_store_away_through_migrate_downgrade_migrate_ends_at_head(project, pg_url, redis_url, monkeypatch):
+    reset_config(redis_url)
+    commands.migrate(load_settings(project))
+    commands.downgrade(load_settings(project), "-1")
+    commands.migrate(load_settings(project))   # the second upgrade is no longer lost
+    with psycopg.connect(pg_url) as conn:  # the table holds the net path: one revision's steps, once
+        rows = conn.execute("SELECT DISTINCT revision, direction FROM sovren_db_deferred "
+                            "WHERE store = 'redis'").fetchall()
+    assert len(rows) == 1 and rows[0][1] == "up"
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    settings = load_settings(project)
+    commands.migrate(settings)
+    status = commands.status(settings)
+    assert status.data["stores"]["redis"]["in_step"] and status.exit_code == 0
+    assert commands.check(settings).exit_code == 0
+    assert snapshot(redis_url) == straight_to_head(project, redis_url, monkeypatch)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_moves_while_redis_is_away_converge_to_a_straight_migrate(project, redis_url, monkeypatch, seed):
+    chain = add_probe_revisions(project)
+    rng = random.Random(seed)
+    reset_config(redis_url)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    for move in random_moves(rng, chain, rng.randint(0, 3)):   # the store has some position first
+        apply_move(project, move)
+    monkeypatch.delenv("REDIS_URL")
+    for move in random_moves(rng, chain, rng.randint(1, 6)):
+        apply_move(project, move)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    commands.migrate(load_settings(project))
+    assert commands.status(load_settings(project)).data["stores"]["redis"]["in_step"]
+    assert snapshot(redis_url) == straight_to_head(project, redis_url, monkeypatch)
+
+
+def test_a_downgrade_first_brings_a_store_that_was_away_to_postgres(project, redis_url, monkeypatch):
+    chain = add_probe_revisions(project)
+    commands.migrate(load_settings(project))     # Redis away: Postgres at head, Redis at nothing
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    reset_config(redis_url)
+    commands.downgrade(load_settings(project), "-1")
+    state = snapshot(redis_url)
+    assert state["position"] == chain[-2]
+    assert state["registry"]["family:probe"] and state["groups"][STREAM] == []
+    assert state["config"]["maxmemory-samples"] == "7"
+
+
+def test_migrate_gives_back_configuration_and_groups_a_restart_lost(project, redis_url, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    settings = load_settings(project)
+    commands.migrate(settings)
+    client = redis_py.Redis.from_url(redis_url)
+    reset_config(redis_url)                       # CONFIG SET is not persisted across a restart
+    client.delete("{comms}:outbox")               # the stream went, with its consumer group
+    entry = next(k for k in client.hkeys(REGISTRY) if k.startswith(b"channel:"))
+    client.hdel(REGISTRY, entry)
+    assert commands.check(settings).exit_code == 1
+    out = commands.migrate(settings)              # at head already: no flag needed
+    assert out.data["applied"] == []
+    assert any("server had lost" in n for n in out.notes)
+    assert commands.check(settings).exit_code == 0
+    assert client.config_get("maxmemory-policy")["maxmemory-policy"] != CONFIG_DEFAULTS["maxmemory-policy"]
+
+
+def test_status_does_not_say_in_step_while_the_ledger_holds_an_interrupted_revision(project, redis_url,
+                                                                                      monkeypatch):
+    import json
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    settings = load_settings(project)
+    commands.migrate(settings)
+    client = redis_py.Redis.from_url(redis_url)
+    client.hset("{sovren-db}:ledger", "c0ffee0000ff:up:0", json.dumps({"op": "redis_declare_family",
+                                                                        "undo": None}))
+    status = commands.status(settings)
+    assert status.exit_code == 1 and not status.data["stores"]["redis"]["in_step"]
+    assert status.data["stores"]["redis"]["unaccounted_steps"] == ["c0ffee0000ff:up:0"]
+    commands.migrate(settings)
+    assert commands.status(settings).exit_code == 0
