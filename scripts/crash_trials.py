@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,13 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "src"))
+sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
 from sovren_db import services  # noqa: E402
 from sovren_db.core.urls import with_database  # noqa: E402
 from sovren_db.seeds.snapshots import create_database, drop_database  # noqa: E402
+from tests.integration.conftest import copy_project  # noqa: E402  (the test suite's project copy)
 
-COPIED = ("pyproject.toml", "postgres", "mongo", "redis", "seeds", "migrations")
 SOVREN_DB = str(Path(sys.executable).with_name("sovren-db"))
 KINDS = ("migrate", "downgrade", "downgrade-migrate", "seed", "erase")
 
@@ -144,24 +143,13 @@ def seeded_user(pg_url: str) -> str:
         return str(conn.execute("SELECT user_id FROM users ORDER BY user_id LIMIT 1").fetchone()[0])
 
 
-def copy_project(dest: Path) -> Path:
-    dest.mkdir(parents=True)
-    for name in COPIED:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy2(src, dest / name)
-    return dest
-
-
 def run_trials(base: Path, kinds: list[str], trials: int, seed: int, out=sys.stdout) -> dict[str, list[bool]]:
     """``trials`` per kind on servers started under ``base``; per kind, whether each converged."""
     pg = services.start_postgres(base / "pg")
     redis_server = services.start_redis(base / "redis")
     results: dict[str, list[bool]] = {kind: [] for kind in kinds}
     try:
-        runner = Trials(pg.url, redis_server.url, copy_project(base / "project"))
+        runner = Trials(pg.url, redis_server.url, copy_project(REPO, base / "project"))
         rng = random.Random(seed)
         for kind in kinds:
             for n in range(trials):

@@ -58,6 +58,7 @@ def seeder(monkeypatch, events: list, found=None, mongo: bool = True, deleted: i
     run.backends = {"mongo": SimpleNamespace(db=Deletions(events, deleted)) if mongo else None, "redis": None}
     run._anchor = lambda *args: ANCHOR
     run._validate = lambda plan, report: events.append("validate")
+    run._gone = lambda found, store, report: False   # the stores still hold what the manifest says
     run._reset = lambda report: events.append("reset")
     for store in ("postgres", "mongo"):
         run.__dict__[f"_load_{store}"] = lambda plan, store=store: events.append(f"load {store}") or {}

@@ -184,3 +184,22 @@ def test_loading_errors_name_the_file(tmp_path):
         load_schema(tmp_path)
     with pytest.raises(DeclarationError, match="no schema.py"):
         load_schema(tmp_path / "missing")
+
+
+def test_a_policy_on_an_undeclared_table_is_a_declaration_error_naming_its_file(tmp_path):
+    (tmp_path / "schema.py").write_text(
+        "from sqlalchemy import Column, Integer, Table\n"
+        "from sovren_db.postgres import Policy, Schema\n"
+        "schema = Schema()\n"
+        "Table('users', schema.metadata, Column('id', Integer, primary_key=True))\n"
+        "from .security import add_policies\n"
+        "add_policies(schema)\n")
+    (tmp_path / "security.py").write_text(
+        "from sovren_db.postgres import Policy\n"
+        "def add_policies(schema):\n"
+        "    schema.add(Policy('users_own', 'users', using='true'))\n"
+        "    schema.add(Policy('ghost_own', 'ghosts', using='true'))\n")
+    with pytest.raises(DeclarationError) as err:
+        load_schema(tmp_path)
+    assert str(err.value) == (f"{tmp_path / 'security.py'} at line 4: policy ghosts.ghost_own is on table "
+                              "'ghosts', which no declared table is")

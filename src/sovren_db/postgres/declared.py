@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from ..core.errors import DeclarationError
-from .state import Schema
+from .state import Policy, RowSecurity, Schema, Trigger
 
 PACKAGE = "sovren_declared_postgres"
 _cache: dict[tuple[str, float], Schema] = {}
@@ -48,8 +48,22 @@ def load_schema(folder: Path) -> Schema:
     schema = getattr(module, "schema", None)
     if not isinstance(schema, Schema):
         raise DeclarationError(entry, None, "must define 'schema = Schema(...)' (sovren_db.postgres.Schema)")
+    _refuse_undeclared_tables(schema)
     _cache[key] = schema
     return schema
+
+
+def _refuse_undeclared_tables(schema: Schema) -> None:
+    """A policy, row security or trigger on a table the schema does not declare is a declaration
+    error (it could only ever show as drift), named where it was added."""
+    tables = {t.name for t in schema.metadata.tables.values()} | set(schema.metadata.tables)
+    for kind in (Policy, RowSecurity, Trigger):
+        for obj in schema.of(kind):
+            if obj.table not in tables:
+                path, line = schema.sources.get((kind, obj.key), ("schema.py", None))
+                raise DeclarationError(path, f"line {line}" if line else None,
+                                       f"{kind.__name__.lower()} {obj.key} is on table {obj.table!r}, "
+                                       "which no declared table is")
 
 
 def _declaration_error(exc: Exception, folder: Path, entry: Path) -> DeclarationError:

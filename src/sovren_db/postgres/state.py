@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -259,8 +260,10 @@ class Schema:
 
     metadata: MetaData = field(default_factory=MetaData)
     objects: dict[type, dict[str, object]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    sources: dict[tuple[type, str], tuple[str, int]] = field(default_factory=dict, compare=False, repr=False)
 
     def add(self, *objects: object) -> None:
+        caller = sys._getframe(1)  # where each object was added, for declaration errors naming the file
         for obj in objects:
             bucket = self.objects.get(type(obj))
             if bucket is None:
@@ -268,6 +271,7 @@ class Schema:
             if obj.key in bucket and bucket[obj.key] != obj:  # type: ignore[attr-defined]
                 raise ValueError(f"{type(obj).__name__} {obj.key} is declared twice")  # type: ignore[attr-defined]
             bucket[obj.key] = obj  # type: ignore[attr-defined]
+            self.sources.setdefault((type(obj), obj.key), (caller.f_code.co_filename, caller.f_lineno))  # type: ignore[attr-defined]
 
     def of(self, kind: type) -> list:
         return list(self.objects[kind].values())

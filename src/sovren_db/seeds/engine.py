@@ -26,6 +26,7 @@ from ..core.errors import ConfigError, Refused
 from ..core.runtime import Runtime
 from ..env import connect, lock_and_limit, unlock
 from . import manifest as manifests
+from . import presence
 from .lockstep import check_lockstep, refuse_protected
 from .plan import Plan, seed_identity
 from .postgres_load import act_as, copy_tables, delete_seeded as delete_rows
@@ -76,6 +77,7 @@ class SeedReport:
     validation_seconds: float = 0.0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)   # stores the manifest records whose seeded data is gone
 
     def to_json(self) -> dict:
         return {"profile": self.profile, "scale": self.scale, "seed": self.seed, "anchor": self.anchor,
@@ -142,7 +144,12 @@ class Seeder:
         if reset:
             self._reset(report)
         elif "postgres" in todo:
+            if "postgres" in report.lost:  # the manifest outlived the rows (a downgrade dropped the tables)
+                self._delete_postgres_rows(report)
             self._forget_stale_seed(todo, report)
+        else:
+            for store in report.lost:  # a store whose seed is gone: whatever is left of it goes first
+                self._delete_seeded(store)
         for store in STORE_ORDER:
             if store in todo:
                 began = time.perf_counter()
@@ -161,13 +168,15 @@ class Seeder:
         return anchor
 
     def _todo(self, found, report: SeedReport) -> list[str]:
+        if found is not None and self._gone(found, "postgres", report):
+            found = None   # every store is loaded again, as over a database that held no seed
         todo = []
         for store in STORE_ORDER:
             if store != "postgres" and store not in self.backends:
                 continue
             if store != "postgres" and self.backends[store] is None:
                 report.stores[store] = StoreResult("not configured")
-            elif found is not None and store in found.stores:
+            elif found is not None and store in found.stores and not self._gone(found, store, report):
                 loaded = found.stores[store]
                 order = self.targets.names(store)
                 counts = {n: loaded[n] for n in sorted(loaded, key=lambda n: (order.index(n) if n in order else 99, n))}
@@ -175,6 +184,25 @@ class Seeder:
             else:
                 todo.append(store)
         return todo
+
+    def _gone(self, found, store: str, report: SeedReport) -> bool:
+        """Whether a target of ``store`` the manifest counts lost every seeded item (:mod:`.presence`)."""
+        if store not in found.stores:
+            return False
+        counts = found.stores[store]
+        if store == "postgres":
+            act_as(self.conn, self.targets.role)   # row security: seeded rows are every tenant's
+            missing = presence.missing_tables(self.conn, counts)
+            self.conn.rollback()
+        elif store == "mongo":
+            missing = presence.missing_collections(self.backends["mongo"].db, counts)
+        else:
+            missing = presence.missing_families(self.backends["redis"], counts, self.targets.families)
+        if missing:
+            report.lost.append(store)
+            report.notes.append(f"{store}: the seed the manifest records is no longer there (none left in "
+                                f"{', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); loading it again")
+        return bool(missing)
 
     # -- validation -------------------------------------------------------
     def _validate(self, plan: Plan, report: SeedReport) -> None:
@@ -187,6 +215,12 @@ class Seeder:
 
     # -- reset --------------------------------------------------------------
     def _reset(self, report: SeedReport) -> None:
+        self._delete_postgres_rows(report, forget=True)
+        for store in ("mongo", "redis"):
+            if self.backends.get(store) is not None:
+                report.stores[store] = StoreResult("", deleted=self._delete_seeded(store))
+
+    def _delete_postgres_rows(self, report: SeedReport, forget: bool = False) -> None:
         conn = self.conn
         tables = [t.table for t in self.targets.all_tables]
         advance = self.progress.task("reset: deleting the seeded rows", len(tables))
@@ -194,12 +228,10 @@ class Seeder:
         conn.execute("SET LOCAL statement_timeout = 0")
         deleted = delete_rows(conn, tables, lambda rows: advance(1))
         conn.execute("RESET ROLE")
-        manifests.forget(conn)
+        if forget:
+            manifests.forget(conn)
         conn.commit()
         report.stores["postgres"] = StoreResult("", deleted=deleted)
-        for store in ("mongo", "redis"):
-            if self.backends.get(store) is not None:
-                report.stores[store] = StoreResult("", deleted=self._delete_seeded(store))
 
     def _delete_seeded(self, store: str) -> dict[str, int]:
         """Delete the seeded documents (mongo) or keys and stream entries (redis); counts by target."""
