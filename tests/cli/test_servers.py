@@ -127,3 +127,59 @@ def test_the_cluster_has_a_shard_per_declared_zone(tmp_path):
     assert declared_zones(load_settings(tmp_path)) == ("apac",)
     (tmp_path / "mongo" / "c.toml").unlink()
     assert declared_zones(load_settings(tmp_path)) == DEFAULT_ZONES
+
+
+def redis_servers_in(directory: Path) -> list[int]:
+    """Pids of the redis-server processes whose working directory (their --dir) is ``directory``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (entry.name.isdigit() and (entry / "comm").read_text().strip() == "redis-server"
+                    and Path(os.readlink(entry / "cwd")) == directory.resolve()):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_gone(pid: int) -> None:
+    import time
+
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
+def test_a_redis_killed_with_9_is_started_once_again_and_down_stops_whatever_serves_it(bare_project):
+    import signal
+
+    from sovren_db.core.config import load_settings
+    from sovren_db.services.manager import down, read_servers, up, write_servers
+
+    settings = load_settings(bare_project)
+    data = settings.state_dir / "redis"
+    try:
+        up(settings, ("redis",))
+        first = read_servers(settings)["redis"]
+        os.kill(first.pid, signal.SIGKILL)   # its pidfile stays behind
+        wait_gone(first.pid)
+        assert [r.state for r in up(settings, ("redis",))] == ["started"]
+        second = read_servers(settings)["redis"]
+        assert redis_servers_in(data) == [second.pid]              # the pid recorded is the live one
+
+        write_servers(settings, {"redis": read_servers(settings)["redis"].__class__(
+            **{**second.to_json(), "pid": first.pid})})            # a stale pid recorded
+        report = up(settings, ("redis",))
+        assert report[0].state == "running" and str(second.pid) in report[0].message
+        assert redis_servers_in(data) == [second.pid]              # never a second server on the directory
+
+        (settings.state_dir / "servers.json").unlink()             # nothing recorded at all
+        assert [r.state for r in down(settings)] == ["stopped"]
+        wait_gone(second.pid)
+        assert redis_servers_in(data) == []
+    finally:
+        for pid in redis_servers_in(data):
+            os.kill(pid, signal.SIGKILL)

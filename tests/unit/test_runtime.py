@@ -23,11 +23,11 @@ def test_sovren_dbs_own_tables_are_left_out_without_reading_the_partitions():
     assert include(None, "users", "table", False, None) is True  # declared, not reflected
 
 
-def test_has_deferred_asks_postgres_once_a_store(monkeypatch):
-    asked: list[str] = []
-    monkeypatch.setattr(runtime_module, "has_deferred", lambda connection, store: asked.append(store) or False)
+def test_waiting_steps_are_asked_of_postgres_once_a_run(monkeypatch):
+    asked: list[object] = []
+    monkeypatch.setattr(runtime_module, "waiting_moves", lambda connection: asked.append(connection) or {})
     runtime = Runtime(load_settings(REPO, environ={}))
     for _ in range(5):
-        assert runtime.has_deferred(NoQueries(), "redis") is False
-        assert runtime.has_deferred(NoQueries(), "mongo") is False
-    assert asked == ["redis", "mongo"]
+        assert not runtime.waiting(NoQueries()).get("redis")
+        assert not runtime.waiting(NoQueries()).get("mongo")
+    assert len(asked) == 1

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..core.errors import SovrenError
+from .identify import serving
 
 PG_USER = "sovren"
 PG_PASSWORD = "securepass"  # Appendix B of the architecture document; local throwaway servers only
@@ -170,8 +171,15 @@ def start_postgres(base: Path, port: int | None = None) -> Server:
          "pg_ctl start", log)
     pid = int((data / "postmaster.pid").read_text().split()[0])
     _create_database(root, port, user)
-    url = f"postgresql://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{port}/{PG_DATABASE}"
-    return Server("postgres", url, port, pid, str(data), run_as=user, log=str(log))
+    return Server("postgres", local_url("postgres", port), port, pid, str(data), run_as=user, log=str(log))
+
+
+def local_url(store: str, port: int, password: str | None = None) -> str:
+    """The URL of a server this module starts on ``port``."""
+    if store == "postgres":
+        return f"postgresql://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{port}/{PG_DATABASE}"
+    auth = f":{password}@" if password else ""
+    return f"redis://{auth}127.0.0.1:{port}/0"
 
 
 def _create_database(socket_dir: Path, port: int, user: str | None) -> None:
@@ -209,8 +217,12 @@ def start_redis(base: Path, port: int | None = None, *, password: str | None = N
     """A redis-server on loopback; ``persist`` keeps its data (append-only file) across restarts."""
     binary = _redis_bin()
     base.mkdir(parents=True, exist_ok=True)
+    if (running := serving("redis", base)) is not None:
+        raise ServerUnavailable(f"A redis-server (pid {running[0]}, port {running[1]}) already serves {base}; "
+                                "two servers on one data directory would overwrite each other's files.")
     port = port or (free_cluster_port() if cluster else free_port())
     pidfile, log = base / "redis.pid", base / "redis.log"
+    pidfile.unlink(missing_ok=True)   # left by a server killed with -9: it would pass for the new one's
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(base), "--save", "",
             "--appendonly", "yes" if persist else "no", "--daemonize", "yes", "--pidfile", str(pidfile),
             "--logfile", str(log)]
@@ -226,8 +238,7 @@ def start_redis(base: Path, port: int | None = None, *, password: str | None = N
         _shutdown_by_port(port)
         raise
     pid = int(pidfile.read_text().strip())
-    auth = f":{password}@" if password else ""
-    return Server("redis", f"redis://{auth}127.0.0.1:{port}/0", port, pid, str(base), log=str(log))
+    return Server("redis", local_url("redis", port, password), port, pid, str(base), log=str(log))
 
 
 def _pid_written(pidfile: Path) -> bool:

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from functools import partial
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..core.config import SERVERS_FILE, STORES, URL_VARS, Settings
 from ..core.urls import redact
-from .local import Server, ServerUnavailable, _alive, docker_engine_answers, start_mongod, start_postgres, start_redis, stop
+from .identify import serving
+from .local import (Server, ServerUnavailable, _alive, docker_engine_answers, local_url, start_mongod,
+                    start_postgres, start_redis, stop)
 from .mongo_cluster import DEFAULT_ZONES, start_mongo_cluster
 
+# Where each store's data directory is under .sovren/, for the stores whose server is found by it.
+LOCATED = {"postgres": "postgres/pgdata", "redis": "redis"}
 # Development servers keep their data across down/up, as the Postgres cluster does.
 STARTERS = {"postgres": start_postgres, "redis": partial(start_redis, persist=True), "mongo": start_mongod}
 # Fixed ports of docker-compose.yml (Appendix A).
@@ -76,10 +81,26 @@ def _already_up(settings: Settings, store: str, known: Server | None) -> tuple[S
     if source in ("environment", ".env"):
         url = settings.urls[store]
         return StoreReport(store, "external", url, f"using {URL_VARS[store]} from {source}"), None
-    if known is not None and known.pid and _alive(known.pid):
+    if (server := located(settings, store, known)) is not None:
+        return StoreReport(store, "running", server.url, f"already running (pid {server.pid})"), server
+    if store not in LOCATED and known is not None and known.pid and _alive(known.pid):
         what = "sharded cluster already running" if known.members else "already running"
         return StoreReport(store, "running", known.url, f"{what} (pid {known.pid})"), known
     return None
+
+
+def located(settings: Settings, store: str, known: Server | None) -> Server | None:
+    """The server serving the store's data directory now (``identify``), whatever pid was recorded."""
+    if store not in LOCATED or (known is not None and (known.how != "binary" or known.members)):
+        return None
+    data_dir = known.data_dir if known is not None else settings.state_dir / LOCATED[store]
+    found = serving(store, data_dir)
+    if found is None:
+        return None
+    pid, port = found
+    if known is None:
+        return Server(store, local_url(store, port), port, pid, str(data_dir))
+    return replace(known, pid=pid, port=port, url=re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{port}", known.url))
 
 
 def _bring_up(settings: Settings, store: str, known: Server | None) -> tuple[StoreReport, Server | None]:
@@ -137,9 +158,13 @@ def _compose_up(settings: Settings, store: str) -> tuple[StoreReport, Server | N
 
 
 def down(settings: Settings) -> list[StoreReport]:
+    """Stop every local server: those recorded, and whatever serves their data directories now."""
     servers = read_servers(settings)
+    servers.update({store: found for store in LOCATED if store not in servers
+                    and (found := located(settings, store, None)) is not None})
     reports = []
     for store, server in servers.items():
+        server = located(settings, store, server) or server
         if server.how == "docker":
             subprocess.run(["docker", "compose", "-f", server.data_dir, "stop", store], capture_output=True)
             reports.append(StoreReport(store, "stopped", server.url, "stopped (docker compose)"))
