@@ -83,16 +83,27 @@ def _run_alembic(settings: Settings, runtime: Runtime, fn, *args: Any, **kwargs:
     config = alembic_config(settings, runtime, **kwargs.pop("attributes", {}))
     try:
         config.attributes["sovren_result"] = fn(config, *args, **kwargs)
-    except SovrenError:
+    except SovrenError as exc:
+        if runtime.committed:
+            raise MigrationFailed(f"{str(exc).rstrip('.')}; {committed_clause(runtime.committed)}.") from None
         raise
     except CommandError as exc:
         raise RevisionError(_revision_message(str(exc), str(args[0]) if args else "")) from None
     except DBAPIError as exc:
-        message = first_line(exc.orig if exc.orig else exc)
-        raise MigrationFailed(
-            f"A revision failed in Postgres and was rolled back: {redact_text(message, settings.postgres_url)}"
-        ) from None
+        message = redact_text(first_line(exc.orig if exc.orig else exc), settings.postgres_url).rstrip(".")
+        if runtime.committed:
+            raise MigrationFailed(f"A revision failed in Postgres ({message}); "
+                                  f"{committed_clause(runtime.committed)}.") from None
+        raise MigrationFailed(f"A revision failed in Postgres and was rolled back: {message}.") from None
     return config
+
+
+def committed_clause(statements: list[str]) -> str:
+    """What a failed revision leaves committed: the statements before and inside its autocommit blocks."""
+    shown = "; ".join(" ".join(s.split())[:90] for s in statements[:3]) + ("; ..." if len(statements) > 3 else "")
+    return (f"NOT rolled back: {len(statements)} statement(s) it ran had already been committed by an "
+            f"autocommit block and remain ({shown}); the rest was rolled back, and once the revision is fixed "
+            "'sovren-db migrate' runs it again from its start (its safe steps skip what exists)")
 
 
 def run_offline(settings: Settings, runtime: Runtime, rev_range: str, buffer: Any = None) -> None:
@@ -195,16 +206,29 @@ def downgrade(settings: Settings, target: str, *, allow_protected: bool = False)
 
 def plan(settings: Settings, target: str = "head") -> Outcome:
     """What ``migrate`` would run, Postgres SQL included; exit 1 when something is pending."""
-    heads = current_heads(settings)
+    with connected(settings) as connection:
+        heads = heads_of(connection)
+        partitioned = partitioned_tables(connection)
     pending = _between(_script(settings), heads, target)
     if not pending:
         return Outcome(lines=["nothing to migrate"], data={"pending": []})
     start = heads[0] if heads else "base"
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, partitioned=partitioned)
     config = _run_alembic(settings, runtime, alembic_command.upgrade, f"{start}:{target}", sql=True)
     sql_text = config.output_buffer.getvalue()
     lines = [f"pending {r.revision} ({r.doc})" for r in pending] + ["", sql_text.rstrip()]
     return Outcome(exit_code=1, lines=lines, data={"pending": [r.revision for r in pending], "sql": sql_text})
+
+
+def partitioned_tables(connection: Any) -> dict[str, list[str]]:
+    """Each partitioned table with its partitions (one catalog read), for the SQL ``plan`` prints."""
+    from sqlalchemy import text
+
+    rows = connection.execute(text(
+        "SELECT p.oid::regclass::text, COALESCE(array_agg(c.oid::regclass::text ORDER BY c.oid::regclass::text) "
+        "FILTER (WHERE c.oid IS NOT NULL), '{}') FROM pg_class p LEFT JOIN pg_inherits i ON i.inhparent = p.oid "
+        "LEFT JOIN pg_class c ON c.oid = i.inhrelid WHERE p.relkind = 'p' GROUP BY 1"))
+    return {table: list(partitions) for table, partitions in rows}
 
 
 def revision(settings: Settings, message: str, *, autogenerate: bool = False) -> Outcome:

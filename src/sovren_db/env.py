@@ -155,7 +155,7 @@ def run(context) -> None:
             context.configure(connection=connection, include_object=runtime.include_object(connection),
                               **_common_options(runtime, config))
             try:
-                with context.begin_transaction():
+                with runtime.tracking_commits(connection), context.begin_transaction():
                     context.run_migrations()
             except BaseException:
                 undo_failed_revision(runtime, context.script)

@@ -19,10 +19,11 @@ steps run store by store:
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from .errors import ConfigError, MigrationFailed, SovrenError, first_line
 from .guard import refuse_destructive
@@ -72,6 +73,9 @@ class Runtime:
     _partitions: set[str] | None = None
     _waiting: dict[str, set[tuple[str, str]]] | None = None   # per store: (revision, direction) deferred
     resync: tuple[str, ...] = ()   # stores to rebuild from the whole chain before this run (--resync)
+    committed: list[str] = field(default_factory=list)   # SQL the running revision already committed
+    partitioned: dict[str, list[str]] = field(default_factory=dict)   # offline: table -> its partitions
+    _uncommitted: list[str] = field(default_factory=list)
 
     OPTS_KEY = "sovren_runtime"
 
@@ -163,8 +167,37 @@ class Runtime:
             return
         self._pending.append(operation)
 
+    @contextmanager
+    def tracking_commits(self, connection: "Connection") -> Iterator[None]:
+        """Record, while revisions run, the statements of the running one that are already committed.
+
+        An autocommit block (CREATE INDEX CONCURRENTLY, VALIDATE CONSTRAINT) commits what the
+        revision ran before it and each statement inside it, so a later failure rolls back only
+        the rest: :func:`sovren_db.commands.committed_clause` says which statements remain.
+        """
+        def ran(conn, cursor, statement, parameters, context, executemany) -> None:
+            if statement.lstrip()[:6].upper() == "SELECT":   # a catalog lookup changes nothing
+                return
+            self._uncommitted.append(statement)
+            if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+                committed(conn)
+
+        def committed(conn) -> None:
+            self.committed += self._uncommitted
+            self._uncommitted.clear()
+
+        event.listen(connection, "after_cursor_execute", ran)
+        event.listen(connection, "commit", committed)
+        try:
+            yield
+        finally:
+            event.remove(connection, "after_cursor_execute", ran)
+            event.remove(connection, "commit", committed)
+
     def on_version_apply(self, *, ctx: "MigrationContext", step: Any, heads: Any, run_args: Any) -> None:
         pending, self._pending = self._pending, []
+        self.committed.clear()   # the revision is done: its commit follows
+        self._uncommitted.clear()
         if getattr(step, "is_stamp", False) or ctx.as_sql:
             return
         revision = step.up_revision_id

@@ -42,7 +42,9 @@ to the parent, which adopts the validated copies without a scan. Postgres has no
 index instead).
 
 Offline (``--sql``, ``plan``, ``lint``) every operation prints the SQL of a
-first run on an unpartitioned table.
+first run; ``plan`` reads which tables are partitioned, and their partitions,
+before it runs the revisions, so it prints the per-partition builds a migrate
+runs (elsewhere a table counts as unpartitioned).
 """
 
 from __future__ import annotations
@@ -106,6 +108,18 @@ def _partitions(operations: Operations, table: str) -> list[str]:
     return [r[0] for r in rows]
 
 
+def _partitions_of(operations: Operations, table: str) -> list[str] | None:
+    """The partitions of ``table`` when it is partitioned, None when it is not. Offline (``plan``),
+    from the catalog as read before the revisions ran (:attr:`Runtime.partitioned`), so that
+    the SQL printed is the SQL a migrate runs; a table created by the plan itself is not in it."""
+    if _online(operations):
+        return _partitions(operations, table) if _relkind(operations, table) == "p" else None
+    from ..core.runtime import Runtime
+
+    runtime = operations.migration_context.opts.get(Runtime.OPTS_KEY)
+    return getattr(runtime, "partitioned", {}).get(table)
+
+
 def _constraint_exists(operations: Operations, table: str, name: str) -> bool:
     return bool(_scalar(operations, "SELECT EXISTS (SELECT 1 FROM pg_constraint "
                                     "WHERE conrelid = to_regclass(:t) AND conname = :n)", t=table, n=name))
@@ -148,25 +162,25 @@ class CreateIndexConcurrentlyOp(ops.CreateIndexOp):
 
 @Operations.implementation_for(CreateIndexConcurrentlyOp)
 def _create_index_concurrently(operations: Operations, op: CreateIndexConcurrentlyOp) -> None:
-    if not _online(operations):
-        operations.execute(op.index_sql(operations, op.index_name, op.table_name, concurrently=True))
-        return
     _build_index(operations, op, op.index_name, _regclass(op.schema, op.table_name))
 
 
 def _build_index(operations: Operations, op: CreateIndexConcurrentlyOp, name: str, table: str) -> None:
-    qualified = _regclass(op.schema, name)
-    if _scalar(operations, "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:i)", i=qualified):
+    qualified, online = _regclass(op.schema, name), _online(operations)
+    if online and _scalar(operations, "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:i)",
+                          i=qualified):
         operations.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_quote(operations, name)}")
-    if _relkind(operations, table) != "p":
+    partitions = _partitions_of(operations, table)
+    if partitions is None:
         operations.execute(op.index_sql(operations, name, table.split(".")[-1], concurrently=True))
         return
     operations.execute(op.index_sql(operations, name, table.split(".")[-1], concurrently=False, only=True))
-    for partition in _partitions(operations, table):
+    for partition in partitions:
         copy = partition_copy_name(partition.split(".")[-1], name)
         _build_index(operations, op, copy, partition)
-        attached = _scalar(operations, "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(:c) "
-                                       "AND inhparent = to_regclass(:p))", c=_regclass(op.schema, copy), p=qualified)
+        attached = online and _scalar(
+            operations, "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(:c) "
+                        "AND inhparent = to_regclass(:p))", c=_regclass(op.schema, copy), p=qualified)
         if not attached:
             operations.execute(f"ALTER INDEX {_quote(operations, name)} ATTACH PARTITION {_quote(operations, copy)}")
 
@@ -207,25 +221,24 @@ class CreateForeignKeyNotValidOp(ops.CreateForeignKeyOp):
 @Operations.implementation_for(CreateForeignKeyNotValidOp)
 def _create_foreign_key_not_valid(operations: Operations, op: CreateForeignKeyNotValidOp) -> None:
     table = _regclass(op.kw.get("source_schema"), op.source_table)
-    if _online(operations):
-        if _constraint_exists(operations, table, op.constraint_name):
-            return
-        if _relkind(operations, table) == "p":
-            _foreign_key_per_partition(operations, op, table)
-            return
+    if _online(operations) and _constraint_exists(operations, table, op.constraint_name):
+        return
+    if _partitions_of(operations, table) is not None:
+        _foreign_key_per_partition(operations, op, table)
+        return
     _add_constraint(operations, op)
 
 
 def _foreign_key_per_partition(operations: Operations, op: CreateForeignKeyNotValidOp, table: str) -> None:
     """Postgres refuses NOT VALID foreign keys on a partitioned table: add one to each partition
     (validate_constraint then adds the parent's, which adopts them)."""
-    partitions = _partitions(operations, table)
+    partitions = _partitions_of(operations, table)
     if not partitions:  # no rows anywhere: the parent's constraint costs nothing
         _add_constraint(operations, _with_table(op, op.source_table, op.constraint_name, valid=True))
         return
     for partition in partitions:
         copy = partition_copy_name(partition.split(".")[-1], op.constraint_name)
-        if not _constraint_exists(operations, partition, copy):
+        if not _online(operations) or not _constraint_exists(operations, partition, copy):
             _add_constraint(operations, _with_table(op, partition.split(".")[-1], copy))
 
 
