@@ -143,18 +143,18 @@ def seeded_user(pg_url: str) -> str:
         return str(conn.execute("SELECT user_id FROM users ORDER BY user_id LIMIT 1").fetchone()[0])
 
 
-def run_trials(base: Path, kinds: list[str], trials: int, seed: int, out=sys.stdout) -> dict[str, list[bool]]:
-    """``trials`` per kind on servers started under ``base``; per kind, whether each converged."""
+def run_trials(base: Path, kinds: list[str], trials: int, seed: int, out=sys.stdout) -> dict[str, list[tuple]]:
+    """``trials`` per kind on servers started under ``base``; per kind, (converged, killed mid-run) of each."""
     pg = services.start_postgres(base / "pg")
     redis_server = services.start_redis(base / "redis")
-    results: dict[str, list[bool]] = {kind: [] for kind in kinds}
+    results: dict[str, list[tuple]] = {kind: [] for kind in kinds}
     try:
         runner = Trials(pg.url, redis_server.url, copy_project(REPO, base / "project"))
         rng = random.Random(seed)
         for kind in kinds:
             for n in range(trials):
                 ok, detail = runner.trial(kind, rng)
-                results[kind].append(ok)
+                results[kind].append((ok, "finished first" not in detail))
                 print(f"{kind} #{n + 1}: {'converged' if ok else 'DID NOT CONVERGE'} ({detail})", file=out, flush=True)
     finally:
         services.stop(redis_server)
@@ -177,8 +177,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sovren-crash-") as tmp:
         results = run_trials(Path(tmp), kinds, 1 if args.smoke else args.trials, args.seed)
     for kind, outcomes in results.items():
-        print(f"{kind}: {sum(outcomes)}/{len(outcomes)} converged")
-    return 0 if all(all(o) for o in results.values()) else 1
+        killed = [ok for ok, mid_run in outcomes if mid_run]
+        print(f"{kind}: {sum(ok for ok, _ in outcomes)}/{len(outcomes)} converged "
+              f"({sum(killed)}/{len(killed)} of those killed mid-run)")
+    return 0 if all(ok for outcomes in results.values() for ok, _ in outcomes) else 1
 
 
 if __name__ == "__main__":
