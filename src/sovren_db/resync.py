@@ -27,6 +27,7 @@ import io
 from typing import TYPE_CHECKING
 
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError as UnknownRevision
 from alembic.util import CommandError
 from sqlalchemy import text
 
@@ -60,7 +61,7 @@ def lineage(script: ScriptDirectory, revision: str | None, store: str = "") -> l
         return []
     try:
         return [r.revision for r in script.iterate_revisions(revision, "base")]
-    except CommandError:
+    except (CommandError, UnknownRevision):
         whose = f"{store} records" if store else "Postgres is at"
         raise RevisionError(f"{whose} revision {revision}, which is not in the revision chain"
                             + (f"; run 'sovren-db migrate --resync {store}' to rebuild it from the chain."

@@ -126,3 +126,19 @@ def test_status_does_not_say_in_step_while_the_ledger_holds_an_interrupted_revis
     assert status.data["stores"]["redis"]["unaccounted_steps"] == ["c0ffee0000ff:up:0"]
     commands.migrate(settings)
     assert commands.status(settings).exit_code == 0
+
+
+def test_a_store_at_a_revision_the_chain_does_not_know_is_one_clear_error_and_resync_rebuilds_it(
+        project, redis_url, monkeypatch):
+    from sovren_db.core.errors import RevisionError
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    settings = load_settings(project)
+    commands.migrate(settings)
+    redis_py.Redis.from_url(redis_url).set("{sovren-db}:position", "feedfacecafe")
+    with pytest.raises(RevisionError, match=r"^redis records revision feedfacecafe, which is not in the revision "
+                                            r"chain; run 'sovren-db migrate --resync redis' to rebuild it"):
+        commands.migrate(settings)
+    assert not commands.status(settings).data["stores"]["redis"]["in_step"]
+    commands.migrate(settings, resync=("redis",))
+    assert commands.status(settings).data["stores"]["redis"]["in_step"]
