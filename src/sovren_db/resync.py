@@ -125,7 +125,7 @@ def collect_steps(settings: Settings, script: ScriptDirectory,
                 raise
             except Exception as exc:  # the revision's own code
                 raise RevisionError(offline_failure(settings, exc)) from None
-            steps[revision, direction], collector._pending = collector._pending, []
+            steps[revision, direction] = collector.take_pending()
     return steps
 
 
@@ -189,13 +189,14 @@ def reconcile(runtime: Runtime, connection: "Connection", script: ScriptDirector
     caught_up = [store for store in plans if waiting.pop(store, None)]
     if caught_up:
         connection.execute(text(f"DELETE FROM {DEFERRED_TABLE} WHERE store = ANY(:stores)"), {"stores": caught_up})
+    chain = [op for r in reversed(lineage(script, target)) for op in steps.get((r, "up"), [])]
     for store, (position, moves) in plans.items():
         for revision, direction, after in moves:
             mine = [op for op in steps[revision, direction] if op.store == store]
             runtime._apply_store_steps(connection, store, revision, direction, mine, after)
         if moves:
             runtime.note(_moved(store, position, target, moves, store in requested))
-        _converge(runtime, store, [op for r in reversed(lineage(script, target)) for op in steps.get((r, "up"), [])])
+        _converge(runtime, store, chain)
 
 
 def _plan(runtime: Runtime, script: ScriptDirectory, store: str, target: str | None,

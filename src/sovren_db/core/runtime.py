@@ -157,6 +157,11 @@ class Runtime:
         """Forget the store steps collected by a revision whose transaction was rolled back."""
         self._pending.clear()
 
+    def take_pending(self) -> list[StoreOp]:
+        """The store steps collected since the last call (those of the revision that just ran)."""
+        pending, self._pending = self._pending, []
+        return pending
+
     def collect(self, operation: StoreOp, operations: Any) -> None:
         if operation.destructive:
             refuse_destructive(operations, operation.describe(), self)
@@ -195,7 +200,7 @@ class Runtime:
             event.remove(connection, "commit", committed)
 
     def on_version_apply(self, *, ctx: "MigrationContext", step: Any, heads: Any, run_args: Any) -> None:
-        pending, self._pending = self._pending, []
+        pending = self.take_pending()
         self.committed.clear()   # the revision is done: its commit follows
         self._uncommitted.clear()
         if getattr(step, "is_stamp", False) or ctx.as_sql:
@@ -274,7 +279,7 @@ class CollectingRuntime(Runtime):
         self._pending.append(operation)
 
     def on_version_apply(self, *, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
-        self.steps[step.up_revision_id], self._pending = self._pending, []
+        self.steps[step.up_revision_id] = self.take_pending()
 
 
 def run_step(backend: StoreBackend, key: str, op: StoreOp, revision: str) -> None:
