@@ -258,6 +258,7 @@ def check(settings: Settings, *, data: bool = False) -> Outcome:
             return _pending_outcome(settings)
         findings = findings_from_ops(ops)
         findings += _store_findings(settings, runtime, data=data)
+        findings += _lockstep_findings(settings, runtime)
         findings += pii_findings(settings)
     finally:
         runtime.close()
@@ -294,6 +295,24 @@ def _compare(settings: Settings, runtime: Runtime) -> list | None:
             return None
         raise RevisionError(str(exc).rstrip(".") + ".") from None
     return []
+
+
+def _lockstep_findings(settings: Settings, runtime: Runtime) -> list[Finding]:
+    """A reachable store whose position or ledger is not where Postgres (at head: check ran) stands."""
+    script = _script(settings)
+    findings = []
+    for store in runtime.stores:
+        backend = runtime.backend(store)
+        if backend is None:
+            continue
+        state = _store_status(script, backend, tuple(script.get_heads()))
+        if not state["in_step"]:
+            stray = state["unaccounted_steps"]
+            message = (f"its ledger holds {len(stray)} step(s) of an interrupted revision" if stray else
+                       f"records revision {state['revision'] or 'base'}, not Postgres's")
+            findings.append(Finding(store, "revision position", f"{message}; run 'sovren-db migrate'",
+                                    code="lockstep"))
+    return findings
 
 
 def _store_findings(settings: Settings, runtime: Runtime, *, data: bool) -> list[Finding]:

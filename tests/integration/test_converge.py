@@ -124,8 +124,12 @@ def test_status_does_not_say_in_step_while_the_ledger_holds_an_interrupted_revis
     status = commands.status(settings)
     assert status.exit_code == 1 and not status.data["stores"]["redis"]["in_step"]
     assert status.data["stores"]["redis"]["unaccounted_steps"] == ["c0ffee0000ff:up:0"]
+    checked = commands.check(settings)
+    assert checked.exit_code == 1
+    assert [f.sentence() for f in checked.findings if f.code == "lockstep"] == [
+        "revision position: its ledger holds 1 step(s) of an interrupted revision; run 'sovren-db migrate'"]
     commands.migrate(settings)
-    assert commands.status(settings).exit_code == 0
+    assert commands.status(settings).exit_code == 0 and commands.check(settings).exit_code == 0
 
 
 def test_a_store_at_a_revision_the_chain_does_not_know_is_one_clear_error_and_resync_rebuilds_it(
