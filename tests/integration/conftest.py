@@ -44,3 +44,9 @@ def add_revision(project: Path, revision: str, upgrade: str, downgrade: str = "p
                     f"depends_on = None\n{imports}\n\ndef upgrade():\n{upgrade}\n\n"
                     f"def downgrade():\n    {downgrade}\n")
     return path
+
+
+def append_declaration(project: Path, name: str, source: str) -> None:
+    """Add ``source`` at the end of the copied project's ``postgres/<name>``."""
+    path = project / "postgres" / name
+    path.write_text(path.read_text() + source)

@@ -8,7 +8,7 @@ import pytest
 from sovren_db import commands
 from sovren_db.core.config import load_settings
 from sovren_db.postgres.state import fingerprint, normalise_sql
-from tests.integration.conftest import add_revision
+from tests.integration.conftest import add_revision, append_declaration
 
 pytestmark = pytest.mark.postgres
 
@@ -187,8 +187,7 @@ def test_a_migration_waits_out_a_held_lock_and_retries(project, pg_url, monkeypa
 def test_check_reports_personal_data_that_erasure_does_not_cover(project):
     settings = settings_for(project)
     commands.migrate(settings)
-    tables = project / "postgres" / "tables.py"
-    tables.write_text(tables.read_text() + (
+    append_declaration(project, "tables.py", (
         "\nuser_notes = Table('user_notes', metadata,\n"
         "    Column('note_id', UUID(as_uuid=True), primary_key=True),\n"
         "    Column('user_id', UUID(as_uuid=True), ForeignKey('users.user_id'), nullable=False),\n"
