@@ -33,6 +33,7 @@ from sqlalchemy import text
 
 from .core.config import Settings
 from .core.errors import MigrationFailed, RevisionError, SovrenError, first_line
+from .core.guard import refuse_if_protected
 from .core.runtime import DEFERRED_TABLE, CollectingRuntime, Runtime
 from .core.storeops import StoreOp
 
@@ -185,6 +186,10 @@ def reconcile(runtime: Runtime, connection: "Connection", script: ScriptDirector
     wanted = {(r, d) for position, moves in plans.values() for r, d, _ in moves}
     wanted |= {(r, "up") for r in lineage(script, target)} if _converging(runtime, plans) else set()
     steps = collect_steps(runtime.settings, script, wanted)
+    for store, (position, moves) in plans.items():   # before anything moves: nothing half applied
+        for op in (op for r, d, _ in moves for op in steps[r, d] if op.store == store and op.destructive):
+            refuse_if_protected(runtime, f"{op.describe()}, to bring {store} from {position or 'base'} "
+                                         f"to {target or 'base'} where Postgres stands")
     waiting = runtime.waiting(connection)
     caught_up = [store for store in plans if waiting.pop(store, None)]
     if caught_up:

@@ -65,7 +65,7 @@ def test_a_store_away_through_migrate_downgrade_migrate_ends_at_head(project, pg
     assert snapshot(redis_url) == straight_to_head(project, redis_url, monkeypatch)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(1, 9))
 def test_random_moves_while_redis_is_away_converge_to_a_straight_migrate(project, redis_url, monkeypatch, seed):
     chain = add_probe_revisions(project)
     rng = random.Random(seed)
@@ -146,3 +146,22 @@ def test_a_store_at_a_revision_the_chain_does_not_know_is_one_clear_error_and_re
     assert not commands.status(settings).data["stores"]["redis"]["in_step"]
     commands.migrate(settings, resync=("redis",))
     assert commands.status(settings).data["stores"]["redis"]["in_step"]
+
+
+def test_a_destructive_step_on_the_way_back_is_refused_in_a_protected_environment(project, redis_url,
+                                                                                     monkeypatch):
+    from sovren_db.core.errors import Refused
+
+    chain = add_probe_revisions(project)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    commands.migrate(load_settings(project))                  # the group on {probe}:events exists
+    monkeypatch.delenv("REDIS_URL")
+    commands.downgrade(load_settings(project), "-1")          # Redis away: it stays at head
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("SOVREN_ENV", "production")
+    with pytest.raises(Refused, match=r"drop consumer group readers of stream \{probe\}:events, to bring redis "
+                                      rf"from {chain[-1]} to {chain[-2]} where Postgres stands' refused"):
+        commands.migrate(load_settings(project))
+    assert snapshot(redis_url)["groups"][STREAM] == ["readers"] and snapshot(redis_url)["position"] == chain[-1]
+    commands.migrate(load_settings(project), allow_destructive=True)
+    assert commands.status(load_settings(project)).data["stores"]["redis"]["in_step"]

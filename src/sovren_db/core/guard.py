@@ -30,6 +30,11 @@ def _refuse_if_protected(runtime: Any, description: str) -> None:
         )
 
 
+def refuse_if_protected(runtime: Any, description: str) -> None:
+    """The check alone, for a destructive store step run outside a revision (``resync.py``)."""
+    _refuse_if_protected(runtime, description)
+
+
 def refuse_destructive(operations: Operations, description: str, runtime: Any = None) -> None:
     """Refuse the destructive step ``description`` about to run in a protected environment.
 
