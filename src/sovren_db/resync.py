@@ -24,7 +24,8 @@ Postgres stands, whatever happened meanwhile. ``sovren_db_deferred`` only tells
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, ContextManager
 
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError as UnknownRevision
@@ -158,9 +159,10 @@ def undo_failed_revision(runtime: Runtime, script: ScriptDirectory) -> None:
         if backend is None:
             continue
         try:
-            undone = undo_unaccounted(backend, script)
-        except SovrenError as exc:
-            runtime.note(f"{store}: the failed revision's steps could not all be undone ({exc}); "
+            with reporting(backend):
+                undone = undo_unaccounted(backend, script)
+        except Exception as exc:  # never in place of the revision's own error, which is being raised
+            runtime.note(f"{store}: the failed revision's steps could not all be undone ({first_line(exc)}); "
                          "the next migrate or downgrade undoes them first.")
             continue
         if undone:
@@ -181,8 +183,11 @@ def reconcile(runtime: Runtime, connection: "Connection", script: ScriptDirector
         runtime.note(f"postgres is {where}: stores were not brought in line with it first.")
         return
     target = heads[0] if heads else None
-    plans = {store: _plan(runtime, script, store, target, store in requested)
-             for store in runtime.stores if runtime.backend(store) is not None}
+    plans = {}
+    for store in runtime.stores:
+        if runtime.backend(store) is not None:
+            with reporting(runtime.backend(store)):
+                plans[store] = _plan(runtime, script, store, target, store in requested)
     wanted = {(r, d) for position, moves in plans.values() for r, d, _ in moves}
     wanted |= {(r, "up") for r in lineage(script, target)} if _converging(runtime, plans) else set()
     steps = collect_steps(runtime.settings, script, wanted)
@@ -196,12 +201,18 @@ def reconcile(runtime: Runtime, connection: "Connection", script: ScriptDirector
         connection.execute(text(f"DELETE FROM {DEFERRED_TABLE} WHERE store = ANY(:stores)"), {"stores": caught_up})
     chain = [op for r in reversed(lineage(script, target)) for op in steps.get((r, "up"), [])]
     for store, (position, moves) in plans.items():
-        for revision, direction, after in moves:
-            mine = [op for op in steps[revision, direction] if op.store == store]
-            runtime._apply_store_steps(connection, store, revision, direction, mine, after)
+        with reporting(runtime.backend(store)):
+            for revision, direction, after in moves:
+                mine = [op for op in steps[revision, direction] if op.store == store]
+                runtime._apply_store_steps(connection, store, revision, direction, mine, after)
+            _converge(runtime, store, chain)
         if moves:
             runtime.note(_moved(store, position, target, moves, store in requested))
-        _converge(runtime, store, chain)
+
+
+def reporting(backend: "StoreBackend") -> ContextManager[None]:
+    """The backend's own translation of driver errors into one sentence naming the server, if it has one."""
+    return getattr(backend, "reporting_errors", nullcontext)()
 
 
 def _plan(runtime: Runtime, script: ScriptDirectory, store: str, target: str | None,

@@ -75,3 +75,34 @@ def test_a_revision_killed_half_way_is_undone_before_a_downgrade(project, pg_url
     out = commands.migrate(settings)
     assert any("undid 1 step(s)" in n for n in out.notes)
     assert snapshot(redis_url) == before
+
+
+def test_an_undo_that_cannot_reach_the_store_never_hides_the_revisions_own_error(project, redis_url, monkeypatch):
+    import redis as redis_py
+
+    from sovren_db.redis.backend import RedisBackend
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    settings = load_settings(project)
+    commands.migrate(settings)
+    add_revision(project, "bad000000003", REDIS_STEPS[0] + "\n" + FAILING_REDIS)
+
+    read = RedisBackend.ledger_undo_steps
+
+    def unreachable(self, prefix):   # Redis goes away just after the revision's first step ran
+        entries = read(self, prefix)
+        if any(key.startswith("bad000000003:") for key in entries):
+            raise redis_py.ConnectionError("Error 111 connecting to 127.0.0.1. Connection refused.")
+        return entries
+
+    monkeypatch.setattr(RedisBackend, "ledger_undo_steps", unreachable)
+    with pytest.raises(SovrenError, match=r"Revision bad000000003, redis step 1 \(set server configuration "
+                                          r"no-such-parameter to '1'\) failed"):
+        commands.migrate(settings)
+    monkeypatch.undo()
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    out_of_step = commands.status(settings)
+    assert out_of_step.data["stores"]["redis"]["unaccounted_steps"] == ["bad000000003:up:0"]
+    (project / "migrations" / "versions" / "bad000000003_test.py").unlink()
+    commands.migrate(settings)                    # undone first, though its revision file is gone
+    assert commands.check(settings).exit_code == 0
