@@ -10,10 +10,12 @@ some (a subject erased, keys expired) is still there.
 - Postgres: one query, ``EXISTS`` of a seeded user's row per table (the
   ``user_id`` range the seeded ids occupy, indexed);
 - MongoDB: ``find_one`` of a seeded ``userId`` per collection;
-- Redis: ``EXISTS``-free: one SCAN per master that stops as soon as every
-  family has shown a seeded key (seeded keys are most keys, so it stops early),
-  and the first page of each stream for seeded entries. Families whose keys
-  must expire are not asked: their keys may be gone by design.
+- Redis: one SCAN per master that stops as soon as every family has shown a
+  seeded key (seeded keys are most keys, so it stops early), and the first
+  page of each stream for seeded entries (a stream whose first thousand
+  entries are all the application's counts as lost: its seeded entries are
+  deleted and written again). Families whose keys must expire are not asked:
+  their keys may be gone by design.
 """
 
 from __future__ import annotations
