@@ -18,7 +18,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from .errors import ConfigError
-from .urls import check_url
+from .urls import check_url, remember
 
 STORES = ("postgres", "mongo", "redis")
 URL_VARS = {"postgres": "POSTGRES_URL", "mongo": "MONGO_URL", "redis": "REDIS_URL"}
@@ -156,6 +156,7 @@ def load_settings(root: Path | None = None, *, strict: bool | None = None,
         for source, values in (("environment", env), (".env", dotenv), ("sovren-db up", servers)):
             key = var if source != "sovren-db up" else store
             value = values.get(key)
+            remember(value)
             if value:
                 urls[store] = check_url(value, URL_SCHEMES[store], var)
                 sources[store] = source
