@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from sovren_db.cli.main import cli
-from tests.integration.conftest import copy_project
+from tests.integration.conftest import copy_project, project  # noqa: F401  (same per-test project)
 
 FORMATS = ("text", "json", "github")
 SUBJECT = "5eed0000-0000-8000-8000-000000000001"

@@ -42,6 +42,8 @@ class AppState:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.root, strict=self.strict)
+            if self._settings.environment_note:
+                click.echo(f"note: {self._settings.environment_note}", err=True)
         return self._settings
 
 
