@@ -12,7 +12,7 @@ import click
 from ..core.errors import SovrenError, first_line
 from ..core.findings import FORMATS, render_error
 from ..core.redacted_io import redacted_output
-from ..core.urls import redact_text
+from ..core.urls import redact, redact_text
 from .options import AppState
 
 # command name -> ("module:attribute", its one-line help): imported only when that command runs,
@@ -96,17 +96,38 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             self._fail(ctx, {"kind": "Interrupted", "message": "Interrupted.", "store": None, "file": None,
                              "line": None})
-        except Exception as exc:  # an unexpected failure still gets one sentence
+        except Exception as exc:  # an unexpected failure still gets one sentence, naming its store
             if debug:
                 traceback.print_exc()
-            message = f"{type(exc).__name__}: {redact_text(first_line(exc))} (run with --debug for the traceback)"
-            self._fail(ctx, {"kind": type(exc).__name__, "message": message, "store": None, "file": None,
+            store = _store_of(exc)
+            where = f"{store} server at {redact(_url_of(ctx, store))}: " if store else ""
+            message = (f"{where}{type(exc).__name__}: {redact_text(first_line(exc))} "
+                       "(run with --debug for the traceback)")
+            self._fail(ctx, {"kind": type(exc).__name__, "message": message, "store": store, "file": None,
                              "line": None})
 
     def _fail(self, ctx: click.Context, error: dict, exit_code: int = 2) -> None:
         fmt = _format(ctx)
         click.echo(render_error(error, fmt), err=fmt == "text")
         ctx.exit(exit_code)
+
+
+# The driver an exception comes from names the store it was talking to.
+_DRIVERS = {"redis": "redis", "psycopg": "postgres", "sqlalchemy": "postgres", "pymongo": "mongo", "bson": "mongo"}
+
+
+def _store_of(exc: BaseException) -> str | None:
+    for error in (exc, exc.__cause__, exc.__context__):
+        if error is not None:
+            package = type(error).__module__.split(".", 1)[0]
+            if package in _DRIVERS:
+                return _DRIVERS[package]
+    return None
+
+
+def _url_of(ctx: click.Context, store: str | None) -> str | None:
+    settings = getattr(ctx.obj, "_settings", None)
+    return settings.urls.get(store) if settings is not None and store else None
 
 
 def _format(ctx: click.Context) -> str:

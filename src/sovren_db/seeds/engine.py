@@ -293,11 +293,12 @@ class Seeder:
         counts = dict.fromkeys(self.targets.families, 0)
         advance = self.progress.task("redis", plan.block_count)
         try:
-            for block in plan.blocks():
-                for name, family in self.targets.families.items():
-                    counts[name] += writer.write(self.targets.keys(name, block, family))
-                advance(1)
-            writer.finish()
+            with self.backends["redis"].reporting_errors():  # a refused or dropped connection names Redis
+                for block in plan.blocks():
+                    for name, family in self.targets.families.items():
+                        counts[name] += writer.write(self.targets.keys(name, block, family))
+                    advance(1)
+                writer.finish()
         finally:
             writer.close()
         self._record("redis", counts)
