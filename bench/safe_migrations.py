@@ -35,6 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 
@@ -142,7 +143,7 @@ def pgbench(server, script: Path, prefix: Path, seconds: int, args) -> subproces
     command = [find_pg_bin("pgbench"), "-h", "127.0.0.1", "-p", str(server.port), "-U", "sovren", "-n",
                "-f", str(script), "-c", str(args.clients), "-j", str(min(args.clients, 2)), "-R", str(args.rate),
                "-T", str(seconds), "-l", f"--log-prefix={prefix}", "sovren_ai"]
-    env = dict(os.environ, PGPASSWORD="securepass")
+    env = dict(os.environ, PGPASSWORD=urlsplit(server.url).password)
     return subprocess.Popen(command, cwd=prefix.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 

@@ -25,6 +25,7 @@ from .core.runtime import Runtime, deferred_summary
 from .core.urls import redact_text
 from .drift import findings_from_ops
 from .env import connected
+from .locate import locate
 from .env import current_heads as heads_of
 from .postgres.safe import retry_on_lock_timeout
 
@@ -81,6 +82,8 @@ def _revision_message(text: str, target: str) -> str:
 
 def _run_alembic(settings: Settings, runtime: Runtime, fn, *args: Any, **kwargs: Any) -> Config:
     config = alembic_config(settings, runtime, **kwargs.pop("attributes", {}))
+    if "output_buffer" in kwargs:
+        config.output_buffer = kwargs.pop("output_buffer")
     try:
         config.attributes["sovren_result"] = fn(config, *args, **kwargs)
     except SovrenError as exc:
@@ -212,12 +215,15 @@ def plan(settings: Settings, target: str = "head") -> Outcome:
     pending = _between(_script(settings), heads, target)
     if not pending:
         return Outcome(lines=["nothing to migrate"], data={"pending": []})
+    from .planning import PlanRuntime, plan_steps
+
     start = heads[0] if heads else "base"
-    runtime = Runtime(settings, partitioned=partitioned)
-    config = _run_alembic(settings, runtime, alembic_command.upgrade, f"{start}:{target}", sql=True)
-    sql_text = config.output_buffer.getvalue()
+    runtime = PlanRuntime(settings, partitioned=partitioned)
+    _run_alembic(settings, runtime, alembic_command.upgrade, f"{start}:{target}", sql=True, output_buffer=runtime.log)
+    sql_text = runtime.log.getvalue()
     lines = [f"pending {r.revision} ({r.doc})" for r in pending] + ["", sql_text.rstrip()]
-    return Outcome(exit_code=1, lines=lines, data={"pending": [r.revision for r in pending], "sql": sql_text})
+    return Outcome(exit_code=1, lines=lines, data={"pending": [r.revision for r in pending], "sql": sql_text,
+                                                   "steps": plan_steps(runtime.log)})
 
 
 def partitioned_tables(connection: Any) -> dict[str, list[str]]:
@@ -260,10 +266,48 @@ def check(settings: Settings, *, data: bool = False) -> Outcome:
         findings += _store_findings(settings, runtime, data=data)
         findings += _lockstep_findings(settings, runtime)
         findings += pii_findings(settings)
+        compared = _compared(settings, runtime, data=data)
     finally:
         runtime.close()
+    findings = locate(settings, findings)
     failing = [f for f in findings if f.severity == "error"]
-    return Outcome(exit_code=1 if failing else 0, findings=findings, notes=list(runtime.notes))
+    return Outcome(exit_code=1 if failing else 0, findings=findings, notes=list(runtime.notes),
+                   data={"compared": compared})
+
+
+def _compared(settings: Settings, runtime: Runtime, *, data: bool) -> dict[str, dict[str, Any]]:
+    """Per store, what its declarations were compared with: ``live server``, ``revision chain`` or ``nothing``."""
+    from .core.config import STORES
+    from .core.urls import redact
+
+    compared: dict[str, dict[str, Any]] = {}
+    for store in STORES:
+        if store not in runtime.stores and store != "postgres":
+            compared[store] = {"with": "nothing", "why": "not one of this project's stores (stores, SOVREN_DB_STORES)"}
+        elif store == "postgres" or runtime.backend(store) is not None:
+            compared[store] = {"with": "live server", "url": redact(settings.urls[store]),
+                               "stored_data": data and store != "postgres"}
+        elif runtime.chain_steps is not None:
+            compared[store] = {"with": "revision chain", "why": "no server configured: the chain's recorded steps "
+                                                                "stand in for it; stored data not checked"}
+        else:
+            compared[store] = {"with": "nothing", "why": "no server configured"}
+    return compared
+
+
+def compared_lines(compared: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per store saying what ``check`` compared its declarations with."""
+    lines = []
+    for store, how in compared.items():
+        if how["with"] == "live server":
+            what = f"compared with the live server at {how['url']}" + (" and its stored data" if how["stored_data"]
+                                                                       else "")
+        elif how["with"] == "revision chain":
+            what = f"compared with the revision chain's recorded steps ({how['why']})"
+        else:
+            what = f"not compared: {how['why']}"
+        lines.append(f"  {store:<9} {what}")
+    return lines
 
 
 def _pending_outcome(settings: Settings) -> Outcome:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -72,12 +73,13 @@ def test_unreachable_server(project, monkeypatch):
 
 
 def test_wrong_password(project, pg_url, monkeypatch):
-    monkeypatch.setenv("POSTGRES_URL", pg_url.replace(":securepass@", ":wrongpassword@"))
+    real = urlsplit(pg_url).password
+    monkeypatch.setenv("POSTGRES_URL", pg_url.replace(f":{real}@", ":wrongpassword@"))
     result = run("check")
     assert result.exit_code == 2
     line = one_sentence(result)
     assert "password authentication failed" in line
-    assert "wrongpassword" not in result.output and "securepass" not in result.output
+    assert "wrongpassword" not in result.output and real not in result.output
 
 
 def test_malformed_url(project, monkeypatch):
@@ -159,7 +161,7 @@ def test_subprocess_exit_codes_and_debug_traceback(project, pg_url):
     env = _env(pg_url)
     ok = subprocess.run([SOVREN_DB, "migrate"], cwd=project, env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    env_bad = dict(env, POSTGRES_URL=pg_url.replace(":securepass@", ":nope@"))
+    env_bad = dict(env, POSTGRES_URL=pg_url.replace(f":{urlsplit(pg_url).password}@", ":nope@"))
     bad = subprocess.run([SOVREN_DB, "check"], cwd=project, env=env_bad, capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "nope" not in bad.stderr
     debug = subprocess.run([SOVREN_DB, "--debug", "check"], cwd=project, env=env_bad, capture_output=True, text=True)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -37,11 +38,18 @@ def test_up_env_down(bare_project):
     up = sovren(bare_project, "up", "--store", "postgres", "--store", "redis")
     try:
         assert up.returncode == 0, up.stderr
-        servers = json.loads((bare_project / ".sovren" / "servers.json").read_text())
+        recorded = bare_project / ".sovren" / "servers.json"
+        servers = json.loads(recorded.read_text())
         assert set(servers) == {"postgres", "redis"}
+        assert recorded.stat().st_mode & 0o777 == 0o600  # it holds the URLs with their passwords
         first_pids = [info["pid"] for info in servers.values()]
-        assert "securepass" not in up.stdout.split("export")[0]  # the report lines redact passwords
+        passwords = {store: urlsplit(info["url"]).password for store, info in servers.items()}
+        assert all(len(p) >= 20 for p in passwords.values()), passwords  # drawn for this checkout
+        assert not any(p in up.stdout + up.stderr for p in passwords.values())  # up prints redacted URLs
+        assert "export POSTGRES_URL='postgresql://sovren:***@127.0.0.1:" in up.stdout
+        assert "sovren-db env" in up.stdout  # says where the usable lines are
         env = sovren(bare_project, "env")
+        assert all(p in env.stdout for p in passwords.values()) and "prints passwords" in env.stderr
         exports = dict(line.removeprefix("export ").split("=", 1) for line in env.stdout.splitlines()
                        if line.startswith("export "))
         pg_url = exports["POSTGRES_URL"].strip("'")
@@ -183,3 +191,12 @@ def test_a_redis_killed_with_9_is_started_once_again_and_down_stops_whatever_ser
     finally:
         for pid in redis_servers_in(data):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_every_checkout_draws_its_own_private_password(tmp_path):
+    from sovren_db.services.local import local_password
+
+    first, second = local_password(tmp_path / "a"), local_password(tmp_path / "b")
+    assert first != second and len(first) >= 20
+    assert local_password(tmp_path / "a") == first  # a restart finds the password its data was made with
+    assert (tmp_path / "a" / "password").stat().st_mode & 0o777 == 0o600

@@ -55,7 +55,7 @@ def calls(body: str) -> list[str]:
 CHANGES = {
     "family's TTL shortened": (
         "sessions.toml", 'max = "30d", default = "1d" }', 'max = "7d", default = "1d" }',
-        ["key family session: published with another declaration",
+        ["key family session: published with another declaration (published -> declared: ttl.max: 30d -> 1w)",
          "key family session: keys need a TTL of 1d backfilled"],
         ["redis_declare_family", "redis_backfill_ttl"]),
     "stream added with a group": (
@@ -85,6 +85,8 @@ def test_a_changed_declaration_is_found_and_written_without_a_server(project, ch
     drift = commands.check(load_settings(project))
     assert drift.exit_code == 1
     assert [f.sentence() for f in drift.findings] == findings
+    declared = [f for f in drift.findings if "no longer declared" not in f.message]
+    assert all(f.file == f"redis/{file}" and f.line for f in declared), drift.findings  # for annotations
     assert NOTE in drift.notes
 
     written = commands.revision(load_settings(project), "redis change", autogenerate=True)

@@ -16,7 +16,11 @@ from .output import emit
 def check(ctx: click.Context, data: bool, fmt: str) -> None:
     """Compare every declared store with the live one and report each difference."""
     outcome = commands.check(ctx.obj.settings, data=data)
+    compared = ([f"{'no drift' if not outcome.findings else f'{len(outcome.findings)} finding(s)'}; "
+                 "each store's declarations:", *commands.compared_lines(outcome.data.get("compared", {}))])
     if fmt == "text" and not outcome.findings:
-        outcome.lines = ["no drift: every store matches its declarations"]
+        outcome.lines = compared
     emit(outcome, fmt)
+    if fmt == "text" and outcome.findings:
+        click.echo("\n".join(compared))
     ctx.exit(outcome.exit_code)

@@ -10,7 +10,9 @@ from pathlib import Path
 import click
 
 from ..core.errors import SovrenError, first_line
-from ..core.urls import redact_text
+from ..core.findings import FORMATS, render_error
+from ..core.redacted_io import redacted_output
+from ..core.urls import redact, redact_text
 from .options import AppState
 
 # command name -> ("module:attribute", its one-line help): imported only when that command runs,
@@ -18,7 +20,7 @@ from .options import AppState
 COMMANDS = {
     "up": ("sovren_db.cli.servers:up", 'Start throwaway local servers (data under .sovren/) and print their URLs.'),
     "down": ("sovren_db.cli.servers:down", "Stop exactly the servers 'up' started, by PID."),
-    "env": ("sovren_db.cli.servers:env", 'Print export lines for the configured server URLs.'),
+    "env": ("sovren_db.cli.servers:env", 'Print export lines for the configured server URLs, passwords included (the one command that does).'),
     "migrate": ("sovren_db.cli.migrate:migrate", 'Apply revisions up to REVISION (default head) to every store, in lockstep.'),
     "downgrade": ("sovren_db.cli.migrate:downgrade", "Revert revisions down to REVISION ('base' for all, '-1' for one)."),
     "plan": ("sovren_db.cli.migrate:plan", 'Show what migrate would run, Postgres SQL included, without running it (exit 1 if pending).'),
@@ -66,27 +68,79 @@ class LazyGroup(click.Group):
                 formatter.write_dl([(name, click.Command(name, help=text).get_short_help_str(limit))
                                     for name, text in rows])
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["sovren_args"] = list(args)  # a usage error comes before any option is read: see _format
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
-        """Turn every error into one sentence and exit code 2 (traceback with --debug)."""
+        """Turn every error into one sentence in the chosen format and exit code 2 (traceback with --debug)."""
+        with redacted_output():
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context):
         debug = bool(getattr(ctx.obj, "debug", False)) or "--debug" in sys.argv[1:]
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+        except (click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
+        except click.ClickException as exc:
+            where = f" (see 'sovren-db {exc.ctx.command_path.partition(' ')[2]} --help')" \
+                if isinstance(exc, click.UsageError) and exc.ctx and " " in exc.ctx.command_path else ""
+            text = exc.format_message().replace(". (", " (").rstrip(".")
+            self._fail(ctx, {"kind": "UsageError", "message": f"{text}{where}.",
+                             "store": None, "file": None, "line": None})
         except SovrenError as exc:
             if debug:
                 traceback.print_exc()
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            self._fail(ctx, exc.to_json(), exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            ctx.exit(2)
-        except Exception as exc:  # an unexpected failure still gets one sentence
+            self._fail(ctx, {"kind": "Interrupted", "message": "Interrupted.", "store": None, "file": None,
+                             "line": None})
+        except Exception as exc:  # an unexpected failure still gets one sentence, naming its store
             if debug:
                 traceback.print_exc()
-            message = redact_text(first_line(exc))
-            click.echo(f"error: {type(exc).__name__}: {message} (run with --debug for the traceback)", err=True)
-            ctx.exit(2)
+            store = _store_of(exc)
+            where = f"{store} server at {redact(_url_of(ctx, store))}: " if store else ""
+            message = (f"{where}{type(exc).__name__}: {redact_text(first_line(exc))} "
+                       "(run with --debug for the traceback)")
+            self._fail(ctx, {"kind": type(exc).__name__, "message": message, "store": store, "file": None,
+                             "line": None})
+
+    def _fail(self, ctx: click.Context, error: dict, exit_code: int = 2) -> None:
+        fmt = _format(ctx)
+        click.echo(render_error(error, fmt), err=fmt == "text")
+        ctx.exit(exit_code)
+
+
+# The driver an exception comes from names the store it was talking to.
+_DRIVERS = {"redis": "redis", "psycopg": "postgres", "sqlalchemy": "postgres", "pymongo": "mongo", "bson": "mongo"}
+
+
+def _store_of(exc: BaseException) -> str | None:
+    for error in (exc, exc.__cause__, exc.__context__):
+        if error is not None:
+            package = type(error).__module__.split(".", 1)[0]
+            if package in _DRIVERS:
+                return _DRIVERS[package]
+    return None
+
+
+def _url_of(ctx: click.Context, store: str | None) -> str | None:
+    settings = getattr(ctx.obj, "_settings", None)
+    return settings.urls.get(store) if settings is not None and store else None
+
+
+def _format(ctx: click.Context) -> str:
+    """The --format the command was given: as its option read it, else as the arguments spell it."""
+    chosen = getattr(ctx.obj, "fmt", None)
+    if chosen:
+        return chosen
+    args = ctx.meta.get("sovren_args", [])
+    for i, arg in enumerate(args):
+        value = args[i + 1] if arg == "--format" and i + 1 < len(args) else arg.removeprefix("--format=")
+        if (arg == "--format" or arg.startswith("--format=")) and value in FORMATS:
+            return value
+    return "text"
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,8 +11,19 @@ import click
 from ..core.config import Settings, load_settings
 from ..core.findings import FORMATS
 
+
+
+def _format_chosen(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Keep the format where the group's error handler finds it: errors are printed in it too."""
+    state = ctx.find_object(AppState)
+    if state is not None:
+        state.fmt = value
+    return value
+
+
 format_option = click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+    "--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, is_eager=True,
+    callback=_format_chosen,
     help="Output for people (text), programs (json) or GitHub workflow annotations (github).",
 )
 
@@ -24,12 +35,15 @@ class AppState:
         self.root = root
         self.strict = strict
         self.debug = debug
+        self.fmt: str | None = None
         self._settings: Settings | None = None
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.root, strict=self.strict)
+            if self._settings.environment_note:
+                click.echo(f"note: {self._settings.environment_note}", err=True)
         return self._settings
 
 

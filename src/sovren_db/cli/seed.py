@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import sys
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -12,6 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..seeds.engine import UNITS, SeedReport, seed as run_seed
+from ..seeds.bounds import estimate
+from ..seeds.plan import Plan, scaled_users
 from .options import AppState, format_option
 
 PROGRESS_FROM_USERS = 2_000   # below this a seed takes a second or two: no bars
@@ -28,10 +33,42 @@ class RichProgress:
         return lambda steps=1: self.bars.advance(task_id, steps)
 
 
+class LineProgress:
+    """Without a terminal (CI logs): one line on stderr every few seconds per task, with its rate."""
+
+    EVERY = 5.0
+
+    def __init__(self, items: dict[str, int], clock: Callable[[], float] = time.monotonic):
+        self.items, self.clock = items, clock   # estimated rows, documents or keys per store
+
+    def task(self, label: str, total: int) -> Callable[[int], None]:
+        started = last = self.clock()
+        done = 0
+
+        def advance(steps: int = 1) -> None:
+            nonlocal done, last
+            done += steps
+            now = self.clock()
+            if now - last >= self.EVERY or done == total:
+                last = now
+                click.echo(self.line(label, done, total, now - started), err=True)
+        return advance
+
+    def line(self, label: str, done: int, total: int, seconds: float) -> str:
+        rate = ""
+        if label in self.items and seconds > 0:
+            rate = f", about {self.items[label] * done / max(total, 1) / seconds:,.0f} {UNITS[label]}/s"
+        return f"seed: {label}: {done:,} of {total:,} steps ({100 * done / max(total, 1):.0f}%){rate}, {seconds:.0f} s"
+
+
 @contextmanager
-def progress_bars(enabled: bool) -> Iterator[RichProgress | None]:
+def progress_bars(enabled: bool, items: dict[str, int] | None = None
+                  ) -> Iterator[RichProgress | LineProgress | None]:
     if not enabled:
         yield None
+        return
+    if not sys.stderr.isatty():
+        yield LineProgress(items or {})
         return
     bars = Progress(TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("blocks"), TimeElapsedColumn(), console=Console(stderr=True), transient=True)
@@ -41,15 +78,15 @@ def progress_bars(enabled: bool) -> Iterator[RichProgress | None]:
 
 @click.command()
 @click.option("--profile", "-p", "profile", required=True, help="A profile in seeds/ (ci, dev, perf...).")
-@click.option("--scale", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Multiply the profile's users (and everything they own) by N.")
+@click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=1, show_default=True,
+              help="Multiply the profile's users (and everything they own) by N; fractions allowed (0.01).")
 @click.option("--seed", "seed_number", type=click.IntRange(min=0), default=None,
               help="Seed of the generators (default: the profile's). Same profile, scale and seed: same data.")
 @click.option("--reset", is_flag=True, help="Delete previously seeded rows, documents and keys first.")
 @click.option("--allow-protected", is_flag=True, help="Allow seeding a protected environment.")
 @format_option
 @click.pass_obj
-def seed(state: AppState, profile: str, scale: int, seed_number: int | None, reset: bool, allow_protected: bool,
+def seed(state: AppState, profile: str, scale: float, seed_number: int | None, reset: bool, allow_protected: bool,
          fmt: str) -> None:
     """Seed PostgreSQL, MongoDB and Redis with one consistent, deterministic data set.
 
@@ -60,8 +97,10 @@ def seed(state: AppState, profile: str, scale: int, seed_number: int | None, res
     settings = state.settings
     from ..seeds.profiles import load_profile
 
-    users = load_profile(settings.seeds_dir, profile).users * scale
-    with progress_bars(fmt == "text" and users >= PROGRESS_FROM_USERS) as bars:
+    chosen = load_profile(settings.seeds_dir, profile)
+    users = scaled_users(chosen, scale)
+    items = estimate(Plan(chosen, scale, chosen.seed, dt.date.today()), settings.stores).items
+    with progress_bars(users >= PROGRESS_FROM_USERS and (fmt == "text" or not sys.stderr.isatty()), items) as bars:
         report = run_seed(settings, profile, scale=scale, seed=seed_number, reset=reset,
                           allow_protected=allow_protected, progress=bars)
     if fmt == "json":

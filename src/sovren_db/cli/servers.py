@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from ..core.config import STORES, load_settings
+from ..core.redacted_io import echo_secret
+from ..core.urls import redact
 from ..services.manager import describe, down as stop_servers, env_lines, up as start_servers
 from .options import AppState
 
@@ -24,7 +26,8 @@ def up(state: AppState, stores: tuple[str, ...], mongo_sharded: bool) -> None:
     missing = [r for r in reports if r.state == "unavailable"]
     settings = load_settings(settings.root, strict=state.strict)
     for line in env_lines(settings):
-        click.echo(line)
+        click.echo(redact(line))
+    click.echo("run 'eval \"$(sovren-db env)\"' to export these URLs with their passwords")
     if missing and settings.strict:
         raise click.exceptions.Exit(2)
 
@@ -43,6 +46,7 @@ def down(state: AppState) -> None:
 @click.command()
 @click.pass_obj
 def env(state: AppState) -> None:
-    """Print export lines for the configured server URLs."""
+    """Print export lines for the configured server URLs, passwords included (the one command that does)."""
+    click.echo("# sovren-db env: the one command that prints passwords; eval it, do not log it", err=True)
     for line in env_lines(state.settings):
-        click.echo(line)
+        echo_secret(line)

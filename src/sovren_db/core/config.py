@@ -17,8 +17,9 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from .config_check import DURATION_KEYS, check_table, postgres_duration
 from .errors import ConfigError
-from .urls import check_url
+from .urls import check_url, remember
 
 STORES = ("postgres", "mongo", "redis")
 URL_VARS = {"postgres": "POSTGRES_URL", "mongo": "MONGO_URL", "redis": "REDIS_URL"}
@@ -36,6 +37,14 @@ DEFAULT_STATEMENT_TIMEOUT = "15min"
 DEFAULT_MONGO_DATABASE = "sovren_ai"
 DEFAULT_ENVIRONMENT = "development"
 DEFAULT_PROTECTED_ENVIRONMENTS = ("production", "staging")
+# Names every project knows without declaring them; any other unprotected name is printed (a typo of
+# a protected one, "prodution", would otherwise pass silently as unprotected).
+KNOWN_UNPROTECTED_ENVIRONMENTS = (DEFAULT_ENVIRONMENT, "dev", "local", "test", "testing", "ci")
+
+
+def environment_key(name: str) -> str:
+    """How environment names compare: case and surrounding whitespace do not count ('Production ' is production)."""
+    return name.strip().casefold()
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,16 @@ class Settings:
 
     @property
     def protected(self) -> bool:
-        return self.environment in self.protected_environments
+        return environment_key(self.environment) in {environment_key(e) for e in self.protected_environments}
+
+    @property
+    def environment_note(self) -> str | None:
+        """A sentence when the environment is a name this project does not know (allowed, unprotected)."""
+        known = {environment_key(e) for e in (*self.protected_environments, *KNOWN_UNPROTECTED_ENVIRONMENTS)}
+        if environment_key(self.environment) in known:
+            return None
+        return (f"environment {self.environment!r} is not one this project knows: it is treated as unprotected "
+                f"(protected: {', '.join(self.protected_environments) or 'none'}).")
 
     def configured(self, store: str) -> bool:
         return bool(self.urls.get(store))
@@ -117,6 +135,7 @@ def _read_tool_table(root: Path) -> dict:
     table = data.get("tool", {}).get("sovren-db", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [tool.sovren-db] must be a table.")
+    check_table(path, table)
     return table
 
 
@@ -131,11 +150,13 @@ def _servers_file_urls(root: Path) -> dict[str, str]:
     return {s: info["url"] for s, info in servers.items() if isinstance(info, dict) and info.get("url")}
 
 
-_KNOWN_KEYS = {
-    "postgres_dir", "mongo_dir", "redis_dir", "seeds_dir", "migrations_dir",
-    "lock_timeout", "statement_timeout", "mongo_database", "environment",
-    "protected_environments", "stores",
-}
+def _duration(env: dict[str, str], table: dict, key: str, default: str) -> str:
+    """A timeout from its environment variable, else the project's key, else ``default``; checked as Postgres
+    reads it (the table's keys were checked at load)."""
+    var = DURATION_KEYS[key]
+    if env.get(var):
+        return postgres_duration(env[var], f"the environment variable {var}")
+    return str(table.get(key, default)).strip()
 
 
 def load_settings(root: Path | None = None, *, strict: bool | None = None,
@@ -144,9 +165,6 @@ def load_settings(root: Path | None = None, *, strict: bool | None = None,
     root = Path(root).resolve() if root else find_root()
     env = dict(os.environ if environ is None else environ)
     table = _read_tool_table(root)
-    unknown = sorted(set(table) - _KNOWN_KEYS)
-    if unknown:
-        raise ConfigError(f"{root / 'pyproject.toml'}: unknown key {unknown[0]!r} in [tool.sovren-db].")
     dotenv = {k: v for k, v in dotenv_values(root / ".env").items() if v is not None} if (root / ".env").is_file() else {}
     servers = _servers_file_urls(root)
 
@@ -156,6 +174,7 @@ def load_settings(root: Path | None = None, *, strict: bool | None = None,
         for source, values in (("environment", env), (".env", dotenv), ("sovren-db up", servers)):
             key = var if source != "sovren-db up" else store
             value = values.get(key)
+            remember(value)
             if value:
                 urls[store] = check_url(value, URL_SCHEMES[store], var)
                 sources[store] = source
@@ -177,9 +196,8 @@ def load_settings(root: Path | None = None, *, strict: bool | None = None,
         redis_dir=folder("redis_dir", "redis"),
         seeds_dir=folder("seeds_dir", "seeds"),
         migrations_dir=folder("migrations_dir", "migrations"),
-        lock_timeout=str(env.get("SOVREN_LOCK_TIMEOUT") or table.get("lock_timeout", DEFAULT_LOCK_TIMEOUT)),
-        statement_timeout=str(env.get("SOVREN_STATEMENT_TIMEOUT")
-                              or table.get("statement_timeout", DEFAULT_STATEMENT_TIMEOUT)),
+        lock_timeout=_duration(env, table, "lock_timeout", DEFAULT_LOCK_TIMEOUT),
+        statement_timeout=_duration(env, table, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT),
         mongo_database=_mongo_database(urls.get("mongo"), table),
         environment=environment,
         protected_environments=tuple(table.get("protected_environments", DEFAULT_PROTECTED_ENVIRONMENTS)),

@@ -13,13 +13,22 @@ class SovrenError(Exception):
     """Base of every error the CLI reports as one sentence with exit code 2."""
 
     exit_code = 2
+    store: str | None = None    # the store at fault, where one is
+    file: str | None = None     # the file at fault, where one is
+    line: int | None = None
 
     def __init__(self, message: str):
+        message = redact_text(message)  # no error message, whoever built it, carries a password
         super().__init__(message)
         self.message = message
 
     def __str__(self) -> str:
         return self.message
+
+    def to_json(self) -> dict:
+        """What ``--format json`` prints under ``error``."""
+        return {"kind": type(self).__name__, "message": self.message, "store": self.store, "file": self.file,
+                "line": self.line}
 
 
 class ConfigError(SovrenError):
@@ -30,11 +39,18 @@ class DeclarationError(SovrenError):
     """A declaration file is malformed. Names the file and where in it."""
 
     def __init__(self, path: object, where: str | None, problem: str):
-        self.path = str(path)
+        self.path = self.file = str(path)
         self.where = where
         self.problem = problem
+        self.store = _store_of(self.path)
         location = f"{self.path} at {where}" if where else self.path
         super().__init__(f"{location}: {problem}")
+
+
+def _store_of(path: str) -> str | None:
+    """The store a declaration file belongs to, from the folder it is in (``postgres/``, ``mongo/``, ``redis/``)."""
+    parts = path.replace("\\", "/").split("/")
+    return next((part for part in reversed(parts) if part in ("postgres", "mongo", "redis")), None)
 
 
 def first_line(error: object, default: str | None = None) -> str:

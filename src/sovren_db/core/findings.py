@@ -7,6 +7,7 @@ annotations (``::error file=...,title=...::message``).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
@@ -59,3 +60,25 @@ def render_findings(findings: Iterable[Finding], fmt: str, *, notes: Iterable[st
              for f in findings]
     lines.extend(notes)
     return "\n".join(lines)
+
+
+def _workspace_path(path: str) -> str:
+    """A file under the current folder (a workflow's checkout) as the relative path annotations need."""
+    absolute = os.path.abspath(path)
+    inside = absolute.startswith(os.getcwd() + os.sep)
+    return os.path.relpath(absolute) if inside else path
+
+
+def render_error(error: dict, fmt: str, notes: Iterable[str] = ()) -> str:
+    """One error (``{"kind", "message", "store", "file", "line"}``) as the format wants it: a JSON
+    document with exit code 2, an ``::error`` annotation, or the ``error:`` sentence."""
+    if fmt == "json":
+        return json.dumps({"error": error, "exit_code": 2, "notes": list(notes)}, indent=2, sort_keys=True)
+    if fmt == "github":
+        props = [f"title={_escape_github('sovren-db ' + (error.get('store') or error['kind']), prop=True)}"]
+        if error.get("file"):
+            props.insert(0, f"file={_escape_github(_workspace_path(error['file']), prop=True)}")
+            if error.get("line"):
+                props.insert(1, f"line={error['line']}")
+        return f"::error {','.join(props)}::{_escape_github(error['message'])}"
+    return f"error: {error['message']}"

@@ -1,55 +1,138 @@
 """Connection URLs: parsing checks and password redaction.
 
 Every URL that reaches a message, a log line or a report goes through
-``redact`` first: passwords are never printed.
+``redact`` or ``redact_text`` first: passwords are never printed. One set of
+rules covers every form the three stores accept:
+
+- userinfo: ``postgresql://u:PW@h/db``, ``redis://:PW@h``, ``rediss://``,
+  ``redis+sentinel://:PW@h1,h2/master``, ``mongodb+srv://u:PW@h``, including
+  a raw ``@``, ``/``, ``:`` or ``?`` inside the password (the password runs to
+  the last ``@`` before a space or quote: over-redacting a host is better
+  than printing half a password);
+- query parameters: ``?password=PW``, ``&sslpassword=PW``,
+  ``sentinel_password=``, ``tlsCertificateKeyFilePassword=``,
+  ``authMechanismProperties=AWS_SESSION_TOKEN:PW``;
+- libpq key=value DSNs: ``host=h password=PW``, ``password='P W'``;
+- and, literally, every secret of every URL the configuration loaded
+  (``remember``), in its raw, percent-decoded and JSON-escaped forms, so a
+  password a server or driver echoes inside its own message is removed too.
+
+No library does this: SQLAlchemy's ``URL.render_as_string(hide_password=True)``
+parses one URL of one dialect and fails on the malformed URLs whose errors
+most need redacting; libpq's and redis-py's parsers do not redact at all.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:@/]*):(?P<pw>[^@/]*)@")
+MASK = "***"
+# Secrets shorter than this are masked by the URL and DSN rules only, not wherever their letters occur
+# in a text: a password "test" replaced literally would turn every "tests/" in a message into "***s/".
+LITERAL_MIN = 5
+_SECRET_KEY = (r"(?:ssl|sentinel_|tlsCertificateKeyFile|proxy)?pass(?:word)?|passwd|pwd|secret"
+               r"|(?:access_|auth_|api_)?token|api_?key")
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:@/\s'\"]*):(?P<pw>[^\s'\"]*)@")
+_PARAM = re.compile(rf"(?P<key>[?&;](?i:{_SECRET_KEY})=)(?P<pw>[^&#\s'\"]*)")
+_AWS_TOKEN = re.compile(r"(?P<key>AWS_SESSION_TOKEN(?::|%3A))(?P<pw>[^,&\s'\"]*)", re.IGNORECASE)
+_DSN = re.compile(rf"(?<![?&;\w])(?P<key>(?i:{_SECRET_KEY})\s*=\s*)"
+                  r"(?P<pw>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s'\"]+)")
+_RULES = (_USERINFO, _PARAM, _AWS_TOKEN, _DSN)
+
+_remembered: set[str] = set()
+
+
+def _masked(match: re.Match) -> str:
+    if match.re is _USERINFO:
+        return f"{match['scheme']}{match['user']}:{MASK}@"
+    return f"{match['key']}{MASK}"
+
+
+def _mask_patterns(text: str) -> str:
+    for rule in _RULES:
+        text = rule.sub(_masked, text)
+    return text
+
+
+def _split_userinfo(url: str) -> tuple[str, str, str] | None:
+    """(everything up to the password, the password, '@' and the rest) of one whole URL, taking the
+    password to run to the URL's last '@': a raw space, quote or '@' in it is still all of it."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hosts = rest.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not (sep and at and colon and password):
+        return None
+    return f"{scheme}://{user}:", password, f"@{hosts}"
+
+
+def secrets_in(text: str | None) -> set[str]:
+    """Every password-like value any rule finds in ``text``, with its decoded and JSON-escaped forms."""
+    values = [match["pw"].strip("'\"") for rule in _RULES for match in rule.finditer(text or "")]
+    split = _split_userinfo(text or "")
+    if split and not any(c.isspace() for c in split[0]):
+        values.append(split[1])
+    found: set[str] = set()
+    for value in values:
+        if value and value != MASK:
+            found |= {value, unquote(value), json.dumps(value)[1:-1], json.dumps(unquote(value))[1:-1]}
+    return found
+
+
+def remember(*urls: str | None) -> None:
+    """Remove these URLs' secrets from everything ``redact_text`` cleans from now on (the configured URLs)."""
+    for url in urls:
+        _remembered.update(secrets_in(url))
 
 
 def redact(url: str | None) -> str:
     """Return ``url`` with any password replaced by ``***``."""
     if not url:
         return ""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(url))
+    url = str(url)
+    split = _split_userinfo(url)
+    if split:
+        url = f"{split[0]}{MASK}{split[2]}"
+    return redact_text(url)
 
 
 def redact_text(text: str, *urls: str | None) -> str:
-    """Remove the passwords of ``urls`` (and any URL-shaped userinfo) from ``text``."""
+    """Remove the passwords of ``urls``, of every remembered URL, and of any URL- or DSN-shaped
+    secret from ``text``."""
+    if not text:
+        return text
+    secrets = set(_remembered)
     for url in urls:
-        if not url:
-            continue
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            password = None
-        if password:
-            text = text.replace(password, "***")
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+        secrets |= secrets_in(url)
+    for secret in sorted((s for s in secrets if len(s) >= LITERAL_MIN), key=len, reverse=True):  # the longest first: a secret may contain another
+        text = text.replace(secret, MASK)
+    return _mask_patterns(text)
 
 
 def check_url(url: str, schemes: tuple[str, ...], what: str) -> str:
-    """Return ``url`` if it parses with one of ``schemes``; else raise ConfigError."""
+    """Return ``url`` if it parses with one of ``schemes``; else raise ConfigError (the URL redacted,
+    and never a driver's message, which may quote a piece of the password)."""
     from .errors import ConfigError
 
+    shown = redact(url)
     try:
         parts = urlsplit(url)
-        port = parts.port  # raises ValueError on a malformed port
-    except ValueError as exc:
-        raise ConfigError(f"{what} {redact(url)!r} is not a valid URL ({exc}).") from None
+    except ValueError:
+        raise ConfigError(f"{what} {shown!r} is not a valid URL.") from None
     scheme = parts.scheme.split("+", 1)[0]
     if scheme not in schemes:
-        raise ConfigError(
-            f"{what} {redact(url)!r} must start with {' or '.join(s + '://' for s in schemes)}."
-        )
+        raise ConfigError(f"{what} {shown!r} must start with {' or '.join(s + '://' for s in schemes)}.")
+    if "@" in parts.netloc.rpartition("@")[0] or "@" in parts.path:
+        raise ConfigError(f"{what} {shown!r} has a raw '@' or '/' in its user name or password: "
+                          "percent-encode them ('@' as %40, '/' as %2F).")
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError(f"{what} {shown!r} is not a valid URL: its port is not a number from 0 to 65535 "
+                          "(a raw '?' or '#' in a password must be percent-encoded too).") from None
     if not parts.hostname and not parts.path and scheme != "redis+unix":
-        raise ConfigError(f"{what} {redact(url)!r} names no host.")
-    del port
+        raise ConfigError(f"{what} {shown!r} names no host.")
     return url
 
 

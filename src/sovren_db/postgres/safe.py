@@ -60,6 +60,7 @@ from alembic.operations import MigrateOperation, Operations, ops
 from sqlalchemy import text
 from sqlalchemy.schema import CreateIndex
 
+from ..core.errors import Refused
 from ..drift import findings_from_ops
 
 LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of "canceling statement due to lock timeout"
@@ -414,9 +415,9 @@ def _create_unique_using_index(operations: Operations, op: CreateUniqueUsingInde
         if _constraint_exists(operations, op.table(), op.name):
             return
         if _relkind(operations, op.table()) == "p":
-            raise NotImplementedError(
-                f"{op.table()} is partitioned: Postgres cannot add a constraint USING INDEX there; "
-                f"declare a unique index (built per partition and attached) instead")
+            raise Refused(
+                f"Unique constraint {op.name} refused: {op.table()} is partitioned and Postgres cannot add a "
+                "constraint USING INDEX there; declare a unique index (built per partition and attached) instead.")
     table = _quote(operations, op.table_name)
     if op.schema:
         table = f"{_quote(operations, op.schema)}.{table}"

@@ -50,7 +50,7 @@ def open_client(url: str) -> tuple[redis.Redis | RedisCluster, bool]:
         client.close()
         client = None
         return open_cluster(url), True
-    except (redis.RedisError, RedisClusterException) as exc:
+    except (redis.RedisError, RedisClusterException, ValueError) as exc:  # ValueError: a URL redis-py cannot use
         if client is not None:
             client.close()
         raise StoreUnavailable("redis", url, _reason(exc)) from None

@@ -8,6 +8,8 @@ TTL only where none is, creating a group that may exist.
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -54,6 +56,29 @@ class RedisSkipReverse(RedisOp):
         return None
 
 
+def field_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[tuple[str, str, str]]:
+    """(field, old value, new value) of every field that differs, nested tables as ``ttl.max``."""
+    changes = []
+    for name in sorted(set(old) | set(new)):
+        before, after = old.get(name), new.get(name)
+        if before == after:
+            continue
+        if isinstance(before, dict) and isinstance(after, dict):
+            changes += field_changes(before, after, f"{prefix}{name}.")
+        else:
+            field = f"{prefix}{name}"
+            changes.append((field, _shown(field, before), _shown(field, after)))
+    return changes
+
+
+def _shown(field: str, value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if field.startswith("ttl.") and isinstance(value, int):
+        return format_duration(value)  # seconds in the registry, written as in the declarations
+    return str(value) if isinstance(value, (int, float)) else json.dumps(value)
+
+
 class _DeclareEntry(RedisOp):
     """Publish one registry entry (a family or a channel); ``previous``: what it replaces."""
 
@@ -70,7 +95,11 @@ class _DeclareEntry(RedisOp):
         return f"{'update' if self.previous else 'declare'} {self.state.from_json(self.document).describe()}"
 
     def drift(self) -> tuple[str, str]:
-        message = "published with another declaration" if self.previous else "not published in the registry"
+        message = "not published in the registry"
+        if self.previous:
+            changes = "; ".join(f"{field}: {old} -> {new}" for field, old, new in field_changes(self.previous,
+                                                                                               self.document))
+            message = f"published with another declaration (published -> declared: {changes or 'same fields'})"
         return (f"{_WHAT[self.kind]} {self.document['name']}", message)
 
     def reverse(self) -> StoreOp:

@@ -52,10 +52,18 @@ class RawNode:
         self.connection.disconnect()
 
     def send(self, payload: bytes) -> None:
-        self.sock.sendall(payload)
+        try:
+            self.sock.sendall(payload)
+        except OSError as exc:  # the server died or dropped us: redis-py's error, so callers name Redis
+            raise redis.ConnectionError(f"{self.name or 'the server'} dropped the connection ({exc.strerror or exc})"
+                                        ) from exc
 
     def _receive(self) -> None:
-        chunk = self.sock.recv(_RECV)
+        try:
+            chunk = self.sock.recv(_RECV)
+        except OSError as exc:
+            raise redis.ConnectionError(f"{self.name or 'the server'} dropped the connection ({exc.strerror or exc})"
+                                        ) from exc
         if not chunk:
             raise redis.ConnectionError(f"{self.name or 'the server'} closed the connection")
         self.buffer += chunk

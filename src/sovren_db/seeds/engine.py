@@ -18,6 +18,7 @@ The order is what makes a seed safe to run anywhere and twice:
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol
@@ -27,8 +28,9 @@ from ..core.runtime import Runtime
 from ..env import connect, lock_and_limit, unlock
 from . import manifest as manifests
 from . import presence
+from .bounds import refuse_beyond_machine
 from .lockstep import check_lockstep, refuse_protected
-from .plan import Plan, seed_identity
+from .plan import Plan, normal_scale, seed_identity
 from .postgres_load import act_as, copy_tables, delete_seeded as delete_rows
 from .prevalidate import check_blocks
 from .profiles import Profile, load_profile
@@ -68,7 +70,7 @@ class StoreResult:
 @dataclass
 class SeedReport:
     profile: str
-    scale: int
+    scale: int | float
     seed: int
     anchor: str
     status: str                                  # seeded | already seeded
@@ -88,14 +90,16 @@ class SeedReport:
                            for name, r in self.stores.items()}}
 
 
-def seed(settings: "Settings", profile_name: str, *, scale: int = 1, seed: int | None = None, reset: bool = False,
+def seed(settings: "Settings", profile_name: str, *, scale: float = 1, seed: int | None = None, reset: bool = False,
          allow_protected: bool = False, progress: Progress | None = None) -> SeedReport:
     """Seed every configured store with ``profile_name`` at ``scale``; see the module docstring."""
     started = time.perf_counter()
     refuse_protected(settings, allow_protected)
-    if scale < 1:
-        raise ConfigError(f"--scale must be 1 or more, not {scale}.")
+    if not scale > 0:
+        raise ConfigError(f"--scale must be more than 0, not {scale}.")
+    scale = normal_scale(scale)
     profile = load_profile(settings.seeds_dir, profile_name)
+    refuse_beyond_machine(Plan(profile, scale, profile.seed, dt.date.today()), settings.stores, settings.root)
     targets = Targets.of(settings, profile)
     runtime = Runtime(settings)
     engine, connection = connect(settings)
@@ -293,11 +297,12 @@ class Seeder:
         counts = dict.fromkeys(self.targets.families, 0)
         advance = self.progress.task("redis", plan.block_count)
         try:
-            for block in plan.blocks():
-                for name, family in self.targets.families.items():
-                    counts[name] += writer.write(self.targets.keys(name, block, family))
-                advance(1)
-            writer.finish()
+            with self.backends["redis"].reporting_errors():  # a refused or dropped connection names Redis
+                for block in plan.blocks():
+                    for name, family in self.targets.families.items():
+                        counts[name] += writer.write(self.targets.keys(name, block, family))
+                    advance(1)
+                writer.finish()
         finally:
             writer.close()
         self._record("redis", counts)

@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     profile text NOT NULL,
     fingerprint text NOT NULL,
-    scale integer NOT NULL,
+    scale numeric NOT NULL,
     seed bigint NOT NULL,
     anchor date NOT NULL,
     stores jsonb NOT NULL DEFAULT '{{}}',
@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 class Manifest:
     profile: str
     fingerprint: str
-    scale: int
+    scale: int | float
     seed: int
     anchor: dt.date
     stores: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -59,11 +59,13 @@ def read(conn) -> Manifest | None:
     if row is None:
         return None
     stores = row[5] if isinstance(row[5], dict) else json.loads(row[5])
-    return Manifest(row[0], row[1], row[2], row[3], row[4], stores)
+    scale = int(row[2]) if row[2] == int(row[2]) else float(row[2])
+    return Manifest(row[0], row[1], scale, row[3], row[4], stores)
 
 
 def write(conn, manifest: Manifest) -> None:
     conn.execute(_DDL)
+    conn.execute(f"ALTER TABLE {TABLE} ALTER COLUMN scale TYPE numeric")  # integer before fractional scales
     conn.execute(f"DELETE FROM {TABLE}")
     conn.execute(f"INSERT INTO {TABLE} (profile, fingerprint, scale, seed, anchor, stores) "
                  "VALUES (%s, %s, %s, %s, %s, %s::jsonb)",

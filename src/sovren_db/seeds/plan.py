@@ -21,15 +21,25 @@ from .profiles import ENTITIES, Profile
 BLOCK_USERS = 8192
 
 
-def seed_identity(profile: Profile, scale: int, seed: int) -> dict:
+def normal_scale(scale: float) -> int | float:
+    """``--scale`` as it is recorded and compared: a whole number as an int (2.0 is 2), else the fraction."""
+    return int(scale) if float(scale).is_integer() else float(scale)
+
+
+def scaled_users(profile: Profile, scale: float) -> int:
+    """The users a profile makes at ``scale`` (fractions allowed, at least one user)."""
+    return max(1, round(profile.users * scale))
+
+
+def seed_identity(profile: Profile, scale: float, seed: int) -> dict:
     """What makes two seeds the same data (the anchor month aside)."""
-    return {"profile": profile.name, "fingerprint": profile.fingerprint, "scale": scale, "seed": seed}
+    return {"profile": profile.name, "fingerprint": profile.fingerprint, "scale": normal_scale(scale), "seed": seed}
 
 
 @dataclass
 class Plan:
     profile: Profile
-    scale: int
+    scale: int | float
     seed: int
     anchor: dt.date
     months: int = 1                  # operation partitions: this month and the following ones
@@ -40,7 +50,7 @@ class Plan:
 
     @property
     def users(self) -> int:
-        return self.profile.users * self.scale
+        return scaled_users(self.profile, self.scale)
 
     @property
     def block_count(self) -> int:

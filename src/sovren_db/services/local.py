@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -18,8 +19,8 @@ from ..core.errors import SovrenError
 from .identify import serving
 
 PG_USER = "sovren"
-PG_PASSWORD = "securepass"  # Appendix B of the architecture document; local throwaway servers only
 PG_DATABASE = "sovren_ai"
+PASSWORD_FILE = "password"
 
 
 class ServerUnavailable(SovrenError):
@@ -143,6 +144,26 @@ def _pg_data_root(base: Path, user: str | None) -> Path:
     return Path(tempfile.mkdtemp(prefix="sovren-db-pg-"))
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600), whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def local_password(folder: Path) -> str:
+    """The password of the local server whose data is in ``folder``: drawn at random once, kept there (0600),
+    so no two checkouts share one and a restart finds the one its data was created with."""
+    path = folder / PASSWORD_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    folder.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(18)  # URL-safe: no escaping in the URLs it goes into
+    write_private(path, password + "\n")
+    return password
+
+
 def start_postgres(base: Path, port: int | None = None) -> Server:
     initdb, pg_ctl = find_pg_bin("initdb"), find_pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
@@ -157,9 +178,10 @@ def start_postgres(base: Path, port: int | None = None) -> Server:
     port = port or free_port()
     if user:
         shutil.chown(root, user)
+    password = local_password(root)
     if not (data / "PG_VERSION").exists():
         pwfile = root / "pwfile"
-        pwfile.write_text(PG_PASSWORD + "\n")
+        write_private(pwfile, password + "\n")
         if user:
             shutil.chown(pwfile, user)
         _run(_as_user(user, [initdb, "-D", str(data), "-U", PG_USER, f"--pwfile={pwfile}", "-E", "UTF8",
@@ -171,14 +193,14 @@ def start_postgres(base: Path, port: int | None = None) -> Server:
          "pg_ctl start", log)
     pid = int((data / "postmaster.pid").read_text().split()[0])
     _create_database(root, port, user)
-    return Server("postgres", local_url("postgres", port), port, pid, str(data), run_as=user, log=str(log))
+    return Server("postgres", local_url("postgres", port, password), port, pid, str(data), run_as=user, log=str(log))
 
 
 def local_url(store: str, port: int, password: str | None = None) -> str:
-    """The URL of a server this module starts on ``port``."""
-    if store == "postgres":
-        return f"postgresql://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{port}/{PG_DATABASE}"
+    """The URL of a server this module starts on ``port`` (``password``: its checkout's, ``local_password``)."""
     auth = f":{password}@" if password else ""
+    if store == "postgres":
+        return f"postgresql://{PG_USER}{auth}127.0.0.1:{port}/{PG_DATABASE}"
     return f"redis://{auth}127.0.0.1:{port}/0"
 
 

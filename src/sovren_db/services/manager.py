@@ -6,21 +6,28 @@ import json
 import re
 import shutil
 import subprocess
-from functools import partial
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..core.config import SERVERS_FILE, STORES, URL_VARS, Settings
 from ..core.urls import redact
 from .identify import serving
-from .local import (Server, ServerUnavailable, _alive, docker_engine_answers, local_url, start_mongod,
-                    start_postgres, start_redis, stop)
+from .local import (
+    Server, ServerUnavailable, _alive, docker_engine_answers, local_password, local_url, start_mongod, start_postgres,
+    start_redis, stop, write_private,
+)
 from .mongo_cluster import DEFAULT_ZONES, start_mongo_cluster
 
 # Where each store's data directory is under .sovren/, for the stores whose server is found by it.
 LOCATED = {"postgres": "postgres/pgdata", "redis": "redis"}
+
+
+def _start_local_redis(base: Path) -> Server:
+    return start_redis(base, persist=True, password=local_password(base))
+
+
 # Development servers keep their data across down/up, as the Postgres cluster does.
-STARTERS = {"postgres": start_postgres, "redis": partial(start_redis, persist=True), "mongo": start_mongod}
+STARTERS = {"postgres": start_postgres, "redis": _start_local_redis, "mongo": start_mongod}
 # Fixed ports of docker-compose.yml (Appendix A).
 COMPOSE_URLS = {
     "postgres": "postgresql://sovren:securepass@127.0.0.1:5432/sovren_ai",
@@ -54,8 +61,8 @@ def read_servers(settings: Settings) -> dict[str, Server]:
 
 def write_servers(settings: Settings, servers: dict[str, Server]) -> None:
     path = _servers_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({s: srv.to_json() for s, srv in servers.items()}, indent=2) + "\n")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_private(path, json.dumps({s: srv.to_json() for s, srv in servers.items()}, indent=2) + "\n")  # URLs hold passwords
 
 
 def up(settings: Settings, stores: tuple[str, ...] = STORES, *, mongo_sharded: bool = False) -> list[StoreReport]:
@@ -99,7 +106,8 @@ def located(settings: Settings, store: str, known: Server | None) -> Server | No
         return None
     pid, port = found
     if known is None:
-        return Server(store, local_url(store, port), port, pid, str(data_dir))
+        folder = Path(data_dir).parent if store == "postgres" else Path(data_dir)  # where its password is kept
+        return Server(store, local_url(store, port, local_password(folder)), port, pid, str(data_dir))
     return replace(known, pid=pid, port=port, url=re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{port}", known.url))
 
 
