@@ -9,8 +9,11 @@ import pytest
 
 from sovren_db.core.errors import MigrationFailed
 from sovren_db.redis import moves, ops
+from sovren_db.redis.checks import check_findings
 from sovren_db.redis.follow import FamilyFollower
 from sovren_db.redis.state import KeyFamily, TtlRule
+
+from redis_helpers import connect, write_project
 
 pytestmark = pytest.mark.redis
 
@@ -167,3 +170,65 @@ def test_during_an_overlap_the_new_key_wins_over_an_old_write(backend, client):
     client.set("sess:1", "legacy")      # a writer that ignores the registry
     ops.RedisContractFamily(OLD, NEW).execute(backend)
     assert old_keys(client) == [] and client.get("session:v2:1") == b"new"
+
+
+MOVED = {"app.toml": """
+    [families.session]
+    pattern = "session:v2:{user_id}"
+    renamed_from = "sess:{user_id}"
+    type = "string"
+"""}
+
+
+def test_check_data_reports_stranded_keys_as_drift(tmp_path, redis_url, client):
+    project = write_project(tmp_path / "moved", MOVED)
+    backend = connect(project, redis_url)
+    client.set("session:v2:1", "moved")
+    assert [f for f in check_findings(backend.settings, backend, data=True) if f.code == "redis-stranded-keys"] == []
+    client.set("sess:1", "written again after the move")
+    client.set("sess:2", "never moved")
+    (stranded,) = [f for f in check_findings(backend.settings, backend, data=True) if f.code == "redis-stranded-keys"]
+    assert stranded.severity == "error" and stranded.file == "redis/app.toml"
+    assert stranded.message.startswith("2 keys still follow the old pattern sess:{user_id} (stranded")
+    # during an overlap, old keys are read through the fallback: not drift yet
+    (project / "redis" / "app.toml").write_text(MOVED["app.toml"].replace('type =', 'overlap = true\n    type ='))
+    assert [f for f in check_findings(backend.settings, backend, data=True) if f.code == "redis-stranded-keys"] == []
+    backend.close()
+
+
+class FakeClock:
+    def __init__(self):
+        self.now, self.slept = 0.0, []
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_the_command_pace_wins_over_the_revision_and_the_rate_is_held(backend, client, monkeypatch):
+    step = ops.RedisRenameFamily(OLD, NEW, batch=50, rate=100)
+    assert step.pace(backend) == moves.Pace(50, 100)
+    backend.pace = {"rate": 1000}  # migrate --redis-rate 1000
+    assert step.pace(backend) == moves.Pace(50, 1000)
+    seed(client, 400)
+    clock = FakeClock()
+    monkeypatch.setattr(moves, "time", clock)
+    ops.RedisDeclareFamily(OLD).execute(backend)
+    step.execute(backend)
+    assert old_keys(client) == []
+    # 400 keys at 1000 a second: the moves wait 0.4 s in all (the clock only moves when they sleep)
+    assert sum(clock.slept) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"batch": 0}, "batch must be a whole number of keys of 1 or more, not 0"),
+    ({"rate": -5}, "rate must be a number of keys per second above 0, not -5"),
+])
+def test_a_bad_pace_is_one_sentence_naming_the_revision(backend, arguments, message):
+    from sovren_db.core.runtime import run_step
+
+    with pytest.raises(MigrationFailed, match=rf"Revision abc123, redis step 0 \(rename key family sess .*\) failed: {message}"):
+        run_step(backend, "abc123:up:0", ops.RedisRenameFamily(OLD, NEW, **arguments), "abc123")

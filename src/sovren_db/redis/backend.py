@@ -85,7 +85,7 @@ class RedisBackend:
         self.url: str | None = None
         self.client: redis.Redis | RedisCluster | None = None
         self.cluster = False
-        self.pace = None  # a moves.Pace given to the command (migrate --redis-batch/--redis-rate): it wins
+        self.pace: dict[str, float] = {}  # batch/rate given to the command (migrate --redis-batch/--redis-rate): they win
 
     # -- connection ------------------------------------------------------
     def connect(self) -> None:

@@ -41,17 +41,18 @@ SWEEPS = 8
 
 @dataclass(frozen=True)
 class Pace:
-    """How hard a key step works a server: keys per SCAN batch and a ceiling in keys per second."""
+    """How hard a key step works a server: keys per SCAN batch and a ceiling in keys per second.
+    ValueError for a bad value: the runtime names the revision and the step around it."""
 
     batch: int = BATCH
     rate: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.batch, int) or isinstance(self.batch, bool) or self.batch < 1:
-            raise MigrationFailed(f"batch must be a whole number of keys of 1 or more, not {self.batch!r}.")
+            raise ValueError(f"batch must be a whole number of keys of 1 or more, not {self.batch!r}")
         if self.rate is not None and (isinstance(self.rate, bool) or not isinstance(self.rate, (int, float))
                                       or self.rate <= 0):
-            raise MigrationFailed(f"rate must be a number of keys per second above 0, not {self.rate!r}.")
+            raise ValueError(f"rate must be a number of keys per second above 0, not {self.rate!r}")
 
     def throttle(self) -> "Throttle":
         return Throttle(self.rate)

@@ -163,7 +163,7 @@ class _PacedStep(RedisOp):
     rate: float | None
 
     def pace(self, target: "RedisBackend") -> Pace:
-        return target.pace or Pace(self.batch, self.rate)
+        return Pace(target.pace.get("batch", self.batch), target.pace.get("rate", self.rate))
 
 
 @store_operation
