@@ -232,3 +232,12 @@ def test_a_bad_pace_is_one_sentence_naming_the_revision(backend, arguments, mess
 
     with pytest.raises(MigrationFailed, match=rf"Revision abc123, redis step 0 \(rename key family sess .*\) failed: {message}"):
         run_step(backend, "abc123:up:0", ops.RedisRenameFamily(OLD, NEW, **arguments), "abc123")
+
+
+def test_backfill_without_a_maximum_sets_only_missing_ttls(backend, client):
+    family = KeyFamily("session", "session:{u}", "string", TtlRule("required", default=600)).to_json()
+    client.set("session:none", 1)
+    client.set("session:long", 1, ex=86400)
+    ops.RedisBackfillTtl(family, 600, batch=1).execute(backend)
+    assert 590_000 < client.pttl("session:none") <= 600_000
+    assert client.pttl("session:long") > 86_000_000

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # would also cut keys between the default and the maximum.
 _BACKFILL = """
 local ttl = redis.call('PTTL', KEYS[1])
-if ttl == -1 or (tonumber(ARGV[2]) >= 0 and ttl > tonumber(ARGV[2])) then
+if ttl == -1 or ttl > tonumber(ARGV[2]) then
   return redis.call('PEXPIRE', KEYS[1], ARGV[1])
 end
 return 0
@@ -30,15 +30,18 @@ return 0
 
 def backfill_ttl(backend: "RedisBackend", pattern: KeyPattern, ttl_seconds: int, max_seconds: int | None,
                  pace: Pace = Pace()) -> int:
-    """Give ``ttl_seconds`` to keys without a TTL and to keys above ``max_seconds``; returns how many."""
-    changed, throttle = 0, pace.throttle()
-    limit = -1 if max_seconds is None else max_seconds * 1000
-    scripts: dict[int, str] = {}
+    """Give ``ttl_seconds`` to keys without a TTL and to keys above ``max_seconds``; returns how many.
+    One pipeline a SCAN batch: EXPIRE NX without a maximum, else the script above."""
+    changed, throttle, scripts = 0, pace.throttle(), {}
     for client, keys in backend.family_batches(pattern, pace.batch):
-        sha = scripts.get(id(client)) or scripts.setdefault(id(client), client.script_load(_BACKFILL))
         pipe = client.pipeline(transaction=False)
-        for key in keys:
-            pipe.evalsha(sha, 1, key, ttl_seconds * 1000, limit)
+        if max_seconds is None:
+            for key in keys:
+                pipe.expire(key, ttl_seconds, nx=True)
+        else:
+            sha = scripts.get(id(client)) or scripts.setdefault(id(client), client.script_load(_BACKFILL))
+            for key in keys:
+                pipe.evalsha(sha, 1, key, ttl_seconds * 1000, max_seconds * 1000)
         changed += sum(1 for done in pipe.execute() if done)
         throttle.after(len(keys))
     return changed
