@@ -66,6 +66,7 @@ def test_an_overlap_expands_then_waits_then_contracts():
     # during the overlap both are published, the new one with its fallback: nothing to do, nothing retired
     during = {"sess": old, "session": SESSION.with_fallback("sess:{user_id}")}
     assert diff_families({"session": new}, during) == []
+    assert diff_families(during, during) == []  # the chain's replay against the server (chain_drift)
     # the declaration drops overlap: the contract step retires the old pattern and name
     contracted = replace(new, overlap=False)
     assert diff_families({"session": contracted}, during) == [RedisContractFamily(old.to_json(), contracted.to_json())]

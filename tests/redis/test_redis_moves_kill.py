@@ -58,7 +58,8 @@ def kill_mid_move(project: Path, url: str, client) -> None:
 
 def rerun_converges(backend, client) -> None:
     moved = count(client, "session:v2:*")
-    assert COUNT // 4 <= moved < COUNT and count(client, "sess:*") == COUNT - moved
+    # across cluster slots a batch (100 keys) may be copied with its sources not yet deleted
+    assert COUNT // 4 <= moved < COUNT and 0 <= count(client, "sess:*") - (COUNT - moved) <= 100
     assert "move:session" in backend.registry()  # the killed move left its mark
     # while nobody moved keys, a client wrote some again under the old name, and a new one
     again = {f"sess:{i}": f"again-{i}" for i in range(0, COUNT, 400)}

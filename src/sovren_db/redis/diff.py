@@ -83,7 +83,8 @@ def _overlap(family: KeyFamily, before: KeyFamily, by_pattern: dict[str, KeyFami
     if before != family:
         ops.append(RedisDeclareFamily(family.with_fallback(before.fallback).to_json(), before.to_json()))
         ops.extend(_backfill(before, family))
-    if not (family.overlap and family.renamed_from == before.fallback):
+    kept_open = family.fallback == before.fallback or (family.overlap and family.renamed_from == before.fallback)
+    if not kept_open:  # (a family replayed from the chain carries the fallback itself)
         ops.append(RedisContractFamily(old.with_fallback(None).to_json(), family.to_json()))
     return ops
 
