@@ -68,7 +68,8 @@ def test_a_writer_that_never_stops_is_refused_naming_the_count(backend, client, 
     monkeypatch.setattr(moves, "SWEEPS", 2)
     ops.RedisDeclareFamily(OLD).execute(backend)
     op = ops.RedisRenameFamily(OLD, NEW, batch=30)
-    with pytest.raises(MigrationFailed, match=r"\d+ keys still follow the old pattern after 2 sweeps \(a client keeps writing them\)"):
+    refusal = r"\d+ keys still follow the old pattern after 2 sweeps \(a client keeps writing them\)"
+    with pytest.raises(MigrationFailed, match=refusal):
         op.execute(backend)
     registry = backend.registry()
     assert "family:sess" in registry and "family:session" not in registry  # still the old family
@@ -230,7 +231,8 @@ def test_the_command_pace_wins_over_the_revision_and_the_rate_is_held(backend, c
 def test_a_bad_pace_is_one_sentence_naming_the_revision(backend, arguments, message):
     from sovren_db.core.runtime import run_step
 
-    with pytest.raises(MigrationFailed, match=rf"Revision abc123, redis step 0 \(rename key family sess .*\) failed: {message}"):
+    sentence = rf"Revision abc123, redis step 0 \(rename key family sess .*\) failed: {message}"
+    with pytest.raises(MigrationFailed, match=sentence):
         run_step(backend, "abc123:up:0", ops.RedisRenameFamily(OLD, NEW, **arguments), "abc123")
 
 
