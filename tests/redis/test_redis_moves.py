@@ -243,3 +243,21 @@ def test_backfill_without_a_maximum_sets_only_missing_ttls(backend, client):
     ops.RedisBackfillTtl(family, 600, batch=1).execute(backend)
     assert 590_000 < client.pttl("session:none") <= 600_000
     assert client.pttl("session:long") > 86_000_000
+
+
+def test_a_key_written_again_while_copied_across_slots_keeps_its_write(cluster_backend, cluster_client, monkeypatch):
+    for i in range(50):
+        cluster_client.set(f"sess:{i}", f"v0-{i}")
+    real, written = moves._restore, {}
+
+    def write_while_copying(backend, copies, replace):
+        src = copies[0][0]
+        written[src] = b"written during the copy"
+        cluster_client.set(src, written[src])  # after its DUMP, before its DEL
+        return real(backend, copies, replace)
+
+    monkeypatch.setattr(moves, "_restore", write_while_copying)
+    ops.RedisDeclareFamily(OLD).execute(cluster_backend)
+    ops.RedisRenameFamily(OLD, NEW, batch=10).execute(cluster_backend)
+    assert not [k for k in cluster_client.scan_iter("sess:*")]
+    assert written and {k: cluster_client.get(new_of(k)) for k in written} == written

@@ -173,7 +173,7 @@ def _drop(client: redis.Redis, keys: list[bytes], count: MoveCount) -> None:
 
 def _copy_across_slots(backend: "RedisBackend", client: redis.Redis, pairs: list[tuple[bytes, bytes]], *,
                        replace: bool, count: MoveCount) -> None:
-    """DUMP + PTTL from the source node, RESTORE through the cluster, then DEL the sources."""
+    """DUMP + PTTL from the source node, RESTORE through the cluster, then DEL the sources left unchanged."""
     pipe = client.pipeline(transaction=False)
     for src, _ in pairs:
         pipe.dump(src)
@@ -181,15 +181,33 @@ def _copy_across_slots(backend: "RedisBackend", client: redis.Redis, pairs: list
     replies = pipe.execute()
     copies = [(src, dst, payload, max(ttl, 0)) for (src, dst), payload, ttl
               in zip(pairs, replies[0::2], replies[1::2]) if payload is not None]  # None: gone since SCAN
-    restore = backend.client.pipeline(transaction=False)
-    for _, dst, payload, ttl in copies:
-        restore.restore(dst, ttl, payload, replace=replace)
-    results = restore.execute(raise_on_error=False)
+    results = _restore(backend, copies, replace)
     _raise_unexpected(results, "BUSYKEY")  # the new key exists: written during the overlap, it wins
     busy = sum(1 for result in results if isinstance(result, redis.ResponseError))
-    _drop(client, [src for src, *_ in copies], MoveCount())
+    _drop_unchanged(client, [(src, payload) for src, _, payload, _ in copies])
     count.moved += len(copies) - busy
     count.rewritten += busy
+
+
+def _restore(backend: "RedisBackend", copies: list[tuple[bytes, bytes, bytes, int]], replace: bool) -> list:
+    pipe = backend.client.pipeline(transaction=False)
+    for _, dst, payload, ttl in copies:
+        pipe.restore(dst, ttl, payload, replace=replace)
+    return pipe.execute(raise_on_error=False)
+
+
+# DEL a source only if it still holds what was copied: a client that wrote it again between the
+# DUMP and now keeps its write under the old name, and the next pass moves it (compare-and-delete
+# has no native command).
+_DEL_UNCHANGED = "if redis.call('DUMP', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def _drop_unchanged(client: redis.Redis, copied: list[tuple[bytes, bytes]]) -> None:
+    sha = client.script_load(_DEL_UNCHANGED)
+    pipe = client.pipeline(transaction=False)
+    for src, payload in copied:
+        pipe.evalsha(sha, 1, src, payload)
+    pipe.execute()
 
 
 def _raise_unexpected(replies: list, expected: str) -> None:
