@@ -151,8 +151,9 @@ def display_path(settings: Settings, path: Any) -> str:
 
 
 def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool = False,
-            resync: tuple[str, ...] = ()) -> Outcome:
-    """Apply revisions up to ``target``; ``resync`` stores first get every step of the chain again."""
+            resync: tuple[str, ...] = (), redis_pace: dict[str, float] | None = None) -> Outcome:
+    """Apply revisions up to ``target``; ``resync`` stores first get every step of the chain again.
+    ``redis_pace`` (``batch``, ``rate``) overrides the pace of Redis key steps (moves, TTL backfills)."""
     script = _script(settings)
     runtime = Runtime(settings, allow_destructive=allow_destructive)
 
@@ -166,6 +167,8 @@ def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool
 
     try:
         runtime.connect_stores()
+        if redis_pace and runtime.backend("redis") is not None:
+            runtime.backend("redis").pace = redis_pace
         _check_resync(runtime, resync)
         _run_alembic(settings, runtime, upgrade, target, attributes={"sovren_replay": True})
     finally:

@@ -92,6 +92,20 @@ def test_a_renamed_family_is_republished_and_its_streams_keep_their_groups():
     assert replay(renamed_in_place).registry.families == {"session": kept}
 
 
+def test_an_overlap_keeps_the_old_family_until_the_contract():
+    sess = KeyFamily("sess", "sess:{user_id}", "string")
+    session = KeyFamily("session", "session:{user_id}", "string")
+    expanded = replay([ops.RedisDeclareFamily(sess.to_json()),
+                       ops.RedisRenameFamily(sess.to_json(), session.to_json(), overlap=True)])
+    assert set(expanded.registry.families) == {"sess", "session"}
+    assert expanded.registry.families["session"].fallback == "sess:{user_id}"
+    contracted = replay([ops.RedisDeclareFamily(sess.to_json()),
+                         ops.RedisRenameFamily(sess.to_json(), session.to_json(), overlap=True),
+                         ops.RedisContractFamily(sess.to_json(), session.to_json())])
+    assert list(contracted.registry.families) == ["session"]
+    assert contracted.registry.families["session"].fallback is None
+
+
 def test_a_rename_keeping_the_existing_destination_leaves_its_groups():
     mailbox = replace(OUTBOX, name="mailbox", pattern="{{{tenant}}}:mailbox")
     steps = [ops.RedisCreateGroup("{acme}:outbox", "old"), ops.RedisCreateGroup("{acme}:mailbox", "new")]

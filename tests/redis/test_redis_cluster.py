@@ -7,7 +7,7 @@ import redis
 
 from sovren_db import services
 from sovren_db.core.errors import StoreUnavailable
-from sovren_db.redis import keyops, ops
+from sovren_db.redis import moves, ops
 from sovren_db.redis.audit import AuditOptions
 from sovren_db.redis.checks import drift_findings, run_audit
 from sovren_db.redis.declared import load_declarations
@@ -65,16 +65,16 @@ NEW = KeyFamily("session", "session:v2:{user_id}", "string", TtlRule("optional")
 def test_rename_across_slots_dies_and_is_finished(cluster_backend, cluster_client, monkeypatch):
     for i in range(80):
         cluster_client.set(f"sess:{i}", f"v{i}", ex=1000 + i if i % 2 else None)
-    real, moved = keyops._copy_across_slots, []
+    real, moved = moves._copy_across_slots, []
 
-    def dies_after_30(backend, client, pairs, on_conflict, count):
+    def dies_after_30(backend, client, pairs, **kwargs):
         room = max(0, 30 - len(moved))
         moved.extend(pairs[:room])
-        real(backend, client, pairs[:room], on_conflict, count)
+        real(backend, client, pairs[:room], **kwargs)
         if room < len(pairs):
             raise redis.ConnectionError("killed")
 
-    monkeypatch.setattr(keyops, "_copy_across_slots", dies_after_30)
+    monkeypatch.setattr(moves, "_copy_across_slots", dies_after_30)
     op = ops.RedisRenameFamily(OLD, NEW)
     with pytest.raises(redis.ConnectionError):
         op.execute(cluster_backend)
@@ -83,7 +83,7 @@ def test_rename_across_slots_dies_and_is_finished(cluster_backend, cluster_clien
     assert len(left) == 50
     cluster_client.restore(f"session:v2:{left[0]}", max(0, cluster_client.pttl(f"sess:{left[0]}")),
                            cluster_client.dump(f"sess:{left[0]}"))
-    monkeypatch.setattr(keyops, "_copy_across_slots", real)
+    monkeypatch.setattr(moves, "_copy_across_slots", real)
     op.execute(cluster_backend)
     assert [cluster_client.exists(f"sess:{i}") for i in range(80)] == [0] * 80
     for i in range(80):
@@ -96,7 +96,7 @@ def test_rename_within_a_hash_tag_uses_renamenx(cluster_backend, cluster_client,
     new = dict(NEW, pattern="session:{{{user_id}}}")
     for i in range(20):
         cluster_client.set(f"sess:{{{i}}}", i)
-    monkeypatch.setattr(keyops, "_copy_across_slots", lambda *a: pytest.fail("no copy expected in one slot"))
+    monkeypatch.setattr(moves, "_copy_across_slots", lambda *a, **k: pytest.fail("no copy expected in one slot"))
     ops.RedisRenameFamily(old, new).execute(cluster_backend)
     assert sorted(int(cluster_client.get(f"session:{{{i}}}")) for i in range(20)) == list(range(20))
 

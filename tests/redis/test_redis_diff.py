@@ -7,6 +7,7 @@ from dataclasses import replace
 from sovren_db.redis.diff import diff_config, diff_families, diff_redis, normalize_config
 from sovren_db.redis.live import LiveRedis, registry_state
 from sovren_db.redis.ops import (
+    RedisContractFamily,
     RedisBackfillTtl,
     RedisCreateGroup,
     RedisDeclareChannel,
@@ -55,6 +56,32 @@ def test_a_family_keeping_its_name_is_renamed_too():
     old = replace(SESSION, pattern="session:{user_id}")
     new = replace(SESSION, pattern="session:v2:{user_id}", renamed_from="session:{user_id}")
     assert diff_families({"session": new}, {"session": old}) == [RedisRenameFamily(old.to_json(), new.to_json())]
+
+
+def test_an_overlap_expands_then_waits_then_contracts():
+    old = replace(SESSION, name="sess", pattern="sess:{user_id}")
+    new = replace(SESSION, renamed_from="sess:{user_id}", overlap=True)
+    assert diff_families({"session": new}, {"sess": old}) == [
+        RedisRenameFamily(old.to_json(), new.to_json(), overlap=True)]
+    # during the overlap both are published, the new one with its fallback: nothing to do, nothing retired
+    during = {"sess": old, "session": SESSION.with_fallback("sess:{user_id}")}
+    assert diff_families({"session": new}, during) == []
+    assert diff_families(during, during) == []  # the chain's replay against the server (chain_drift)
+    # the declaration drops overlap: the contract step retires the old pattern and name
+    contracted = replace(new, overlap=False)
+    assert diff_families({"session": contracted}, during) == [RedisContractFamily(old.to_json(), contracted.to_json())]
+    assert diff_families({"session": contracted}, {"session": SESSION}) == []
+
+
+def test_an_overlap_keeping_the_name_contracts_to_the_same_entry():
+    new = replace(SESSION, pattern="session:v2:{user_id}", renamed_from="session:{user_id}")
+    during = {"session": replace(new, renamed_from=None).with_fallback("session:{user_id}")}
+    assert diff_families({"session": new}, during) == [
+        RedisContractFamily(replace(SESSION, renamed_from=None).to_json(), new.to_json())]
+    # a change during the overlap keeps the fallback published
+    longer = replace(new, overlap=True, description="changed")
+    (declare,) = diff_families({"session": longer}, during)
+    assert declare.family["fallback"] == "session:{user_id}" and declare.family["description"] == "changed"
 
 
 def test_ttl_becoming_required_or_shorter_backfills_the_default():

@@ -8,7 +8,7 @@ from sovren_db.core.runtime import Runtime
 
 from sovren_db.core.errors import MigrationFailed, Refused
 from sovren_db.core.runtime import run_step
-from sovren_db.redis import keyops, ops
+from sovren_db.redis import keyops, moves, ops
 from sovren_db.redis.state import KeyFamily, TtlRule
 
 from redis_helpers import connect
@@ -72,24 +72,23 @@ def test_rename_moves_values_and_ttls(backend, client):
 
 def test_a_rename_that_dies_half_way_is_finished_by_the_next_run(backend, client, monkeypatch):
     before = seed_old_keys(client)
-    real, moved = keyops._move_pairs, []
+    real, moved = moves.move_pairs, []
 
-    def dies_after_25_keys(backend, node, pairs, on_conflict, count):
+    def dies_after_25_keys(backend, node, pairs, move, count):
         room = 25 - len(moved)
         moved.extend(pairs[:room])
-        real(backend, node, pairs[:room], on_conflict, count)
+        real(backend, node, pairs[:room], move, count)
         if room < len(pairs):
             raise ConnectionError("the runner was killed")
 
-    monkeypatch.setattr(keyops, "BATCH", 10)
-    monkeypatch.setattr(keyops, "_move_pairs", dies_after_25_keys)
-    op = ops.RedisRenameFamily(OLD, NEW)
+    monkeypatch.setattr(moves, "move_pairs", dies_after_25_keys)
+    op = ops.RedisRenameFamily(OLD, NEW, batch=10)
     with pytest.raises(ConnectionError):
         op.execute(backend)
     assert len(list(client.scan_iter("session:v2:*"))) == 25
     assert "family:session" not in backend.registry()
 
-    monkeypatch.setattr(keyops, "_move_pairs", real)
+    monkeypatch.setattr(moves, "move_pairs", real)
     op.execute(backend)
     assert_moved_once(client, before)
     assert "family:session" in backend.registry()
@@ -98,7 +97,8 @@ def test_a_rename_that_dies_half_way_is_finished_by_the_next_run(backend, client
 def test_a_move_interrupted_after_its_copy_is_completed(backend, client):
     client.set("sess:7", "v", ex=100)
     client.restore("session:v2:7", client.pttl("sess:7"), client.dump("sess:7"))  # copied, source not yet deleted
-    count = keyops.move_family(backend, KeyFamily.from_json(OLD).parsed, KeyFamily.from_json(NEW).parsed)
+    move, count = moves.Move(KeyFamily.from_json(OLD).parsed, KeyFamily.from_json(NEW).parsed), moves.MoveCount()
+    moves.settle_existing(backend, move, "fail", moves.Pace(), count)
     assert (count.moved, count.completed) == (0, 1)
     assert not client.exists("sess:7") and client.get("session:v2:7") == b"v"
 

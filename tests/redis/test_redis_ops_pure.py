@@ -21,6 +21,8 @@ ALL = [
     ops.RedisDeclareFamily(PRIORITY),
     ops.RedisRetireFamily(SESSION),
     ops.RedisRenameFamily(dict(SESSION, name="sess", pattern="sess:{user_id}"), SESSION, "keep-new"),
+    ops.RedisRenameFamily(dict(SESSION, pattern="sess:{user_id}"), SESSION, overlap=True, batch=200, rate=5000),
+    ops.RedisContractFamily(dict(SESSION, name="sess", pattern="sess:{user_id}"), SESSION, batch=100),
     ops.RedisBackfillTtl(SESSION, 3600),
     ops.RedisDeleteFamily(SESSION),
     ops.RedisDeclareChannel(CHANNEL),

@@ -16,11 +16,18 @@ from .output import emit
 @click.option("--resync", "resync", multiple=True, type=click.Choice(["mongo", "redis"]),
               help="First run every step of the chain again on this store (repeatable): for a store "
                    "that lost part of its data but kept its position.")
+@click.option("--redis-batch", type=click.IntRange(min=1), default=None,
+              help="Keys per SCAN batch for Redis key moves and TTL backfills (overrides the revision's batch).")
+@click.option("--redis-rate", type=click.FloatRange(min=1), default=None,
+              help="At most this many keys a second for Redis key moves and TTL backfills (overrides the revision's rate).")
 @format_option
 @click.pass_obj
-def migrate(state: AppState, revision: str, allow_destructive: bool, resync: tuple[str, ...], fmt: str) -> None:
+def migrate(state: AppState, revision: str, allow_destructive: bool, resync: tuple[str, ...],
+            redis_batch: int | None, redis_rate: float | None, fmt: str) -> None:
     """Apply revisions up to REVISION (default head) to every store, in lockstep."""
-    emit(commands.migrate(state.settings, revision, allow_destructive=allow_destructive, resync=resync), fmt)
+    pace = {k: v for k, v in (("batch", redis_batch), ("rate", redis_rate)) if v is not None}
+    emit(commands.migrate(state.settings, revision, allow_destructive=allow_destructive, resync=resync,
+                          redis_pace=pace), fmt)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

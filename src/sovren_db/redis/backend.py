@@ -85,6 +85,7 @@ class RedisBackend:
         self.url: str | None = None
         self.client: redis.Redis | RedisCluster | None = None
         self.cluster = False
+        self.pace: dict[str, float] = {}  # batch/rate given to the command (migrate --redis-batch/--redis-rate): they win
 
     # -- connection ------------------------------------------------------
     def connect(self) -> None:
@@ -168,6 +169,16 @@ class RedisBackend:
 
     def unpublish(self, entry: str) -> None:
         self.client.hdel(RESERVED_KEYS["registry"], entry)
+
+    def update_registry(self, publish: dict[str, dict], unpublish: list[str] = ()) -> None:
+        """Publish and retire entries in one MULTI: readers never see one change without the other."""
+        pipe = self.client.pipeline(transaction=True)
+        if publish:
+            pipe.hset(RESERVED_KEYS["registry"],
+                      mapping={entry: json.dumps(doc, sort_keys=True) for entry, doc in publish.items()})
+        if unpublish:
+            pipe.hdel(RESERVED_KEYS["registry"], *unpublish)
+        pipe.execute()
 
     # -- server configuration -------------------------------------------
     def config_values(self, names: list[str]) -> dict[str, list[str]]:

@@ -52,9 +52,18 @@ def _rename_family(op: ops.RedisRenameFamily, live: LiveRedis) -> None:
         groups, destination = live.groups.pop(key), new.parsed.render(values).decode()
         if destination not in live.groups or op.on_conflict != "keep-new":
             live.groups[destination] = groups
+    if op.overlap:  # the old family stays published until the contract step
+        live.registry.families[new.name] = new.with_fallback(op.old["pattern"])
+        return
     if op.new["name"] != op.old["name"]:
         live.registry.families.pop(op.old["name"], None)
     live.registry.families[new.name] = new
+
+
+def _contract_family(op: ops.RedisContractFamily, live: LiveRedis) -> None:
+    if op.new["name"] != op.old["name"]:
+        live.registry.families.pop(op.old["name"], None)
+    live.registry.families[op.new["name"]] = KeyFamily.from_json(op.new).with_fallback(None)
 
 
 def _delete_family(op: ops.RedisDeleteFamily, live: LiveRedis) -> None:
@@ -85,6 +94,7 @@ APPLY: dict[type, Callable] = {
     ops.RedisDeclareChannel: _declare_channel,
     ops.RedisRetireChannel: _retire_channel,
     ops.RedisRenameFamily: _rename_family,
+    ops.RedisContractFamily: _contract_family,
     ops.RedisDeleteFamily: _delete_family,
     ops.RedisBackfillTtl: _keys_only,
     ops.RedisSetConfig: _set_config,

@@ -17,7 +17,9 @@ from .declared import load_declarations
 from .diff import diff_redis
 from .live import read_live
 from .ops import RedisCreateGroup, RedisSetConfig
-from .state import FRAMEWORK_FAMILIES, RedisState, format_duration
+from .moves import Move, Pace, keys_follow, old_key_batches
+from .patterns import parse_pattern, printable_key
+from .state import FRAMEWORK_FAMILIES, KeyFamily, RedisState, format_duration
 
 if TYPE_CHECKING:
     from ..core.config import Settings
@@ -32,6 +34,7 @@ PROBLEM_CODES = {
     "missing_group": "redis-missing-group",
 }
 UNKNOWN_CODE = "redis-unknown-keys"
+STRANDED_CODE = "redis-stranded-keys"
 
 
 def check_findings(settings: "Settings", backend: "RedisBackend", *, data: bool,
@@ -40,7 +43,31 @@ def check_findings(settings: "Settings", backend: "RedisBackend", *, data: bool,
     if not data:
         return []
     declared = load_declarations(settings.redis_dir)
-    return audit_findings(settings, declared, run_audit(backend, declared, options or AuditOptions()))
+    findings = audit_findings(settings, declared, run_audit(backend, declared, options or AuditOptions()))
+    return stranded_findings(settings, declared, backend) + findings
+
+
+def stranded_findings(settings: "Settings", declared: RedisState, backend: "RedisBackend") -> list[Finding]:
+    """Keys left under the pattern a declared family was renamed from (outside an overlap): drift."""
+    findings = []
+    for family in declared.families.values():
+        if not family.renamed_from or family.overlap:
+            continue
+        with backend.reporting_errors():
+            keys = stranded_keys(backend, family)
+        if keys:
+            shown = ", ".join(printable_key(k) for k in keys[:3])
+            findings.append(Finding(
+                "redis", f"key family {family.name} ({family.pattern})",
+                f"{keys_follow(len(keys))} the old pattern {family.renamed_from} (stranded: "
+                f"written under the old name during or after its move), e.g. {shown}",
+                code=STRANDED_CODE, file=_source(settings, declared, f"families.{family.name}")))
+    return findings
+
+
+def stranded_keys(backend: "RedisBackend", family: KeyFamily) -> list[bytes]:
+    move = Move(parse_pattern(family.renamed_from), family.parsed)
+    return [old for _, pairs in old_key_batches(backend, move, Pace(1000)) for old, _ in pairs]
 
 
 def drift_findings(settings: "Settings", declared: RedisState, backend: "RedisBackend") -> list[Finding]:

@@ -18,7 +18,8 @@ from .patterns import KeyPattern, PatternError, overlap_witness, parse_pattern
 from .state import FRAMEWORK_FAMILIES, TTL_POLICIES, TYPES, Channel, KeyFamily, RedisState, TtlRule, parse_duration
 
 FAMILY_KEYS = {"pattern", "type", "ttl", "pii", "subject", "owner", "description", "max_elements",
-               "max_bytes", "hash_tag", "groups", "foreign", "renamed_from"}
+               "max_bytes", "hash_tag", "groups", "foreign", "renamed_from",
+               "overlap"}
 CHANNEL_KEYS = {"pattern", "owner", "description", "pii", "subject"}
 TTL_KEYS = {"policy", "min", "max", "default"}
 _SIZE = re.compile(r"\s*(\d+)\s*(b|kb|mb|gb)?\s*\Z", re.IGNORECASE)
@@ -117,12 +118,15 @@ def parse_family(entry: _Entry, name: str, body: dict) -> KeyFamily:
     if renamed_from is not None and set(_pattern(entry, renamed_from, "renamed_from").placeholders) != set(
             pattern.placeholders):
         raise entry.error("renamed_from must have the same placeholders as pattern")
+    overlap = body.get("overlap", False)
+    if not isinstance(overlap, bool) or (overlap and renamed_from is None):
+        raise entry.error("overlap must be true or false, and goes with renamed_from (the pattern read on a miss)")
     return KeyFamily(
         name=name, pattern=pattern.text, type=kind, ttl=parse_ttl(entry, body.get("ttl", "optional")),
         pii=pii, subject=subject, owner=str(body.get("owner", "")), description=str(body.get("description", "")),
         max_elements=_size(entry, body, "max_elements"), max_bytes=_size(entry, body, "max_bytes"),
         hash_tag=_hash_tag(entry, body.get("hash_tag"), pattern), groups=tuple(groups),
-        foreign=bool(body.get("foreign", False)), renamed_from=renamed_from,
+        foreign=bool(body.get("foreign", False)), renamed_from=renamed_from, overlap=overlap,
     )
 
 

@@ -11,11 +11,13 @@ when it declares a default.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from ..core.storeops import StoreOp
 from .live import LiveRedis
 from .ops import (
     RedisBackfillTtl,
+    RedisContractFamily,
     RedisCreateGroup,
     RedisDeclareChannel,
     RedisDeclareFamily,
@@ -58,8 +60,10 @@ def diff_families(declared: dict[str, KeyFamily], published: dict[str, KeyFamily
         before = published.get(family.name)
         source = by_pattern.get(family.renamed_from) if family.renamed_from else None
         if source is not None and family.pattern not in by_pattern:
-            ops.append(RedisRenameFamily(source.to_json(), family.to_json()))
+            ops.append(RedisRenameFamily(source.to_json(), family.to_json(), overlap=family.overlap))
             renamed.add(source.name)
+        elif before is not None and before.fallback:
+            ops.extend(_overlap(family, before, by_pattern, renamed))
         elif before is None:
             ops.append(RedisDeclareFamily(family.to_json()))
         elif before != family:
@@ -67,6 +71,21 @@ def diff_families(declared: dict[str, KeyFamily], published: dict[str, KeyFamily
             ops.extend(_backfill(before, family))
     ops.extend(RedisRetireFamily(f.to_json()) for name, f in published.items()
                if name not in declared and name not in renamed)
+    return ops
+
+
+def _overlap(family: KeyFamily, before: KeyFamily, by_pattern: dict[str, KeyFamily], kept: set) -> list[StoreOp]:
+    """A family published with a fallback (an overlap): kept while declared with ``overlap``,
+    contracted once the declaration drops it. The old family is the contract's to retire."""
+    old = by_pattern.get(before.fallback) or replace(before, pattern=before.fallback)
+    kept.add(old.name)
+    ops: list[StoreOp] = []
+    if before != family:
+        ops.append(RedisDeclareFamily(family.with_fallback(before.fallback).to_json(), before.to_json()))
+        ops.extend(_backfill(before, family))
+    kept_open = family.fallback == before.fallback or (family.overlap and family.renamed_from == before.fallback)
+    if not kept_open:  # (a family replayed from the chain carries the fallback itself)
+        ops.append(RedisContractFamily(old.with_fallback(None).to_json(), family.to_json()))
     return ops
 
 

@@ -17,9 +17,10 @@ import redis
 
 from ..core.errors import MigrationFailed, Refused
 from ..core.storeops import StoreOp, store_operation
-from .keyops import CONFLICT_POLICIES, backfill_ttl, delete_family, move_family
+from .keyops import backfill_ttl, delete_family
 from .live import stream_groups
-from .patterns import overlap_witness, parse_pattern, printable
+from .moves import BATCH, Move, MoveCount, Pace, move_keys, settle_existing
+from .patterns import KeyPattern, overlap_witness, parse_pattern, printable
 from .state import Channel, KeyFamily, format_duration
 
 if TYPE_CHECKING:
@@ -183,48 +184,129 @@ RedisDeclareFamily.retire_class, RedisRetireFamily.declare_class = RedisRetireFa
 RedisDeclareChannel.retire_class, RedisRetireChannel.declare_class = RedisRetireChannel, RedisDeclareChannel
 
 
+class _PacedStep(RedisOp):
+    """What a step that works through a family's keys shares: its pace (``batch`` keys per SCAN,
+    at most ``rate`` keys a second); the command's own (``migrate --redis-batch/--redis-rate``) wins."""
+
+    batch: int
+    rate: float | None
+
+    def pace(self, target: "RedisBackend") -> Pace:
+        return Pace(target.pace.get("batch", self.batch), target.pace.get("rate", self.rate))
+
+
 @store_operation
 @dataclass
-class RedisRenameFamily(RedisOp):
-    """Move every key from the old pattern to the new one, then publish the new family."""
+class RedisRenameFamily(_PacedStep):
+    """Move every key from the old pattern to the new one, then publish the new family.
+
+    Plain (``overlap`` false): the registry announces the old family until every key has
+    moved, then the new one in its place. With ``overlap``: first the new family is
+    published with the old pattern as its ``fallback`` (writers use the new pattern, readers
+    that miss try the old one) beside the old family, the keys move, and both stay published
+    until :class:`RedisContractFamily` retires the old name. ``registry['move:<new name>']``
+    marks a move in progress, so that a rerun after a crash knows every key under the new
+    pattern is the move's own."""
 
     old: dict[str, Any]
     new: dict[str, Any]
     on_conflict: str = "fail"
+    overlap: bool = False
+    batch: int = BATCH
+    rate: float | None = None
     op_name = "redis_rename_family"
 
     def describe(self) -> str:
+        phase = ", keeping the old pattern for reads until a contract step" if self.overlap else ""
         return (f"rename key family {self.old['name']} ({printable(self.old['pattern'])}) to {self.new['name']} "
-                f"({printable(self.new['pattern'])}), moving its keys")
+                f"({printable(self.new['pattern'])}), moving its keys{phase}")
 
     def drift(self) -> tuple[str, str]:
         return (f"key family {self.new['name']}", f"keys still follow the old pattern {printable(self.old['pattern'])}")
 
     def reverse(self) -> StoreOp:
-        return RedisRenameFamily(self.new, self.old, self.on_conflict)
+        return RedisRenameFamily(self.new, self.old, self.on_conflict, batch=self.batch, rate=self.rate)
 
     def execute(self, target: "RedisBackend") -> None:
-        old, new = parse_pattern(self.old["pattern"]), parse_pattern(self.new["pattern"])
-        if set(old.placeholders) != set(new.placeholders):
-            raise MigrationFailed(f"Cannot {self.describe()}: both patterns need the same placeholders.")
-        witness = overlap_witness(old, new)
-        if witness is not None:
-            raise MigrationFailed(f"Cannot {self.describe()}: the key {witness!r} matches both patterns.")
-        if self.on_conflict not in CONFLICT_POLICIES:
-            raise MigrationFailed(f"on_conflict must be one of {', '.join(CONFLICT_POLICIES)}.")
-        move_family(target, old, new, self.on_conflict)
-        target.publish(registry_entry("family", self.new["name"]), KeyFamily.from_json(self.new).to_json())
-        if self.new["name"] != self.old["name"]:
-            target.unpublish(registry_entry("family", self.old["name"]))
+        move = Move(*checked_patterns(self.old, self.new, self.describe()), new_wins=self.overlap)
+        pace, marker = self.pace(target), registry_entry("move", self.new["name"])
+        if marker not in target.registry():
+            settle_existing(target, move, self.on_conflict, pace, MoveCount())
+            target.update_registry({marker: {"from": self.old["pattern"], "to": self.new["pattern"]},
+                                    **self._expanded()})
+        move_keys(target, move, pace)
+        if self.overlap:
+            target.unpublish(marker)
+            return
+        retired = [registry_entry("family", self.old["name"])] if self.new["name"] != self.old["name"] else []
+        target.update_registry({registry_entry("family", self.new["name"]): _published(self.new)},
+                               [*retired, marker])
+
+    def _expanded(self) -> dict[str, dict]:
+        """With overlap: the new family, published with the old pattern as the fallback for reads."""
+        if not self.overlap:
+            return {}
+        family = KeyFamily.from_json(self.new).with_fallback(self.old["pattern"])
+        kept = {registry_entry("family", self.old["name"]): _published(self.old)}
+        return {**(kept if self.old["name"] != self.new["name"] else {}),
+                registry_entry("family", self.new["name"]): family.to_json()}
 
 
 @store_operation
 @dataclass
-class RedisBackfillTtl(RedisOp):
+class RedisContractFamily(_PacedStep):
+    """End an overlap: a last sweep of keys still under the old pattern (the new copy wins), then the
+    new family is published without its fallback and the old name is retired."""
+
+    old: dict[str, Any]
+    new: dict[str, Any]
+    batch: int = BATCH
+    rate: float | None = None
+    op_name = "redis_contract_family"
+
+    def describe(self) -> str:
+        return (f"retire the old pattern {printable(self.old['pattern'])} of key family {self.new['name']} "
+                f"({printable(self.new['pattern'])}), moving keys still written under it")
+
+    def drift(self) -> tuple[str, str]:
+        return (f"key family {self.new['name']}",
+                f"still publishes the old pattern {printable(self.old['pattern'])} for reads (overlap not contracted)")
+
+    def reverse(self) -> StoreOp:
+        return RedisRenameFamily(self.old, self.new, "keep-new", overlap=True, batch=self.batch, rate=self.rate)
+
+    def execute(self, target: "RedisBackend") -> None:
+        move = Move(*checked_patterns(self.old, self.new, self.describe()), new_wins=True)
+        move_keys(target, move, self.pace(target))
+        retired = [registry_entry("family", self.old["name"])] if self.new["name"] != self.old["name"] else []
+        target.update_registry({registry_entry("family", self.new["name"]): _published(self.new)},
+                               [*retired, registry_entry("move", self.new["name"])])
+
+
+def checked_patterns(old: dict[str, Any], new: dict[str, Any], what: str) -> tuple[KeyPattern, KeyPattern]:
+    """The two parsed patterns of a move; MigrationFailed when keys could not move between them."""
+    old_pattern, new_pattern = parse_pattern(old["pattern"]), parse_pattern(new["pattern"])
+    if set(old_pattern.placeholders) != set(new_pattern.placeholders):
+        raise MigrationFailed(f"Cannot {what}: both patterns need the same placeholders.")
+    witness = overlap_witness(old_pattern, new_pattern)
+    if witness is not None:
+        raise MigrationFailed(f"Cannot {what}: the key {witness!r} matches both patterns.")
+    return old_pattern, new_pattern
+
+
+def _published(document: dict[str, Any]) -> dict[str, Any]:
+    return KeyFamily.from_json(document).with_fallback(None).to_json()
+
+
+@store_operation
+@dataclass
+class RedisBackfillTtl(_PacedStep):
     """Give a TTL to the family's keys that have none, or one above the family's maximum."""
 
     family: dict[str, Any]
     ttl: int
+    batch: int = BATCH
+    rate: float | None = None
     op_name = "redis_backfill_ttl"
 
     def describe(self) -> str:
@@ -239,7 +321,7 @@ class RedisBackfillTtl(RedisOp):
 
     def execute(self, target: "RedisBackend") -> None:
         family = KeyFamily.from_json(self.family)
-        backfill_ttl(target, family.parsed, int(self.ttl), family.ttl.max)
+        backfill_ttl(target, family.parsed, int(self.ttl), family.ttl.max, self.pace(target))
 
 
 @store_operation

@@ -91,6 +91,8 @@ class KeyFamily:
     groups: tuple[str, ...] = ()
     foreign: bool = False
     renamed_from: str | None = field(default=None, compare=False)
+    overlap: bool = field(default=False, compare=False)      # declared: keep the old pattern for reads
+    fallback: str | None = field(default=None, compare=False)  # published: the old pattern, during an overlap
 
     @cached_property
     def parsed(self) -> KeyPattern:
@@ -106,12 +108,14 @@ class KeyFamily:
         return f"{kind}key family {self.name} ({printable(self.pattern)}, {self.type}, {self.ttl.describe()})"
 
     def to_json(self) -> dict[str, Any]:
-        """The published form (``renamed_from`` is a declaration detail, not published)."""
+        """The published form (``renamed_from`` and ``overlap`` are declaration details, not published;
+        ``fallback``, the pattern readers try on a miss, is published during an overlap only)."""
         return {
             "name": self.name, "pattern": self.pattern, "type": self.type, "ttl": self.ttl.to_json(),
             "pii": self.pii, "subject": self.subject, "owner": self.owner, "description": self.description,
             "max_elements": self.max_elements, "max_bytes": self.max_bytes, "hash_tag": self.hash_tag,
             "groups": list(self.groups), "foreign": self.foreign,
+            **({"fallback": self.fallback} if self.fallback else {}),
         }
 
     @classmethod
@@ -123,6 +127,9 @@ class KeyFamily:
 
     def renamed(self, name: str, pattern: str) -> "KeyFamily":
         return replace(self, name=name, pattern=pattern, renamed_from=None)
+
+    def with_fallback(self, pattern: str | None) -> "KeyFamily":
+        return replace(self, fallback=pattern, renamed_from=None, overlap=False)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,261 @@
+"""Moving a key family on a live keyspace: every key from the old pattern to the new one.
+
+A move runs in passes. Before the first, keys that already exist under the
+new pattern (an earlier move, a writer) are settled by the ``on_conflict``
+policy, so that a refusal leaves nothing moved. Then each pass SCANs every
+master for keys that still follow the old pattern and moves them; passes go on
+until one finds none (a key written again under the old name after its move
+lands behind the SCAN cursor and is only seen by a later pass), at most
+``sweeps`` more times, after which the move is refused naming the count.
+
+From the first pass on, every key under the new pattern belongs to the move,
+so a conflict means a client wrote the key again while it moved; the copy the
+registry tells writers to use wins: the old key in a plain move (the registry
+announces the old pattern until the end), the new key during an overlap (the
+registry announces the new pattern for writes). Moves use ``RENAME`` /
+``RENAMENX`` where both keys live on one slot (always on a standalone server)
+and ``DUMP`` / ``RESTORE`` / ``DEL`` across slots of a cluster, the copy
+written before its source is deleted, so that a key is never absent from both
+names (what a registry-following reader relies on, see :mod:`.follow`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
+
+import redis
+from redis.crc import key_slot
+
+from ..core.errors import MigrationFailed
+from .patterns import KeyPattern, printable_key
+
+if TYPE_CHECKING:
+    from .backend import RedisBackend
+
+CONFLICT_POLICIES = ("fail", "keep-new", "keep-old")
+BATCH = 500
+SWEEPS = 8
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How hard a key step works a server: keys per SCAN batch and a ceiling in keys per second.
+    ValueError for a bad value: the runtime names the revision and the step around it."""
+
+    batch: int = BATCH
+    rate: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch, int) or isinstance(self.batch, bool) or self.batch < 1:
+            raise ValueError(f"batch must be a whole number of keys of 1 or more, not {self.batch!r}")
+        if self.rate is not None and (isinstance(self.rate, bool) or not isinstance(self.rate, (int, float))
+                                      or self.rate <= 0):
+            raise ValueError(f"rate must be a number of keys per second above 0, not {self.rate!r}")
+
+    def throttle(self) -> "Throttle":
+        return Throttle(self.rate)
+
+
+class Throttle:
+    """Sleeps so that the keys handled since the start stay under ``rate`` a second."""
+
+    def __init__(self, rate: float | None):
+        self.rate, self.done, self.start = rate, 0, time.monotonic()
+
+    def after(self, keys: int) -> None:
+        if self.rate is None:
+            return
+        self.done += keys
+        ahead = self.done / self.rate - (time.monotonic() - self.start)
+        if ahead > 0:
+            time.sleep(ahead)
+
+
+@dataclass
+class MoveCount:
+    moved: int = 0
+    completed: int = 0     # interrupted moves finished (destination already held the value)
+    conflicts: int = 0     # settled by the on_conflict policy before the first pass
+    rewritten: int = 0     # keys written again while they moved, settled for the registry's copy
+    passes: int = 0
+
+
+@dataclass(frozen=True)
+class Move:
+    """One family move: its patterns and who wins when a client wrote a key again while it moved."""
+
+    old: KeyPattern
+    new: KeyPattern
+    new_wins: bool = False     # True during an overlap: writers use the new pattern
+
+    def pairs(self, keys: list[bytes]) -> list[tuple[bytes, bytes]]:
+        """(old key, new key) for the keys that follow the old pattern (SCAN's glob may match more)."""
+        match, render = self.old.regex().fullmatch, self.new.render
+        return [(key, render(found.groupdict())) for key in keys if (found := match(key)) is not None]
+
+
+def old_key_batches(backend: "RedisBackend", move: Move, pace: Pace) -> Iterator[tuple[redis.Redis, list]]:
+    """(client of a master, pairs) for one SCAN pass over every master, paced."""
+    glob, throttle = move.old.glob(), pace.throttle()
+    for _, client in backend.masters():
+        cursor = 0
+        while True:
+            cursor, keys = client.scan(cursor, match=glob, count=pace.batch)
+            pairs = move.pairs(keys)
+            if pairs:
+                yield client, pairs
+                throttle.after(len(pairs))
+            if cursor == 0:
+                break
+
+
+def move_keys(backend: "RedisBackend", move: Move, pace: Pace, sweeps: int | None = None,
+              count: MoveCount | None = None) -> MoveCount:
+    """Passes until one finds no key under the old pattern; MigrationFailed after ``sweeps`` more."""
+    count, sweeps = count or MoveCount(), SWEEPS if sweeps is None else sweeps
+    for _ in range(sweeps + 1):
+        count.passes += 1
+        found = 0
+        for client, pairs in old_key_batches(backend, move, pace):
+            found += len(pairs)
+            move_pairs(backend, client, pairs, move, count)
+        if not found:
+            return count
+    left = sum(len(pairs) for _, pairs in old_key_batches(backend, move, Pace(pace.batch)))
+    if not left:
+        return count
+    raise MigrationFailed(
+        f"Cannot finish moving {move.old.text!r} to {move.new.text!r}: {keys_follow(left)} the old pattern "
+        f"after {sweeps} sweeps (a client keeps writing them); stop those writers or move with overlap, "
+        "then run migrate again (the keys moved so far stay moved).")
+
+
+def keys_follow(count: int) -> str:
+    return f"{count} key still follows" if count == 1 else f"{count} keys still follow"
+
+
+def move_pairs(backend: "RedisBackend", client: redis.Redis, pairs: list[tuple[bytes, bytes]],
+               move: Move, count: MoveCount) -> None:
+    """Move one batch of one master: renames within a slot in one pipeline, the rest by copy."""
+    local, remote = _split_by_slot(backend, pairs)
+    if local:
+        pipe = client.pipeline(transaction=False)
+        for src, dst in local:
+            pipe.renamenx(src, dst) if move.new_wins else pipe.rename(src, dst)
+        replies = pipe.execute(raise_on_error=False)
+        _raise_unexpected(replies, "no such key")  # a source gone since SCAN (expired, deleted) is fine
+        busy = [src for (src, _), reply in zip(local, replies) if reply == 0 or reply is False]
+        count.moved += sum(1 for reply in replies if reply is True or reply == 1)
+        _drop(client, busy, count)  # RENAMENX found the new key: written during the overlap, it wins
+    if remote:
+        _copy_across_slots(backend, client, remote, replace=not move.new_wins, count=count)
+
+
+def _split_by_slot(backend: "RedisBackend", pairs: list[tuple[bytes, bytes]]) -> tuple[list, list]:
+    if not backend.cluster:
+        return pairs, []
+    local, remote = [], []
+    for pair in pairs:
+        (local if key_slot(pair[0]) == key_slot(pair[1]) else remote).append(pair)
+    return local, remote
+
+
+def _drop(client: redis.Redis, keys: list[bytes], count: MoveCount) -> None:
+    if keys:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.unlink(key)
+        pipe.execute()
+        count.rewritten += len(keys)
+
+
+def _copy_across_slots(backend: "RedisBackend", client: redis.Redis, pairs: list[tuple[bytes, bytes]], *,
+                       replace: bool, count: MoveCount) -> None:
+    """DUMP + PTTL from the source node, RESTORE through the cluster, then DEL the sources left unchanged."""
+    pipe = client.pipeline(transaction=False)
+    for src, _ in pairs:
+        pipe.dump(src)
+        pipe.pttl(src)
+    replies = pipe.execute()
+    copies = [(src, dst, payload, max(ttl, 0)) for (src, dst), payload, ttl
+              in zip(pairs, replies[0::2], replies[1::2]) if payload is not None]  # None: gone since SCAN
+    results = _restore(backend, copies, replace)
+    _raise_unexpected(results, "BUSYKEY")  # the new key exists: written during the overlap, it wins
+    busy = sum(1 for result in results if isinstance(result, redis.ResponseError))
+    _drop_unchanged(client, [(src, payload) for src, _, payload, _ in copies])
+    count.moved += len(copies) - busy
+    count.rewritten += busy
+
+
+def _restore(backend: "RedisBackend", copies: list[tuple[bytes, bytes, bytes, int]], replace: bool) -> list:
+    pipe = backend.client.pipeline(transaction=False)
+    for _, dst, payload, ttl in copies:
+        pipe.restore(dst, ttl, payload, replace=replace)
+    return pipe.execute(raise_on_error=False)
+
+
+# DEL a source only if it still holds what was copied: a client that wrote it again between the
+# DUMP and now keeps its write under the old name, and the next pass moves it (compare-and-delete
+# has no native command).
+_DEL_UNCHANGED = "if redis.call('DUMP', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def _drop_unchanged(client: redis.Redis, copied: list[tuple[bytes, bytes]]) -> None:
+    sha = client.script_load(_DEL_UNCHANGED)
+    pipe = client.pipeline(transaction=False)
+    for src, payload in copied:
+        pipe.evalsha(sha, 1, src, payload)
+    pipe.execute()
+
+
+def _raise_unexpected(replies: list, expected: str) -> None:
+    for reply in replies:
+        if isinstance(reply, redis.ResponseError) and expected not in str(reply):
+            raise reply
+
+
+# -- before the first pass: keys that already exist under the new pattern ---------
+
+def settle_existing(backend: "RedisBackend", move: Move, on_conflict: str, pace: Pace,
+                    count: MoveCount) -> None:
+    """Keys under both names before the move: an interrupted copy is finished, others follow ``on_conflict``.
+
+    With ``fail``, the first conflict is named and nothing is moved."""
+    if on_conflict not in CONFLICT_POLICIES:
+        raise MigrationFailed(f"on_conflict must be one of {', '.join(CONFLICT_POLICIES)}.")
+    back = Move(move.new, move.old)
+    for client, pairs in old_key_batches(backend, back, pace):
+        for new_key, old_key in _both_exist(backend, pairs):
+            _settle(backend, old_key, new_key, on_conflict, count)
+
+
+def _both_exist(backend: "RedisBackend", pairs: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    pipe = backend.client.pipeline(transaction=False)
+    for _, old_key in pairs:
+        pipe.exists(old_key)
+    return [pair for pair, exists in zip(pairs, pipe.execute()) if exists]
+
+
+def _settle(backend: "RedisBackend", old_key: bytes, new_key: bytes, on_conflict: str, count: MoveCount) -> None:
+    client = backend.client
+    payload = client.dump(old_key)
+    if payload is None:
+        return
+    if client.dump(new_key) == payload:
+        client.delete(old_key)
+        count.completed += 1
+        return
+    if on_conflict == "fail":
+        raise MigrationFailed(
+            f"Cannot move Redis key {_shown(old_key)} to {_shown(new_key)}: the destination exists with another "
+            "value (nothing was moved; resolve it, or rerun with on_conflict 'keep-new' or 'keep-old').")
+    if on_conflict == "keep-old":
+        client.restore(new_key, max(client.pttl(old_key), 0), payload, replace=True)
+    client.delete(old_key)
+    count.conflicts += 1
+
+
+def _shown(key: bytes) -> str:
+    return repr(printable_key(key))

@@ -1,0 +1,263 @@
+"""Family moves on a live keyspace (real Redis): writers and readers during the move, no stranded key."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+
+from sovren_db.core.errors import MigrationFailed
+from sovren_db.redis import moves, ops
+from sovren_db.redis.checks import check_findings
+from sovren_db.redis.follow import FamilyFollower
+from sovren_db.redis.state import KeyFamily, TtlRule
+
+from redis_helpers import connect, write_project
+
+pytestmark = pytest.mark.redis
+
+OLD = KeyFamily("sess", "sess:{user_id}", "string", TtlRule("optional")).to_json()
+NEW = KeyFamily("session", "session:v2:{user_id}", "string", TtlRule("optional")).to_json()
+
+
+def seed(client, count: int) -> None:
+    pipe = client.pipeline(transaction=False)
+    for i in range(count):
+        pipe.set(f"sess:{i}", f"v0-{i}")
+    pipe.execute()
+
+
+def old_keys(client) -> list[bytes]:
+    return list(client.scan_iter("sess:*", count=1000))
+
+
+def new_of(key: bytes) -> bytes:
+    return b"session:v2:" + key.split(b":", 1)[1]
+
+
+def test_keys_written_again_behind_the_cursor_are_moved_with_their_last_value(backend, client, monkeypatch):
+    seed(client, 400)
+    real, rewritten = moves.move_pairs, {}
+
+    def rewrite_each_batch(backend, node, pairs, move, count):
+        real(backend, node, pairs, move, count)
+        if count.passes == 1:  # a client writes the key just moved again under its old name, and a fresh one
+            writes = {pairs[0][0]: b"again-%d" % len(rewritten), b"sess:late-%d" % len(rewritten): b"late"}
+            client.mset(writes)
+            rewritten.update(writes)
+
+    monkeypatch.setattr(moves, "move_pairs", rewrite_each_batch)
+    ops.RedisDeclareFamily(OLD).execute(backend)
+    ops.RedisRenameFamily(OLD, NEW, batch=50).execute(backend)
+    assert old_keys(client) == []
+    assert len(rewritten) >= 8
+    assert {key: client.get(new_of(key)) for key in rewritten} == rewritten
+    assert set(backend.registry()) == {"family:session"}  # switched, the move marker gone
+
+
+def test_a_writer_that_never_stops_is_refused_naming_the_count(backend, client, monkeypatch):
+    seed(client, 100)
+    real = moves.move_pairs
+
+    def writer_never_stops(backend, node, pairs, move, count):
+        real(backend, node, pairs, move, count)
+        client.set(pairs[0][0], "again")
+
+    monkeypatch.setattr(moves, "move_pairs", writer_never_stops)
+    monkeypatch.setattr(moves, "SWEEPS", 2)
+    ops.RedisDeclareFamily(OLD).execute(backend)
+    op = ops.RedisRenameFamily(OLD, NEW, batch=30)
+    refusal = r"\d+ keys still follow the old pattern after 2 sweeps \(a client keeps writing them\)"
+    with pytest.raises(MigrationFailed, match=refusal):
+        op.execute(backend)
+    registry = backend.registry()
+    assert "family:sess" in registry and "family:session" not in registry  # still the old family
+    assert "move:session" in registry
+    monkeypatch.setattr(moves, "move_pairs", real)
+    op.execute(backend)  # the writer stopped: the rerun finishes, the last value kept
+    assert old_keys(client) == [] and client.dbsize() == 101
+
+
+class Writer(threading.Thread):
+    """Sets old-pattern keys (rewrites and fresh ones) at about ``rate`` a second until told to stop."""
+
+    def __init__(self, url: str, count: int, rate: float, stop: threading.Event):
+        super().__init__(daemon=True)
+        import redis
+
+        self.client, self.count, self.pause, self.stop = redis.Redis.from_url(url), count, 1 / rate, stop
+        self.last: dict[bytes, bytes] = {}
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.wait(self.pause):
+            key = f"sess:{random.randrange(self.count * 11 // 10)}".encode()
+            value = b"w-%d" % n
+            self.client.set(key, value)
+            self.last[key] = value
+            n += 1
+
+
+def test_a_writer_during_a_move_leaves_no_key_under_the_old_pattern(backend, client, redis_url, monkeypatch):
+    seed(client, 20_000)
+    stop = threading.Event()
+    writer = Writer(redis_url, 20_000, rate=1000, stop=stop)
+    real = moves.move_pairs
+
+    def stop_writer_when_sweeping(backend, node, pairs, move, count):
+        if count.passes > 1:
+            stop.set()
+        real(backend, node, pairs, move, count)
+
+    monkeypatch.setattr(moves, "move_pairs", stop_writer_when_sweeping)
+    ops.RedisDeclareFamily(OLD).execute(backend)
+    writer.start()
+    ops.RedisRenameFamily(OLD, NEW, batch=200, rate=10_000).execute(backend)
+    stop.set()
+    writer.join()
+    assert len(writer.last) > 300
+    assert old_keys(client) == []
+    assert {key: client.get(new_of(key)) for key in writer.last} == writer.last
+
+
+class Reader(threading.Thread):
+    """Reads keys that always exist through the registry (a service of the old name) and counts misses."""
+
+    def __init__(self, url: str, count: int, stop: threading.Event):
+        super().__init__(daemon=True)
+        import redis
+
+        self.follower = FamilyFollower(redis.Redis.from_url(url), "sess", max_age=0.05)
+        self.count, self.stop, self.reads, self.misses = count, stop, 0, []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            user = str(random.randrange(self.count))
+            if self.follower.read(user_id=user) is None:
+                self.misses.append(user)
+            self.reads += 1
+
+
+def test_registry_followers_see_no_miss_through_an_overlap_move(backend, client, redis_url):
+    seed(client, 20_000)
+    ops.RedisDeclareFamily(OLD).execute(backend)
+    stop = threading.Event()
+    readers = [Reader(redis_url, 20_000, stop) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    ops.RedisRenameFamily(OLD, NEW, overlap=True, batch=200, rate=10_000).execute(backend)
+    registry = backend.registry()
+    assert registry["family:session"]["fallback"] == "sess:{user_id}" and "family:sess" in registry
+    assert "move:session" not in registry and old_keys(client) == []
+    follower = FamilyFollower(client, "sess")
+    assert follower.key(user_id="7") == b"session:v2:7"  # the old name's service writes the new pattern
+    client.set("sess:late", "written by a service that ignores the registry")
+    ops.RedisContractFamily(OLD, NEW).execute(backend)
+    stop.set()
+    for reader in readers:
+        reader.join()
+    assert sum(r.reads for r in readers) > 1000
+    assert [r.misses for r in readers] == [[], []]
+    assert set(backend.registry()) == {"family:session"} and "fallback" not in backend.registry()["family:session"]
+    assert old_keys(client) == [] and client.get("session:v2:late") is not None
+
+
+def test_during_an_overlap_the_new_key_wins_over_an_old_write(backend, client):
+    client.set("sess:1", "old")
+    ops.RedisDeclareFamily(OLD).execute(backend)
+    ops.RedisRenameFamily(OLD, NEW, overlap=True).execute(backend)
+    client.set("session:v2:1", "new")   # a registry-following writer
+    client.set("sess:1", "legacy")      # a writer that ignores the registry
+    ops.RedisContractFamily(OLD, NEW).execute(backend)
+    assert old_keys(client) == [] and client.get("session:v2:1") == b"new"
+
+
+MOVED = {"app.toml": """
+    [families.session]
+    pattern = "session:v2:{user_id}"
+    renamed_from = "sess:{user_id}"
+    type = "string"
+"""}
+
+
+def test_check_data_reports_stranded_keys_as_drift(tmp_path, redis_url, client):
+    project = write_project(tmp_path / "moved", MOVED)
+    backend = connect(project, redis_url)
+    client.set("session:v2:1", "moved")
+    assert [f for f in check_findings(backend.settings, backend, data=True) if f.code == "redis-stranded-keys"] == []
+    client.set("sess:1", "written again after the move")
+    client.set("sess:2", "never moved")
+    (stranded,) = [f for f in check_findings(backend.settings, backend, data=True) if f.code == "redis-stranded-keys"]
+    assert stranded.severity == "error" and stranded.file == "redis/app.toml"
+    assert stranded.message.startswith("2 keys still follow the old pattern sess:{user_id} (stranded")
+    # during an overlap, old keys are read through the fallback: not drift yet
+    (project / "redis" / "app.toml").write_text(MOVED["app.toml"].replace('type =', 'overlap = true\n    type ='))
+    assert [f for f in check_findings(backend.settings, backend, data=True) if f.code == "redis-stranded-keys"] == []
+    backend.close()
+
+
+class FakeClock:
+    def __init__(self):
+        self.now, self.slept = 0.0, []
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_the_command_pace_wins_over_the_revision_and_the_rate_is_held(backend, client, monkeypatch):
+    step = ops.RedisRenameFamily(OLD, NEW, batch=50, rate=100)
+    assert step.pace(backend) == moves.Pace(50, 100)
+    backend.pace = {"rate": 1000}  # migrate --redis-rate 1000
+    assert step.pace(backend) == moves.Pace(50, 1000)
+    seed(client, 400)
+    clock = FakeClock()
+    monkeypatch.setattr(moves, "time", clock)
+    ops.RedisDeclareFamily(OLD).execute(backend)
+    step.execute(backend)
+    assert old_keys(client) == []
+    # 400 keys at 1000 a second: the moves wait 0.4 s in all (the clock only moves when they sleep)
+    assert sum(clock.slept) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"batch": 0}, "batch must be a whole number of keys of 1 or more, not 0"),
+    ({"rate": -5}, "rate must be a number of keys per second above 0, not -5"),
+])
+def test_a_bad_pace_is_one_sentence_naming_the_revision(backend, arguments, message):
+    from sovren_db.core.runtime import run_step
+
+    sentence = rf"Revision abc123, redis step 0 \(rename key family sess .*\) failed: {message}"
+    with pytest.raises(MigrationFailed, match=sentence):
+        run_step(backend, "abc123:up:0", ops.RedisRenameFamily(OLD, NEW, **arguments), "abc123")
+
+
+def test_backfill_without_a_maximum_sets_only_missing_ttls(backend, client):
+    family = KeyFamily("session", "session:{u}", "string", TtlRule("required", default=600)).to_json()
+    client.set("session:none", 1)
+    client.set("session:long", 1, ex=86400)
+    ops.RedisBackfillTtl(family, 600, batch=1).execute(backend)
+    assert 590_000 < client.pttl("session:none") <= 600_000
+    assert client.pttl("session:long") > 86_000_000
+
+
+def test_a_key_written_again_while_copied_across_slots_keeps_its_write(cluster_backend, cluster_client, monkeypatch):
+    for i in range(50):
+        cluster_client.set(f"sess:{i}", f"v0-{i}")
+    real, written = moves._restore, {}
+
+    def write_while_copying(backend, copies, replace):
+        src = copies[0][0]
+        written[src] = b"written during the copy"
+        cluster_client.set(src, written[src])  # after its DUMP, before its DEL
+        return real(backend, copies, replace)
+
+    monkeypatch.setattr(moves, "_restore", write_while_copying)
+    ops.RedisDeclareFamily(OLD).execute(cluster_backend)
+    ops.RedisRenameFamily(OLD, NEW, batch=10).execute(cluster_backend)
+    assert not [k for k in cluster_client.scan_iter("sess:*")]
+    assert written and {k: cluster_client.get(new_of(k)) for k in written} == written
