@@ -161,6 +161,9 @@ def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool
 
         retry_on_lock_timeout(lambda: alembic_command.upgrade(config, revision), on_retry=note)
 
+    from .adopt.stamp import refuse_unrecorded
+
+    refuse_unrecorded(settings, runtime.postgres_schema)
     try:
         runtime.connect_stores()
         _check_resync(runtime, resync)
@@ -364,3 +367,38 @@ def _store_status(script: ScriptDirectory, backend: Any, heads: tuple[str, ...])
     stray = unaccounted(sorted(backend.ledger_undo_steps("")), applied, order)
     in_step = not stray and (position,) == (tuple(heads) or (None,))
     return {"revision": position, "in_step": in_step, "unaccounted_steps": stray}
+
+
+def inspect(settings: Settings, *, out: Path | None = None) -> Outcome:
+    """Write declarations read from the live servers (into the project, or ``out``); exit 1 when a
+    person must still decide something (personal data candidates)."""
+    from .adopt.inspect import inspect_postgres
+
+    _, written, findings = inspect_postgres(settings, out)
+    paths = [display_path(settings, p) for p in written]
+    return Outcome(exit_code=1 if findings else 0, lines=[f"wrote {p}" for p in paths],
+                   data={"written": paths}, findings=findings)
+
+
+def baseline(settings: Settings, message: str = "baseline") -> Outcome:
+    """Write the chain's first revision, equal to the declarations."""
+    from .adopt.baseline import write_baseline
+
+    path = display_path(settings, write_baseline(settings, message))
+    return Outcome(lines=[f"wrote {path}"], data={"written": [path]},
+                   notes=["apply it to a new database with 'sovren-db migrate'; on the database it was "
+                          "inspected from, record it with 'sovren-db stamp head'"])
+
+
+def stamp(settings: Settings, revision: str) -> Outcome:
+    """Record ``revision`` as applied in every store without running it, adopting what matches."""
+    from .adopt.stamp import stamp as stamp_stores
+
+    done = stamp_stores(settings, revision)
+    findings = [Finding("postgres", item.split(":", 1)[0], item.split(": ", 1)[1], code="not-adopted")
+                for item in done["not_adopted"]]
+    lines = [f"postgres: stamped {done['revision'] or 'base'}"]
+    lines += [f"{store}: stamped {rev}" for store, rev in done["stores"].items()]
+    lines += [f"adopted {item}" for item in done["adopted"]]
+    return Outcome(exit_code=1 if findings else 0, lines=lines, data=done, findings=findings,
+                   notes=done["notes"])

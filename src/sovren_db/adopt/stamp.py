@@ -1,0 +1,145 @@
+"""``sovren-db stamp REV``: record a revision as applied without running it, and adopt what exists.
+
+Postgres gets ``alembic_version`` (Alembic's own stamp); Mongo and Redis get
+their ledgers (every store step of the chain up to REV recorded as done) and
+their position. Policies and functions that already match their declarations
+are adopted: a policy gets the fingerprint comment sovren-db writes when it
+creates one, a function the comment that marks it managed, so that the next
+``check`` is clean and the next autogenerate empty.
+"""
+
+from __future__ import annotations
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from ..core.config import Settings
+from ..core.errors import Refused, RevisionError
+from ..core.runtime import Runtime
+from ..core.urls import redact
+from ..env import connected, current_heads, lock_and_limit, unlock
+from ..postgres import sql
+from ..postgres.live import read_catalog
+from ..postgres.state import Function, Policy, Schema, normalise_sql
+
+
+def stamp(settings: Settings, revision: str) -> dict:
+    """Stamp ``revision`` in every configured store; returns what was recorded and adopted."""
+    script = ScriptDirectory(str(settings.migrations_dir))
+    try:
+        target = script.get_revision(revision)
+    except CommandError:
+        target = None
+    if target is None and revision not in ("base",):
+        raise RevisionError(f"Revision {revision!r} is not in the revision chain of {settings.migrations_dir}.")
+    runtime = Runtime(settings)
+    schema = runtime.postgres_schema
+    with connected(settings) as connection:
+        lock_and_limit(connection, settings)
+        # Adoption records exactly ``revision``: a version left by another chain is replaced (stamp --purge).
+        context = MigrationContext.configure(connection)
+        context._version.drop(connection, checkfirst=True)
+        context.stamp(script, revision)
+        adopted, refused = adopt_objects(connection, schema)
+        connection.commit()
+        unlock(connection)
+    resolved = target.revision if target is not None else None
+    try:
+        stores = _stamp_stores(settings, runtime, resolved)
+    finally:
+        runtime.close()
+    return {"revision": resolved, "adopted": adopted, "not_adopted": refused, "stores": stores,
+            "notes": list(runtime.notes)}
+
+
+def adopt_objects(connection: Connection, schema: Schema) -> tuple[list[str], list[str]]:
+    """Write fingerprints on live policies and functions equal to their declarations."""
+    catalog = read_catalog(connection, schema.declared_roles)
+    adopted, refused = [], []
+    for policy in schema.of(Policy):
+        live = catalog.policies.get(policy.key)
+        if live is None:
+            continue
+        if live.policy.shape() == policy.shape() and _same_expressions(connection, policy, live.policy):
+            connection.execute(text(sql.mark_policy(policy)))
+            adopted.append(f"policy {policy.name} on {policy.table}")
+        else:
+            refused.append(f"policy {policy.name} on {policy.table}: differs from its declaration")
+    for function in schema.of(Function):
+        live_fn = catalog.functions.get(function.key)
+        if live_fn is None:
+            continue
+        if function.signature_matches(live_fn[0]):
+            connection.execute(text(sql.mark_function(function)))
+            adopted.append(f"function {function.key}")
+        else:
+            refused.append(f"function {function.key}: differs from its declaration")
+    return adopted, refused
+
+
+def _same_expressions(connection: Connection, declared: Policy, live: Policy) -> bool:
+    """Whether the declared expressions are the live ones once the server has parsed them.
+
+    A hand-written ``user_id = x`` is printed back as ``(user_id = x)``: the declared
+    policy is created under another name in a savepoint, read back, and rolled back.
+    """
+    if (normalise_sql(declared.using), normalise_sql(declared.check)) == (
+            normalise_sql(live.using), normalise_sql(live.check)):
+        return True
+    probe = Policy("sovren_db_adopt_probe", declared.table, declared.using, declared.check,
+                   declared.command, declared.roles, declared.permissive)
+    savepoint = connection.begin_nested()
+    try:
+        connection.execute(text(probe.definition()))
+        row = connection.execute(text(
+            "SELECT pg_get_expr(polqual, polrelid) AS using_expr, pg_get_expr(polwithcheck, polrelid) AS check_expr"
+            " FROM pg_policy WHERE polname = :name AND polrelid = CAST(:table AS regclass)"),
+            {"name": probe.name, "table": declared.table}).one()
+    except Exception:  # an expression the server refuses is not the live one
+        savepoint.rollback()
+        return False
+    savepoint.rollback()
+    return (normalise_sql(row.using_expr), normalise_sql(row.check_expr)) == (
+        normalise_sql(live.using), normalise_sql(live.check))
+
+
+def _stamp_stores(settings: Settings, runtime: Runtime, revision: str | None) -> dict[str, str]:
+    """Each configured Mongo/Redis store records the chain's steps up to ``revision`` as done."""
+    done: dict[str, str] = {}
+    backends = {store: runtime.backend(store) for store in runtime.stores}
+    if not any(backends.values()):
+        return done
+    from ..resync import chain_steps
+
+    chain = chain_steps(settings, revision) if revision else []
+    for store, backend in backends.items():
+        if backend is None:
+            continue
+        backend.ledger_forget("")
+        for rev, steps in chain:
+            for seq, op in enumerate(s for s in steps if s.store == store):
+                backend.ledger_record(f"{rev}:up:{seq}", op)
+        backend.set_position(revision)
+        done[store] = revision or "base"
+    return done
+
+
+def refuse_unrecorded(settings: Settings, schema: Schema) -> None:
+    """``migrate`` on a database holding declared tables but no recorded revision: say how to adopt it."""
+    names = sorted(t.name for t in schema.metadata.tables.values() if t.schema is None)
+    if not names:
+        return
+    with connected(settings) as connection:
+        if current_heads(connection):
+            return
+        present = list(connection.execute(text(
+            "SELECT relname FROM pg_class WHERE relname = ANY(:names) AND relkind IN ('r', 'p') "
+            "AND relnamespace = CAST(current_schema() AS regnamespace) ORDER BY 1"), {"names": names}).scalars())
+    if present:
+        shown = ", ".join(present[:3]) + (f" and {len(present) - 3} more" if len(present) > 3 else "")
+        raise Refused(f"Postgres at {redact(settings.postgres_url)} already holds declared tables ({shown}) "
+                      "but records no revision: adopt it with 'sovren-db stamp REVISION' (after "
+                      "'sovren-db baseline' if the chain has no revision yet) instead of migrating.")
