@@ -110,8 +110,21 @@ def _skip_empty(config):
     return process
 
 
+def _schemas_option(runtime: Runtime) -> dict:
+    """Tables declared in schemas besides the default one are compared there; undeclared schemas are left alone."""
+    schemas = {t.schema for t in runtime.postgres_schema.metadata.tables.values() if t.schema}
+    if not schemas:
+        return {}
+
+    def include_name(name, type_, parent_names) -> bool:
+        return type_ != "schema" or name is None or name in schemas
+
+    return {"include_schemas": True, "include_name": include_name}
+
+
 def _common_options(runtime: Runtime, config) -> dict:
     return dict(
+        **_schemas_option(runtime),
         process_revision_directives=with_safe_forms(_skip_empty(config)),
         target_metadata=runtime.postgres_schema.metadata,
         autogenerate_plugins=AUTOGENERATE_PLUGINS,

@@ -43,7 +43,8 @@ def postgres_ops(schema: Schema, extra_sql: str = "") -> list:
     objects = diff_schema(schema, empty_catalog())
     first = [op for op in objects if isinstance(op, (CreateExtensionOp, EnsureRoleOp))]
     rest = [op for op in objects if op not in first]
-    tables: list = []
+    schemas = sorted({t.schema for t in schema.metadata.tables.values() if t.schema})
+    tables: list = [alembic_ops.ExecuteSQLOp(f'CREATE SCHEMA IF NOT EXISTS "{name}"') for name in schemas]
     for table in schema.metadata.sorted_tables:
         tables.append(alembic_ops.CreateTableOp.from_table(table))
         tables += [alembic_ops.CreateIndexOp.from_index(ix) for ix in sorted(table.indexes, key=lambda i: i.name)]

@@ -22,7 +22,8 @@ def personal_data_candidates(metadata: MetaData, file: str) -> list[Finding]:
     found = []
     for table in metadata.sorted_tables:
         for column in table.columns:
-            if not _NAMES.search(column.name) or _NOT_PERSONAL.search(column.name):
+            words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", column.name)  # FullName -> Full_Name
+            if not _NAMES.search(words) or _NOT_PERSONAL.search(words):
                 continue
             if not isinstance(column.type, (String, JSON)) and "date" not in str(column.type).lower():
                 continue

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from sqlalchemy import MetaData, text
+from sqlalchemy.dialects.postgresql import DOMAIN, ExcludeConstraint
+from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.engine import Connection
 
 from ..postgres.live import read_catalog
@@ -85,9 +87,12 @@ def read_postgres(conn: Connection) -> Inspected:
     for schema in [None, *schemas]:
         metadata.reflect(conn, schema=schema, resolve_fks=False,
                          only=lambda name, _: name not in part_names and name not in FRAMEWORK_TABLES)
+    _drop_partition_clones(metadata, part_names)
     _drop_serial_defaults(conn, metadata)
     _partition_keys(conn, metadata)
     _plain_reflection(metadata)
+    _exclusion_constraints(conn, metadata)
+    _domains_created(conn, metadata)
     roles = {r.rolname: (r.rolcanlogin, r.rolbypassrls) for r in conn.execute(text(_ROLES))}
     catalog = read_catalog(conn, set(roles))
     inspected = Inspected(metadata, schemas=schemas)
@@ -114,6 +119,68 @@ def _plain_reflection(metadata: MetaData) -> None:
                     del options._non_defaults[key]
 
 
+_EXCLUSIONS = """
+SELECT n.nspname = current_schema() AS in_default, n.nspname, c.relname, con.conname,
+       pg_get_constraintdef(con.oid) AS definition
+  FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE con.contype = 'x'
+"""
+_EXCLUDE = re.compile(r"^EXCLUDE USING (\w+) \((.*?)\)(?: WHERE \((.*)\))?$", re.S)
+
+
+def _exclusion_constraints(conn: Connection, metadata: MetaData) -> None:
+    """SQLAlchemy does not reflect EXCLUDE constraints: rebuilt from the server's own definition."""
+    for r in conn.execute(text(_EXCLUSIONS)):
+        table = metadata.tables.get(r.relname if r.in_default else f"{r.nspname}.{r.relname}")
+        match = _EXCLUDE.match(r.definition)
+        if table is None or match is None:
+            continue
+        elements = []
+        for item in _split_top_level(match[2]):
+            expression, _, operator = item.rpartition(" WITH ")
+            elements.append((expression if expression in table.c else text(expression), operator))
+        table.append_constraint(ExcludeConstraint(*elements, name=r.conname, using=match[1],
+                                                  where=text(match[3]) if match[3] else None))
+
+
+def _split_top_level(items: str) -> list[str]:
+    """``a WITH =, lower(b, c) WITH &&`` -> its two items (commas inside parentheses kept)."""
+    parts, depth, current = [], 0, ""
+    for char in items:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return parts + [current.strip()] if current.strip() else parts
+
+
+_DOMAINS = """
+SELECT t.typname, format_type(t.typbasetype, t.typtypmod) AS base FROM pg_type t WHERE t.typtype = 'd'
+"""
+_TYPE_TEXT = re.compile(r"^([a-z ]+?)(?:\((\d+)(?:,(\d+))?\))?$")
+
+
+def _domains_created(conn: Connection, metadata: MetaData) -> None:
+    """A reflected DOMAIN loses its base type's precision (numeric(12,2) comes back as NUMERIC)
+    and is marked not to be created; the base type is read again from the catalog, and the
+    domain is created with the first table using it."""
+    bases = {r.typname: r.base for r in conn.execute(text(_DOMAINS))}
+    for table in metadata.tables.values():
+        for column in table.columns:
+            if isinstance(column.type, DOMAIN):
+                column.type.create_type = True
+                if column.type.collation == "default":  # the base type's own collation, written once
+                    column.type.collation = None
+                if getattr(column.type.data_type, "collation", None):
+                    column.type.data_type.collation = None
+                base = _TYPE_TEXT.match(bases.get(column.type.name, ""))
+                kind = ischema_names.get(base[1]) if base else None
+                if kind is not None and base[2]:
+                    column.type.data_type = kind(*(int(a) for a in base.groups()[1:] if a))
+
+
 _PARTITION_KEYS = """
 SELECT n.nspname = current_schema() AS in_default, n.nspname, c.relname, pg_get_partkeydef(c.oid) AS key
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'p'
@@ -126,6 +193,17 @@ def _partition_keys(conn: Connection, metadata: MetaData) -> None:
         table = metadata.tables.get(r.relname if r.in_default else f"{r.nspname}.{r.relname}")
         if table is not None:
             table.dialect_options["postgresql"]["partition_by"] = r.key
+
+
+def _drop_partition_clones(metadata: MetaData, partitions: set[str]) -> None:
+    """A foreign key to a partitioned table is cloned by the server once per partition
+    (pg_constraint.conparentid); only the one to the parent is declared."""
+    for table in metadata.tables.values():
+        for fk in [c for c in table.foreign_key_constraints if c.elements[0].target_fullname.split(".")[-2] in partitions]:
+            table.constraints.discard(fk)
+            for column in fk.columns:
+                column.foreign_keys -= set(fk.elements)
+            table.foreign_keys -= set(fk.elements)
 
 
 _OWNED_SERIALS = """
