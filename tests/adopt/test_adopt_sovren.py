@@ -1,0 +1,60 @@
+"""Sovren's own database, as if it existed before sovren-db: refused by migrate, adopted by stamp."""
+
+from __future__ import annotations
+
+import pytest
+
+from sovren_db import commands
+from sovren_db.core.config import load_settings
+from sovren_db.core.errors import Refused
+
+from ..integration.conftest import copy_project
+from .roundtrip import assert_clean, round_trip, run_sql, scalar
+
+pytestmark = pytest.mark.postgres
+
+
+def _sovren_database_without_history(repo_root, tmp_path, url):
+    """Sovren migrated and seeded, then its revision history removed: a database sovren-db did not make."""
+    sovren = copy_project(repo_root, tmp_path / "sovren")
+    settings = load_settings(sovren, environ={"POSTGRES_URL": url, "SOVREN_DB_STORES": "postgres"})
+    commands.migrate(settings)
+    from sovren_db.seeds.engine import seed
+
+    seed(settings, "ci")
+    run_sql(url, "DROP TABLE alembic_version; DROP TABLE sovren_db_deferred; "
+                 "COMMENT ON POLICY users_tenant_isolation ON users IS NULL")
+    return settings
+
+
+def test_migrate_refuses_then_stamp_adopts(repo_root, tmp_path, pg_url):
+    settings = _sovren_database_without_history(repo_root, tmp_path, pg_url)
+    with pytest.raises(Refused, match=r"already holds declared tables \(audit_log, operations, payments and 3 more\)"
+                                      r" but records no revision: adopt it with 'sovren-db stamp REVISION'"):
+        commands.migrate(settings)
+    assert scalar(pg_url, "SELECT to_regclass('alembic_version')") is None  # nothing half applied
+    outcome = commands.stamp(settings, "head")
+    assert outcome.exit_code == 0
+    assert "adopted policy users_tenant_isolation on users" in outcome.lines
+    assert_clean(settings)
+
+
+def test_stamp_leaves_a_changed_policy_as_drift(repo_root, tmp_path, pg_url):
+    settings = _sovren_database_without_history(repo_root, tmp_path, pg_url)
+    run_sql(pg_url, "ALTER POLICY users_readonly_select ON users USING (false)")
+    outcome = commands.stamp(settings, "head")
+    assert outcome.exit_code == 1
+    assert [f.sentence() for f in outcome.findings] == [
+        "policy users_readonly_select on users: differs from its declaration"]
+    drift = commands.check(settings)
+    assert drift.exit_code == 1
+
+
+def test_sovren_round_trip(repo_root, tmp_path, pg_url, second_pg_url):
+    _sovren_database_without_history(repo_root, tmp_path, pg_url)
+    steps = round_trip(pg_url, second_pg_url, tmp_path / "project")
+    schema = (tmp_path / "project" / "postgres" / "schema.py").read_text()
+    assert "PartitionRule('audit_log', 'created_at')" in schema and "Role('sovren_migrator', bypass_rls=True)" in schema
+    assert not (tmp_path / "project" / "postgres" / "baseline.sql").exists()   # every partition follows the rule
+    assert {f.object for f in steps["inspect"].findings} >= {"column users.email", "column users.username"}
+    assert scalar(second_pg_url, "SELECT count(*) FROM pg_policy") == 8
