@@ -1,0 +1,91 @@
+"""Benchmark: `sovren-db inspect` of the 300-table schema of bench/big_schema.py against `check` on it.
+
+(Not bench/inspect.py: a script of that name shadows the standard library's inspect.)
+
+Run as ``.venv/bin/python bench/adopt_inspect.py`` (``--smoke``: 20 tables, one run).
+It starts its own Postgres, applies the schema as bench/postgres_check.py does
+(tables, policies, RLS, triggers, partitions; ANALYZE), then times in turns, in
+the same run, ``commands.inspect`` (reading the database and writing
+postgres/tables.py and schema.py into a temporary folder) and
+``commands.check`` of the project on the same database. It prints the best
+wall seconds of each and the ratio inspect/check. Targets: inspect under 5 s
+on 300 tables, ratio <= 3. The server is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from big_schema import generate, write_project  # noqa: E402
+from postgres_check import analyze, apply_sovren_objects, create_database, create_tables  # noqa: E402
+
+from sovren_db import commands, services  # noqa: E402
+from sovren_db.core.config import load_settings  # noqa: E402
+from sovren_db.postgres.declared import load_schema  # noqa: E402
+
+
+def best_of(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def run(server_url: str, tmp: Path, args: argparse.Namespace) -> bool:
+    project = tmp / "project"
+    write_project(project, generate(args.seed, args.tables, args.partitioned))
+    url = create_database(server_url, "bench_inspect")
+    schema = load_schema(project / "postgres")
+    create_tables(url, schema.metadata)
+    apply_sovren_objects(url, schema)
+    analyze(url)
+    settings = load_settings(project, environ={"POSTGRES_URL": url}, strict=False)
+    out = tmp / "inspected"
+    inspect_s = check_s = float("inf")
+    for _ in range(args.runs):  # in turns, so that other load on the machine hits both alike
+        inspect_s = min(inspect_s, best_of(lambda: commands.inspect(settings, out=out), 1))
+        check_s = min(check_s, best_of(lambda: commands.check(settings), 1))
+    tables = (out / "postgres" / "tables.py").read_text().count("sa.Table(")
+    ratio = inspect_s / check_s
+    print(f"{args.tables} tables ({args.partitioned} partitioned), {tables} written; best of {args.runs}:")
+    print(f"  inspect {inspect_s:.2f} s, check {check_s:.2f} s, ratio inspect/check {ratio:.2f} "
+          "(targets: inspect < 5 s on 300 tables, ratio <= 3)")
+    return inspect_s < 5 and ratio <= 3
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tables", type=int, default=300)
+    parser.add_argument("--partitioned", type=int, default=40)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=20260101)
+    parser.add_argument("--smoke", action="store_true", help="20 tables, 3 partitioned, one run")
+    args = parser.parse_args()
+    if args.smoke:
+        args.tables, args.partitioned, args.runs = 20, 3, 1
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    with tempfile.TemporaryDirectory(prefix="sovren-bench-") as tmp:
+        server = services.start_postgres(Path(tmp) / "postgres")
+        try:
+            ok = run(server.url, Path(tmp), args)
+        finally:
+            services.stop(server)
+            shutil.rmtree(Path(server.data_dir).parent, ignore_errors=True)
+    return 0 if ok or args.smoke else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
