@@ -9,7 +9,13 @@ the same run, ``commands.inspect`` (reading the database and writing
 postgres/tables.py and schema.py into a temporary folder) and
 ``commands.check`` of the project on the same database. It prints the best
 wall seconds of each and the ratio inspect/check. Targets: inspect under 5 s
-on 300 tables, ratio <= 3. The server is stopped at the end.
+on 300 tables, ratio <= 3.
+
+Then Redis: its own redis-server loaded with bench/redis_audit.py's mixed
+keyspace (1,000,000 keys; 20,000 with --smoke), family inference at 10%
+sampling against `redis-cli --scan` of the same keyspace, best of --runs in
+turns: keys/s of each and the ratio. Target: inference >= 100,000 keys/s.
+The servers are stopped at the end.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from big_schema import generate, write_project  # noqa: E402
+from redis_audit import load_keyspace, timed  # noqa: E402
 from postgres_check import analyze, apply_sovren_objects, create_database, create_tables  # noqa: E402
 
 from sovren_db import commands, services  # noqa: E402
@@ -62,16 +69,38 @@ def run(server_url: str, tmp: Path, args: argparse.Namespace) -> bool:
     return inspect_s < 5 and ratio <= 3
 
 
+def run_redis(server, args: argparse.Namespace) -> bool:
+    import redis
+
+    from sovren_db.adopt.redis_infer import KeyspaceInference, render_toml
+
+    load_keyspace(server.port, args.redis_keys)
+    client = redis.Redis.from_url(server.url)
+    total = client.dbsize()
+    infer_s = scan_s = float("inf")
+    for _ in range(args.runs):
+        result = KeyspaceInference(fraction=0.1).run([("redis", client)])
+        assert result.scanned == total, f"inference saw {result.scanned} of {total} keys"
+        infer_s = min(infer_s, result.elapsed)
+        scan_s = min(scan_s, timed(["redis-cli", "-p", str(server.port), "--scan"]))
+    families = render_toml(result).count("[families.")
+    print(f"redis: {total:,} keys, {families} families inferred at 10% sampling; best of {args.runs}:")
+    print(f"  inference {total / infer_s:,.0f} keys/s, redis-cli --scan {total / scan_s:,.0f} keys/s, "
+          f"ratio {scan_s / infer_s:.2f} (target: inference >= 100,000 keys/s)")
+    return total / infer_s >= 100_000
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tables", type=int, default=300)
     parser.add_argument("--partitioned", type=int, default=40)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=20260101)
-    parser.add_argument("--smoke", action="store_true", help="20 tables, 3 partitioned, one run")
+    parser.add_argument("--redis-keys", type=int, default=1_000_000)
+    parser.add_argument("--smoke", action="store_true", help="20 tables, 3 partitioned, 20,000 keys, one run")
     args = parser.parse_args()
     if args.smoke:
-        args.tables, args.partitioned, args.runs = 20, 3, 1
+        args.tables, args.partitioned, args.runs, args.redis_keys = 20, 3, 1, 20_000
     return args
 
 
@@ -84,6 +113,11 @@ def main() -> int:
         finally:
             services.stop(server)
             shutil.rmtree(Path(server.data_dir).parent, ignore_errors=True)
+        server = services.start_redis(Path(tmp) / "redis")
+        try:
+            ok = run_redis(server, args) and ok
+        finally:
+            services.stop(server)
     return 0 if ok or args.smoke else 1
 
 

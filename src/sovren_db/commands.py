@@ -369,15 +369,22 @@ def _store_status(script: ScriptDirectory, backend: Any, heads: tuple[str, ...])
     return {"revision": position, "in_step": in_step, "unaccounted_steps": stray}
 
 
-def inspect(settings: Settings, *, out: Path | None = None) -> Outcome:
+def inspect(settings: Settings, *, out: Path | None = None, fraction: float = 1.0,
+            rate: float | None = None) -> Outcome:
     """Write declarations read from the live servers (into the project, or ``out``); exit 1 when a
-    person must still decide something (personal data candidates)."""
-    from .adopt.inspect import inspect_postgres
+    person must still decide something (personal data candidates). Redis is sampled (``fraction``)
+    at most ``rate`` keys a second."""
+    from .adopt.inspect import inspect_postgres, inspect_redis
 
     _, written, findings = inspect_postgres(settings, out)
+    notes = []
+    if "redis" in settings.stores and settings.configured("redis"):
+        path, summary = inspect_redis(settings, out, fraction=fraction, rate=rate)
+        written.append(path)
+        notes.append(summary)
     paths = [display_path(settings, p) for p in written]
     return Outcome(exit_code=1 if findings else 0, lines=[f"wrote {p}" for p in paths],
-                   data={"written": paths}, findings=findings)
+                   data={"written": paths}, findings=findings, notes=notes)
 
 
 def baseline(settings: Settings, message: str = "baseline") -> Outcome:

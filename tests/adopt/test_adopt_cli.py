@@ -45,3 +45,23 @@ def test_inspect_without_a_server_is_one_sentence(tmp_path, monkeypatch):
     result = run("inspect")
     assert result.exit_code == 2
     assert result.output.startswith("error: POSTGRES_URL is not set") and "Traceback" not in result.output
+
+
+def test_inspect_samples_redis_into_out(tmp_path, pg_url, redis_url, monkeypatch):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.mset({f"user:{n}:profile": "x" for n in range(200)})
+    root = empty_project(tmp_path / "p")
+    (root / "pyproject.toml").write_text((root / "pyproject.toml").read_text().replace(
+        'stores = ["postgres"]', 'stores = ["postgres", "redis"]'))
+    monkeypatch.setenv("POSTGRES_URL", pg_url)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.chdir(root)
+    result = run("inspect", "--out", str(tmp_path / "out"), "--sample", "50%")
+    assert result.exit_code == 0, result.output
+    written = (tmp_path / "out" / "redis" / "inspected.toml").read_text()
+    assert 'pattern = "user:{n}:profile"' in written and "about 200 keys (100 sampled)" in written
+    assert not (root / "redis").exists()
+    bad = run("inspect", "--sample", "500")
+    assert bad.exit_code == 2 and "give a fraction" in bad.output

@@ -9,6 +9,7 @@ import click
 from .. import commands
 from .options import format_option
 from .output import emit
+from .redis_cmd import SampleType
 
 
 def _emit(outcome: commands.Outcome, fmt: str) -> None:
@@ -21,11 +22,18 @@ def _emit(outcome: commands.Outcome, fmt: str) -> None:
 @click.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write into DIR/postgres/ instead of the project's folders.")
+@click.option("--sample", type=SampleType(), default=None,
+              help="Redis: probe only a fraction of the scanned keys (10% or 0.1).")
+@click.option("--rate", type=click.FloatRange(min=1), default=None,
+              help="Redis: scan at most this many keys per second (sleeps between SCAN batches).")
 @format_option
 @click.pass_context
-def inspect(ctx: click.Context, out: Path | None, fmt: str) -> None:
+def inspect(ctx: click.Context, out: Path | None, sample, rate: float | None, fmt: str) -> None:
     """Write declarations read from the live servers (into the project or --out DIR)."""
-    outcome = commands.inspect(ctx.obj.settings, out=out)
+    kind, amount = sample or ("fraction", 1.0)
+    if kind != "fraction":
+        raise click.BadParameter("give a fraction (10% or 0.1): inspect scans every key", param_hint="--sample")
+    outcome = commands.inspect(ctx.obj.settings, out=out, fraction=amount, rate=rate)
     _emit(outcome, fmt)
     ctx.exit(outcome.exit_code)
 
