@@ -370,14 +370,17 @@ def _store_status(script: ScriptDirectory, backend: Any, heads: tuple[str, ...])
 
 
 def inspect(settings: Settings, *, out: Path | None = None, fraction: float = 1.0,
-            rate: float | None = None) -> Outcome:
+            rate: float | None = None, infer: int = 0) -> Outcome:
     """Write declarations read from the live servers (into the project, or ``out``); exit 1 when a
     person must still decide something (personal data candidates). Redis is sampled (``fraction``)
-    at most ``rate`` keys a second."""
-    from .adopt.inspect import inspect_postgres, inspect_redis
+    at most ``rate`` keys a second; Mongo collections without a validator get one inferred from
+    ``infer`` sampled documents."""
+    from .adopt.inspect import inspect_mongo, inspect_postgres, inspect_redis
 
     _, written, findings = inspect_postgres(settings, out)
     notes = []
+    if "mongo" in settings.stores and settings.configured("mongo"):
+        written += inspect_mongo(settings, out, infer=infer)
     if "redis" in settings.stores and settings.configured("redis"):
         path, summary = inspect_redis(settings, out, fraction=fraction, rate=rate)
         written.append(path)

@@ -41,3 +41,49 @@ def inspect_redis(settings: Settings, out: Path | None = None, *, fraction: floa
     rate_seen = result.scanned / result.elapsed if result.elapsed else 0.0
     return path, (f"redis: {result.scanned:,} keys scanned, {result.sampled:,} sampled in {result.elapsed:.1f} s "
                   f"({rate_seen:,.0f} keys/s)")
+
+
+def inspect_mongo(settings: Settings, out: Path | None = None, *, infer: int = 0) -> list[Path]:
+    """Write each collection of the configured MongoDB database; ``infer`` > 0 samples that many
+    documents of each collection without a validator and writes a ``$jsonSchema`` for it."""
+    from ..mongo.backend import MongoBackend
+    from ..mongo.live import introspect
+    from .mongo_write import write_mongo
+
+    backend = MongoBackend(settings)
+    backend.connect()
+    try:
+        db = backend.db
+        state = introspect(db)
+        notes = {}
+        if infer > 0:
+            state, notes = with_inferred_validators(state, lambda name: _sample(db[name], infer),
+                                                    lambda name: db[name].estimated_document_count())
+    finally:
+        backend.close()
+    return write_mongo(state, (out / "mongo") if out is not None else settings.mongo_dir, notes)
+
+
+def _sample(collection, size: int) -> list[dict]:
+    return list(collection.aggregate([{"$sample": {"size": size}}]))
+
+
+def with_inferred_validators(state, sample, count):
+    """``state`` with a ``$jsonSchema`` validator inferred for each collection that has none and
+    holds documents (time series excepted: MongoDB refuses validators there)."""
+    from dataclasses import replace
+
+    from ..mongo.extjson import canonical
+    from ..mongo.state import DatabaseState
+    from .mongo_infer import infer_schema
+
+    collections, notes = dict(state.collections), {}
+    for name, spec in state.collections.items():
+        if spec.validator is not None or "timeseries" in spec.options:
+            continue
+        documents = sample(name)
+        schema = infer_schema(documents, name, total=count(name))
+        if schema is not None:
+            collections[name] = replace(spec, validator={"$jsonSchema": canonical(schema)})
+            notes[name] = f"Validator inferred from {len(documents)} sampled documents: review it before applying."
+    return DatabaseState(collections=collections, sharded=state.sharded), notes

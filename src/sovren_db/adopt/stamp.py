@@ -26,6 +26,10 @@ from ..postgres.live import read_catalog
 from ..postgres.state import Function, Policy, Schema, normalise_sql
 
 
+# Steps that only publish declarations (the registry), run by stamp as policies get their fingerprints.
+PUBLISHED = frozenset({"redis_declare_family", "redis_declare_channel"})
+
+
 def stamp(settings: Settings, revision: str) -> dict:
     """Stamp ``revision`` in every configured store; returns what was recorded and adopted."""
     script = ScriptDirectory(str(settings.migrations_dir))
@@ -121,6 +125,8 @@ def _stamp_stores(settings: Settings, runtime: Runtime, revision: str | None) ->
         backend.ledger_forget("")
         for rev, steps in chain:
             for seq, op in enumerate(s for s in steps if s.store == store):
+                if op.op_name in PUBLISHED:  # the conventions are published: Redis' fingerprints
+                    backend.execute(op)
                 backend.ledger_record(f"{rev}:up:{seq}", op)
         backend.set_position(revision)
         done[store] = revision or "base"

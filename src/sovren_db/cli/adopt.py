@@ -26,14 +26,16 @@ def _emit(outcome: commands.Outcome, fmt: str) -> None:
               help="Redis: probe only a fraction of the scanned keys (10% or 0.1).")
 @click.option("--rate", type=click.FloatRange(min=1), default=None,
               help="Redis: scan at most this many keys per second (sleeps between SCAN batches).")
+@click.option("--infer", type=click.IntRange(min=0), default=0, metavar="N",
+              help="MongoDB: write a $jsonSchema inferred from N sampled documents where a collection has none.")
 @format_option
 @click.pass_context
-def inspect(ctx: click.Context, out: Path | None, sample, rate: float | None, fmt: str) -> None:
+def inspect(ctx: click.Context, out: Path | None, sample, rate: float | None, infer: int, fmt: str) -> None:
     """Write declarations read from the live servers (into the project or --out DIR)."""
     kind, amount = sample or ("fraction", 1.0)
     if kind != "fraction":
         raise click.BadParameter("give a fraction (10% or 0.1): inspect scans every key", param_hint="--sample")
-    outcome = commands.inspect(ctx.obj.settings, out=out, fraction=amount, rate=rate)
+    outcome = commands.inspect(ctx.obj.settings, out=out, fraction=amount, rate=rate, infer=infer)
     _emit(outcome, fmt)
     ctx.exit(outcome.exit_code)
 
