@@ -58,3 +58,26 @@ def test_sovren_round_trip(repo_root, tmp_path, pg_url, second_pg_url):
     assert not (tmp_path / "project" / "postgres" / "baseline.sql").exists()   # every partition follows the rule
     assert {f.object for f in steps["inspect"].findings} >= {"column users.email", "column users.username"}
     assert scalar(second_pg_url, "SELECT count(*) FROM pg_policy") == 8
+
+
+def test_sovren_round_trip_with_redis(repo_root, tmp_path, pg_url, second_pg_url, redis_url):
+    """Postgres and Redis (migrated, seeded, then without history): inferred families, baseline, stamp,
+    check clean (registry, server settings and the keyspace audit); the baseline on empty stores too."""
+    import redis
+
+    sovren = copy_project(repo_root, tmp_path / "sovren")
+    settings = load_settings(sovren, environ={"POSTGRES_URL": pg_url, "REDIS_URL": redis_url,
+                                              "SOVREN_DB_STORES": "postgres,redis"})
+    commands.migrate(settings)
+    from sovren_db.seeds.engine import seed
+
+    seed(settings, "ci")
+    run_sql(pg_url, "DROP TABLE alembic_version; DROP TABLE IF EXISTS sovren_db_deferred")
+    client = redis.Redis.from_url(redis_url)
+    client.delete(*client.keys("{sovren-db}:*"))
+    assert client.dbsize() > 0
+    empty_redis = redis_url.rsplit("/", 1)[0] + "/1"
+    redis.Redis.from_url(empty_redis).flushdb()
+    round_trip(pg_url, second_pg_url, tmp_path / "project", redis_urls=(redis_url, empty_redis))
+    inferred = (tmp_path / "project" / "redis" / "inspected.toml").read_text()
+    assert 'pattern = "session:{uuid}"' in inferred and 'maxmemory-policy = "volatile-lru"' in inferred
