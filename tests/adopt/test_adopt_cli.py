@@ -65,3 +65,27 @@ def test_inspect_samples_redis_into_out(tmp_path, pg_url, redis_url, monkeypatch
     assert not (root / "redis").exists()
     bad = run("inspect", "--sample", "500")
     assert bad.exit_code == 2 and "give a fraction" in bad.output
+
+
+def test_stamp_as_a_role_that_cannot_write_is_one_sentence(tmp_path, pg_url, monkeypatch):
+    """Run as an application role (no CREATE on the schema): nothing half applied, exit 2, no password."""
+    import uuid
+
+    role = f"app_{uuid.uuid4().hex[:8]}"
+    run_sql(pg_url, f"CREATE TABLE thing (id int PRIMARY KEY); CREATE ROLE {role} LOGIN PASSWORD 'hunter2';"
+                    f"REVOKE CREATE ON SCHEMA public FROM PUBLIC; GRANT SELECT ON thing TO {role}")
+    root = empty_project(tmp_path / "p")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("POSTGRES_URL", pg_url)
+    assert run("inspect").exit_code == 0
+    assert run("baseline").exit_code == 0
+    user, rest = pg_url.split("://", 1)[1].split("@", 1)
+    monkeypatch.setenv("POSTGRES_URL", f"postgresql://{role}:hunter2@{rest}")
+    inspected = run("inspect", "--out", str(tmp_path / "as_app"))
+    assert inspected.exit_code == 0, inspected.output   # reading the catalog needs no privilege
+    result = run("stamp", "head")
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: Stamping Postgres at postgresql://{role}:***@")
+    assert "permission denied" in result.output and "hunter2" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    run_sql(pg_url, f"DROP OWNED BY {role}; DROP ROLE {role}")

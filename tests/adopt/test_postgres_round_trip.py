@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from sovren_db.services.local import find_pg_bin
 
 from .roundtrip import round_trip, run_sql, scalar
 
@@ -35,7 +36,8 @@ def test_feature_schema_round_trip(pg_url, second_pg_url, tmp_path):
 
 
 def test_pgbench_partitions_round_trip(pg_url, second_pg_url, tmp_path):
-    pgbench = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
+    pgbench = find_pg_bin("pgbench")   # shipped with the server binaries the harness uses
+    assert pgbench, "pgbench not found beside initdb"
     subprocess.run([pgbench, "-i", "-q", "-I", "dtpf", "--partitions", "8", pg_url], check=True,
                    capture_output=True, timeout=120)
     round_trip(pg_url, second_pg_url, tmp_path / "project")

@@ -15,11 +15,12 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from ..core.config import Settings
-from ..core.errors import Refused, RevisionError
+from ..core.errors import MigrationFailed, Refused, RevisionError, first_line
 from ..core.runtime import Runtime
-from ..core.urls import redact
+from ..core.urls import redact, redact_text
 from ..env import connected, current_heads, lock_and_limit, unlock
 from ..postgres import sql
 from ..postgres.live import read_catalog
@@ -43,12 +44,12 @@ def stamp(settings: Settings, revision: str) -> dict:
     schema = runtime.postgres_schema
     with connected(settings) as connection:
         lock_and_limit(connection, settings)
-        # Adoption records exactly ``revision``: a version left by another chain is replaced (stamp --purge).
-        context = MigrationContext.configure(connection)
-        context._version.drop(connection, checkfirst=True)
-        context.stamp(script, revision)
-        adopted, refused = adopt_objects(connection, schema)
-        connection.commit()
+        try:
+            adopted, refused = _stamp_postgres(connection, script, revision, schema)
+        except DBAPIError as exc:
+            connection.rollback()
+            raise MigrationFailed(f"Stamping Postgres at {redact(settings.postgres_url)} failed and was rolled "
+                                  f"back: {redact_text(first_line(exc.orig or exc), settings.postgres_url)}") from None
         unlock(connection)
     resolved = target.revision if target is not None else None
     try:
@@ -57,6 +58,17 @@ def stamp(settings: Settings, revision: str) -> dict:
         runtime.close()
     return {"revision": resolved, "adopted": adopted, "not_adopted": refused, "stores": stores,
             "notes": list(runtime.notes)}
+
+
+def _stamp_postgres(connection: Connection, script: ScriptDirectory, revision: str, schema: Schema):
+    """One transaction: alembic_version holds exactly ``revision`` (a version left by another chain is
+    replaced, as ``stamp --purge`` does), and the matching policies and functions are adopted."""
+    context = MigrationContext.configure(connection)
+    context._version.drop(connection, checkfirst=True)
+    context.stamp(script, revision)
+    adopted = adopt_objects(connection, schema)
+    connection.commit()
+    return adopted
 
 
 def adopt_objects(connection: Connection, schema: Schema) -> tuple[list[str], list[str]]:
