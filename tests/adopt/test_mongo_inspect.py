@@ -7,8 +7,11 @@ import datetime
 import sys
 from pathlib import Path
 
-from bson import Decimal128, Int64, ObjectId
 import jsonschema
+import pytest
+from bson import Decimal128, Int64, ObjectId
+
+from sovren_db import commands
 
 from sovren_db.adopt.inspect import with_inferred_validators
 from sovren_db.adopt.mongo_infer import infer_schema
@@ -22,6 +25,7 @@ MONGO_TESTS = Path(__file__).resolve().parents[1] / "mongo"
 sys.path.insert(0, str(MONGO_TESTS))
 
 import mongo_replies as R  # noqa: E402
+from .roundtrip import assert_clean, empty_project, settings_for  # noqa: E402
 from test_mongo_live import sovren_live  # noqa: E402
 
 SOVREN_MONGO = Path(__file__).resolve().parents[2] / "mongo"
@@ -95,3 +99,21 @@ def test_infer_fills_only_collections_without_a_validator(tmp_path):
 def _write(state: DatabaseState, tmp_path: Path) -> Path:
     write_mongo(state, tmp_path / "mongo")
     return tmp_path / "mongo"
+
+
+@pytest.mark.postgres
+def test_baseline_holds_the_collections_and_replays_to_them(tmp_path, pg_url):
+    """Mongo declared (written from server-shaped replies), no mongod: the baseline's Mongo steps are
+    deferred by migrate, and check, comparing with the chain's replayed steps, finds no drift."""
+    root = empty_project(tmp_path / "p", ("postgres", "mongo"))
+    live = sovren_live(load_declared(SOVREN_MONGO), mongos=True)
+    write_mongo(live, root / "mongo")
+    (root / "postgres").mkdir()
+    (root / "postgres" / "schema.py").write_text("from sovren_db.postgres import Schema\n\nschema = Schema()\n")
+    settings = settings_for(root, pg_url)
+    commands.baseline(settings)
+    revision = next((root / "migrations" / "versions").glob("*_baseline.py")).read_text()
+    assert revision.count("op.mongo_create_collection(") == 4
+    migrated = commands.migrate(settings)
+    assert any("mongo" in note and "deferred" in note for note in migrated.notes), migrated.notes
+    assert_clean(settings)
