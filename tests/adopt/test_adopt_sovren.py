@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sovren_db import commands
@@ -81,3 +83,31 @@ def test_sovren_round_trip_with_redis(repo_root, tmp_path, pg_url, second_pg_url
     round_trip(pg_url, second_pg_url, tmp_path / "project", redis_urls=(redis_url, empty_redis))
     inferred = (tmp_path / "project" / "redis" / "inspected.toml").read_text()
     assert 'pattern = "session:{uuid}"' in inferred and 'maxmemory-policy = "volatile-lru"' in inferred
+
+
+@pytest.mark.slow
+def test_stamp_killed_at_any_point_is_all_or_nothing(repo_root, tmp_path, pg_url):
+    """kill -9 of 'sovren-db stamp head' at several points: the revision and the adopted fingerprints
+    are recorded together or not at all, and a stamp run again finishes the adoption."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    settings = _sovren_database_without_history(repo_root, tmp_path, pg_url)
+    env = {**os.environ, "POSTGRES_URL": pg_url, "SOVREN_DB_STORES": "postgres"}
+    command = [str(Path(sys.executable).parent / "sovren-db"), "stamp", "head"]
+    for delay in (0.2, 0.4, 0.6, 0.8, 1.0, 1.5):
+        run_sql(pg_url, "DROP TABLE IF EXISTS alembic_version; COMMENT ON POLICY users_tenant_isolation ON users IS NULL")
+        process = subprocess.Popen(command, cwd=settings.root, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        stamped = scalar(pg_url, "SELECT to_regclass('alembic_version') IS NOT NULL")
+        adopted = scalar(pg_url, "SELECT obj_description(oid, 'pg_policy') IS NOT NULL FROM pg_policy "
+                                 "WHERE polname = 'users_tenant_isolation'")
+        assert stamped == adopted, f"killed after {delay} s: revision recorded {stamped}, policy adopted {adopted}"
+    assert commands.stamp(settings, "head").exit_code == 0
+    assert_clean(settings)
