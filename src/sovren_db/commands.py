@@ -370,18 +370,21 @@ def _store_status(script: ScriptDirectory, backend: Any, heads: tuple[str, ...])
 
 
 def inspect(settings: Settings, *, out: Path | None = None, fraction: float = 1.0,
-            rate: float | None = None, infer: int = 0) -> Outcome:
+            rate: float | None = None, infer: int = 0, force: bool = False) -> Outcome:
     """Write declarations read from the live servers (into the project, or ``out``); exit 1 when a
     person must still decide something (personal data candidates). Redis is sampled (``fraction``)
     at most ``rate`` keys a second; Mongo collections without a validator get one inferred from
     ``infer`` sampled documents."""
-    from .adopt.inspect import inspect_mongo, inspect_postgres, inspect_redis
+    from .adopt.inspect import inspect_mongo, inspect_postgres, inspect_redis, refuse_to_overwrite
 
+    stores = [s for s in settings.stores if s == "postgres" or settings.configured(s)]
+    if not force:
+        refuse_to_overwrite(settings, out, stores)
     _, written, findings = inspect_postgres(settings, out)
     notes = []
-    if "mongo" in settings.stores and settings.configured("mongo"):
+    if "mongo" in stores:
         written += inspect_mongo(settings, out, infer=infer)
-    if "redis" in settings.stores and settings.configured("redis"):
+    if "redis" in stores:
         path, summary = inspect_redis(settings, out, fraction=fraction, rate=rate)
         written.append(path)
         notes.append(summary)

@@ -32,6 +32,7 @@ CREATE TABLE room (
     building text NOT NULL,
     number integer NOT NULL,
     seats smallint CHECK (seats > 0),
+    inventory_no serial NOT NULL,
     PRIMARY KEY (building, number)
 );
 

@@ -89,3 +89,20 @@ def test_stamp_as_a_role_that_cannot_write_is_one_sentence(tmp_path, pg_url, mon
     assert "permission denied" in result.output and "hunter2" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     run_sql(pg_url, f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+
+def test_inspect_never_overwrites_declarations_unasked(tmp_path, pg_url, monkeypatch):
+    run_sql(pg_url, "CREATE TABLE thing (id int PRIMARY KEY)")
+    root = empty_project(tmp_path / "p")
+    (root / "postgres").mkdir()
+    (root / "postgres" / "tables.py").write_text("# written by hand\n")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("POSTGRES_URL", pg_url)
+    refused = run("inspect")
+    assert refused.exit_code == 2
+    assert refused.output.strip() == (f"error: {root / 'postgres'} already holds declarations (tables.py): inspect "
+                                      "into an empty folder with --out DIR, or pass --force to overwrite them.")
+    assert (root / "postgres" / "tables.py").read_text() == "# written by hand\n"
+    assert not (root / "postgres" / "schema.py").exists()
+    assert run("inspect", "--force").exit_code == 0
+    assert "thing = sa.Table(" in (root / "postgres" / "tables.py").read_text()

@@ -45,10 +45,29 @@ def postgres_ops(schema: Schema, extra_sql: str = "") -> list:
     rest = [op for op in objects if op not in first]
     schemas = sorted({t.schema for t in schema.metadata.tables.values() if t.schema})
     tables: list = [alembic_ops.ExecuteSQLOp(f'CREATE SCHEMA IF NOT EXISTS "{name}"') for name in schemas]
+    created, owned = _sequences(schema)
+    tables += created
     for table in schema.metadata.sorted_tables:
         tables.append(alembic_ops.CreateTableOp.from_table(table))
         tables += [alembic_ops.CreateIndexOp.from_index(ix) for ix in sorted(table.indexes, key=lambda i: i.name)]
-    return first + tables + rest + [alembic_ops.ExecuteSQLOp(s) for s in split_statements(extra_sql)]
+    return first + tables + owned + rest + [alembic_ops.ExecuteSQLOp(s) for s in split_statements(extra_sql)]
+
+
+_NEXTVAL = re.compile(r"nextval\('([^']+)'::regclass\)")
+
+
+def _sequences(schema: Schema) -> tuple[list, list]:
+    """A column defaulting to ``nextval('seq')`` that is not a SERIAL key (SQLAlchemy creates those)
+    needs its sequence before its table, owned by the column after it."""
+    created, owned = [], []
+    for table in schema.metadata.sorted_tables:
+        for column in table.columns:
+            match = _NEXTVAL.search(str(getattr(column.server_default, "arg", "")))
+            if match:
+                created.append(alembic_ops.ExecuteSQLOp(f"CREATE SEQUENCE IF NOT EXISTS {match[1]}"))
+                owned.append(alembic_ops.ExecuteSQLOp(
+                    f'ALTER SEQUENCE {match[1]} OWNED BY {table.fullname}."{column.name}"'))
+    return created, owned
 
 
 def split_statements(script: str) -> list[str]:

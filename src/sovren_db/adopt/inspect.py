@@ -5,10 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.config import Settings
+from ..core.errors import Refused
 from ..env import connected
 from .personal import personal_data_candidates
 from .postgres_read import Inspected, read_postgres
 from .postgres_write import write_postgres
+
+
+def refuse_to_overwrite(settings: Settings, out: Path | None, stores: list[str]) -> None:
+    """Before any server is read: inspect writes into folders that hold no declarations yet."""
+    globs = {"postgres": ("*.py", "*.sql"), "mongo": ("*.toml", "*.json"), "redis": ("*.toml",)}
+    for store in stores:
+        folder = (out / store) if out is not None else getattr(settings, f"{store}_dir")
+        found = sorted(p.name for pattern in globs[store] for p in folder.glob(pattern)) if folder.is_dir() else []
+        if found:
+            raise Refused(f"{folder} already holds declarations ({', '.join(found[:3])}): inspect into an "
+                          "empty folder with --out DIR, or pass --force to overwrite them.")
 
 
 def inspect_postgres(settings: Settings, out: Path | None = None) -> tuple[Inspected, list[Path], list]:

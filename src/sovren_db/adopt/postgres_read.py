@@ -39,6 +39,7 @@ class Inspected:
     partitions: dict[str, list[Partition]] = field(default_factory=dict)  # parent -> partitions kept as SQL
     views: list[tuple[str, str]] = field(default_factory=list)            # (qualified name, definition)
     schemas: list[str] = field(default_factory=list)                      # besides the default one
+    serials: list[tuple[str, str, str]] = field(default_factory=list)     # (table, column, nextval default)
 
 
 _SCHEMAS = """
@@ -88,14 +89,14 @@ def read_postgres(conn: Connection) -> Inspected:
         metadata.reflect(conn, schema=schema, resolve_fks=False,
                          only=lambda name, _: name not in part_names and name not in FRAMEWORK_TABLES)
     _drop_partition_clones(metadata, part_names)
-    _drop_serial_defaults(conn, metadata)
+    serials = _drop_serial_defaults(conn, metadata)
     _partition_keys(conn, metadata)
     _plain_reflection(metadata)
     _exclusion_constraints(conn, metadata)
     _domains_created(conn, metadata)
     roles = {r.rolname: (r.rolcanlogin, r.rolbypassrls) for r in conn.execute(text(_ROLES))}
     catalog = read_catalog(conn, set(roles))
-    inspected = Inspected(metadata, schemas=schemas)
+    inspected = Inspected(metadata, schemas=schemas, serials=serials)
     inspected.objects = _objects(catalog, roles, metadata)
     rules, kept = _partition_rules(metadata, partitions, catalog.today)
     inspected.objects += rules
@@ -218,21 +219,27 @@ SELECT t.relname AS table_name, n.nspname, a.attname
 """
 
 
-def _drop_serial_defaults(conn: Connection, metadata: MetaData) -> None:
-    """A SERIAL column is declared as SQLAlchemy declares one: an integer key without a default.
+def _drop_serial_defaults(conn: Connection, metadata: MetaData) -> list[tuple[str, str, str]]:
+    """A SERIAL column is declared as Alembic reflects one: without its ``nextval`` default.
 
-    Only for a lone integer primary key does SQLAlchemy create a SERIAL again; any other
-    column keeps its ``nextval`` default, and its sequence must exist (said in a comment).
+    SQLAlchemy makes a lone integer primary key a SERIAL again; any other such column is
+    returned as (table, column, default) for postgres/baseline.sql to give back its sequence.
     """
     owned = {(r.nspname, r.table_name, r.attname) for r in conn.execute(text(_OWNED_SERIALS))}
     default = conn.execute(text("SELECT current_schema()")).scalar_one()
+    kept = []
     for table in metadata.tables.values():
         pk = list(table.primary_key.columns)
         for column in table.columns:
-            is_owned = (table.schema or default, table.name, column.name) in owned
-            if is_owned and pk == [column] and str(column.server_default.arg.text).startswith("nextval("):
-                column.server_default = None
+            value = str(getattr(column.server_default, "arg", ""))
+            if (table.schema or default, table.name, column.name) not in owned or not value.startswith("nextval("):
+                continue
+            column.server_default = None
+            if pk == [column]:
                 column.autoincrement = True
+            else:
+                kept.append((table.fullname, column.name, value))
+    return kept
 
 
 def _objects(catalog, roles: dict[str, tuple[bool, bool]], metadata: MetaData) -> list:

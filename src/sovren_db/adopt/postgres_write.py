@@ -86,7 +86,9 @@ def _comments(table: Table, inspected: Inspected) -> str:
         default = column.server_default
         if default is not None and "nextval(" in str(getattr(default, "arg", "")):
             lines.append(f"# {column.name} takes its values from a sequence that must exist before the table"
-                         " (postgres/baseline.sql creates it)")
+                         " (the baseline creates it)")
+    lines += [f"# {column} is a SERIAL: postgres/baseline.sql gives it back its sequence and default {value}"
+              for name, column, value in inspected.serials if name == table.fullname]
     return "".join(line + "\n" for line in lines)
 
 
@@ -138,6 +140,12 @@ def _literal(value: Any) -> str:
 def render_baseline_sql(inspected: Inspected) -> str:
     """What the declarations cannot express: irregular partitions and views, for the baseline to run."""
     statements = []
+    for table, column, value in inspected.serials:
+        sequence = re.search(r"nextval\('([^']+)'", value)[1]
+        where = ".".join(f'"{part}"' for part in table.split("."))
+        statements += [f"CREATE SEQUENCE IF NOT EXISTS {sequence};",
+                       f'ALTER TABLE {where} ALTER COLUMN "{column}" SET DEFAULT {value};',
+                       f'ALTER SEQUENCE {sequence} OWNED BY {where}."{column}";']
     for parent, parts in sorted(inspected.partitions.items()):
         statements += [f'CREATE TABLE "{p.name}" PARTITION OF "{parent}" {p.bound};' for p in parts]
     statements += [f"CREATE VIEW {_qualified(name)} AS\n{definition.rstrip(';').rstrip()};"

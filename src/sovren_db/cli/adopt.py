@@ -28,14 +28,17 @@ def _emit(outcome: commands.Outcome, fmt: str) -> None:
               help="Redis: scan at most this many keys per second (sleeps between SCAN batches).")
 @click.option("--infer", type=click.IntRange(min=0), default=0, metavar="N",
               help="MongoDB: write a $jsonSchema inferred from N sampled documents where a collection has none.")
+@click.option("--force", is_flag=True, help="Overwrite declarations already in the destination folders.")
 @format_option
 @click.pass_context
-def inspect(ctx: click.Context, out: Path | None, sample, rate: float | None, infer: int, fmt: str) -> None:
+def inspect(ctx: click.Context, out: Path | None, sample, rate: float | None, infer: int, force: bool,
+            fmt: str) -> None:
     """Write declarations read from the live servers (into the project or --out DIR)."""
     kind, amount = sample or ("fraction", 1.0)
     if kind != "fraction":
         raise click.BadParameter("give a fraction (10% or 0.1): inspect scans every key", param_hint="--sample")
-    outcome = commands.inspect(ctx.obj.settings, out=out, fraction=amount, rate=rate, infer=infer)
+    outcome = commands.inspect(ctx.obj.settings, out=out, fraction=amount, rate=rate, infer=infer,
+                                 force=force)
     _emit(outcome, fmt)
     ctx.exit(outcome.exit_code)
 
