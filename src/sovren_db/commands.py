@@ -383,10 +383,11 @@ def inspect(settings: Settings, *, out: Path | None = None, fraction: float = 1.
     _, written, findings = inspect_postgres(settings, out)
     notes = []
     if "mongo" in stores:
-        written += inspect_mongo(settings, out, infer=infer)
+        paths, found = inspect_mongo(settings, out, infer=infer)
+        written, findings = written + paths, findings + found
     if "redis" in stores:
-        path, summary = inspect_redis(settings, out, fraction=fraction, rate=rate)
-        written.append(path)
+        path, summary, found = inspect_redis(settings, out, fraction=fraction, rate=rate)
+        written, findings = written + [path], findings + found
         notes.append(summary)
     paths = [display_path(settings, p) for p in written]
     return Outcome(exit_code=1 if findings else 0, lines=[f"wrote {p}" for p in paths],

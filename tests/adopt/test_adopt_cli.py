@@ -59,7 +59,8 @@ def test_inspect_samples_redis_into_out(tmp_path, pg_url, redis_url, monkeypatch
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.chdir(root)
     result = run("inspect", "--out", str(tmp_path / "out"), "--sample", "50%")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output   # user:{n}:profile is a personal-data candidate
+    assert "redis: key family user_profile: user:{n}:profile may hold personal data" in result.output
     written = (tmp_path / "out" / "redis" / "inspected.toml").read_text()
     assert 'pattern = "user:{n}:profile"' in written and "about 200 keys (100 sampled)" in written
     assert not (root / "redis").exists()

@@ -80,7 +80,9 @@ def test_sovren_round_trip_with_redis(repo_root, tmp_path, pg_url, second_pg_url
     assert client.dbsize() > 0
     empty_redis = redis_url.rsplit("/", 1)[0] + "/1"
     redis.Redis.from_url(empty_redis).flushdb()
-    round_trip(pg_url, second_pg_url, tmp_path / "project", redis_urls=(redis_url, empty_redis))
+    steps = round_trip(pg_url, second_pg_url, tmp_path / "project", redis_urls=(redis_url, empty_redis))
+    redis_candidates = {f.object for f in steps["inspect"].findings if f.store == "redis"}
+    assert {"key family session", "key family session_devices"} <= redis_candidates
     inferred = (tmp_path / "project" / "redis" / "inspected.toml").read_text()
     assert 'pattern = "session:{uuid}"' in inferred and 'maxmemory-policy = "volatile-lru"' in inferred
 

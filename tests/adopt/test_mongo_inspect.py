@@ -117,3 +117,11 @@ def test_baseline_holds_the_collections_and_replays_to_them(tmp_path, pg_url):
     migrated = commands.migrate(settings)
     assert any("mongo" in note and "deferred" in note for note in migrated.notes), migrated.notes
     assert_clean(settings)
+
+
+def test_personal_fields_of_a_schema_are_candidates():
+    from sovren_db.adopt.personal import mongo_candidates
+
+    schema = infer_schema(DOCUMENTS, "people")
+    found = {f.object for f in mongo_candidates("people", schema, "mongo/people.schema.json")}
+    assert found == {"field people.profile.name"}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 from ..core.config import Settings
 from ..core.errors import Refused
 from ..env import connected
-from .personal import personal_data_candidates
+from .personal import mongo_candidates, personal_data_candidates, redis_candidates
 from .postgres_read import Inspected, read_postgres
 from .postgres_write import write_postgres
 
@@ -34,7 +35,7 @@ def inspect_postgres(settings: Settings, out: Path | None = None) -> tuple[Inspe
 
 
 def inspect_redis(settings: Settings, out: Path | None = None, *, fraction: float = 1.0,
-                  rate: float | None = None) -> tuple[Path, str]:
+                  rate: float | None = None) -> tuple[Path, str, list]:
     """Infer the key families of the configured Redis into ``redis/inspected.toml``; returns it and a summary."""
     from ..redis.backend import RedisBackend
     from .redis_infer import KeyspaceInference, render_toml
@@ -50,12 +51,14 @@ def inspect_redis(settings: Settings, out: Path | None = None, *, fraction: floa
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "inspected.toml"
     path.write_text(render_toml(result))
+    families = tomllib.loads(path.read_text()).get("families", {})
+    findings = redis_candidates({name: body["pattern"] for name, body in families.items()}, str(path))
     rate_seen = result.scanned / result.elapsed if result.elapsed else 0.0
     return path, (f"redis: {result.scanned:,} keys scanned, {result.sampled:,} sampled in {result.elapsed:.1f} s "
-                  f"({rate_seen:,.0f} keys/s)")
+                  f"({rate_seen:,.0f} keys/s)"), findings
 
 
-def inspect_mongo(settings: Settings, out: Path | None = None, *, infer: int = 0) -> list[Path]:
+def inspect_mongo(settings: Settings, out: Path | None = None, *, infer: int = 0) -> tuple[list[Path], list]:
     """Write each collection of the configured MongoDB database; ``infer`` > 0 samples that many
     documents of each collection without a validator and writes a ``$jsonSchema`` for it."""
     from ..mongo.backend import MongoBackend
@@ -73,7 +76,11 @@ def inspect_mongo(settings: Settings, out: Path | None = None, *, infer: int = 0
                                                     lambda name: db[name].estimated_document_count())
     finally:
         backend.close()
-    return write_mongo(state, (out / "mongo") if out is not None else settings.mongo_dir, notes)
+    folder = (out / "mongo") if out is not None else settings.mongo_dir
+    findings = [f for name, spec in sorted(state.collections.items()) if spec.validator
+                for f in mongo_candidates(name, spec.validator.get("$jsonSchema") or {},
+                                          str(folder / f"{name}.schema.json"))]
+    return write_mongo(state, folder, notes), findings
 
 
 def _sample(collection, size: int) -> list[dict]:
