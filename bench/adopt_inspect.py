@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from big_schema import generate, write_project  # noqa: E402
+from smoke import parse_with_smoke  # noqa: E402
 from redis_audit import load_keyspace, timed  # noqa: E402
 from postgres_check import analyze, apply_sovren_objects, create_database, create_tables  # noqa: E402
 
@@ -97,11 +98,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=20260101)
     parser.add_argument("--redis-keys", type=int, default=1_000_000)
-    parser.add_argument("--smoke", action="store_true", help="20 tables, 3 partitioned, 20,000 keys, one run")
-    args = parser.parse_args()
-    if args.smoke:
-        args.tables, args.partitioned, args.runs, args.redis_keys = 20, 3, 1, 20_000
-    return args
+    return parse_with_smoke(parser, tables=20, partitioned=3, runs=1, redis_keys=20_000)
 
 
 def main() -> int:
