@@ -161,9 +161,6 @@ def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool
 
         retry_on_lock_timeout(lambda: alembic_command.upgrade(config, revision), on_retry=note)
 
-    from .adopt.stamp import refuse_unrecorded
-
-    refuse_unrecorded(settings, runtime.postgres_schema)
     try:
         runtime.connect_stores()
         _check_resync(runtime, resync)

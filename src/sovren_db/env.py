@@ -163,6 +163,9 @@ def run(context) -> None:
         with nullcontext(shared) if shared is not None else connected(settings) as connection:
             lock_and_limit(connection, settings)
             if _moves_stores(config):  # online: offline runs (--sql) returned above
+                from .adopt.stamp import refuse_unrecorded
+
+                refuse_unrecorded(connection, settings, runtime.postgres_schema)
                 reconcile(runtime, connection, context.script)
                 connection.commit()
             context.configure(connection=connection, include_object=runtime.include_object(connection),

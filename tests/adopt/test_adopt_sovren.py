@@ -11,7 +11,7 @@ from sovren_db.core.config import load_settings
 from sovren_db.core.errors import Refused
 
 from ..integration.conftest import copy_project
-from .roundtrip import assert_clean, round_trip, run_sql, scalar
+from .roundtrip import assert_clean, empty_project, round_trip, run_sql, scalar, settings_for
 
 pytestmark = pytest.mark.postgres
 
@@ -113,3 +113,17 @@ def test_stamp_killed_at_any_point_is_all_or_nothing(repo_root, tmp_path, pg_url
         assert stamped == adopted, f"killed after {delay} s: revision recorded {stamped}, policy adopted {adopted}"
     assert commands.stamp(settings, "head").exit_code == 0
     assert_clean(settings)
+
+
+def test_migrate_refuses_a_revision_of_another_chain(repo_root, tmp_path, pg_url):
+    sovren = copy_project(repo_root, tmp_path / "sovren")
+    commands.migrate(load_settings(sovren, environ={"POSTGRES_URL": pg_url, "SOVREN_DB_STORES": "postgres"}))
+    project = empty_project(tmp_path / "project")
+    adopted = settings_for(project, pg_url)
+    commands.inspect(adopted)
+    commands.baseline(adopted)
+    with pytest.raises(Refused, match=r"records revision b0423f0c320c, which is not in .*/project/migrations: "
+                                      r"adopt it with 'sovren-db stamp REVISION' instead of migrating\."):
+        commands.migrate(adopted)
+    assert commands.stamp(adopted, "head").exit_code == 0
+    assert_clean(adopted)

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from ..postgres.live import read_catalog
 from ..postgres.state import (
-    Extension, Grant, PartitionRule, PRIVILEGE_ORDER, Role, RowSecurity, partition_name,
+    PRIVILEGE_ORDER, Extension, Grant, PartitionRule, Role, partition_name,
 )
 from ..core.runtime import FRAMEWORK_TABLES
 
@@ -83,17 +83,7 @@ def read_postgres(conn: Connection) -> Inspected:
     schemas = list(conn.execute(text(_SCHEMAS)).scalars())
     default = conn.execute(text("SELECT current_schema()")).scalar_one()
     partitions = [Partition(r.relname, r.parent, r.bound) for r in conn.execute(text(_PARTITIONS))]
-    part_names = {p.name for p in partitions}
-    metadata = MetaData()
-    for schema in [None, *schemas]:
-        metadata.reflect(conn, schema=schema, resolve_fks=False,
-                         only=lambda name, _: name not in part_names and name not in FRAMEWORK_TABLES)
-    _drop_partition_clones(metadata, part_names)
-    serials = _drop_serial_defaults(conn, metadata)
-    _partition_keys(conn, metadata)
-    _plain_reflection(metadata)
-    _exclusion_constraints(conn, metadata)
-    _domains_created(conn, metadata)
+    metadata, serials = _reflect_tables(conn, schemas, {p.name for p in partitions})
     roles = {r.rolname: (r.rolcanlogin, r.rolbypassrls) for r in conn.execute(text(_ROLES))}
     catalog = read_catalog(conn, set(roles))
     inspected = Inspected(metadata, schemas=schemas, serials=serials)
@@ -104,6 +94,21 @@ def read_postgres(conn: Connection) -> Inspected:
     inspected.views = [(f"{r.relname}" if r.nspname == default else f"{r.nspname}.{r.relname}", r.definition)
                        for r in conn.execute(text(_VIEWS), {"schemas": [default, *schemas]})]
     return inspected
+
+
+def _reflect_tables(conn: Connection, schemas: list[str], partitions: set[str]):
+    """SQLAlchemy's reflection of every table but partitions, completed where it falls short."""
+    metadata = MetaData()
+    for schema in [None, *schemas]:
+        metadata.reflect(conn, schema=schema, resolve_fks=False,
+                         only=lambda name, _: name not in partitions and name not in FRAMEWORK_TABLES)
+    _drop_partition_clones(metadata, partitions)
+    serials = _drop_serial_defaults(conn, metadata)
+    _partition_keys(conn, metadata)
+    _plain_reflection(metadata)
+    _exclusion_constraints(conn, metadata)
+    _domains_created(conn, metadata)
+    return metadata, serials
 
 
 def _plain_reflection(metadata: MetaData) -> None:

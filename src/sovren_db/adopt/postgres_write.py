@@ -16,7 +16,7 @@ from typing import Any
 from alembic.autogenerate import render as alembic_render
 from alembic.autogenerate.api import AutogenContext
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Index, MetaData, Table
+from sqlalchemy import Index, Table
 
 from ..postgres import state
 from .postgres_read import Inspected

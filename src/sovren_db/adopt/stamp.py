@@ -145,17 +145,22 @@ def _stamp_stores(settings: Settings, runtime: Runtime, revision: str | None) ->
     return done
 
 
-def refuse_unrecorded(settings: Settings, schema: Schema) -> None:
-    """``migrate`` on a database holding declared tables but no recorded revision: say how to adopt it."""
-    names = sorted(t.name for t in schema.metadata.tables.values() if t.schema is None)
-    if not names:
+def refuse_unrecorded(connection: Connection, settings: Settings, schema: Schema) -> None:
+    """Before ``migrate`` upgrades, on its own connection: a database holding declared tables but no
+    revision, or a revision of another chain, is to be adopted (stamped), not migrated."""
+    heads = current_heads(connection)
+    if heads:
+        script = ScriptDirectory(str(settings.migrations_dir))
+        unknown = [h for h in heads if h not in {r.revision for r in script.walk_revisions()}]
+        if unknown:
+            raise Refused(f"Postgres at {redact(settings.postgres_url)} records revision {unknown[0]}, which is not "
+                          f"in {settings.migrations_dir}: adopt it with 'sovren-db stamp REVISION' instead of migrating.")
         return
-    with connected(settings) as connection:
-        if current_heads(connection):
-            return
-        present = list(connection.execute(text(
-            "SELECT relname FROM pg_class WHERE relname = ANY(:names) AND relkind IN ('r', 'p') "
-            "AND relnamespace = CAST(current_schema() AS regnamespace) ORDER BY 1"), {"names": names}).scalars())
+    names = sorted(t.name for t in schema.metadata.tables.values() if t.schema is None)
+    present = list(connection.execute(text(
+        "SELECT relname FROM pg_class WHERE relname = ANY(:names) AND relkind IN ('r', 'p') "
+        "AND relnamespace = CAST(current_schema() AS regnamespace) ORDER BY 1"), {"names": names}).scalars())
+    connection.commit()
     if present:
         shown = ", ".join(present[:3]) + (f" and {len(present) - 3} more" if len(present) > 3 else "")
         raise Refused(f"Postgres at {redact(settings.postgres_url)} already holds declared tables ({shown}) "
