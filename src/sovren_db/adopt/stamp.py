@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..core.config import Settings
 from ..core.errors import MigrationFailed, Refused, RevisionError, first_line
-from ..core.runtime import Runtime
+from ..core.runtime import Runtime, run_step
 from ..core.urls import redact, redact_text
 from ..env import connected, current_heads, lock_and_limit, unlock
 from ..postgres import sql
@@ -137,9 +137,11 @@ def _stamp_stores(settings: Settings, runtime: Runtime, revision: str | None) ->
         backend.ledger_forget("")
         for rev, steps in chain:
             for seq, op in enumerate(s for s in steps if s.store == store):
+                key = f"{rev}:up:{seq}"
                 if op.op_name in PUBLISHED:  # the conventions are published: Redis' fingerprints
-                    backend.execute(op)
-                backend.ledger_record(f"{rev}:up:{seq}", op)
+                    run_step(backend, key, op, rev)   # recorded with its undo, as migrate does
+                else:  # adopted as it stands: nothing of sovren-db's to undo
+                    backend.ledger_record(key, op)
         backend.set_position(revision)
         done[store] = revision or "base"
     return done
