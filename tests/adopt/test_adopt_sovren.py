@@ -81,6 +81,8 @@ def test_sovren_round_trip_with_redis(repo_root, tmp_path, pg_url, second_pg_url
     empty_redis = redis_url.rsplit("/", 1)[0] + "/1"
     redis.Redis.from_url(empty_redis).flushdb()
     steps = round_trip(pg_url, second_pg_url, tmp_path / "project", redis_urls=(redis_url, empty_redis))
+    status = commands.status(settings_for(tmp_path / "project", pg_url, redis_url))
+    assert status.exit_code == 0 and status.data["stores"]["redis"]["in_step"], status.data
     redis_candidates = {f.object for f in steps["inspect"].findings if f.store == "redis"}
     assert {"key family session", "key family session_devices"} <= redis_candidates
     inferred = (tmp_path / "project" / "redis" / "inspected.toml").read_text()
