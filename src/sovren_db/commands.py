@@ -411,3 +411,52 @@ def _store_status(script: ScriptDirectory, backend: Any, heads: tuple[str, ...])
     stray = unaccounted(sorted(backend.ledger_undo_steps("")), applied, order)
     in_step = not stray and (position,) == (tuple(heads) or (None,))
     return {"revision": position, "in_step": in_step, "unaccounted_steps": stray}
+
+
+def inspect(settings: Settings, *, out: Path | None = None, fraction: float = 1.0,
+            rate: float | None = None, infer: int = 0, force: bool = False) -> Outcome:
+    """Write declarations read from the live servers (into the project, or ``out``); exit 1 when a
+    person must still decide something (personal data candidates). Redis is sampled (``fraction``)
+    at most ``rate`` keys a second; Mongo collections without a validator get one inferred from
+    ``infer`` sampled documents."""
+    from .adopt.inspect import inspect_mongo, inspect_postgres, inspect_redis, refuse_to_overwrite
+
+    stores = [s for s in settings.stores if s == "postgres" or settings.configured(s)]
+    if not force:
+        refuse_to_overwrite(settings, out, stores)
+    _, written, findings = inspect_postgres(settings, out)
+    notes = []
+    if "mongo" in stores:
+        paths, found = inspect_mongo(settings, out, infer=infer)
+        written, findings = written + paths, findings + found
+    if "redis" in stores:
+        path, summary, found = inspect_redis(settings, out, fraction=fraction, rate=rate)
+        written, findings = written + [path], findings + found
+        notes.append(summary)
+    paths = [display_path(settings, p) for p in written]
+    return Outcome(exit_code=1 if findings else 0, lines=[f"wrote {p}" for p in paths],
+                   data={"written": paths}, findings=findings, notes=notes)
+
+
+def baseline(settings: Settings, message: str = "baseline") -> Outcome:
+    """Write the chain's first revision, equal to the declarations."""
+    from .adopt.baseline import write_baseline
+
+    path = display_path(settings, write_baseline(settings, message))
+    return Outcome(lines=[f"wrote {path}"], data={"written": [path]},
+                   notes=["apply it to a new database with 'sovren-db migrate'; on the database it was "
+                          "inspected from, record it with 'sovren-db stamp head'"])
+
+
+def stamp(settings: Settings, revision: str) -> Outcome:
+    """Record ``revision`` as applied in every store without running it, adopting what matches."""
+    from .adopt.stamp import stamp as stamp_stores
+
+    done = stamp_stores(settings, revision)
+    findings = [Finding("postgres", item.split(":", 1)[0], item.split(": ", 1)[1], code="not-adopted")
+                for item in done["not_adopted"]]
+    lines = [f"postgres: stamped {done['revision'] or 'base'}"]
+    lines += [f"{store}: stamped {rev}" for store, rev in done["stores"].items()]
+    lines += [f"adopted {item}" for item in done["adopted"]]
+    return Outcome(exit_code=1 if findings else 0, lines=lines, data=done, findings=findings,
+                   notes=done["notes"])

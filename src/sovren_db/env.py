@@ -110,8 +110,21 @@ def _skip_empty(config):
     return process
 
 
+def _schemas_option(runtime: Runtime) -> dict:
+    """Tables declared in schemas besides the default one are compared there; undeclared schemas are left alone."""
+    schemas = {t.schema for t in runtime.postgres_schema.metadata.tables.values() if t.schema}
+    if not schemas:
+        return {}
+
+    def include_name(name, type_, parent_names) -> bool:
+        return type_ != "schema" or name is None or name in schemas
+
+    return {"include_schemas": True, "include_name": include_name}
+
+
 def _common_options(runtime: Runtime, config) -> dict:
     return dict(
+        **_schemas_option(runtime),
         process_revision_directives=with_safe_forms(_skip_empty(config)),
         target_metadata=runtime.postgres_schema.metadata,
         autogenerate_plugins=AUTOGENERATE_PLUGINS,
@@ -150,6 +163,9 @@ def run(context) -> None:
         with nullcontext(shared) if shared is not None else connected(settings) as connection:
             lock_and_limit(connection, settings)
             if _moves_stores(config):  # online: offline runs (--sql) returned above
+                from .adopt.stamp import refuse_unrecorded
+
+                refuse_unrecorded(connection, settings, runtime.postgres_schema)
                 reconcile(runtime, connection, context.script)
                 connection.commit()
             context.configure(connection=connection, include_object=runtime.include_object(connection),

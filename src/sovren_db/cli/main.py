@@ -35,6 +35,9 @@ COMMANDS = {
     "rotate-key": ("sovren_db.cli.compliance:rotate_key", 'Re-encrypt the columns declared Encrypted from the old key to the new one, then verify.'),
     "snapshot": ("sovren_db.cli.compliance:snapshot", 'Write a manifest of every table, collection and key family: counts, checksums, revisions.'),
     "verify-restore": ("sovren_db.cli.compliance:verify_restore", 'Compare a restored triad with a snapshot manifest and with the declarations; exit 1 on any difference.'),
+    "inspect": ("sovren_db.cli.adopt:inspect", 'Write declarations read from the live servers (into the project or --out DIR).'),
+    "baseline": ("sovren_db.cli.adopt:baseline", 'Write the first revision of the chain, equal to the declarations.'),
+    "stamp": ("sovren_db.cli.adopt:stamp", 'Record REVISION as applied in every store without running it, adopting matching policies and functions.'),
     "mongo": ("sovren_db.cli.mongo_cmd:mongo", 'MongoDB collections: validators, indexes, shard keys and zones.'),
     "redis": ("sovren_db.cli.redis_cmd:redis", 'Redis key conventions: audit the keyspace, list families, show the registry.'),
 }

@@ -106,15 +106,20 @@ class Runtime:
     def include_object(self, connection: "Connection"):
         """Alembic's include_object: partitions and sovren-db's own tables are not user tables."""
 
+        def partitions() -> set[str]:
+            if self._partitions is None:
+                self._partitions = set(connection.execute(text(
+                    "SELECT relname FROM pg_class WHERE relispartition AND relkind IN ('r', 'p')")).scalars())
+            return self._partitions
+
         def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+            if type_ == "foreign_key_constraint" and reflected:  # the server's clone of a key, one a partition
+                return obj.elements[0].target_fullname.split(".")[-2] not in partitions()
             if type_ != "table" or not reflected:
                 return True
             if name in FRAMEWORK_TABLES:
                 return False
-            if self._partitions is None:
-                self._partitions = set(connection.execute(text(
-                    "SELECT relname FROM pg_class WHERE relispartition AND relkind IN ('r', 'p')")).scalars())
-            return name not in self._partitions
+            return name not in partitions()
 
         return include
 

@@ -53,12 +53,17 @@ def postgres_server_url(sovren_servers_dir: Path):
 @pytest.fixture
 def pg_url(postgres_server_url: str):
     """A fresh, empty database on the session's server, dropped afterwards."""
+    yield from fresh_database(postgres_server_url)
+
+
+def fresh_database(server_url: str):
+    """Yield the URL of a new empty database on ``server_url``; drop it afterwards."""
     from ..seeds.snapshots import create_database, drop_database
 
     name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = with_database(postgres_server_url, "postgres")
+    admin = with_database(server_url, "postgres")
     create_database(admin, name)
-    yield with_database(postgres_server_url, name)
+    yield with_database(server_url, name)
     drop_database(admin, name)
 
 
