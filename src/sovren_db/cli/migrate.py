@@ -16,11 +16,18 @@ from .output import emit
 @click.option("--resync", "resync", multiple=True, type=click.Choice(["mongo", "redis"]),
               help="First run every step of the chain again on this store (repeatable): for a store "
                    "that lost part of its data but kept its position.")
+@click.option("--cancel-blockers-after", "cancel_after", metavar="DURATION",
+              help="Cancel a session that keeps a lock migrate waits for this long (e.g. 30s); "
+                   "an idle transaction's session is ended.")
+@click.option("--allow-protected", is_flag=True,
+              help="Allow --cancel-blockers-after in a protected environment.")
 @format_option
 @click.pass_obj
-def migrate(state: AppState, revision: str, allow_destructive: bool, resync: tuple[str, ...], fmt: str) -> None:
+def migrate(state: AppState, revision: str, allow_destructive: bool, resync: tuple[str, ...],
+            cancel_after: str | None, allow_protected: bool, fmt: str) -> None:
     """Apply revisions up to REVISION (default head) to every store, in lockstep."""
-    emit(commands.migrate(state.settings, revision, allow_destructive=allow_destructive, resync=resync), fmt)
+    emit(commands.migrate(state.settings, revision, allow_destructive=allow_destructive, resync=resync,
+                          cancel_blockers_after=cancel_after, allow_protected=allow_protected), fmt)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

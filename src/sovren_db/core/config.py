@@ -36,6 +36,8 @@ DEFAULT_STATEMENT_TIMEOUT = "15min"
 DEFAULT_MONGO_DATABASE = "sovren_ai"
 DEFAULT_ENVIRONMENT = "development"
 DEFAULT_PROTECTED_ENVIRONMENTS = ("production", "staging")
+DEFAULT_LATENCY_BUDGET = "4ms"  # how long the workload may wait behind one lock attempt of migrate
+DEFAULT_LOCK_WAIT_DEADLINE = "5min"  # how long migrate waits for a lock in all before exit 1
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class Settings:
     strict: bool = False
     stores: tuple[str, ...] = STORES
     url_sources: dict[str, str] = field(default_factory=dict)
+    latency_budget: str = DEFAULT_LATENCY_BUDGET
+    lock_wait_deadline: str = DEFAULT_LOCK_WAIT_DEADLINE
 
     @property
     def postgres_url(self) -> str | None:
@@ -134,7 +138,7 @@ def _servers_file_urls(root: Path) -> dict[str, str]:
 _KNOWN_KEYS = {
     "postgres_dir", "mongo_dir", "redis_dir", "seeds_dir", "migrations_dir",
     "lock_timeout", "statement_timeout", "mongo_database", "environment",
-    "protected_environments", "stores",
+    "protected_environments", "stores", "latency_budget", "lock_wait_deadline",
 }
 
 
@@ -186,7 +190,20 @@ def load_settings(root: Path | None = None, *, strict: bool | None = None,
         strict=strict,
         stores=_stores(env, table, root),
         url_sources=sources,
+        latency_budget=_duration_key(table, "latency_budget", DEFAULT_LATENCY_BUDGET, root),
+        lock_wait_deadline=_duration_key(table, "lock_wait_deadline", DEFAULT_LOCK_WAIT_DEADLINE, root),
     )
+
+
+def _duration_key(table: dict, key: str, default: str, root: Path) -> str:
+    from ..postgres.lockwait import duration_seconds
+
+    value = table.get(key, default)
+    try:
+        duration_seconds(value, key)
+    except ConfigError as exc:
+        raise ConfigError(f"{root / 'pyproject.toml'}: [tool.sovren-db] {exc}") from None
+    return str(value)
 
 
 def _mongo_database(url: str | None, table: dict) -> str:
