@@ -65,50 +65,35 @@ def downgrade() -> None:
     op.drop_table("operations")
     op.drop_table("accounts")
 '''
-SAFE = '''
+KEY_UP = '''    op.create_foreign_key_not_valid("operations_account_fkey", "operations", "accounts",
+                                    ["account_id"], ["account_id"])
+    with op.get_context().autocommit_block():
+        op.validate_constraint("operations_account_fkey", "operations")
+'''
+KEY_NAIVE_UP = '''    op.create_foreign_key("operations_account_fkey", "operations", "accounts", ["account_id"], ["account_id"])
+'''
+KEY_DOWN = '''    op.drop_constraint("operations_account_fkey", "operations", type_="foreignkey")
+'''
+SAFE = f'''
 def upgrade() -> None:
     with op.get_context().autocommit_block():
         op.create_index_concurrently("ix_operations_confidence", "operations", ["confidence"])
-    op.create_foreign_key_not_valid("operations_account_fkey", "operations", "accounts",
-                                    ["account_id"], ["account_id"])
-    with op.get_context().autocommit_block():
-        op.validate_constraint("operations_account_fkey", "operations")
-
+{KEY_UP}
 
 def downgrade() -> None:
-    op.drop_constraint("operations_account_fkey", "operations", type_="foreignkey")
-    with op.get_context().autocommit_block():
+{KEY_DOWN}    with op.get_context().autocommit_block():
         op.drop_index_concurrently("ix_operations_confidence", "operations")
 '''
-NAIVE = '''
+NAIVE = f'''
 def upgrade() -> None:
     op.create_index("ix_operations_confidence", "operations", ["confidence"])
-    op.create_foreign_key("operations_account_fkey", "operations", "accounts", ["account_id"], ["account_id"])
-
-
-def downgrade() -> None:
-    op.drop_constraint("operations_account_fkey", "operations", type_="foreignkey")
-    op.drop_index("ix_operations_confidence", table_name="operations")
-'''
-KEY_SAFE = '''
-def upgrade() -> None:
-    op.create_foreign_key_not_valid("operations_account_fkey", "operations", "accounts",
-                                    ["account_id"], ["account_id"])
-    with op.get_context().autocommit_block():
-        op.validate_constraint("operations_account_fkey", "operations")
-
+{KEY_NAIVE_UP}
 
 def downgrade() -> None:
-    op.drop_constraint("operations_account_fkey", "operations", type_="foreignkey")
+{KEY_DOWN}    op.drop_index("ix_operations_confidence", table_name="operations")
 '''
-KEY_NAIVE = '''
-def upgrade() -> None:
-    op.create_foreign_key("operations_account_fkey", "operations", "accounts", ["account_id"], ["account_id"])
-
-
-def downgrade() -> None:
-    op.drop_constraint("operations_account_fkey", "operations", type_="foreignkey")
-'''
+KEY_SAFE = f"\ndef upgrade() -> None:\n{KEY_UP}\n\ndef downgrade() -> None:\n{KEY_DOWN}"
+KEY_NAIVE = f"\ndef upgrade() -> None:\n{KEY_NAIVE_UP}\n\ndef downgrade() -> None:\n{KEY_DOWN}"
 HEADER = '''"""{doc}"""
 from alembic import op
 import sqlalchemy as sa

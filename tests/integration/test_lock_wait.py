@@ -4,19 +4,26 @@ the deadline ends the run with exit 1 and nothing of the revision applied; a rer
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from sovren_db import commands
 from sovren_db.cli.main import cli
 from sovren_db.core.config import load_settings
+from sovren_db.postgres.lockwait import Blocker, LockGuard, LockPolicy
 from tests.integration.conftest import add_revision
 
 pg = pytest.mark.postgres
@@ -190,3 +197,58 @@ def test_locks_taken_earlier_in_the_revision_are_not_held_while_waiting(live, pg
                 assert reader.execute("SELECT count(*) FROM acc").fetchone() == (50,)
                 reader.commit()
                 time.sleep(0.05)
+
+
+@pg
+def test_a_cancel_the_role_may_not_send_is_reported_and_the_transaction_stays_usable(live, pg_url):
+    """Run as the application role, migrate may not end a superuser's session: it says so and waits on."""
+    held, said = blocker(pg_url), []
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SET ROLE sovren_app"))
+            guard = LockGuard(LockPolicy(cancel_after=0.0), report=said.append)
+            target = Blocker(held.info.backend_pid, "forgetful-web", "idle in transaction", 5.0, "acc",
+                             "RowExclusiveLock")
+            guard.cancel_old(connection, [target])
+            assert connection.execute(sa.text("SELECT 1")).scalar() == 1
+    finally:
+        engine.dispose()
+    assert len(said) == 1 and said[0].startswith(f"could not cancel pid {held.info.backend_pid}")
+    assert "permission denied" in said[0] or "must be" in said[0]
+    assert held.execute("SELECT 1").fetchone() == (1,)
+    held.close()
+
+
+@pg
+def test_migrate_killed_while_waiting_leaves_nothing_and_the_rerun_applies(live, pg_url, tmp_path):
+    add_revision(live, "a2live", COLUMN_THEN_KEY)
+    held = blocker(pg_url, "INSERT INTO ops VALUES (1, 1)")
+    err = tmp_path / "stderr"
+    exe = Path(sys.executable).with_name("sovren-db")
+    with err.open("w") as sink:
+        proc = subprocess.Popen([str(exe), "migrate"], cwd=live, stderr=sink, stdout=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 30
+        while "waiting, outside the lock queue" not in err.read_text() and time.monotonic() < end:
+            time.sleep(0.05)
+        assert "waiting, outside the lock queue" in err.read_text()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        with psycopg.connect(pg_url) as probe:
+            end = time.monotonic() + 10
+            while probe.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sovren-db'"
+                                ).fetchone()[0] and time.monotonic() < end:
+                time.sleep(0.05)
+            probe.rollback()
+            assert probe.execute("SELECT version_num FROM alembic_version").fetchone() == ("a1live",)
+            assert probe.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'acc' "
+                                 "AND column_name = 'note'").fetchone() == (0,)
+        assert not has_key(pg_url)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        held.commit()
+        held.close()
+    assert CliRunner().invoke(cli, ["migrate"]).exit_code == 0
+    assert has_key(pg_url)

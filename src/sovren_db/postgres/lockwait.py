@@ -33,9 +33,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import psycopg
 from sqlalchemy import text
 
-from ..core.errors import ConfigError, SovrenError
+from ..core.errors import ConfigError, SovrenError, first_line
 from .safe import is_lock_timeout
 
 ACCESS_SHARE, ROW_SHARE, ROW_EXCLUSIVE = "AccessShareLock", "RowShareLock", "RowExclusiveLock"
@@ -190,10 +191,20 @@ def conflicting_holders(connection: Any, needs: dict[int, str]) -> list[Blocker]
     return sorted(found, key=lambda b: -b.age)
 
 
-def cancel(connection: Any, blocker: Blocker) -> bool:
-    """Cancel the blocker's query; an idle transaction has none, so its session is ended instead."""
+def cancel(connection: Any, blocker: Blocker) -> str | None:
+    """Cancel the blocker's query (an idle transaction has none: its session is ended instead); None
+    when done, else why not. In a savepoint, so that a refusal (the role may not signal that
+    session) leaves the revision's transaction usable."""
     fn = "pg_terminate_backend" if blocker.state.startswith("idle in transaction") else "pg_cancel_backend"
-    return bool(connection.execute(text(f"SELECT {fn}(:p)"), {"p": blocker.pid}).scalar())
+    savepoint = not _autocommit(connection)
+    _raw(connection, "SAVEPOINT sovren_cancel") if savepoint else None
+    try:
+        done = connection.connection.dbapi_connection.execute(f"SELECT {fn}(%s)", (blocker.pid,)).fetchone()[0]
+    except psycopg.Error as exc:
+        _raw(connection, "ROLLBACK TO SAVEPOINT sovren_cancel") if savepoint else None
+        return first_line(exc).rstrip(".")
+    _raw(connection, "RELEASE SAVEPOINT sovren_cancel") if savepoint else None
+    return None if done else "the session was already gone"
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -358,8 +369,9 @@ class LockGuard:
         for blocker in blockers:
             if now - self.seen.setdefault(blocker.pid, now) >= self.policy.cancel_after:
                 what = "ended" if blocker.state.startswith("idle in transaction") else "cancelled"
-                ok = cancel(connection, blocker)
-                self.report(f"{what} {blocker.describe()}" if ok else f"could not cancel {blocker.describe()}")
+                refused = cancel(connection, blocker)
+                self.report(f"could not cancel {blocker.describe()}: {refused}" if refused
+                            else f"{what} {blocker.describe()}")
                 self.seen.pop(blocker.pid, None)
 
     def check_deadline(self, connection: Any, needs: list[Need], blockers: list[Blocker]) -> None:
