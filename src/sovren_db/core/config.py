@@ -59,6 +59,8 @@ class Settings:
     url_sources: dict[str, str] = field(default_factory=dict)
     latency_budget: str = DEFAULT_LATENCY_BUDGET
     lock_wait_deadline: str = DEFAULT_LOCK_WAIT_DEADLINE
+    index_build_workers: int = 0  # parallel maintenance workers of a concurrent build: the cores stay the workload's
+    index_build_memory: str | None = None  # maintenance_work_mem of a build; None: the server's
 
     @property
     def postgres_url(self) -> str | None:
@@ -139,6 +141,7 @@ _KNOWN_KEYS = {
     "postgres_dir", "mongo_dir", "redis_dir", "seeds_dir", "migrations_dir",
     "lock_timeout", "statement_timeout", "mongo_database", "environment",
     "protected_environments", "stores", "latency_budget", "lock_wait_deadline",
+    "index_build_workers", "index_build_memory",
 }
 
 
@@ -192,7 +195,18 @@ def load_settings(root: Path | None = None, *, strict: bool | None = None,
         url_sources=sources,
         latency_budget=_duration_key(table, "latency_budget", DEFAULT_LATENCY_BUDGET, root),
         lock_wait_deadline=_duration_key(table, "lock_wait_deadline", DEFAULT_LOCK_WAIT_DEADLINE, root),
+        **_index_build_keys(table, root),
     )
+
+
+def _index_build_keys(table: dict, root: Path) -> dict:
+    from ..postgres.indexbuild import build_memory, build_workers
+
+    try:
+        return {"index_build_workers": build_workers(table.get("index_build_workers", 0)),
+                "index_build_memory": build_memory(table.get("index_build_memory"))}
+    except ConfigError as exc:
+        raise ConfigError(f"{root / 'pyproject.toml'}: [tool.sovren-db] {exc}") from None
 
 
 def _duration_key(table: dict, key: str, default: str, root: Path) -> str:

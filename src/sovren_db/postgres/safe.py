@@ -172,7 +172,8 @@ def _build_index(operations: Operations, op: CreateIndexConcurrentlyOp, name: st
         operations.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_quote(operations, name)}")
     partitions = _partitions_of(operations, table)
     if partitions is None:
-        operations.execute(op.index_sql(operations, name, table.split(".")[-1], concurrently=True))
+        _concurrent_build(operations, op.index_sql(operations, name, table.split(".")[-1], concurrently=True),
+                          name, table)
         return
     operations.execute(op.index_sql(operations, name, table.split(".")[-1], concurrently=False, only=True))
     for partition in partitions:
@@ -183,6 +184,20 @@ def _build_index(operations: Operations, op: CreateIndexConcurrentlyOp, name: st
                         "AND inhparent = to_regclass(:p))", c=_regclass(op.schema, copy), p=qualified)
         if not attached:
             operations.execute(f"ALTER INDEX {_quote(operations, name)} ATTACH PARTITION {_quote(operations, copy)}")
+
+
+def _concurrent_build(operations: Operations, sql: str, name: str, table: str) -> None:
+    """Online: with bounded parallel workers and memory (see :mod:`.indexbuild`), progress printed."""
+    if not _online(operations):
+        operations.execute(sql)
+        return
+    from ..core.runtime import Runtime
+    from .indexbuild import limit_build, reporting_progress
+
+    connection = operations.get_bind()
+    limit_build(connection, getattr(operations.migration_context.opts.get(Runtime.OPTS_KEY), "settings", None))
+    with reporting_progress(connection, name, table):
+        operations.execute(sql)
 
 
 @Operations.register_operation("drop_index_concurrently")
