@@ -22,6 +22,7 @@ from .core.config import Settings, load_settings
 from .core.errors import StoreUnavailable
 from .core.runtime import ADVISORY_LOCK_KEY, Runtime
 from .plugin import AUTOGENERATE_PLUGINS, install
+from .postgres import backfill  # noqa: F401  (registers op.backfill)
 from .postgres.lockwait import LockGuard, LockPolicy
 from .postgres.safe import with_safe_forms
 from .resync import reconcile, undo_failed_revision
