@@ -107,3 +107,13 @@ def test_a_backfill_pauses_while_other_sessions_are_busy(pg_url):
         assert conn.execute("SELECT count(*) FROM busy_fill WHERE v = 1").fetchone() == (100,)
         conn.execute("DROP TABLE busy_fill")
         conn.execute("DELETE FROM sovren_db.backfill_progress WHERE table_name = 'busy_fill'")
+
+
+@pg
+def test_the_progress_table_is_not_drift(project, pg_url):
+    assert CliRunner().invoke(cli, ["migrate"]).exit_code == 0
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS sovren_db")
+        conn.execute("CREATE TABLE IF NOT EXISTS sovren_db.backfill_progress (name text PRIMARY KEY)")
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 0, result.output

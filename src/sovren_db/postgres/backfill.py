@@ -21,6 +21,7 @@ import sys
 import time
 from typing import Any, Callable
 
+from alembic.autogenerate import renderers
 from alembic.operations import MigrateOperation, Operations
 from sqlalchemy import text
 
@@ -79,6 +80,13 @@ class BackfillOp(MigrateOperation):
 
     def describe(self) -> str:
         return f"backfill {self.table}: SET {self.set_}" + (f" WHERE {self.where}" if self.where else "")
+
+
+@renderers.dispatch_for(BackfillOp)
+def _render_backfill(autogen_context: Any, op: BackfillOp) -> str:
+    args = [repr(op.table_name), repr(op.set_)] + ([f"where={op.where!r}"] if op.where else [])
+    args += [f"schema={op.schema!r}"] if op.schema else []
+    return f"op.backfill({', '.join(args)}, batch_size=5000)"
 
 
 def batch_sql(op: BackfillOp, key: list[tuple[str, str]], resume: bool) -> str:
