@@ -7,6 +7,7 @@ command line behave the same.
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from .drift import findings_from_ops
 from .env import connected
 from .locate import locate
 from .env import current_heads as heads_of
+from .postgres.lockwait import LockGuard, LockPolicy, RevisionLockWait
 from .postgres.safe import retry_on_lock_timeout
 
 
@@ -88,7 +90,9 @@ def _run_alembic(settings: Settings, runtime: Runtime, fn, *args: Any, **kwargs:
         config.attributes["sovren_result"] = fn(config, *args, **kwargs)
     except SovrenError as exc:
         if runtime.committed:
-            raise MigrationFailed(f"{str(exc).rstrip('.')}; {committed_clause(runtime.committed)}.") from None
+            failed = MigrationFailed(f"{str(exc).rstrip('.')}; {committed_clause(runtime.committed)}.")
+            failed.exit_code = exc.exit_code  # a lock wait that ran out is pending work (1), not an error
+            raise failed from None
         raise
     except CommandError as exc:
         raise RevisionError(_revision_message(str(exc), str(args[0]) if args else "")) from None
@@ -151,11 +155,15 @@ def display_path(settings: Settings, path: Any) -> str:
 
 
 def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool = False,
-            resync: tuple[str, ...] = (), redis_pace: dict[str, float] | None = None) -> Outcome:
+            resync: tuple[str, ...] = (), redis_pace: dict[str, float] | None = None,
+            cancel_blockers_after: str | None = None, allow_protected: bool = False) -> Outcome:
     """Apply revisions up to ``target``; ``resync`` stores first get every step of the chain again.
-    ``redis_pace`` (``batch``, ``rate``) overrides the pace of Redis key steps (moves, TTL backfills)."""
+
+    ``redis_pace`` (``batch``, ``rate``) overrides the pace of Redis key steps (moves, TTL backfills);
+    ``cancel_blockers_after`` (a duration) cancels sessions that keep a lock migrate waits for that long."""
     script = _script(settings)
     runtime = Runtime(settings, allow_destructive=allow_destructive)
+    guard = _lock_guard(settings, cancel_blockers_after, allow_protected)
 
     def upgrade(config: Config, revision: str) -> None:
         # A lock timeout rolls the revision back; wait and run it again, a bounded number of times.
@@ -163,20 +171,32 @@ def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool
             runtime.discard_pending()
             runtime.note(f"postgres: lock timeout, retrying in {delay:.1f} s (attempt {attempt + 1})")
 
-        retry_on_lock_timeout(lambda: alembic_command.upgrade(config, revision), on_retry=note)
+        while True:
+            try:
+                return retry_on_lock_timeout(lambda: alembic_command.upgrade(config, revision), on_retry=note)
+            except RevisionLockWait:  # rolled back so as not to hold its locks while waiting; the guard's deadline ends this
+                runtime.discard_pending()
+                time.sleep(guard.policy.poll)
 
     try:
         runtime.connect_stores()
         if redis_pace and runtime.backend("redis") is not None:
             runtime.backend("redis").pace = redis_pace
         _check_resync(runtime, resync)
-        _run_alembic(settings, runtime, upgrade, target, attributes={"sovren_replay": True})
+        _run_alembic(settings, runtime, upgrade, target, attributes={"sovren_replay": True, LockGuard.KEY: guard})
     finally:
         runtime.close()
     applied = [revision for revision, _ in runtime.applied]
     out = Outcome(notes=list(runtime.notes), data={"applied": applied, "target": target})
     out.lines = [f"applied {r} ({script.get_revision(r).doc})" for r in applied] or [f"nothing to migrate: at {target}"]
     return out
+
+
+def _lock_guard(settings: Settings, cancel_blockers_after: str | None, allow_protected: bool) -> LockGuard:
+    if cancel_blockers_after is not None and settings.protected and not allow_protected:
+        raise Refused(f"--cancel-blockers-after refused: environment {settings.environment!r} is protected "
+                      "(pass --allow-protected to cancel other sessions there).")
+    return LockGuard(LockPolicy.from_settings(settings, cancel_blockers_after))
 
 
 def _check_resync(runtime: Runtime, requested: tuple[str, ...]) -> None:

@@ -22,6 +22,8 @@ from .core.config import Settings, load_settings
 from .core.errors import StoreUnavailable
 from .core.runtime import ADVISORY_LOCK_KEY, Runtime
 from .plugin import AUTOGENERATE_PLUGINS, install
+from .postgres import backfill  # noqa: F401  (registers op.backfill)
+from .postgres.lockwait import LockGuard, LockPolicy
 from .postgres.safe import with_safe_forms
 from .resync import reconcile, undo_failed_revision
 
@@ -170,6 +172,8 @@ def run(context) -> None:
                 connection.commit()
             context.configure(connection=connection, include_object=runtime.include_object(connection),
                               **_common_options(runtime, config))
+            guard = config.attributes.get(LockGuard.KEY) or LockGuard(LockPolicy.from_settings(settings))
+            guard.install(context.get_context().impl)
             try:
                 with runtime.tracking_commits(connection), context.begin_transaction():
                     context.run_migrations()

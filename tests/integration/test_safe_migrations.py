@@ -593,3 +593,18 @@ def test_partitions_command_waits_for_migrate_at_most_lock_timeout(project, pg_u
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "lock_timeout (50ms)" in lines[0], result.output
     assert run("partitions").exit_code == 0
+
+
+def test_autogenerate_backfills_a_not_null_column_from_its_declared_default():
+    table = sa.Table("users", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("tier", sa.Text, nullable=False, default="free"),
+                     sa.Column("seen", sa.DateTime, nullable=False, default=sa.func.now()))
+    code = rewritten(ops.ModifyTableOps("users", [ops.AddColumnOp.from_column_and_tablename(None, "users", c)
+                                                  for c in (table.c.tier, table.c.seen)]))
+    lines = code_lines(code)
+    assert "# users holds data: tier added nullable, backfilled in batches from its default, then made NOT NULL " \
+           "through a validated check" in lines
+    assert "    op.backfill('users', '\"tier\" = \\'free\\'', where='\"tier\" IS NULL', batch_size=5000)" in lines
+    assert "    op.backfill('users', '\"seen\" = now()', where='\"seen\" IS NULL', batch_size=5000)" in lines
+    assert "pass" not in " ".join(lines)
+    compile(code, "revision", "exec")

@@ -20,14 +20,21 @@ from .output import emit
               help="Keys per SCAN batch for Redis key moves and TTL backfills (overrides the revision's batch).")
 @click.option("--redis-rate", type=click.FloatRange(min=1), default=None,
               help="At most this many keys a second for Redis key moves and TTL backfills (overrides the revision's rate).")
+@click.option("--cancel-blockers-after", "cancel_after", metavar="DURATION",
+              help="Cancel a session that keeps a lock migrate waits for this long (e.g. 30s); "
+                   "an idle transaction's session is ended.")
+@click.option("--allow-protected", is_flag=True,
+              help="Allow --cancel-blockers-after in a protected environment.")
 @format_option
 @click.pass_obj
 def migrate(state: AppState, revision: str, allow_destructive: bool, resync: tuple[str, ...],
-            redis_batch: int | None, redis_rate: float | None, fmt: str) -> None:
+            redis_batch: int | None, redis_rate: float | None, cancel_after: str | None,
+            allow_protected: bool, fmt: str) -> None:
     """Apply revisions up to REVISION (default head) to every store, in lockstep."""
     pace = {k: v for k, v in (("batch", redis_batch), ("rate", redis_rate)) if v is not None}
     emit(commands.migrate(state.settings, revision, allow_destructive=allow_destructive, resync=resync,
-                          redis_pace=pace), fmt)
+                          redis_pace=pace, cancel_blockers_after=cancel_after,
+                          allow_protected=allow_protected), fmt)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

@@ -37,6 +37,8 @@ DEFAULT_STATEMENT_TIMEOUT = "15min"
 DEFAULT_MONGO_DATABASE = "sovren_ai"
 DEFAULT_ENVIRONMENT = "development"
 DEFAULT_PROTECTED_ENVIRONMENTS = ("production", "staging")
+DEFAULT_LATENCY_BUDGET = "4ms"  # how long the workload may wait behind one lock attempt of migrate
+DEFAULT_LOCK_WAIT_DEADLINE = "5min"  # how long migrate waits for a lock in all before exit 1
 # Names every project knows without declaring them; any other unprotected name is printed (a typo of
 # a protected one, "prodution", would otherwise pass silently as unprotected).
 KNOWN_UNPROTECTED_ENVIRONMENTS = (DEFAULT_ENVIRONMENT, "dev", "local", "test", "testing", "ci")
@@ -64,6 +66,10 @@ class Settings:
     strict: bool = False
     stores: tuple[str, ...] = STORES
     url_sources: dict[str, str] = field(default_factory=dict)
+    latency_budget: str = DEFAULT_LATENCY_BUDGET
+    lock_wait_deadline: str = DEFAULT_LOCK_WAIT_DEADLINE
+    index_build_workers: int = 0  # parallel maintenance workers of a concurrent build: the cores stay the workload's
+    index_build_memory: str | None = None  # maintenance_work_mem of a build; None: the server's
 
     @property
     def postgres_url(self) -> str | None:
@@ -204,7 +210,31 @@ def load_settings(root: Path | None = None, *, strict: bool | None = None,
         strict=strict,
         stores=_stores(env, table, root),
         url_sources=sources,
+        latency_budget=_duration_key(table, "latency_budget", DEFAULT_LATENCY_BUDGET, root),
+        lock_wait_deadline=_duration_key(table, "lock_wait_deadline", DEFAULT_LOCK_WAIT_DEADLINE, root),
+        **_index_build_keys(table, root),
     )
+
+
+def _index_build_keys(table: dict, root: Path) -> dict:
+    from ..postgres.indexbuild import build_memory, build_workers
+
+    try:
+        return {"index_build_workers": build_workers(table.get("index_build_workers", 0)),
+                "index_build_memory": build_memory(table.get("index_build_memory"))}
+    except ConfigError as exc:
+        raise ConfigError(f"{root / 'pyproject.toml'}: [tool.sovren-db] {exc}") from None
+
+
+def _duration_key(table: dict, key: str, default: str, root: Path) -> str:
+    from ..postgres.lockwait import duration_seconds
+
+    value = table.get(key, default)
+    try:
+        duration_seconds(value, key)
+    except ConfigError as exc:
+        raise ConfigError(f"{root / 'pyproject.toml'}: [tool.sovren-db] {exc}") from None
+    return str(value)
 
 
 def _mongo_database(url: str | None, table: dict) -> str:

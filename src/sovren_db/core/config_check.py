@@ -30,6 +30,11 @@ SCHEMA = {
         "statement_timeout": {"type": ["string", "integer", "number"]},
         "protected_environments": _NAMES,
         "stores": _NAMES,
+        # live changes (postgres/lockwait.py, postgres/indexbuild.py check the values themselves)
+        "latency_budget": {"type": ["string", "integer", "number"]},
+        "lock_wait_deadline": {"type": ["string", "integer", "number"]},
+        "index_build_workers": {},
+        "index_build_memory": {"type": ["string", "integer"]},
         # sub-tables other parts own and validate themselves (topology: targets; monitoring: doctor)
         "targets": {"type": "object"},
         "doctor": {"type": "object"},

@@ -173,7 +173,8 @@ def _build_index(operations: Operations, op: CreateIndexConcurrentlyOp, name: st
         operations.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_quote(operations, name)}")
     partitions = _partitions_of(operations, table)
     if partitions is None:
-        operations.execute(op.index_sql(operations, name, table.split(".")[-1], concurrently=True))
+        _concurrent_build(operations, op.index_sql(operations, name, table.split(".")[-1], concurrently=True),
+                          name, table)
         return
     operations.execute(op.index_sql(operations, name, table.split(".")[-1], concurrently=False, only=True))
     for partition in partitions:
@@ -184,6 +185,20 @@ def _build_index(operations: Operations, op: CreateIndexConcurrentlyOp, name: st
                         "AND inhparent = to_regclass(:p))", c=_regclass(op.schema, copy), p=qualified)
         if not attached:
             operations.execute(f"ALTER INDEX {_quote(operations, name)} ATTACH PARTITION {_quote(operations, copy)}")
+
+
+def _concurrent_build(operations: Operations, sql: str, name: str, table: str) -> None:
+    """Online: with bounded parallel workers and memory (see :mod:`.indexbuild`), progress printed."""
+    if not _online(operations):
+        operations.execute(sql)
+        return
+    from ..core.runtime import Runtime
+    from .indexbuild import limit_build, reporting_progress
+
+    connection = operations.get_bind()
+    limit_build(connection, getattr(operations.migration_context.opts.get(Runtime.OPTS_KEY), "settings", None))
+    with reporting_progress(connection, name, table):
+        operations.execute(sql)
 
 
 @Operations.register_operation("drop_index_concurrently")
@@ -585,13 +600,30 @@ def _needs_backfill(op: ops.AddColumnOp) -> bool:
             and column.identity is None and not column.primary_key)
 
 
+def _declared_fill(op: ops.AddColumnOp) -> MigrateOperation | None:
+    """``op.backfill`` of the column's declared default (a value or a SQL expression), if it has one."""
+    from sqlalchemy import literal
+    from sqlalchemy.dialects import postgresql
+
+    from .backfill import BackfillOp
+
+    default = op.column.default
+    if default is None or not (default.is_scalar or default.is_clause_element):
+        return None
+    value = literal(default.arg, type_=op.column.type) if default.is_scalar else default.arg
+    sql = str(value.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    name = f'"{op.column.name}"'
+    return BackfillOp(op.table_name, f"{name} = {sql}", where=f"{name} IS NULL", schema=op.schema)
+
+
 def _add_not_null_column_steps(op: ops.AddColumnOp) -> list:
     column = op.column._copy()
     column.nullable = True
     add = ops.AddColumnOp(op.table_name, column, schema=op.schema, if_not_exists=True, **op.kw)
     not_null = ops.AlterColumnOp(op.table_name, column.name, schema=op.schema, modify_nullable=False,
                                  existing_type=column.type, existing_nullable=True)
-    return [add, AutocommitBlock(BackfillHere(op.table_name, column.name)), *_not_null_steps(not_null)]
+    fill = _declared_fill(op) or BackfillHere(op.table_name, column.name)
+    return [add, AutocommitBlock(fill), *_not_null_steps(not_null)]
 
 
 _WHY = "{table} holds data: {what}"
@@ -618,8 +650,9 @@ def safe_form(op: MigrateOperation) -> SafeStepsOp | None:
         return SafeStepsOp(op, _WHY.format(table=op.table_name, what="unique index built without blocking "
                                            "writes, then made the constraint"), _unique_steps(op))
     if isinstance(op, ops.AddColumnOp) and _needs_backfill(op):
+        how = "backfilled in batches from its default" if _declared_fill(op) else "backfilled by hand"
         return SafeStepsOp(op, _WHY.format(table=op.table_name, what=f"{op.column.name} added nullable, "
-                                           "backfilled by hand, then made NOT NULL through a validated check"),
+                                           f"{how}, then made NOT NULL through a validated check"),
                            _add_not_null_column_steps(op))
     if isinstance(op, ops.AlterColumnOp) and op.modify_nullable is False:
         return SafeStepsOp(op, _WHY.format(table=op.table_name, what=f"{op.column_name} made NOT NULL through "
