@@ -25,3 +25,6 @@ __all__ = [
     "ClusterServer", "Server", "ServerUnavailable", "docker_engine_answers", "free_port",
     "start_mongo_cluster", "start_mongod", "start_postgres", "start_redis", "start_redis_cluster", "stop",
 ]
+from .pgbouncer import start_pgbouncer  # noqa: E402  (topology: a pooler in front of a local Postgres)
+
+__all__ += ["start_pgbouncer"]
