@@ -118,6 +118,12 @@ def unlock(connection: Connection) -> None:
         lease.release()
 
 
+def _in_recovery(connection: Connection) -> bool:
+    in_recovery = bool(connection.execute(text("SELECT pg_is_in_recovery()")).scalar())
+    connection.rollback()
+    return in_recovery
+
+
 def _settings_and_runtime(config) -> tuple[Settings, Runtime]:
     runtime = config.attributes.get(Runtime.OPTS_KEY)
     if runtime is not None:
@@ -179,7 +185,10 @@ def run(context) -> None:
     shared = config.attributes.get("connection")
     try:
         with nullcontext(shared) if shared is not None else connected(settings) as connection:
-            lock_and_limit(connection, settings, per_transaction=True)
+            # check against a hot standby: read only, so no lease (nothing may be written there)
+            read_only = config.attributes.get("sovren_read_only") and _in_recovery(connection)
+            if not read_only:
+                lock_and_limit(connection, settings, per_transaction=True)
             try:
                 if _moves_stores(config):  # online: offline runs (--sql) returned above
                     reconcile(runtime, connection, context.script)

@@ -16,11 +16,17 @@ from .output import emit
 @click.option("--resync", "resync", multiple=True, type=click.Choice(["mongo", "redis"]),
               help="First run every step of the chain again on this store (repeatable): for a store "
                    "that lost part of its data but kept its position.")
+@click.option("--wait-replicas", "wait_replicas", type=click.FloatRange(min=0), default=None, is_flag=False,
+              flag_value=60.0, metavar="[SECONDS]",
+              help="After each revision, wait (at most SECONDS, default 60) until every replica replayed it; "
+                   "prints the lag seen.")
 @format_option
 @click.pass_obj
-def migrate(state: AppState, revision: str, allow_destructive: bool, resync: tuple[str, ...], fmt: str) -> None:
+def migrate(state: AppState, revision: str, allow_destructive: bool, resync: tuple[str, ...],
+            wait_replicas: float | None, fmt: str) -> None:
     """Apply revisions up to REVISION (default head) to every store, in lockstep."""
-    emit(commands.migrate(state.settings, revision, allow_destructive=allow_destructive, resync=resync), fmt)
+    emit(commands.migrate(state.settings, revision, allow_destructive=allow_destructive, resync=resync,
+                          wait_replicas=wait_replicas), fmt)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

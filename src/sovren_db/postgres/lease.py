@@ -37,6 +37,7 @@ import psycopg
 from psycopg import sql
 
 from ..core.errors import ConfigError, Refused
+from .replicas import refuse_standby
 
 SCHEMA = "sovren_db"
 TABLE = f"{SCHEMA}.migration_lease"
@@ -84,6 +85,7 @@ class Lease:
 
     def acquire(self, poll: float = 0.2) -> None:
         with _connect(self.url) as conn:
+            refuse_standby(conn, self.url)
             conn.execute(_DDL)
             told = False
             while not self._try(conn):

@@ -28,3 +28,6 @@ __all__ = [
 from .pgbouncer import start_pgbouncer  # noqa: E402  (topology: a pooler in front of a local Postgres)
 
 __all__ += ["start_pgbouncer"]
+from .replica import start_replica  # noqa: E402
+
+__all__ += ["start_replica"]
