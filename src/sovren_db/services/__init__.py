@@ -31,3 +31,6 @@ __all__ += ["start_pgbouncer"]
 from .replica import start_replica  # noqa: E402
 
 __all__ += ["start_replica"]
+from .tls import Certificates, enable_postgres_tls, make_certificates, start_redis_tls  # noqa: E402
+
+__all__ += ["Certificates", "enable_postgres_tls", "make_certificates", "start_redis_tls"]
