@@ -88,20 +88,15 @@ def test_postgres_certificate_from_another_ca_is_one_sentence_naming_postgres(pr
     assert line.startswith("error: postgres server at") and "certificate verify failed" in line
 
 
-def test_redis_certificate_from_another_ca_is_one_sentence_naming_redis(project, monkeypatch, tls):
-    monkeypatch.setenv("REDIS_URL", redis_tls_url(tls["redis"].url, tls["other"].ca))
+@pytest.mark.parametrize("server, ca, reason", [("redis", "other", "certificate verify failed"),
+                                                 ("redis_expired", "expired", "expired")])
+def test_a_wrong_or_expired_redis_certificate_is_one_sentence_naming_redis(project, monkeypatch, tls,
+                                                                          server, ca, reason):
+    monkeypatch.setenv("REDIS_URL", redis_tls_url(tls[server].url, tls[ca].ca))
     result = run("migrate")
     assert result.exit_code == 2
     line = one_line(result)
-    assert line.startswith("error: redis server at") and "certificate verify failed" in line
-
-
-def test_an_expired_redis_certificate_is_one_sentence_naming_redis(project, monkeypatch, tls):
-    monkeypatch.setenv("REDIS_URL", redis_tls_url(tls["redis_expired"].url, tls["expired"].ca))
-    result = run("migrate")
-    assert result.exit_code == 2
-    line = one_line(result)
-    assert line.startswith("error: redis server at") and "expired" in line
+    assert line.startswith("error: redis server at") and reason in line
 
 
 def test_mongo_tls_options_reach_the_driver(project, monkeypatch, tmp_path):
