@@ -37,6 +37,11 @@ def check_url(url: str, schemes: tuple[str, ...], what: str) -> str:
     """Return ``url`` if it parses with one of ``schemes``; else raise ConfigError."""
     from .errors import ConfigError
 
+    if url.startswith("redis+sentinel://") and "redis" in schemes:  # several hosts: its own parser
+        from ..redis.sentinel import parse
+
+        parse(url, what)
+        return url
     try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError on a malformed port

@@ -34,3 +34,6 @@ __all__ += ["start_replica"]
 from .tls import Certificates, enable_postgres_tls, make_certificates, start_redis_tls  # noqa: E402
 
 __all__ += ["Certificates", "enable_postgres_tls", "make_certificates", "start_redis_tls"]
+from .sentinel import SentinelGroup, start_sentinel_group  # noqa: E402
+
+__all__ += ["SentinelGroup", "start_sentinel_group"]
