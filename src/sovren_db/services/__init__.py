@@ -28,9 +28,9 @@ __all__ = [
 from .pgbouncer import start_pgbouncer  # noqa: E402  (topology: a pooler in front of a local Postgres)
 
 __all__ += ["start_pgbouncer"]
-from .replica import start_replica  # noqa: E402
+from .replica import promote, start_replica  # noqa: E402
 
-__all__ += ["start_replica"]
+__all__ += ["promote", "start_replica"]
 from .tls import Certificates, enable_postgres_tls, make_certificates, start_redis_tls  # noqa: E402
 
 __all__ += ["Certificates", "enable_postgres_tls", "make_certificates", "start_redis_tls"]

@@ -22,7 +22,8 @@ def start_replica(base: Path, primary: Server) -> Server:
         shutil.chown(root, user)
     data, log, port = root / "pgdata", root / "postgres.log", free_port()
     source = f"host=127.0.0.1 port={primary.port} user={PG_USER} password={PG_PASSWORD} application_name=replica{port}"
-    _run(_as_user(user, [basebackup, "-d", source, "-D", str(data), "-R", "-X", "stream", "--no-sync"]),
+    _run(_as_user(user, [basebackup, "-d", source, "-D", str(data), "-R", "-X", "stream", "--no-sync",
+                         "--checkpoint=fast"]),
          "pg_basebackup")
     options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c hot_standby=on -c fsync=off "
                "-c max_connections=200")
@@ -31,3 +32,9 @@ def start_replica(base: Path, primary: Server) -> Server:
     pid = int((data / "postmaster.pid").read_text().split()[0])
     url = primary.url.replace(f":{urlsplit(primary.url).port}/", f":{port}/", 1)
     return Server("postgres", url, port, pid, str(data), run_as=user, log=str(log))
+
+
+def promote(replica: Server) -> None:
+    """``pg_ctl promote``: the standby becomes a primary (waits until it accepts writes)."""
+    _run(_as_user(replica.run_as, [find_pg_bin("pg_ctl"), "-D", replica.data_dir, "-w", "-t", "60", "promote"]),
+         "pg_ctl promote", replica.log)
