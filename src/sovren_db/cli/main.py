@@ -66,10 +66,22 @@ class LazyGroup(click.Group):
                 formatter.write_dl([(name, click.Command(name, help=text).get_short_help_str(limit))
                                     for name, text in rows])
 
+    def _every_target(self, ctx: click.Context) -> None:
+        """--target all: the subcommand's arguments run once a target (sovren_db.targets.run_all)."""
+        from ..targets import run_all
+
+        argv = [*getattr(ctx, "_protected_args", []), *ctx.args]  # before click hands them to the subcommand
+        if not argv:
+            ctx.fail("Missing command.")
+        state = AppState(ctx.params.get("root"), ctx.params.get("strict"), bool(ctx.params.get("debug")))
+        ctx.exit(run_all(state.settings, argv))
+
     def invoke(self, ctx: click.Context):
         """Turn every error into one sentence and exit code 2 (traceback with --debug)."""
         debug = bool(getattr(ctx.obj, "debug", False)) or "--debug" in sys.argv[1:]
         try:
+            if ctx.params.get("target") == "all":
+                return self._every_target(ctx)
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
@@ -95,11 +107,13 @@ class LazyGroup(click.Group):
 @click.option("--strict/--no-strict", default=None,
               help="Require every declared store to be configured (default: on when CI is set).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--target", default=None, metavar="NAME|all",
+              help="Run against a target of [tool.sovren-db.targets] ('all': every target, a row each).")
 @click.version_option(package_name="sovren-db")
 @click.pass_context
-def cli(ctx: click.Context, root: Path | None, strict: bool | None, debug: bool) -> None:
+def cli(ctx: click.Context, root: Path | None, strict: bool | None, debug: bool, target: str | None) -> None:
     """Schema and migrations for PostgreSQL, MongoDB and Redis, in one revision chain."""
-    ctx.obj = AppState(root, strict, debug)
+    ctx.obj = AppState(root, strict, debug, target=target)
 
 
 def main(argv: list[str] | None = None) -> None:

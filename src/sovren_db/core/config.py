@@ -135,6 +135,7 @@ _KNOWN_KEYS = {
     "postgres_dir", "mongo_dir", "redis_dir", "seeds_dir", "migrations_dir",
     "lock_timeout", "statement_timeout", "mongo_database", "environment",
     "protected_environments", "stores",
+    "targets",  # [tool.sovren-db.targets.NAME]: read by sovren_db.targets
 }
 
 
