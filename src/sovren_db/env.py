@@ -88,15 +88,9 @@ def lock_and_limit(connection: Connection, settings: Settings, *, per_transactio
     lease.acquire()
     connection.info[_LEASE] = lease
     if per_transaction:
-        guard = lease.guard_sql(settings.lock_timeout, settings.statement_timeout, ADVISORY_LOCK_KEY)
-
         def begin(conn: Connection) -> None:
-            cursor = conn.connection.dbapi_connection.cursor()
-            cursor.execute(guard)
-            while cursor.nextset():
-                pass
-            row = cursor.fetchone()
-            lease.confirm(row[0] if row else None)
+            lease.guard(conn.connection.dbapi_connection, settings.lock_timeout, settings.statement_timeout,
+                        ADVISORY_LOCK_KEY)
 
         connection.info[_GUARD] = begin
         event.listen(connection, "begin", begin)

@@ -85,3 +85,23 @@ def test_a_migrate_killed_with_kill_9_does_not_block_the_next(pooled_project, pg
     assert time.monotonic() - started < 60  # the lease (3 s) expired; nobody waited for the 600 s sleep
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("t05",)
+
+
+def test_a_runner_whose_lease_expired_and_was_taken_applies_nothing_more(pg_url):
+    from sovren_db.core.errors import Refused
+    from sovren_db.postgres.lease import Lease
+
+    stalled = Lease(pg_url, seconds=1)
+    stalled.acquire()
+    stalled._stop.set()  # its heartbeat stops, as when the process hangs
+    stalled._thread.join()
+    time.sleep(1.2)
+    taker = Lease(pg_url, seconds=30)
+    taker.acquire()  # the expired lease is taken over without waiting
+    try:
+        with psycopg.connect(pg_url) as conn, pytest.raises(Refused, match="lost its lease"):
+            stalled.guard(conn, "5s", "1min", 1)  # the stalled runner's next transaction
+    finally:
+        taker.release()
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM sovren_db.migration_lease").fetchone() == (0,)

@@ -135,6 +135,16 @@ class Lease:
         ).format(lt=sql.Literal(lock_timeout), st=sql.Literal(statement_timeout), key=sql.Literal(advisory_key),
                  table=sql.SQL(TABLE), name=sql.Literal(NAME))
 
+    def guard(self, dbapi_connection: psycopg.Connection, lock_timeout: str, statement_timeout: str,
+              advisory_key: int) -> None:
+        """Run :meth:`guard_sql` at the start of a transaction and :meth:`confirm` its answer."""
+        cursor = dbapi_connection.cursor()
+        cursor.execute(self.guard_sql(lock_timeout, statement_timeout, advisory_key))
+        while cursor.nextset():
+            pass
+        row = cursor.fetchone()
+        self.confirm(row[0] if row else None)
+
     def confirm(self, owner: str | None) -> None:
         if owner != self.owner:
             raise Refused(f"This migration lost its lease in {TABLE} (its heartbeat could not renew it within "
