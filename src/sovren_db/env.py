@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
@@ -23,9 +23,12 @@ from .core.errors import StoreUnavailable
 from .core.runtime import ADVISORY_LOCK_KEY, Runtime
 from .plugin import AUTOGENERATE_PLUGINS, install
 from .postgres import backfill  # noqa: F401  (registers op.backfill)
+from .postgres.lease import Lease
 from .postgres.lockwait import LockGuard, LockPolicy
 from .postgres.safe import with_safe_forms
 from .resync import reconcile, undo_failed_revision
+
+_LEASE, _GUARD = "sovren_lease", "sovren_lease_guard"
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -40,7 +43,9 @@ def connect(settings: Settings):
     """An engine and an open connection to the configured Postgres; one sentence if unusable."""
     url = settings.require_url("postgres")
     engine = create_engine(sqlalchemy_url(url), poolclass=NullPool,
-                           connect_args={"connect_timeout": 10, "application_name": "sovren-db"})
+                           connect_args={"connect_timeout": 10, "application_name": "sovren-db",
+                                         # a transaction-mode pooler keeps no prepared statement
+                                         "prepare_threshold": None})
     try:
         return engine, engine.connect()
     except OperationalError as exc:
@@ -73,20 +78,46 @@ def _reason(exc: OperationalError) -> str:
     return first.replace("FATAL: ", "")
 
 
-def lock_and_limit(connection: Connection, settings: Settings) -> None:
-    """Serialise runners with one advisory lock, then bound every statement's waits."""
-    got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY}).scalar()
-    if not got:
-        print("sovren-db: another migration holds the lock; waiting for it to finish...", file=sys.stderr)
-        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+def lock_and_limit(connection: Connection, settings: Settings, *, per_transaction: bool = False) -> None:
+    """Serialise runners with the migration lease, then bound every statement's waits.
+
+    ``per_transaction``: the bounds are set in each transaction the connection begins (with the
+    lease's ownership check), never on the session, so a transaction-pooling PgBouncer stays safe;
+    otherwise on the session, for callers working on the raw driver connection.
+    """
+    connection.commit()  # the lease is taken outside any transaction of the caller's
+    lease = Lease(settings.require_url("postgres"))
+    lease.acquire()
+    connection.info[_LEASE] = lease
+    if per_transaction:
+        def begin(conn: Connection) -> None:
+            lease.guard(conn.connection.dbapi_connection, settings.lock_timeout, settings.statement_timeout,
+                        ADVISORY_LOCK_KEY)
+
+        connection.info[_GUARD] = begin
+        event.listen(connection, "begin", begin)
+        return
     connection.execute(text("SELECT set_config('lock_timeout', :v, false)"), {"v": settings.lock_timeout})
     connection.execute(text("SELECT set_config('statement_timeout', :v, false)"), {"v": settings.statement_timeout})
     connection.commit()  # end the implicit transaction so that Alembic runs one per revision
 
 
 def unlock(connection: Connection) -> None:
-    connection.execute(text("SELECT pg_advisory_unlock_all()"))
-    connection.commit()
+    """Give the lease back (safe to call on a failed connection, and twice)."""
+    if connection.in_transaction():  # it holds the lease row FOR KEY SHARE, which the release would wait for
+        connection.rollback()
+    guard = connection.info.pop(_GUARD, None)
+    if guard is not None:
+        event.remove(connection, "begin", guard)
+    lease = connection.info.pop(_LEASE, None)
+    if lease is not None:
+        lease.release()
+
+
+def _in_recovery(connection: Connection) -> bool:
+    in_recovery = bool(connection.execute(text("SELECT pg_is_in_recovery()")).scalar())
+    connection.rollback()
+    return in_recovery
 
 
 def _settings_and_runtime(config) -> tuple[Settings, Runtime]:
@@ -163,26 +194,31 @@ def run(context) -> None:
     shared = config.attributes.get("connection")
     try:
         with nullcontext(shared) if shared is not None else connected(settings) as connection:
-            lock_and_limit(connection, settings)
-            if _moves_stores(config):  # online: offline runs (--sql) returned above
-                from .adopt.stamp import refuse_unrecorded
-
-                refuse_unrecorded(connection, settings, runtime.postgres_schema)
-                reconcile(runtime, connection, context.script)
-                connection.commit()
-            context.configure(connection=connection, include_object=runtime.include_object(connection),
-                              **_common_options(runtime, config))
-            guard = config.attributes.get(LockGuard.KEY) or LockGuard(LockPolicy.from_settings(settings))
-            guard.install(context.get_context().impl)
+            # check against a hot standby: read only, so no lease (nothing may be written there)
+            read_only = config.attributes.get("sovren_read_only") and _in_recovery(connection)
+            if not read_only:
+                lock_and_limit(connection, settings, per_transaction=True)
             try:
-                with runtime.tracking_commits(connection), context.begin_transaction():
-                    context.run_migrations()
-            except BaseException:
-                undo_failed_revision(runtime, context.script)
-                raise
-            if connection.in_transaction():
-                connection.commit()
-            unlock(connection)
+                if _moves_stores(config):  # online: offline runs (--sql) returned above
+                    from .adopt.stamp import refuse_unrecorded
+
+                    refuse_unrecorded(connection, settings, runtime.postgres_schema)
+                    reconcile(runtime, connection, context.script)
+                    connection.commit()
+                context.configure(connection=connection, include_object=runtime.include_object(connection),
+                                  **_common_options(runtime, config))
+                guard = config.attributes.get(LockGuard.KEY) or LockGuard(LockPolicy.from_settings(settings))
+                guard.install(context.get_context().impl)
+                try:
+                    with runtime.tracking_commits(connection), context.begin_transaction():
+                        context.run_migrations()
+                except BaseException:
+                    undo_failed_revision(runtime, context.script)
+                    raise
+                if connection.in_transaction():
+                    connection.commit()
+            finally:
+                unlock(connection)
     finally:
         if Runtime.OPTS_KEY not in config.attributes:
             runtime.close()

@@ -38,7 +38,7 @@ def only_line(result) -> str:
 
 
 def manifest_exists(url: str) -> bool:
-    return count(url, "SELECT count(*) FROM pg_namespace WHERE nspname = 'sovren_db'") == 1
+    return count(url, "SELECT count(*) FROM pg_class WHERE oid = to_regclass('sovren_db.seed_manifest')") == 1
 
 
 def test_seed_loads_postgres_and_redis_and_records_them(triad, pg_url, redis_url):

@@ -75,6 +75,16 @@ class LazyGroup(click.Group):
         ctx.meta["sovren_args"] = list(args)  # a usage error comes before any option is read: see _format
         return super().parse_args(ctx, args)
 
+    def _every_target(self, ctx: click.Context) -> None:
+        """--target all: the subcommand's arguments run once a target (sovren_db.targets.run_all)."""
+        from ..targets import run_all
+
+        argv = [*getattr(ctx, "_protected_args", []), *ctx.args]  # before click hands them to the subcommand
+        if not argv:
+            ctx.fail("Missing command.")
+        state = AppState(ctx.params.get("root"), ctx.params.get("strict"), bool(ctx.params.get("debug")))
+        ctx.exit(run_all(state.settings, argv))
+
     def invoke(self, ctx: click.Context):
         """Turn every error into one sentence in the chosen format and exit code 2 (traceback with --debug)."""
         with redacted_output():
@@ -83,6 +93,8 @@ class LazyGroup(click.Group):
     def _invoke(self, ctx: click.Context):
         debug = bool(getattr(ctx.obj, "debug", False)) or "--debug" in sys.argv[1:]
         try:
+            if ctx.params.get("target") == "all":
+                return self._every_target(ctx)
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
@@ -152,11 +164,13 @@ def _format(ctx: click.Context) -> str:
 @click.option("--strict/--no-strict", default=None,
               help="Require every declared store to be configured (default: on when CI is set).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--target", default=None, metavar="NAME|all",
+              help="Run against a target of [tool.sovren-db.targets] ('all': every target, a row each).")
 @click.version_option(package_name="sovren-db")
 @click.pass_context
-def cli(ctx: click.Context, root: Path | None, strict: bool | None, debug: bool) -> None:
+def cli(ctx: click.Context, root: Path | None, strict: bool | None, debug: bool, target: str | None) -> None:
     """Schema and migrations for PostgreSQL, MongoDB and Redis, in one revision chain."""
-    ctx.obj = AppState(root, strict, debug)
+    ctx.obj = AppState(root, strict, debug, target=target)
 
 
 def main(argv: list[str] | None = None) -> None:

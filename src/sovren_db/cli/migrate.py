@@ -25,16 +25,20 @@ from .output import emit
                    "an idle transaction's session is ended.")
 @click.option("--allow-protected", is_flag=True,
               help="Allow --cancel-blockers-after in a protected environment.")
+@click.option("--wait-replicas", "wait_replicas", type=click.FloatRange(min=0), default=None, is_flag=False,
+              flag_value=60.0, metavar="[SECONDS]",
+              help="After each revision, wait (at most SECONDS, default 60) until every replica replayed it; "
+                   "prints the lag seen.")
 @format_option
 @click.pass_obj
 def migrate(state: AppState, revision: str, allow_destructive: bool, resync: tuple[str, ...],
             redis_batch: int | None, redis_rate: float | None, cancel_after: str | None,
-            allow_protected: bool, fmt: str) -> None:
+            allow_protected: bool, wait_replicas: float | None, fmt: str) -> None:
     """Apply revisions up to REVISION (default head) to every store, in lockstep."""
     pace = {k: v for k, v in (("batch", redis_batch), ("rate", redis_rate)) if v is not None}
     emit(commands.migrate(state.settings, revision, allow_destructive=allow_destructive, resync=resync,
                           redis_pace=pace, cancel_blockers_after=cancel_after,
-                          allow_protected=allow_protected), fmt)
+                          allow_protected=allow_protected, wait_replicas=wait_replicas), fmt)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

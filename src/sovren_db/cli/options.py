@@ -31,17 +31,22 @@ format_option = click.option(
 class AppState:
     """What the group's options decided: root, strictness, debug."""
 
-    def __init__(self, root: Path | None, strict: bool | None, debug: bool):
+    def __init__(self, root: Path | None, strict: bool | None, debug: bool, target: str | None = None):
         self.root = root
         self.strict = strict
         self.debug = debug
         self.fmt: str | None = None
+        self.target = target
         self._settings: Settings | None = None
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.root, strict=self.strict)
+            if self.target:
+                from ..targets import for_target
+
+                self._settings = for_target(self._settings, self.target)
             if self._settings.environment_note:
                 click.echo(f"note: {self._settings.environment_note}", err=True)
         return self._settings

@@ -115,6 +115,11 @@ def check_url(url: str, schemes: tuple[str, ...], what: str) -> str:
     and never a driver's message, which may quote a piece of the password)."""
     from .errors import ConfigError
 
+    if url.startswith("redis+sentinel://") and "redis" in schemes:  # several hosts: its own parser
+        from ..redis.sentinel import parse
+
+        parse(url, what)
+        return url
     shown = redact(url)
     try:
         parts = urlsplit(url)

@@ -52,7 +52,7 @@ class MongoBackend:
             )
             self.db = self.client.get_database(self.settings.mongo_database)
             self.mongos = is_mongos(self.db.command({"hello": 1}))
-        except PyMongoError as exc:
+        except (PyMongoError, OSError) as exc:  # OSError: a TLS file of the URL's (tlsCAFile...) is unreadable
             self.close()
             raise StoreUnavailable("mongo", url, unavailable_reason(exc, self.server_timeout_ms)) from None
 

@@ -43,7 +43,7 @@ def open_client(url: str) -> tuple[redis.Redis | RedisCluster, bool]:
     """A pinged client for ``url`` and whether it is a cluster; StoreUnavailable otherwise."""
     client = None
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=SOCKET_TIMEOUT)
+        client = _standalone(url)
         client.ping()
         if not client.info("cluster").get("cluster_enabled"):
             return client, False
@@ -54,6 +54,14 @@ def open_client(url: str) -> tuple[redis.Redis | RedisCluster, bool]:
         if client is not None:
             client.close()
         raise StoreUnavailable("redis", url, _reason(exc)) from None
+
+
+def _standalone(url: str) -> redis.Redis:
+    from .sentinel import is_sentinel, sentinel_client
+
+    if is_sentinel(url):
+        return sentinel_client(url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=SOCKET_TIMEOUT)
+    return redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=SOCKET_TIMEOUT)
 
 
 def open_cluster(url: str) -> RedisCluster:

@@ -25,3 +25,15 @@ __all__ = [
     "ClusterServer", "Server", "ServerUnavailable", "docker_engine_answers", "free_port",
     "start_mongo_cluster", "start_mongod", "start_postgres", "start_redis", "start_redis_cluster", "stop",
 ]
+from .pgbouncer import start_pgbouncer  # noqa: E402  (topology: a pooler in front of a local Postgres)
+
+__all__ += ["start_pgbouncer"]
+from .replica import promote, start_replica  # noqa: E402
+
+__all__ += ["promote", "start_replica"]
+from .tls import Certificates, enable_postgres_tls, make_certificates, start_redis_tls  # noqa: E402
+
+__all__ += ["Certificates", "enable_postgres_tls", "make_certificates", "start_redis_tls"]
+from .sentinel import SentinelGroup, start_sentinel_group  # noqa: E402
+
+__all__ += ["SentinelGroup", "start_sentinel_group"]
