@@ -364,3 +364,15 @@ def _store_status(script: ScriptDirectory, backend: Any, heads: tuple[str, ...])
     stray = unaccounted(sorted(backend.ledger_undo_steps("")), applied, order)
     in_step = not stray and (position,) == (tuple(heads) or (None,))
     return {"revision": position, "in_step": in_step, "unaccounted_steps": stray}
+
+
+def doctor(settings: Settings) -> Outcome:
+    """Every store against the thresholds: exit 0 healthy, 1 a threshold crossed, 2 a store not examined."""
+    from .doctor import examine_all, exit_code, load_thresholds
+
+    exams = examine_all(settings, load_thresholds(settings.root))
+    stores = {e.store: {"up": e.up, "seconds": round(e.seconds, 3), "findings": len(e.findings)} for e in exams}
+    out = Outcome(exit_code=exit_code(exams), findings=[f for e in exams for f in e.findings], data={"stores": stores})
+    examined = ", ".join(e.store for e in exams if e.up)
+    out.lines = [f"healthy: {examined} examined, every measure within its threshold"]
+    return out

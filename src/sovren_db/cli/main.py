@@ -34,6 +34,7 @@ COMMANDS = {
     "snapshot": ("sovren_db.cli.compliance:snapshot", 'Write a manifest of every table, collection and key family: counts, checksums, revisions.'),
     "verify-restore": ("sovren_db.cli.compliance:verify_restore", 'Compare a restored triad with a snapshot manifest and with the declarations; exit 1 on any difference.'),
     "mongo": ("sovren_db.cli.mongo_cmd:mongo", 'MongoDB collections: validators, indexes, shard keys and zones.'),
+    "doctor": ("sovren_db.cli.doctor:doctor", "Examine every store against Sovren's thresholds ([tool.sovren-db.doctor]) and name each fix."),
     "redis": ("sovren_db.cli.redis_cmd:redis", 'Redis key conventions: audit the keyspace, list families, show the registry.'),
 }
 

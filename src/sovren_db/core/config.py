@@ -135,6 +135,7 @@ _KNOWN_KEYS = {
     "postgres_dir", "mongo_dir", "redis_dir", "seeds_dir", "migrations_dir",
     "lock_timeout", "statement_timeout", "mongo_database", "environment",
     "protected_environments", "stores",
+    "doctor",  # [tool.sovren-db.doctor]: thresholds, read and checked by sovren_db.doctor.thresholds
 }
 
 
