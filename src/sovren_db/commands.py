@@ -167,6 +167,9 @@ def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool
         _run_alembic(settings, runtime, upgrade, target, attributes={"sovren_replay": True})
     finally:
         runtime.close()
+    from .postgres.runs import record_migrate
+
+    record_migrate(settings)  # sovren_db_last_migrate_timestamp_seconds
     applied = [revision for revision, _ in runtime.applied]
     out = Outcome(notes=list(runtime.notes), data={"applied": applied, "target": target})
     out.lines = [f"applied {r} ({script.get_revision(r).doc})" for r in applied] or [f"nothing to migrate: at {target}"]
@@ -376,3 +379,11 @@ def doctor(settings: Settings) -> Outcome:
     examined = ", ".join(e.store for e in exams if e.up)
     out.lines = [f"healthy: {examined} examined, every measure within its threshold"]
     return out
+
+
+def metrics(settings: Settings) -> bytes:
+    """Every collection once, in the Prometheus text format."""
+    from .doctor import examine_all, load_thresholds
+    from .metrics import render
+
+    return render((e.store, e) for e in examine_all(settings, load_thresholds(settings.root)))

@@ -35,6 +35,7 @@ COMMANDS = {
     "verify-restore": ("sovren_db.cli.compliance:verify_restore", 'Compare a restored triad with a snapshot manifest and with the declarations; exit 1 on any difference.'),
     "mongo": ("sovren_db.cli.mongo_cmd:mongo", 'MongoDB collections: validators, indexes, shard keys and zones.'),
     "doctor": ("sovren_db.cli.doctor:doctor", "Examine every store against Sovren's thresholds ([tool.sovren-db.doctor]) and name each fix."),
+    "metrics": ("sovren_db.cli.metrics:metrics", "Print the declared schema's health and H.4's measures in the Prometheus text format, once."),
     "redis": ("sovren_db.cli.redis_cmd:redis", 'Redis key conventions: audit the keyspace, list families, show the registry.'),
 }
 

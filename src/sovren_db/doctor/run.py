@@ -64,8 +64,8 @@ def _postgres(settings: "Settings", limits: Thresholds, exam: Examination, down:
     with conn:
         with exam.probe("declared partitions"):
             schema.partitions(conn, settings, exam)
-    with exam.probe("the revision chain"):
-        schema.pending_revisions(settings, exam)
+        with exam.probe("the revision chain"):
+            schema.pending_revisions(conn, settings, exam)
 
 
 def _redis(settings: "Settings", limits: Thresholds, exam: Examination, down: set[str]) -> None:
@@ -101,15 +101,15 @@ def _mongo(settings: "Settings", limits: Thresholds, exam: Examination, down: se
     if _unconfigured(settings, exam):
         return
     try:
-        client = mg.connect(settings)
+        backend = mg.connect(settings)
     except SovrenError as exc:
         _down(exam, "mongo", exc)
         return
     try:
         exam.sample("store_up", 1, store="mongo")
-        mg.examine(client, settings, limits, exam)
+        mg.examine(backend, settings, limits, exam)
     finally:
-        client.close()
+        backend.close()
 
 
 def _down(exam: Examination, store: str, exc: Exception) -> None:

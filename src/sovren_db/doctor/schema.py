@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from ..postgres.declared import load_schema
+from ..postgres.runs import last_migrate
 from ..postgres.state import PartitionRule, Policy, RowSecurity
 from .model import Examination
 from .thresholds import Thresholds
@@ -45,12 +46,15 @@ def drift(settings: "Settings", exam: Examination, down: set[str]) -> None:
     exam.sample("drift_findings", sum(kinds.values()))
 
 
-def pending_revisions(settings: "Settings", exam: Examination) -> None:
+def pending_revisions(conn: psycopg.Connection, settings: "Settings", exam: Examination) -> None:
     """the revision chain: revisions the database has not applied."""
     from .. import commands
 
     pending = commands.pending_revisions(settings)
     exam.sample("pending_revisions", len(pending))
+    finished = last_migrate(conn)
+    if finished is not None:
+        exam.sample("last_migrate_timestamp_seconds", finished)
     for revision in pending:
         exam.finding(f"revision {revision.revision}", f"not applied ({revision.doc}): run 'sovren-db migrate'",
                      code="pending", store="postgres")

@@ -32,6 +32,7 @@ class Thresholds:
     mongo_page_faults_per_second: float = 1000.0  # H.4: pageFaults > 1000/s -> add memory/shard
     mongo_operation_seconds: float = 60.0
     mongo_sample_seconds: float = 1.0         # between the two serverStatus samples
+    mongo_chunk_imbalance: int = 8            # chunks between the fullest and the emptiest shard of a zone
     statement_fingerprints: int = 20          # slowest statements exported as metrics (bounded label set)
 
     @property
@@ -43,7 +44,7 @@ class Thresholds:
         return self.redis_latency_ms / 1000
 
 
-_INTEGERS = {"redis_ping_samples", "key_sample", "statement_fingerprints"}
+_INTEGERS = {"redis_ping_samples", "key_sample", "statement_fingerprints", "mongo_chunk_imbalance"}
 _RATIOS = {"connections_ratio", "sequence_ratio", "redis_memory_ratio"}
 
 
