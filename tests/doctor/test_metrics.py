@@ -133,3 +133,30 @@ def _outside_address() -> str:
             return sock.getsockname()[0]
         except OSError:
             return "127.0.0.1"
+
+
+def test_a_redis_killed_and_restarted_goes_down_then_up_again(doctor_project, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from sovren_db import services
+
+    server = services.start_redis(tmp_path / "own-redis")
+    monkeypatch.setenv("REDIS_URL", server.url)
+    exporter = Exporter(load_settings(doctor_project), load_thresholds(doctor_project))
+    try:
+        assert exporter.run("redis").up
+        os.kill(server.pid, signal.SIGKILL)
+        time.sleep(0.2)
+        down = exporter.run("redis")
+        assert not down.up and exporter.down() == {"redis"}
+        assert exporter.run("postgres").up  # the other stores are still collected
+        schema = exporter.run("schema")  # skips the keyspace of the store that is down, checks the rest
+        assert not [f for f in schema.findings if f.store == "redis" and f.code == "unexamined"]
+        server = services.start_redis(tmp_path / "own-redis", port=server.port)
+        assert exporter.run("redis").up
+        from prometheus_client import generate_latest
+
+        assert 'sovren_db_store_up{store="redis"} 1.0' in generate_latest(exporter.registry()).decode()
+    finally:
+        services.stop(server)

@@ -46,7 +46,7 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "redis_round_trip_p50_seconds": ("gauge", "Median round trip measured by sovren-db (PING), bounded sample.", ()),
     "redis_round_trip_p99_seconds": ("gauge", "99th percentile round trip measured by sovren-db (PING), bounded "
                                               "sample (H.4: 2 ms).", ()),
-    "redis_latency_event_seconds": ("gauge", "The worst LATENCY LATEST event of the window above redis_latency_ms "
+    "redis_latency_event_seconds": ("gauge", "The worst LATENCY LATEST event of the last latency_window_seconds "
                                              "(H.4: 2 ms), 0 when none.", ()),
     "redis_slow_commands": ("gauge", "SLOWLOG entries of the window above redis_latency_ms.", ()),
     "redis_memory_used_bytes": ("gauge", "used_memory of each master.", ("node",)),
