@@ -8,6 +8,7 @@ serves ``alembic upgrade head`` / ``alembic check`` run by hand and every
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
@@ -18,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from . import telemetry
 from .core.config import Settings, load_settings
 from .core.errors import StoreUnavailable
 from .core.runtime import ADVISORY_LOCK_KEY, Runtime
@@ -76,7 +78,9 @@ def lock_and_limit(connection: Connection, settings: Settings) -> None:
     got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY}).scalar()
     if not got:
         print("sovren-db: another migration holds the lock; waiting for it to finish...", file=sys.stderr)
+        began = time.perf_counter()
         connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+        telemetry.lock_waited(time.perf_counter() - began)
     connection.execute(text("SELECT set_config('lock_timeout', :v, false)"), {"v": settings.lock_timeout})
     connection.execute(text("SELECT set_config('statement_timeout', :v, false)"), {"v": settings.statement_timeout})
     connection.commit()  # end the implicit transaction so that Alembic runs one per revision
