@@ -22,6 +22,7 @@ from .compliance import pii_findings
 from .core.config import Settings
 from .core.errors import MigrationFailed, Refused, RevisionError, SovrenError, first_line
 from .core.findings import Finding
+from .core.memory import collector_paused
 from .core.runtime import Runtime, deferred_summary
 from .core.urls import redact_text
 from .drift import findings_from_ops
@@ -258,7 +259,8 @@ def check(settings: Settings, *, data: bool = False) -> Outcome:
     runtime = Runtime(settings)
     runtime.postgres_schema  # a broken declaration is an error before any server is asked
     try:
-        ops = _compare(settings, runtime)
+        with collector_paused():
+            ops = _compare(settings, runtime)
         if ops is None:  # Alembic compares only a database at head
             return _pending_outcome(settings)
         findings = findings_from_ops(ops)

@@ -160,3 +160,28 @@ def test_a_redis_killed_and_restarted_goes_down_then_up_again(doctor_project, tm
         assert 'sovren_db_store_up{store="redis"} 1.0' in generate_latest(exporter.registry()).decode()
     finally:
         services.stop(server)
+
+
+def test_the_command_line_server_serves_the_schema_from_its_worker_and_stops_on_sigterm(doctor_project):
+    import signal
+    import sys
+    from pathlib import Path
+
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "sovren-db"), "metrics", "serve", "--port", str(port),
+               "--interval", "1", "--expensive-interval", "1"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, body = time.monotonic() + 90, ""
+        while 'collection="schema"' not in body and time.monotonic() < deadline:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert "sovren_db_audit_chain_intact 1.0" in body and "sovren_db_drift_findings 0.0" in body
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert f"serving http://127.0.0.1:{port}/metrics" in err

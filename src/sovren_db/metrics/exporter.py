@@ -4,15 +4,20 @@ Each collection (``postgres``, ``redis``, ``mongo``, ``schema``) runs in its own
 background thread on its own interval and replaces its cached examination
 when it finishes; a scrape only turns the cache into metric families. A slow
 or hung store therefore delays its own collection, never a scrape nor the
-other stores.
+other stores. The expensive ``schema`` collection (drift, the audit chain)
+is Python-heavy: ``metrics serve`` runs it in a worker process so that it
+does not hold the interpreter lock the scrapes need (bench/doctor.py: scrape
+p99 2.2x prometheus_client alone with it in a thread).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -37,10 +42,23 @@ class Exporter:
         self._cache: dict[str, Examination] = {}
         self._finished: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._worker: ProcessPoolExecutor | None = None
+
+    def isolate(self) -> None:
+        """Run the schema collection in a worker process from now on (spawned: no inherited threads)."""
+        self._worker = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(wait=False, cancel_futures=True)
+            self._worker = None
 
     def run(self, name: str) -> Examination:
-        """Run one collection now and cache it."""
-        exam = collect(name, self.settings, self.limits, self.down())
+        """Run one collection now (the schema's in the worker process, once ``isolate`` made one) and cache it."""
+        if name == "schema" and self._worker is not None:
+            exam = self._worker.submit(collect, name, self.settings, self.limits, self.down()).result()
+        else:
+            exam = collect(name, self.settings, self.limits, self.down())
         with self._lock:
             self._cache[name] = exam
             self._finished[name] = time.time()

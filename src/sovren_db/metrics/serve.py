@@ -37,6 +37,7 @@ def serve(settings: "Settings", *, bind: str = "127.0.0.1", port: int = DEFAULT_
             raise PortUnavailable(f"Cannot serve metrics: port {port} on {bind} is already in use; "
                                   "choose another with --port.") from None
         raise PortUnavailable(f"Cannot serve metrics on {bind}:{port}: {exc.strerror or exc}.") from None
+    exporter.isolate()
     scheduler = Scheduler(exporter, interval, expensive_interval)
     scheduler.start()
     stop = stop or _stop_on_signals()
@@ -46,6 +47,7 @@ def serve(settings: "Settings", *, bind: str = "127.0.0.1", port: int = DEFAULT_
         stop.wait()
     finally:
         scheduler.stop()
+        exporter.close()
         server.shutdown()
         server.server_close()
 
