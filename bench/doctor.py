@@ -43,6 +43,7 @@ sys.path.insert(0, str(HERE))
 
 from big_schema import generate, write_project  # noqa: E402
 from postgres_check import analyze, apply_sovren_objects, create_database, create_tables  # noqa: E402
+from smoke import parse_with_smoke  # noqa: E402
 
 from sovren_db import commands, services  # noqa: E402
 from sovren_db.core.config import load_settings  # noqa: E402
@@ -73,11 +74,6 @@ def set_up(server_url: str, tmp: Path, args: argparse.Namespace) -> Path:
     specs = generate(args.seed, args.tables, args.partitioned)
     project = tmp / "project"
     write_project(project, specs)
-    # check also checks erasure coverage, which wants one data-subject table: a table no other references
-    referenced = {ref for spec in specs for ref in spec.foreign_keys}
-    subject = next(s.name for s in specs if not s.partitioned and s.name not in referenced)
-    with (project / "postgres" / "schema.py").open("a") as schema_py:
-        schema_py.write(f"from sovren_db.postgres.state import PersonalData\nschema.add(PersonalData({subject!r}, 'id'))\n")
     url = create_database(server_url, "bench_doctor")
     schema = load_schema(project / "postgres")
     create_tables(url, schema.metadata)
@@ -193,17 +189,13 @@ def redis_commands(settings, redis_url: str, keys: int) -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="a tiny size that runs in a few seconds")
     parser.add_argument("--tables", type=int, default=300)
     parser.add_argument("--partitioned", type=int, default=40)
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--scrapes", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=20260101)
-    args = parser.parse_args()
-    if args.smoke:
-        args.tables, args.partitioned, args.keys, args.scrapes, args.runs = 12, 2, 5_000, 100, 1
-    return args
+    return parse_with_smoke(parser, tables=12, partitioned=2, keys=5_000, scrapes=100, runs=1)
 
 
 def main() -> int:
