@@ -29,6 +29,9 @@ NAME = re.compile(r"\bsovren_db_[a-z0-9_]+")
 CONDITIONAL = {
     "sovren_db_postgres_replication_lag_seconds": "a primary with streaming replicas (not started here)",
     "sovren_db_redis_cluster_slots_uncovered": "test_a_cluster_is_examined_on_every_master",
+    "sovren_db_redis_sentinel_masters_seen": "tests/doctor/test_doctor_sentinel.py",
+    "sovren_db_redis_sentinel_replicas_down": "tests/doctor/test_doctor_sentinel.py",
+    "sovren_db_redis_sentinel_quorum": "tests/doctor/test_doctor_sentinel.py",
 }
 
 

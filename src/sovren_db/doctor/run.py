@@ -71,9 +71,11 @@ def _postgres(settings: "Settings", limits: Thresholds, exam: Examination, down:
 def _redis(settings: "Settings", limits: Thresholds, exam: Examination, down: set[str]) -> None:
     from ..redis.backend import RedisBackend
     from . import redis as rd
+    from . import sentinel
 
     if _unconfigured(settings, exam):
         return
+    sentinel.examine(limits, exam, settings.redis_url)  # even with the master down: that is when it matters
     backend = RedisBackend(settings)
     try:
         backend.connect()

@@ -34,6 +34,9 @@ class Thresholds:
     mongo_sample_seconds: float = 1.0         # between the two serverStatus samples
     mongo_chunk_imbalance: int = 8            # chunks between the fullest and the emptiest shard of a zone
     statement_fingerprints: int = 20          # slowest statements exported as metrics (bounded label set)
+    # Sentinel (runbook H.2): the sentinels to ask ("host:port") and the master name they monitor
+    sentinels: tuple[str, ...] = ()
+    sentinel_master: str = "mymaster"
 
     @property
     def statement_mean_seconds(self) -> float:
@@ -66,8 +69,19 @@ def thresholds_from(table: dict, where: str) -> Thresholds:
     for key, value in table.items():
         if key not in known:
             raise ConfigError(f"{where}: unknown threshold {key!r} (known: {', '.join(sorted(known))}).")
-        values[key] = _checked(key, value, where)
+        values[key] = _sentinel_value(key, value, where) if key.startswith("sentinel") else _checked(key, value, where)
     return Thresholds(**values)
+
+
+def _sentinel_value(key: str, value: object, where: str) -> str | tuple[str, ...]:
+    if key == "sentinel_master":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: sentinel_master must be the monitored master's name, not {json.dumps(value)}.")
+        return value
+    addresses = value if isinstance(value, list) else None
+    if not addresses or not all(isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses):
+        raise ConfigError(f"{where}: sentinels must be a list of \"host:port\" addresses, not {json.dumps(value)}.")
+    return tuple(addresses)
 
 
 def _checked(key: str, value: object, where: str) -> float | int:
