@@ -170,9 +170,6 @@ def migrate(settings: Settings, target: str = "head", *, allow_destructive: bool
         _run_alembic(settings, runtime, upgrade, target, attributes={"sovren_replay": True})
     finally:
         runtime.close()
-    from .postgres.runs import record_migrate
-
-    record_migrate(settings)  # sovren_db_last_migrate_timestamp_seconds
     applied = [revision for revision, _ in runtime.applied]
     out = Outcome(notes=list(runtime.notes), data={"applied": applied, "target": target})
     out.lines = [f"applied {r} ({script.get_revision(r).doc})" for r in applied] or [f"nothing to migrate: at {target}"]

@@ -46,7 +46,6 @@ def test_the_exposition_names_every_store_and_measure(doctor_project, pg_url):
     assert series["sovren_db_postgres_tables_without_forced_rls"] == 1
     assert series['sovren_db_drift_objects{kind="row",store="postgres"}'] >= 1
     assert series["sovren_db_audit_chain_intact"] == 1
-    assert series["sovren_db_last_migrate_timestamp_seconds"] > time.time() - 3600
     assert series["sovren_db_redis_round_trip_p99_seconds"] > 0
     assert 'sovren_db_collection_duration_seconds{collection="schema"}' in series
     names = {re.match(r"[a-z_0-9]+", key)[0] for key in series}

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from ..postgres.declared import load_schema
-from ..postgres.runs import last_migrate
 from ..postgres.state import PartitionRule, Policy, RowSecurity
 from .model import Examination
 from .thresholds import Thresholds
@@ -52,9 +51,6 @@ def pending_revisions(conn: psycopg.Connection, settings: "Settings", exam: Exam
 
     pending = commands.pending_revisions(settings)
     exam.sample("pending_revisions", len(pending))
-    finished = last_migrate(conn)
-    if finished is not None:
-        exam.sample("last_migrate_timestamp_seconds", finished)
     for revision in pending:
         exam.finding(f"revision {revision.revision}", f"not applied ({revision.doc}): run 'sovren-db migrate'",
                      code="pending", store="postgres")

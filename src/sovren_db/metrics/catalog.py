@@ -24,7 +24,6 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "drift_objects": ("gauge", "Objects that differ from their declarations, by store and kind.", ("store", "kind")),
     "drift_findings": ("gauge", "Every difference check reports, all stores together.", ()),
     "pending_revisions": ("gauge", "Revisions of the chain the database has not applied.", ()),
-    "last_migrate_timestamp_seconds": ("gauge", "When sovren-db migrate last finished successfully (Unix time).", ()),
     "audit_chain_intact": ("gauge", "1 when the audit_log hash chain verifies from its first event, else 0.", ()),
     "audit_events_verified": ("gauge", "Audit events verified by the last walk of the chain.", ()),
     "audit_last_verified_event": ("gauge", "The event_id of the last audit event verified.", ()),
