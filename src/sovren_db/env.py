@@ -8,6 +8,7 @@ serves ``alembic upgrade head`` / ``alembic check`` run by hand and every
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
@@ -18,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from . import telemetry
 from .core.config import Settings, load_settings
 from .core.errors import StoreUnavailable
 from .core.runtime import ADVISORY_LOCK_KEY, Runtime
@@ -87,7 +89,9 @@ def lock_and_limit(connection: Connection, settings: Settings, *, per_transactio
     """
     connection.commit()  # the lease is taken outside any transaction of the caller's
     lease = Lease(settings.require_url("postgres"))
+    began = time.perf_counter()
     lease.acquire()
+    telemetry.lock_waited(time.perf_counter() - began)  # near zero unless another runner held the lease
     connection.info[_LEASE] = lease
     if per_transaction:
         def begin(conn: Connection) -> None:

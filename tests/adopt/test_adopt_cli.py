@@ -86,7 +86,9 @@ def test_stamp_as_a_role_that_cannot_write_is_one_sentence(tmp_path, pg_url, mon
     assert inspected.exit_code == 0, inspected.output   # reading the catalog needs no privilege
     result = run("stamp", "head")
     assert result.exit_code == 2
-    assert result.output.startswith(f"error: Stamping Postgres at postgresql://{role}:***@")
+    # the lease every runner takes first is where this role is refused: before anything is stamped
+    assert result.output.startswith(f"error: Taking the migration lease sovren_db.migration_lease at "
+                                    f"postgresql://{role}:***@"), result.output
     assert "permission denied" in result.output and "hunter2" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     run_sql(pg_url, f"DROP OWNED BY {role}; DROP ROLE {role}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from urllib.parse import quote
 
@@ -67,7 +68,8 @@ def run(*args: str):
 def one_line(result) -> str:
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
-    assert "Traceback" not in result.output and "securepass" not in result.output
+    assert "Traceback" not in result.output
+    assert not re.search(r"://[^/@\s]*:(?!\*\*\*@)[^@\s]+@", result.output), result.output  # no password shown
     return lines[0]
 
 

@@ -42,9 +42,10 @@ class Inspected:
     serials: list[tuple[str, str, str]] = field(default_factory=list)     # (table, column, nextval default)
 
 
+# sovren_db is the tool's own bookkeeping (migration lease, backfill progress), never a declaration.
 _SCHEMAS = """
 SELECT nspname FROM pg_namespace
- WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND nspname NOT LIKE 'pg_temp_%'
+ WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'sovren_db') AND nspname NOT LIKE 'pg_temp_%'
    AND nspname NOT LIKE 'pg_toast_temp_%' AND nspname <> current_schema()
    AND EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = pg_namespace.oid AND c.relkind IN ('r', 'p', 'v'))
    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass

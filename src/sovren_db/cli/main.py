@@ -39,6 +39,8 @@ COMMANDS = {
     "baseline": ("sovren_db.cli.adopt:baseline", 'Write the first revision of the chain, equal to the declarations.'),
     "stamp": ("sovren_db.cli.adopt:stamp", 'Record REVISION as applied in every store without running it, adopting matching policies and functions.'),
     "mongo": ("sovren_db.cli.mongo_cmd:mongo", 'MongoDB collections: validators, indexes, shard keys and zones.'),
+    "doctor": ("sovren_db.cli.doctor:doctor", "Examine every store against Sovren's thresholds ([tool.sovren-db.doctor]) and name each fix."),
+    "metrics": ("sovren_db.cli.metrics:metrics", "Print the declared schema's health and H.4's measures in the Prometheus text format, once."),
     "redis": ("sovren_db.cli.redis_cmd:redis", 'Redis key conventions: audit the keyspace, list families, show the registry.'),
 }
 

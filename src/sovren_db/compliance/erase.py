@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import psycopg
 from psycopg import sql
 
+from .. import telemetry
 from ..commands import Outcome
 from ..core.errors import Refused, SovrenError, first_line
 from ..core.findings import Finding
@@ -82,6 +83,7 @@ def plan_steps(pii: PiiMap) -> list[Step]:
             *(Step("postgres", t.table, t.erase) for t in pii.tables)]
 
 
+@telemetry.traced("erase", "dry_run")  # never the subject
 def erase(settings: "Settings", subject: str, *, dry_run: bool = False, allow_protected: bool = False,
           after_step: Callable[[str], None] | None = None) -> Outcome:
     """Erase (or with ``dry_run`` only count) everything of ``subject``; see the module docstring."""
@@ -222,13 +224,10 @@ class Eraser:
     def run(self, step: Step) -> int:
         """Do the step and record it (in the same transaction for Postgres); returns how many went."""
         try:
-            if step.store == "postgres":
-                count = self._postgres_step(step)
-            elif step.store == "mongo":
-                count = self.backends["mongo"].db[step.location].delete_many(
-                    {self._mongo_field(step): self.value}).deleted_count
-            else:
-                count = len(self._redis_keys(step, dry_run=False))
+            with telemetry.span(f"erase {step.store}", store=step.store, object=step.location,
+                                action=step.action) as span:
+                count = self._erase(step)
+                span.set_attribute("sovren_db.rows", count)
             record_step(self.conn, self.hash, step.name, {"count": count})
             self.conn.commit()
             return count
@@ -239,6 +238,14 @@ class Eraser:
             reason = first_line(exc)
             raise ErasureFailed(f"Erasure step {step.name} failed and was not recorded ({reason.rstrip('.')}); "
                                 "the steps done before it are kept: run erase again to finish.") from None
+
+    def _erase(self, step: Step) -> int:
+        if step.store == "postgres":
+            return self._postgres_step(step)
+        if step.store == "mongo":
+            return self.backends["mongo"].db[step.location].delete_many(
+                {self._mongo_field(step): self.value}).deleted_count
+        return len(self._redis_keys(step, dry_run=False))
 
     def _redis_keys(self, step: Step, *, dry_run: bool) -> list[bytes]:
         from ..redis.erase import erase_subject

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from sqlalchemy import event, text
 
+from .. import telemetry
 from .errors import ConfigError, MigrationFailed, SovrenError, first_line
 from .guard import refuse_destructive
 from .storeops import StoreOp, op_from_record
@@ -215,6 +216,11 @@ class Runtime:
         self.applied.append((revision, direction))
 
         position = revision if step.is_upgrade else (step.down_revision_ids[0] if step.down_revision_ids else None)
+        with telemetry.revision(revision, direction):
+            self._apply_revision_steps(ctx, revision, direction, pending, position)
+
+    def _apply_revision_steps(self, ctx: "MigrationContext", revision: str, direction: str,
+                              pending: list[StoreOp], position: str | None) -> None:
         for store in STORE_ORDER:
             steps = [op for op in pending if op.store == store]
             if store in self.stores:
@@ -291,7 +297,8 @@ def run_step(backend: StoreBackend, key: str, op: StoreOp, revision: str) -> Non
     """Run ``op`` and record it in the ledger with the step that undoes it (read from the store first)."""
     try:
         undo = backend.undo_of(op)
-        backend.execute(op)
+        with telemetry.span(f"{op.store} {op.op_name}", store=op.store, step=key, revision=revision):
+            backend.execute(op)
     except SovrenError:
         raise
     except Exception as exc:  # the driver's own error: name the step, keep one sentence

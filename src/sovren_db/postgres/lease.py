@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from ..core.errors import ConfigError, Refused
+from ..core.errors import ConfigError, MigrationFailed, Refused, first_line
+from ..core.urls import redact, redact_text
 from .replicas import refuse_standby
 
 SCHEMA = "sovren_db"
@@ -86,7 +87,13 @@ class Lease:
     def acquire(self, poll: float = 0.2) -> None:
         with _connect(self.url) as conn:
             refuse_standby(conn, self.url)
-            conn.execute(_DDL)
+            try:
+                conn.execute(_DDL)
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise MigrationFailed(
+                    f"Taking the migration lease {TABLE} at {redact(self.url)} failed: "
+                    f"{redact_text(first_line(exc), self.url)} (the role that migrates must be able to create "
+                    f"schema {SCHEMA}, or the schema owner must have created it once).") from None
             told = False
             while not self._try(conn):
                 if not told:

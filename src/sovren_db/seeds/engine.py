@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol
 
+from .. import telemetry
 from ..core.errors import ConfigError, Refused
 from ..core.runtime import Runtime
 from ..env import connect, lock_and_limit, unlock
@@ -90,6 +91,7 @@ class SeedReport:
                            for name, r in self.stores.items()}}
 
 
+@telemetry.traced("seed", "profile_name", "scale", "reset")
 def seed(settings: "Settings", profile_name: str, *, scale: float = 1, seed: int | None = None, reset: bool = False,
          allow_protected: bool = False, progress: Progress | None = None) -> SeedReport:
     """Seed every configured store with ``profile_name`` at ``scale``; see the module docstring."""
@@ -157,7 +159,9 @@ class Seeder:
         for store in STORE_ORDER:
             if store in todo:
                 began = time.perf_counter()
-                counts = getattr(self, f"_load_{store}")(plan)
+                with telemetry.span(f"seed {store}", store=store) as span:
+                    counts = getattr(self, f"_load_{store}")(plan)
+                    span.set_attribute("sovren_db.rows", sum(counts.values()))
                 report.stores[store] = StoreResult("seeded", counts, time.perf_counter() - began,
                                                    report.stores.get(store, StoreResult("")).deleted)
         report.stores = {s: report.stores[s] for s in STORE_ORDER if s in report.stores}

@@ -164,7 +164,9 @@ def local_password(folder: Path) -> str:
     return password
 
 
-def start_postgres(base: Path, port: int | None = None) -> Server:
+def start_postgres(base: Path, port: int | None = None, *, preload: str = "pg_stat_statements") -> Server:
+    """A PostgreSQL server on loopback; ``preload`` is its shared_preload_libraries (doctor reads
+    statement times from pg_stat_statements)."""
     initdb, pg_ctl = find_pg_bin("initdb"), find_pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         raise ServerUnavailable(
@@ -188,11 +190,12 @@ def start_postgres(base: Path, port: int | None = None) -> Server:
                              "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"]), "initdb")
         pwfile.unlink()
     options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
+               f"-c shared_preload_libraries={preload or ''}")
     _run(_as_user(user, [pg_ctl, "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"]),
          "pg_ctl start", log)
     pid = int((data / "postmaster.pid").read_text().split()[0])
-    _create_database(root, port, user)
+    _create_database(root, port, user, preload)
     return Server("postgres", local_url("postgres", port, password), port, pid, str(data), run_as=user, log=str(log))
 
 
@@ -204,7 +207,7 @@ def local_url(store: str, port: int, password: str | None = None) -> str:
     return f"redis://{auth}127.0.0.1:{port}/0"
 
 
-def _create_database(socket_dir: Path, port: int, user: str | None) -> None:
+def _create_database(socket_dir: Path, port: int, user: str | None, preload: str) -> None:
     import psycopg
 
     with psycopg.connect(host=str(socket_dir), port=port, user=PG_USER, dbname="postgres",
@@ -212,6 +215,11 @@ def _create_database(socket_dir: Path, port: int, user: str | None) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DATABASE,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+    if "pg_stat_statements" not in preload:
+        return
+    with psycopg.connect(host=str(socket_dir), port=port, user=PG_USER, dbname=PG_DATABASE,
+                         autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
 
 
 def _run(argv: list[str], what: str, log: str | Path | None = None) -> None:
@@ -247,7 +255,7 @@ def start_redis(base: Path, port: int | None = None, *, password: str | None = N
     pidfile.unlink(missing_ok=True)   # left by a server killed with -9: it would pass for the new one's
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(base), "--save", "",
             "--appendonly", "yes" if persist else "no", "--daemonize", "yes", "--pidfile", str(pidfile),
-            "--logfile", str(log)]
+            "--logfile", str(log), "--enable-debug-command", "local"]  # DEBUG SLEEP: doctor's latency tests
     if password:
         argv += ["--requirepass", password]
     if cluster:

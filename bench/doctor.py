@@ -1,0 +1,223 @@
+"""Benchmark: what watching costs. doctor and the exporter against the baselines they are held to.
+
+Run as ``.venv/bin/python bench/doctor.py`` (``--smoke``: a tiny size, a few
+seconds). It starts its own Postgres (pg_stat_statements preloaded) and Redis,
+builds the 300-table project of bench/big_schema.py (40 tables x 30 monthly
+partitions = 1,200 partitions) applied as postgres_check.py does, fills Redis
+with 1,000,000 keys (DEBUG POPULATE), then measures in the same run:
+
+1. drift in process (``commands.check``) against the bulk catalog read it
+   needs (``read_catalog``): target at most 5x;
+2. ``commands.doctor`` against ``commands.check`` on the same database:
+   target at most 3x;
+3. 1,000 scrapes of ``metrics serve``'s /metrics from 10 concurrent clients
+   while drift collections run back to back, against prometheus_client
+   serving the same metric families from a static collector: p99 target at
+   most 2x;
+4. the commands one Redis collection and one keyspace sample send, from
+   INFO commandstats, at this keyspace size (bounded: see docs).
+
+Figures are best of ``--runs``; ratios are printed with their targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import redis
+from prometheus_client import start_http_server
+from prometheus_client.registry import CollectorRegistry
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from big_schema import generate, write_project  # noqa: E402
+from postgres_check import analyze, apply_sovren_objects, create_database, create_tables  # noqa: E402
+from smoke import parse_with_smoke  # noqa: E402
+
+from sovren_db import commands, services  # noqa: E402
+from sovren_db.core.config import load_settings  # noqa: E402
+from sovren_db.doctor import collect, load_thresholds  # noqa: E402
+from sovren_db.env import sqlalchemy_url  # noqa: E402
+from sovren_db.metrics import Exporter  # noqa: E402
+from sovren_db.postgres.declared import load_schema  # noqa: E402
+from sovren_db.postgres.live import read_catalog  # noqa: E402
+
+
+def best(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - began)
+    return min(times)
+
+
+def _cpu(fn) -> float:
+    """CPU seconds of this process: what other load on a shared machine disturbs least."""
+    began = time.process_time()
+    fn()
+    return time.process_time() - began
+
+
+def set_up(server_url: str, tmp: Path, args: argparse.Namespace) -> Path:
+    specs = generate(args.seed, args.tables, args.partitioned)
+    project = tmp / "project"
+    write_project(project, specs)
+    url = create_database(server_url, "bench_doctor")
+    schema = load_schema(project / "postgres")
+    create_tables(url, schema.metadata)
+    apply_sovren_objects(url, schema)
+    analyze(url)
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    print(f"schema: {len(specs)} tables, {sum(1 for s in specs if s.partitioned)} partitioned")
+    return project, url
+
+
+def drift_vs_catalog(settings, url: str, runs: int) -> float:
+    schema = load_schema(settings.postgres_dir)
+    engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
+    with engine.connect() as conn:
+        read_catalog(conn, schema.declared_roles)  # warm
+        catalog = best(lambda: read_catalog(conn, schema.declared_roles), runs)
+    engine.dispose()
+    commands.check(settings)  # warm: imports, declarations
+    drift = best(lambda: commands.check(settings), runs)
+    cpu = min(_cpu(lambda: commands.check(settings)) for _ in range(runs))
+    ratio = drift / catalog
+    print(f"1. drift in process {drift:.3f} s (CPU {cpu:.3f} s), bulk catalog read {catalog:.3f} s: "
+          f"{ratio:.1f}x (target <= 5)")
+    return drift
+
+
+def doctor_vs_check(settings, check_seconds: float, runs: int) -> None:
+    commands.doctor(settings)
+    doctor = best(lambda: commands.doctor(settings), runs)
+    print(f"2. doctor {doctor:.3f} s, check {check_seconds:.3f} s: {doctor / check_seconds:.1f}x (target <= 3)")
+
+
+def scrape_p99(port: int, scrapes: int, clients: int) -> float:
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def one(_: int) -> float:
+        began = time.perf_counter()
+        urllib.request.urlopen(url, timeout=30).read()
+        return time.perf_counter() - began
+
+    with ThreadPoolExecutor(clients) as pool:
+        times = sorted(pool.map(one, range(scrapes)))
+    return times[max(0, int(len(times) * 0.99) - 1)]
+
+
+def scrapes_under_drift(settings, scrapes: int, clients: int, isolate: bool) -> None:
+    exporter = Exporter(settings, load_thresholds(settings.root))
+    exporter.run_all()
+    if isolate:
+        exporter.isolate()
+    server, _ = start_http_server(0, "127.0.0.1", exporter.registry())
+    stop = threading.Event()
+
+    def drift_loop() -> None:
+        while not stop.is_set():
+            exporter.run("schema")
+
+    worker = threading.Thread(target=drift_loop, daemon=True)
+    worker.start()
+    try:
+        served = scrape_p99(server.server_address[1], scrapes, clients)
+    finally:
+        stop.set()
+        worker.join()
+        exporter.close()
+        server.shutdown()
+    frozen = list(exporter.collect())
+
+    class Static:
+        def collect(self):
+            return iter(frozen)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Static())
+    plain, _ = start_http_server(0, "127.0.0.1", registry)
+    try:
+        baseline = scrape_p99(plain.server_address[1], scrapes, clients)
+    finally:
+        plain.shutdown()
+    where = "in a worker process, as metrics serve runs them" if isolate else "in a thread"
+    print(f"3. {scrapes} scrapes from {clients} clients during drift collections ({where}): p99 {served * 1000:.1f} ms, "
+          f"prometheus_client alone {baseline * 1000:.1f} ms: {served / baseline:.1f}x (target <= 2)")
+
+
+def redis_commands(settings, redis_url: str, keys: int) -> None:
+    """One redis collection, then one keyspace sample against Sovren's own conventions (redis/)."""
+    from sovren_db.doctor.model import Examination
+    from sovren_db.doctor.schema import redis_keys
+    from sovren_db.redis.backend import RedisBackend
+    from sovren_db.redis.declared import load_declarations
+
+    client = redis.Redis.from_url(redis_url)
+    client.execute_command("DEBUG", "POPULATE", keys, "bench")
+    limits = load_thresholds(settings.root)
+    backend = RedisBackend(settings)
+    backend.connect()
+    declared = load_declarations(HERE.parent / "redis")
+    for what, run in (("redis collection", lambda: collect("redis", settings, limits)),
+                      (f"keyspace sample (key_sample {limits.key_sample})",
+                       lambda: redis_keys(backend, declared, limits, Examination("schema")))):
+        client.config_resetstat()
+        began = time.perf_counter()
+        run()
+        seconds = time.perf_counter() - began
+        calls = sum(int(v["calls"]) for k, v in client.info("commandstats").items() if k != "cmdstat_config|resetstat")
+        print(f"4. {what}: {calls} commands in {seconds:.3f} s at {client.dbsize():,} keys")
+    backend.close()
+    client.close()
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tables", type=int, default=300)
+    parser.add_argument("--partitioned", type=int, default=40)
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--scrapes", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=20260101)
+    return parse_with_smoke(parser, tables=12, partitioned=2, keys=5_000, scrapes=100, runs=1)
+
+
+def main() -> int:
+    args = parse_args()
+    with tempfile.TemporaryDirectory(prefix="sovren-bench-doctor-") as tmp:
+        postgres = services.start_postgres(Path(tmp) / "postgres")
+        redis_server = services.start_redis(Path(tmp) / "redis")
+        try:
+            project, url = set_up(postgres.url, Path(tmp), args)
+            postgres_only = load_settings(project, environ={"POSTGRES_URL": url}, strict=False)
+            check = drift_vs_catalog(postgres_only, url, args.runs)
+            doctor_vs_check(postgres_only, check, args.runs)
+            scrapes_under_drift(postgres_only, args.scrapes, 10, isolate=False)
+            scrapes_under_drift(postgres_only, args.scrapes, 10, isolate=True)
+            redis_commands(load_settings(project, environ={"POSTGRES_URL": url, "REDIS_URL": redis_server.url},
+                                         strict=False), redis_server.url, args.keys)
+        finally:
+            services.stop(postgres)
+            services.stop(redis_server)
+            shutil.rmtree(Path(postgres.data_dir).parent, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
