@@ -9,6 +9,7 @@ schema.add(
     Extension("pgcrypto"),  # digest() for the audit chain, pgp_sym_* for Appendix G.3
     *security.roles,
     *audit.functions,
+    *security.functions,
     *security.row_security,
     *security.policies,
     *audit.triggers,

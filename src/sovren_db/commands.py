@@ -26,6 +26,7 @@ from .core.urls import redact_text
 from .drift import findings_from_ops
 from .env import connected
 from .env import current_heads as heads_of
+from .postgres.checks import check_findings as postgres_check_findings
 from .postgres.safe import retry_on_lock_timeout
 
 
@@ -260,6 +261,7 @@ def check(settings: Settings, *, data: bool = False) -> Outcome:
         findings += _store_findings(settings, runtime, data=data)
         findings += _lockstep_findings(settings, runtime)
         findings += pii_findings(settings)
+        findings += postgres_check_findings(settings)
     finally:
         runtime.close()
     failing = [f for f in findings if f.severity == "error"]

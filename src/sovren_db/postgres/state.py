@@ -45,6 +45,9 @@ class Role:
         return self.name
 
 
+VOLATILITIES = ("VOLATILE", "STABLE", "IMMUTABLE")
+
+
 @dataclass(frozen=True)
 class Function:
     name: str
@@ -54,13 +57,18 @@ class Function:
     language: str = "plpgsql"
     security_definer: bool = False
     search_path: str | None = None
+    volatility: str = "VOLATILE"   # IMMUTABLE for CHECK constraints, STABLE for policies
+
+    def __post_init__(self) -> None:
+        if self.volatility not in VOLATILITIES:
+            raise ValueError(f"Function {self.name}: volatility must be one of {', '.join(VOLATILITIES)}")
 
     @property
     def key(self) -> str:
         return f"{self.name}({self.args})"
 
     def definition(self) -> str:
-        options = [f"LANGUAGE {self.language}"]
+        options = [f"LANGUAGE {self.language}", self.volatility]
         if self.security_definer:
             options.append("SECURITY DEFINER")
         if self.search_path:
@@ -73,6 +81,7 @@ class Function:
                 and self.returns.lower() == other.returns.lower()
                 and self.language == other.language
                 and self.security_definer == other.security_definer
+                and self.volatility == other.volatility
                 and (self.search_path or "") == (other.search_path or ""))
 
 
