@@ -25,6 +25,9 @@ TENANT_BODY = '''
                 THEN pg_catalog.current_setting('app.user_id', true)::pg_catalog.uuid END
     '''
 
+CARD_COLUMNS = ('provider', 'provider_token', 'raw_card_number')
+PCI_CONSTRAINTS = [*(f'payments_{c}_no_card_number' for c in CARD_COLUMNS), 'payments_card_last4_four_digits']
+
 # The tenant policies' expression before this revision (a non-UUID app.user_id raised an error).
 PREVIOUS_TENANT = "user_id = NULLIF(current_setting('app.user_id', true), '')::uuid"
 
@@ -124,6 +127,37 @@ def upgrade() -> None:
         permissive=True,
     )
 
+    op.create_function(
+        name='sovren_has_card_number',
+        args='value text',
+        returns='boolean',
+        body='''
+    SELECT EXISTS (
+        SELECT 1
+          FROM pg_catalog.regexp_matches(value, '[0-9](?:[ -]*[0-9]){12,}', 'g') AS run(found)
+         CROSS JOIN LATERAL (SELECT pg_catalog.reverse(pg_catalog.translate(run.found[1], ' -', '')) AS digits) AS d
+         WHERE pg_catalog.length(d.digits) <= 19
+           AND (SELECT pg_catalog.sum(CASE WHEN i % 2 = 1 THEN n WHEN n > 4 THEN 2 * n - 9 ELSE 2 * n END)
+                  FROM (SELECT i, pg_catalog.substr(d.digits, i, 1)::int AS n
+                          FROM pg_catalog.generate_series(1, pg_catalog.length(d.digits)) AS i) AS position
+               ) % 10 = 0
+    )
+    ''',
+        language='sql',
+        security_definer=False,
+        search_path=None,
+        volatility='IMMUTABLE',
+    )
+    # PCI scope (postgres/pci.py): added NOT VALID under a brief lock, validated below without blocking writes.
+    for column in CARD_COLUMNS:
+        op.create_check_constraint_not_valid(f'payments_{column}_no_card_number', 'payments',
+                                             f'NOT sovren_has_card_number({column})')
+    op.create_check_constraint_not_valid('payments_card_last4_four_digits', 'payments', "card_last4 ~ '^[0-9]{4}$'")
+
+    with op.get_context().autocommit_block():
+        for name in PCI_CONSTRAINTS:
+            op.validate_constraint(name, 'payments')
+
     # payments holds data: index built without blocking writes
     with op.get_context().autocommit_block():
         op.create_index_concurrently('ix_payments_transaction_id', 'payments', ['transaction_id'], unique=False)
@@ -180,6 +214,9 @@ def downgrade() -> None:
         roles=('sovren_app',),
         permissive=True,
     )
+    for name in PCI_CONSTRAINTS:
+        op.execute(f'ALTER TABLE payments DROP CONSTRAINT IF EXISTS {name}')
+    op.drop_function(name='sovren_has_card_number', args='value text', returns='boolean', body='', language='sql')
     for table in ('users', 'operations', 'transactions', 'payments'):
         op.replace_policy(name=f'{table}_tenant_isolation', table=table, using=PREVIOUS_TENANT,
                           check=PREVIOUS_TENANT, command='ALL', roles=('sovren_app',), permissive=True)

@@ -9,6 +9,8 @@
   index: every delete or key update of the referenced table scans the
   referencing one (``seed --reset`` sat 27 minutes on one DELETE of
   transactions while payments.transaction_id had no index). Read live.
+- ``pci-unchecked``: a column of a table in PCI scope without its card
+  number constraint (:mod:`.pci`). Read live.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 
 from ..core.findings import Finding
+from .pci import pci_findings
 from .state import Grant, PersonalData, Role, RowSecurity, Schema
 
 if TYPE_CHECKING:
@@ -33,9 +36,10 @@ def check_findings(settings: "Settings") -> list[Finding]:
     from ..env import connected
 
     schema = load_schema(settings.postgres_dir)
+    where = _shown(settings)
     with connected(settings) as conn:
-        unindexed = unindexed_foreign_keys(conn)
-    return row_security_findings(schema, _shown(settings)) + unindexed
+        live = unindexed_foreign_keys(conn) + pci_findings(schema, conn, where)
+    return row_security_findings(schema, where) + live
 
 
 def _shown(settings: "Settings") -> str:

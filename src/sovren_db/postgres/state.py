@@ -260,7 +260,33 @@ class Encrypted:
         return f"{self.table}.{self.column}"
 
 
-KINDS = (Extension, Role, Function, RowSecurity, Policy, Trigger, Grant, PartitionRule, PersonalData, Encrypted)
+@dataclass(frozen=True)
+class PciScope:
+    """``table`` is in PCI DSS scope: none of its text columns may hold a card number (PAN).
+
+    Each of ``columns`` (default: every text column able to hold 13 characters)
+    needs a validated CHECK constraint calling ``function`` on it
+    (:data:`sovren_db.postgres.pci.has_card_number`), and each of ``last4`` one
+    allowing four digits only. ``sovren-db check`` verifies them in the catalog.
+    Not DDL: the constraints are declared on the table.
+    """
+
+    table: str
+    columns: tuple[str, ...] = ()
+    last4: tuple[str, ...] = ()
+    function: str = "sovren_has_card_number"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "last4", tuple(self.last4))
+
+    @property
+    def key(self) -> str:
+        return self.table
+
+
+KINDS = (Extension, Role, Function, RowSecurity, Policy, Trigger, Grant, PartitionRule, PersonalData, Encrypted,
+         PciScope)
 
 
 @dataclass
