@@ -8,6 +8,7 @@ serves ``alembic upgrade head`` / ``alembic check`` run by hand and every
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
@@ -71,12 +72,21 @@ def _reason(exc: OperationalError) -> str:
     return first.replace("FATAL: ", "")
 
 
+LOCK_POLL_SECONDS = 0.2
+
+
 def lock_and_limit(connection: Connection, settings: Settings) -> None:
     """Serialise runners with one advisory lock, then bound every statement's waits."""
-    got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY}).scalar()
+    try_lock = text("SELECT pg_try_advisory_lock(:k)")
+    got = connection.execute(try_lock, {"k": ADVISORY_LOCK_KEY}).scalar()
     if not got:
         print("sovren-db: another migration holds the lock; waiting for it to finish...", file=sys.stderr)
-        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+    while not got:
+        # Poll with no transaction open in between: a blocking pg_advisory_lock() keeps its statement's
+        # snapshot, which the running migration's CREATE INDEX CONCURRENTLY waits for: a deadlock.
+        connection.rollback()
+        time.sleep(LOCK_POLL_SECONDS)
+        got = connection.execute(try_lock, {"k": ADVISORY_LOCK_KEY}).scalar()
     connection.execute(text("SELECT set_config('lock_timeout', :v, false)"), {"v": settings.lock_timeout})
     connection.execute(text("SELECT set_config('statement_timeout', :v, false)"), {"v": settings.statement_timeout})
     connection.commit()  # end the implicit transaction so that Alembic runs one per revision

@@ -208,8 +208,11 @@ class PersonalData:
     ``delete`` them, ``anonymise`` them (``anonymise`` maps each column to the
     SQL expression it is set to; the subject column must be among them) or
     ``retain`` them (``reason`` says why, e.g. an immutable audit trail).
-    ``columns`` names the columns holding personal data. Not DDL: the
-    Postgres plugin ignores this kind; :mod:`sovren_db.compliance` reads it.
+    ``columns`` names the columns holding personal data; ``identifying``
+    those whose values identify the subject wherever they are copied (an
+    email, a username): ``sovren-db erase --verify`` looks for them in every
+    store. Not DDL: the Postgres plugin ignores this kind;
+    :mod:`sovren_db.compliance` reads it.
     """
 
     table: str
@@ -218,11 +221,13 @@ class PersonalData:
     erase: str = "delete"
     anonymise: tuple[tuple[str, str], ...] = ()
     reason: str = ""
+    identifying: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.anonymise, dict):
             object.__setattr__(self, "anonymise", tuple(sorted(self.anonymise.items())))
         object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "identifying", tuple(self.identifying))
         if self.erase not in ERASE_RULES:
             raise ValueError(f"PersonalData {self.table}: erase must be one of {', '.join(ERASE_RULES)}, "
                              f"not {self.erase!r}")

@@ -91,6 +91,8 @@ class KeyFamily:
     groups: tuple[str, ...] = ()
     foreign: bool = False
     renamed_from: str | None = field(default=None, compare=False)
+    # The field naming the subject inside each stream entry, hash or JSON string (the key does not name it).
+    subject_field: str | None = None
 
     @cached_property
     def parsed(self) -> KeyPattern:
@@ -112,6 +114,8 @@ class KeyFamily:
             "pii": self.pii, "subject": self.subject, "owner": self.owner, "description": self.description,
             "max_elements": self.max_elements, "max_bytes": self.max_bytes, "hash_tag": self.hash_tag,
             "groups": list(self.groups), "foreign": self.foreign,
+            # only when set, so that the published form of the other families does not change
+            **({"subject_field": self.subject_field} if self.subject_field else {}),
         }
 
     @classmethod
