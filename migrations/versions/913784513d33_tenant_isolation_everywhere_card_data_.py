@@ -267,15 +267,14 @@ def upgrade() -> None:
         roles=('sovren_readonly',),
         permissive=True,
     )
-
     op.create_function(
-        name='sovren_has_card_number',
+        name='sovren_luhn_card_run',
         args='value text',
         returns='boolean',
         body='''
     SELECT EXISTS (
         SELECT 1
-          FROM pg_catalog.regexp_matches(value, '[0-9](?:[ -]*[0-9]){12,}', 'g') AS run(found)
+          FROM pg_catalog.regexp_matches(value, '(?<![0-9A-Za-z])[0-9](?:[ -]*[0-9]){12,}(?![0-9A-Za-z])', 'g') AS run(found)
          CROSS JOIN LATERAL (SELECT pg_catalog.reverse(pg_catalog.translate(run.found[1], ' -', '')) AS digits) AS d
          WHERE pg_catalog.length(d.digits) <= 19
            AND (SELECT pg_catalog.sum(CASE WHEN i % 2 = 1 THEN n WHEN n > 4 THEN 2 * n - 9 ELSE 2 * n END)
@@ -283,6 +282,18 @@ def upgrade() -> None:
                           FROM pg_catalog.generate_series(1, pg_catalog.length(d.digits)) AS i) AS position
                ) % 10 = 0
     )
+    ''',
+        language='sql',
+        security_definer=False,
+        search_path=None,
+        volatility='IMMUTABLE',
+    )
+    op.create_function(
+        name='sovren_has_card_number',
+        args='value text',
+        returns='boolean',
+        body='''
+    SELECT value OPERATOR(pg_catalog.~) '(?<![0-9A-Za-z])[0-9](?:[ -]*[0-9]){12,}(?![0-9A-Za-z])' AND sovren_luhn_card_run(value)
     ''',
         language='sql',
         security_definer=False,
@@ -362,7 +373,8 @@ def downgrade() -> None:
         op.redis_declare_family(family=before, previous=after)
     for name in PCI_CONSTRAINTS:
         op.execute(f'ALTER TABLE payments DROP CONSTRAINT IF EXISTS {name}')
-    op.drop_function(name='sovren_has_card_number', args='value text', returns='boolean', body='', language='sql')
+    for name in ('sovren_has_card_number', 'sovren_luhn_card_run'):
+        op.drop_function(name=name, args='value text', returns='boolean', body='', language='sql')
     for table in ('users', 'operations', 'transactions', 'payments'):
         op.replace_policy(name=f'{table}_tenant_isolation', table=table, using=PREVIOUS_TENANT,
                           check=PREVIOUS_TENANT, command='ALL', roles=('sovren_app',), permissive=True)

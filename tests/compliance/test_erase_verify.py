@@ -129,3 +129,12 @@ def test_needles_match_plain_values_and_hashed_words():
     assert needles.found_in('{"userId": "5EED0000-0000-8000-8000-000000000001"}')
     assert needles.found_in("reply to <Ann@X.io> today")
     assert not needles.found_in("reply to <hannah@x.io> today")
+
+
+@pytest.mark.parametrize("args, says", [
+    (("--subject", "not-a-uuid"), "--subject must be a UUID"),
+    (("--subject", "5eed0000-0000-8000-8000-000000000001", "--dry-run"), "--verify erases nothing already"),
+])
+def test_bad_input_to_the_sweep_is_one_sentence_and_exit_2(triad, args, says):
+    result = run("erase", "--verify", *args)
+    assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
