@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from sovren_db import commands, services  # noqa: E402
 from sovren_db.core.config import load_settings  # noqa: E402
 from sovren_db.core.urls import with_database  # noqa: E402
+from smoke import parse_with_smoke  # noqa: E402
 
 PLAIN = "CREATE TABLE {name} (payment_id uuid PRIMARY KEY, provider varchar(50) NOT NULL, " \
         "provider_token text NOT NULL, card_last4 char(4), raw_card_number text)"
@@ -102,10 +103,7 @@ def main() -> None:
     parser.add_argument("--children", type=int, default=200_000)
     parser.add_argument("--deletes", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check that the script runs")
-    args = parser.parse_args()
-    if args.smoke:
-        args.rows, args.children, args.deletes, args.repeat = 2_000, 5_000, 50, 1
+    args = parse_with_smoke(parser, rows=2_000, children=5_000, deletes=50, repeat=1)
     with tempfile.TemporaryDirectory(prefix="sovren-bench-guards-") as tmp:
         server = services.start_postgres(Path(tmp) / "postgres")
         try:
