@@ -293,7 +293,7 @@ def upgrade() -> None:
         args='value text',
         returns='boolean',
         body='''
-    SELECT value OPERATOR(pg_catalog.~) '(?<![0-9A-Za-z])[0-9](?:[ -]*[0-9]){12,}(?![0-9A-Za-z])' AND sovren_luhn_card_run(value)
+    SELECT value OPERATOR(pg_catalog.~) '(?<![0-9A-Za-z])[0-9](?:[ -]*[0-9]){12,}(?![0-9A-Za-z])' AND public.sovren_luhn_card_run(value)
     ''',
         language='sql',
         security_definer=False,
