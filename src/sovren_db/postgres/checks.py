@@ -96,7 +96,8 @@ def leads(index_columns: list[str] | tuple[str, ...], key_columns: list[str] | t
 
 
 # Foreign keys of the current schema (a partitioned table's own, not its partitions' clones) and the
-# complete (non-partial) indexes of their table, column names in key order (expressions: NULL).
+# complete (non-partial) valid indexes of their table (a CREATE INDEX CONCURRENTLY killed half-way
+# leaves an invalid one, which no query uses), column names in key order (expressions: NULL).
 _FOREIGN_KEYS = """
 SELECT c.conname, t.relname AS "table", r.relname AS parent,
        ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY AS k(num, pos)
@@ -104,7 +105,8 @@ SELECT c.conname, t.relname AS "table", r.relname AS parent,
        COALESCE((SELECT json_agg(ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(num, pos)
                                          LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.num
                                         ORDER BY k.pos))
-                   FROM pg_index i WHERE i.indrelid = c.conrelid AND i.indpred IS NULL), '[]') AS indexes
+                   FROM pg_index i WHERE i.indrelid = c.conrelid AND i.indpred IS NULL AND i.indisvalid), '[]')
+           AS indexes
   FROM pg_constraint c
   JOIN pg_class t ON t.oid = c.conrelid
   JOIN pg_class r ON r.oid = c.confrelid
