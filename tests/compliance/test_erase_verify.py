@@ -138,3 +138,31 @@ def test_needles_match_plain_values_and_hashed_words():
 def test_bad_input_to_the_sweep_is_one_sentence_and_exit_2(triad, args, says):
     result = run("erase", "--verify", *args)
     assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
+
+
+def test_the_sweep_reads_every_mongo_document(project, pg_url, mongo_url, monkeypatch):
+    """On a real mongod (skipped without one): a copy of the email in an undeclared field is found."""
+    import pymongo
+
+    from sovren_db import commands
+    from sovren_db.core.config import load_settings
+
+    from .conftest import seed_ci
+
+    monkeypatch.setenv("SOVREN_DB_STORES", "postgres,mongo")
+    monkeypatch.setenv("MONGO_URL", mongo_url)
+    settings = load_settings(project)
+    commands.migrate(settings)
+    seed_ci(settings)
+    client = pymongo.MongoClient(mongo_url)
+    db = client[settings.mongo_database]
+    subject = db.communications.find_one({}, {"userId": 1})["userId"]
+    with psycopg.connect(pg_url) as conn:
+        email = conn.execute("SELECT email FROM users WHERE user_id = %s", (subject,)).fetchone()[0]
+    assert run("erase", "--subject", subject).exit_code == 0
+    assert run("erase", "--verify", "--subject", subject).exit_code == 0
+    db.scratch_notes.insert_one({"note": {"forwarded": [f"Fwd: {email.upper()}"]}})
+    result = run("erase", "--verify", "--subject", subject, "--format", "json")
+    assert result.exit_code == 1
+    assert [f["object"] for f in json.loads(result.output)["findings"]] == ["collection scratch_notes"]
+    client.close()
