@@ -26,8 +26,10 @@ pgcrypto (AES-256), ASCII-armored because the column is text:
 from sovren_db.postgres.state import Encrypted, PersonalData
 
 personal_data = [
+    # username and email identify the person wherever they were copied: 'erase --verify' looks for them.
     PersonalData("users", "user_id",
-                 columns=("username", "email", "password_hash", "shadow_board", "last_login")),
+                 columns=("username", "email", "password_hash", "shadow_board", "last_login"),
+                 identifying=("username", "email")),
     PersonalData("subscriptions", "user_id"),
     PersonalData("transactions", "user_id"),
     PersonalData("payments", "user_id", columns=("provider_token", "card_last4")),

@@ -2,13 +2,15 @@
 
 from sovren_db.postgres import Extension, PartitionRule, Schema
 
-from . import audit, privacy, security, tables
+from . import audit, pci, privacy, security, tables
 
 schema = Schema(tables.metadata)
 schema.add(
     Extension("pgcrypto"),  # digest() for the audit chain, pgp_sym_* for Appendix G.3
     *security.roles,
     *audit.functions,
+    *security.functions,
+    *pci.functions,
     *security.row_security,
     *security.policies,
     *audit.triggers,
@@ -19,4 +21,5 @@ schema.add(
     # Issue 7: personal data and its erasure rule, encrypted columns (not DDL: read by the compliance commands).
     *privacy.personal_data,
     *privacy.encrypted,
+    *pci.scopes,
 )

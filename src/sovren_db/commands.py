@@ -31,6 +31,7 @@ from .env import connected
 from .locate import locate
 from .env import current_heads as heads_of
 from .postgres.lockwait import LockGuard, LockPolicy, RevisionLockWait
+from .postgres.checks import check_findings as postgres_check_findings
 from .postgres.safe import retry_on_lock_timeout
 
 
@@ -304,6 +305,7 @@ def check(settings: Settings, *, data: bool = False) -> Outcome:
         findings += _lockstep_findings(settings, runtime)
         findings += pii_findings(settings)
         compared = _compared(settings, runtime, data=data)
+        findings += postgres_check_findings(settings)
     finally:
         runtime.close()
     findings = locate(settings, findings)

@@ -59,7 +59,7 @@ def test_sovren_round_trip(repo_root, tmp_path, pg_url, second_pg_url):
     assert "PartitionRule('audit_log', 'created_at')" in schema and "Role('sovren_migrator', bypass_rls=True)" in schema
     assert not (tmp_path / "project" / "postgres" / "baseline.sql").exists()   # every partition follows the rule
     assert {f.object for f in steps["inspect"].findings} >= {"column users.email", "column users.username"}
-    assert scalar(second_pg_url, "SELECT count(*) FROM pg_policy") == 8
+    assert scalar(second_pg_url, "SELECT count(*) FROM pg_policy") == scalar(pg_url, "SELECT count(*) FROM pg_policy") >= 8
 
 
 def test_sovren_round_trip_with_redis(repo_root, tmp_path, pg_url, second_pg_url, redis_url):
@@ -124,7 +124,7 @@ def test_migrate_refuses_a_revision_of_another_chain(repo_root, tmp_path, pg_url
     adopted = settings_for(project, pg_url)
     commands.inspect(adopted)
     commands.baseline(adopted)
-    with pytest.raises(Refused, match=r"records revision b0423f0c320c, which is not in .*/project/migrations: "
+    with pytest.raises(Refused, match=r"records revision [0-9a-f]{12}, which is not in .*/project/migrations: "
                                       r"adopt it with 'sovren-db stamp REVISION' instead of migrating\."):
         commands.migrate(adopted)
     assert commands.stamp(adopted, "head").exit_code == 0

@@ -196,7 +196,10 @@ def test_downgrade_minus_one(project):
     run("migrate")
     result = run("downgrade", "-1")
     assert result.exit_code == 0, result.output
-    assert "to base" in result.output
+    from alembic.script import ScriptDirectory
+
+    previous = ScriptDirectory(str(project / "migrations")).get_revision(commands_head(project)).down_revision
+    assert f"to {previous or 'base'}" in result.output
 
 
 def commands_head(project: Path) -> str:

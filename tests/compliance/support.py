@@ -68,11 +68,32 @@ def redis_keys(redis_url: str) -> dict[bytes, bytes]:
 
 
 def redis_fingerprint(redis_url: str, subject: str) -> str:
+    """Everyone else's keys: those not named by the subject, without the stream entries and values naming it."""
     keys = redis_keys(redis_url)
+    client = redis.Redis.from_url(redis_url)
     digest = hashlib.sha256()
-    for key in sorted(k for k in keys if subject.encode() not in k):
-        digest.update(key + b"\0" + keys[key])
+    try:
+        for key in sorted(k for k in keys if subject.encode() not in k):
+            content = _others_content(client, key, keys[key], subject.encode())
+            if content is not None:
+                digest.update(key + b"\0" + content)
+    finally:
+        client.close()
     return digest.hexdigest()
+
+
+def _others_content(client: redis.Redis, key: bytes, dump: bytes, subject: bytes) -> bytes | None:
+    """What of the key is not the subject's (None: the whole key names the subject)."""
+    kind = client.type(key)
+    if kind == b"stream":
+        return repr([e for e in client.xrange(key) if subject not in e[1].values()]).encode()
+    if kind == b"hash":
+        values = client.hgetall(key)
+        return None if subject in values.values() else repr(sorted(values.items())).encode()
+    if kind == b"string":
+        value = client.get(key) or b""
+        return None if subject in value else value
+    return dump
 
 
 def erase_events(pg_url: str) -> list[tuple]:

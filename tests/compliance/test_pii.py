@@ -43,7 +43,8 @@ def test_sovren_declarations_cover_every_store_and_erase_children_first(copy):
     assert [r.table for r in pii.retained] == ["audit_log"]
     assert {c.collection for c in pii.collections} == {"executives", "communications", "scenario_simulations",
                                                       "analytics_payloads"}
-    assert {f.name for f in pii.families} == {"session", "session_devices", "ratelimit_user"}
+    assert {f.name for f in pii.families} == {"session", "session_devices", "ratelimit_user", "comms_outbox",
+                                              "comms_dead", "comms_status", "executive_cache", "analytics_cache"}
     assert [e.key for e in pii.encrypted] == ["payments.provider_token"]
     assert pii_findings(settings_of(copy)) == []
 

@@ -94,19 +94,19 @@ def test_autogenerate_writes_a_revision_for_a_new_policy(project, pg_url):
     commands.migrate(settings)
     security = project / "postgres" / "security.py"
     security.write_text(security.read_text() + (
-        "\npolicies.append(Policy('subscriptions_readonly_select', 'subscriptions', using='true',"
+        "\npolicies.append(Policy('subscriptions_active_select', 'subscriptions', using=\"status = 'active'\","
         " command='SELECT', roles=(READONLY,)))\n"))
-    out = commands.revision(settings_for(project), "readonly subscriptions", autogenerate=True)
+    out = commands.revision(settings_for(project), "active subscriptions", autogenerate=True)
     assert out.exit_code == 0
     written = out.data["written"][0]
     text = open(written).read()
-    assert "op.create_policy(" in text and "subscriptions_readonly_select" in text
+    assert "op.create_policy(" in text and "subscriptions_active_select" in text
     assert "op.drop_policy(" in text  # the downgrade
     commands.migrate(settings_for(project))
     assert commands.check(settings_for(project)).exit_code == 0
     commands.downgrade(settings_for(project), "-1")
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute("SELECT count(*) FROM pg_policy WHERE polname = 'subscriptions_readonly_select'"
+        assert conn.execute("SELECT count(*) FROM pg_policy WHERE polname = 'subscriptions_active_select'"
                             ).fetchone()[0] == 0
 
 

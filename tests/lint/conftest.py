@@ -14,7 +14,10 @@ from tests.integration.conftest import copy_project
 
 from alembic.script import ScriptDirectory
 
-INITIAL = ScriptDirectory(str(Path(__file__).resolve().parents[2] / "migrations")).get_base()
+# The head of the repository's chain: the revisions a test adds come after it, and lint looks at those only.
+_SCRIPT = ScriptDirectory(str(Path(__file__).resolve().parents[2] / "migrations"))
+INITIAL = _SCRIPT.get_current_head()
+CHAIN = [s.revision for s in reversed(list(_SCRIPT.walk_revisions()))]   # the repository's revisions, oldest first
 TEMPLATE = '''"""{doc}"""
 from alembic import op
 import sqlalchemy as sa

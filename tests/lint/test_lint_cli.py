@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from sovren_db import commands
 from sovren_db.cli.main import cli
 from sovren_db.core.config import load_settings
-from tests.lint.conftest import INITIAL, line_of
+from tests.lint.conftest import CHAIN, INITIAL, line_of
 
 
 def one_error_line(result) -> str:
@@ -111,7 +111,7 @@ def test_list_rules_names_every_code(lint_project):
     result = CliRunner().invoke(cli, ["lint", "--list-rules", "--format", "json"])
     rules = {r["code"]: r for r in json.loads(result.output)}
     assert {"MG101", "MG102", "MG103", "MG201", "MG301", "MG302", "RD101", "RD102", "RD201", "RD301",
-            "XS101", "XS102", "LN001", "LN002"} == set(rules)
+            "XS101", "XS102", "PG401", "LN001", "LN002"} == set(rules)
     assert rules["MG302"]["family"] == "safety" and rules["XS101"]["store"] == "cross-store"
 
 
@@ -122,7 +122,7 @@ def test_default_base_is_what_the_database_has_not_applied(lint_project, pg_url,
     run = CliRunner().invoke(cli, ["lint", "--format", "json"])
     assert run.exit_code == 0, run.output  # an empty database: the initial revision is pending too
     report = json.loads(run.output)
-    assert report["revisions"] == [INITIAL]
+    assert report["revisions"] == CHAIN
     assert report["findings"] == [] and {a["code"] for a in report["accepted"]} == \
         {"prefer-text-field", "prefer-timestamp-tz", "ban-char-field"}  # accepted in the revision, with a reason
     commands.migrate(load_settings(lint_project.root))

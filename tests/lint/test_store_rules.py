@@ -1,4 +1,4 @@
-"""Each Mongo, Redis and cross-store rule fires on a revision made to break it and stays quiet on the safe form.
+"""Each Postgres, Mongo, Redis and cross-store rule fires on a revision made to break it and stays quiet on the safe form.
 
 No server: ``lint --base`` runs the revisions offline.
 """
@@ -21,6 +21,7 @@ TTL_1D = {"name": "createdAt_ttl", "key": [["createdAt", 1]], "expireAfterSecond
 TTL_30D = {**TTL_1D, "expireAfterSeconds": 2592000}
 STRICT = {"$jsonSchema": {"bsonType": "object", "required": ["userId"],
                           "properties": {"userId": {"bsonType": "string"}}}}
+REFUND_OF = "op.add_column('payments', sa.Column('refund_of', sa.UUID()))"
 UNTYPED_NAME = {"name": "x", "pattern": "scratch:{id}", "type": "string"}
 
 # code -> (upgrade() that breaks the rule, the needle on the offending line, the safe upgrade())
@@ -51,6 +52,11 @@ CASES = {
     "RD301": (f"op.redis_declare_family(family={UNTYPED_NAME!r})", "redis_declare_family",
               f"op.redis_declare_family(family={{**{UNTYPED_NAME!r}, 'ttl': {{'policy': 'required', 'max': 60}}}})"),
     "XS101": ("op.drop_column('users', 'user_id')", "drop_column", "op.drop_column('users', 'last_login')"),
+    "PG401": (f"{REFUND_OF}\nop.create_foreign_key('payments_refund_of_fkey', 'payments', 'payments', ['refund_of'], "
+              "['payment_id'])", "create_foreign_key",
+              f"{REFUND_OF}\nop.create_index('ix_payments_refund_of', 'payments', ['refund_of', 'created_at'])\n"
+              "op.create_foreign_key('payments_refund_of_fkey', 'payments', 'payments', ['refund_of'], "
+              "['payment_id'])"),
 }
 
 
@@ -148,3 +154,19 @@ def test_a_link_to_nothing_is_a_warning(lint_project):
     [warning] = json.loads(result.output)["findings"]
     assert warning["code"] == "XS102" and warning["severity"] == "warning"
     assert "executives.userID" in warning["message"]
+
+
+def test_foreign_keys_of_a_new_table_count_its_keys_and_the_declared_indexes(lint_project):
+    """Inline and table-level foreign keys; a primary key, a unique key or a declared index leading them serves."""
+    path = lint_project.add_revision("""
+        op.create_table('notes', sa.Column('user_id', sa.UUID(), sa.ForeignKey('users.user_id')),
+                        sa.Column('payment_id', sa.UUID(), sa.ForeignKey('payments.payment_id')),
+                        sa.Column('author_id', sa.UUID()), sa.Column('n', sa.Integer()),
+                        sa.ForeignKeyConstraint(['author_id'], ['users.user_id']),
+                        sa.PrimaryKeyConstraint('user_id', 'n'), sa.UniqueConstraint('author_id', 'n'))
+        op.create_foreign_key('transactions_user_fk2', 'transactions', 'users', ['user_id'], ['user_id'])
+    """)
+    report = json.loads(lint_project.lint("--format", "json").output)
+    hits = [f for f in report["findings"] if f["code"] == "PG401"]
+    assert [h["message"].split(":")[0] for h in hits] == ["foreign key notes (payment_id)"]
+    assert hits[0]["line"] == line_of(path, "create_table")

@@ -25,6 +25,14 @@ def test_sovren_declarations_load_and_cover_section_2():
     assert str(state.sources["families.session"]).endswith("sessions.toml")
 
 
+def test_a_stream_names_its_subject_in_a_field_and_publishes_it():
+    families = load_declarations(REPO / "redis").families
+    outbox = families["comms_outbox"]
+    assert (outbox.pii, outbox.subject, outbox.subject_field) == (True, "user_id", "userId")
+    assert outbox.to_json()["subject_field"] == "userId" and "subject_field" not in families["session"].to_json()
+    assert KeyFamily.from_json(outbox.to_json()) == outbox
+
+
 def test_family_json_round_trip():
     family = load_declarations(REPO / "redis").families["comms_outbox"]
     assert KeyFamily.from_json(family.to_json()) == family
@@ -52,6 +60,12 @@ FAMILY = 'pattern = "session:{user_id}"\ntype = "string"\n'
     (FAMILY + 'max_bytes = "lots"', "or a size such as '64kb'"),
     (FAMILY + 'colour = "red"', "unknown setting 'colour'"),
     (FAMILY + 'renamed_from = "sess:{id}"', "same placeholders"),
+    ('pattern = "outbox"\ntype = "stream"\npii = true\nsubject = "user_id"', "name the field holding it"),
+    ('pattern = "devices"\ntype = "set"\npii = true\nsubject = "user_id"\nsubject_field = "userId"',
+     "subject_field is for stream, hash, string families, not set"),
+    ('pattern = "outbox"\ntype = "stream"\nsubject_field = "userId"', "must be pii = true with a subject"),
+    ('pattern = "outbox"\ntype = "stream"\npii = true\nsubject = "user_id"\nsubject_field = 3',
+     "subject_field must be a field name"),
 ])
 def test_family_errors_name_file_and_entry(tmp_path, body, problem):
     root = write_project(tmp_path, {"bad.toml": f"[families.session]\n{body}\n"})

@@ -174,7 +174,7 @@ def test_loading_the_sovren_schema():
     loaded = load_schema(repo / "postgres")
     assert {"users", "operations", "audit_log", "payments"} <= set(loaded.metadata.tables)
     assert {p.table for p in loaded.of(Policy) if p.name.endswith("tenant_isolation")} == \
-        {"users", "operations", "transactions", "payments"}
+        {"users", "operations", "subscriptions", "transactions", "payments"}
 
 
 def test_loading_errors_name_the_file(tmp_path):

@@ -26,7 +26,7 @@ from ..core.errors import Refused, RevisionError
 from ..core.runtime import Runtime
 from ..postgres.diff import diff_schema
 from ..postgres.live import Catalog
-from ..postgres.ops import CreateExtensionOp, EnsureRoleOp
+from ..postgres.ops import CreateExtensionOp, CreateFunctionOp, EnsureRoleOp
 from ..postgres.state import Schema
 from .postgres_write import autogen_context
 
@@ -42,6 +42,11 @@ def empty_catalog() -> Catalog:
 def postgres_ops(schema: Schema, extra_sql: str = "") -> list:
     objects = diff_schema(schema, empty_catalog())
     first = [op for op in objects if isinstance(op, (CreateExtensionOp, EnsureRoleOp))]
+    # Functions before the tables, as pg_dump orders them: a CHECK constraint or a default may call one.
+    # Their bodies are not checked against tables that do not exist yet (pg_dump's setting too).
+    functions = [op for op in objects if isinstance(op, CreateFunctionOp)]
+    if functions:
+        first += [alembic_ops.ExecuteSQLOp("SET LOCAL check_function_bodies = off"), *functions]
     rest = [op for op in objects if op not in first]
     schemas = sorted({t.schema for t in schema.metadata.tables.values() if t.schema})
     tables: list = [alembic_ops.ExecuteSQLOp(f'CREATE SCHEMA IF NOT EXISTS "{name}"') for name in schemas]

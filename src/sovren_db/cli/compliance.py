@@ -20,17 +20,27 @@ from .output import emit
 @click.option("--subject", required=True, metavar="USER_ID", help="The data subject: a users.user_id.")
 @click.option("--dry-run", is_flag=True, help="Only list, per store, what would go (exit 1 when something would).")
 @click.option("--allow-protected", is_flag=True, help="Allow erasing in a protected environment.")
+@click.option("--verify", is_flag=True,
+              help="Erase nothing: sweep every store for any trace of the subject (exit 1 naming where).")
 @format_option
 @click.pass_context
-def erase(ctx: click.Context, subject: str, dry_run: bool, allow_protected: bool, fmt: str) -> None:
+def erase(ctx: click.Context, subject: str, dry_run: bool, allow_protected: bool, verify: bool, fmt: str) -> None:
     """Erase or anonymise everything the declarations link to one user, in every store.
 
     Resumable: a rerun skips the steps already done. Records one ERASE audit event holding a salted
-    hash of the subject, never the id.
+    hash of the subject, never the id. With --verify, looks for the id and the subject's identifying
+    values (email, username) in every column, key and document instead.
     """
     from ..compliance.erase import erase as run_erase
 
-    outcome = run_erase(ctx.obj.settings, subject, dry_run=dry_run, allow_protected=allow_protected)
+    if verify:
+        from ..compliance.sweep import verify as run_verify
+
+        if dry_run:
+            raise click.UsageError("--verify erases nothing already: leave out --dry-run.")
+        outcome = run_verify(ctx.obj.settings, subject)
+    else:
+        outcome = run_erase(ctx.obj.settings, subject, dry_run=dry_run, allow_protected=allow_protected)
     emit(outcome, fmt)
     ctx.exit(outcome.exit_code)
 

@@ -17,7 +17,7 @@ from ..redis.audit import AuditOptions, AuditReport
 from ..redis.backend import RedisBackend
 from ..redis.checks import audit_findings, audit_summary, drift_findings, run_audit
 from ..redis.declared import load_declarations
-from ..redis.erase import erase_subject
+from ..redis.erase import by_field, erase_field_entries, erase_subject, subject_families
 from ..redis.live import registry_state
 from ..redis.patterns import printable, printable_key
 from ..redis.state import RedisState
@@ -198,6 +198,9 @@ def erase(settings: Settings, subject: str, value: str, dry_run: bool) -> None:
     declared = load_declarations(settings.redis_dir)
     with connected(settings) as backend, backend.reporting_errors():
         keys = erase_subject(backend, declared, subject, value, dry_run=dry_run)
+        entries = sum(erase_field_entries(backend, family, value, dry_run=dry_run)
+                      for family in subject_families(declared, subject) if by_field(family, subject))
     for key in keys:
         click.echo(printable_key(key))
-    click.echo(f"{'Would delete' if dry_run else 'Deleted'} {len(keys)} key(s) of {subject} {value}.", err=True)
+    click.echo(f"{'Would delete' if dry_run else 'Deleted'} {len(keys)} key(s) and {entries} entries or values "
+               f"in shared keys of {subject} {value}.", err=True)

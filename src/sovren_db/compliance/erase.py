@@ -176,6 +176,7 @@ class Eraser:
                                      lines=[f"already erased on {done[AUDIT_STEP][1]:%Y-%m-%d %H:%M:%S %Z}"])
             forget_steps(self.conn, self.hash)  # data of the subject appeared since: a new erasure
             done = {}
+        self._remember_identifiers()
         results = []
         for step in self.steps:
             if step.name in done:
@@ -198,6 +199,15 @@ class Eraser:
                  f"no {AUDIT_FUNCTION} function is declared: the erasure is recorded in the ledger only"]
         return self._outcome("erased", results, 0, lines=lines, event=event)
 
+    def _remember_identifiers(self) -> None:
+        """Salted hashes of the subject's identifying values, for 'erase --verify' once the row is gone."""
+        from .sweep import IDENTIFIERS_STEP, identifying_values, remember_identifiers
+
+        values = identifying_values(self.conn, self.pii, self.role, self.value)
+        if values:
+            record_step(self.conn, self.hash, IDENTIFIERS_STEP, remember_identifiers(self.conn, values))
+            self.conn.commit()
+
     def _leftovers(self, results: list[StepResult]) -> dict[Step, int]:
         """Steps with subject data after the pass, each run once more (data written meanwhile)."""
         left = {}
@@ -215,7 +225,7 @@ class Eraser:
 
     def count(self, step: Step) -> int:
         if step.store == "redis":
-            return len(self._redis_keys(step, dry_run=True)) if self.backends.get("redis") else 0
+            return self._redis_step(step, dry_run=True) if self.backends.get("redis") else 0
         if step.store == "mongo":
             backend = self.backends.get("mongo")
             return backend.db[step.location].count_documents({self._mongo_field(step): self.value}) if backend else 0
@@ -245,14 +255,17 @@ class Eraser:
         if step.store == "mongo":
             return self.backends["mongo"].db[step.location].delete_many(
                 {self._mongo_field(step): self.value}).deleted_count
-        return len(self._redis_keys(step, dry_run=False))
+        return self._redis_step(step, dry_run=False)
 
-    def _redis_keys(self, step: Step, *, dry_run: bool) -> list[bytes]:
-        from ..redis.erase import erase_subject
+    def _redis_step(self, step: Step, *, dry_run: bool) -> int:
+        """Keys of the subject's own, or entries and values naming it in shared keys (subject_field)."""
+        from ..redis.erase import by_field, erase_field_entries, erase_subject
 
         family = next(f for f in self.pii.families if f.name == step.location)
-        return erase_subject(self.backends["redis"], RedisState(families={family.name: family}),
-                             self.pii.subject_name, self.value, dry_run=dry_run)
+        if by_field(family, self.pii.subject_name):
+            return erase_field_entries(self.backends["redis"], family, self.value, dry_run=dry_run)
+        return len(erase_subject(self.backends["redis"], RedisState(families={family.name: family}),
+                                 self.pii.subject_name, self.value, dry_run=dry_run))
 
     def _mongo_field(self, step: Step) -> str:
         return next(c.subject for c in self.pii.collections if c.collection == step.location)
@@ -298,7 +311,8 @@ class Eraser:
     def _record_audit(self) -> int | None:
         done = erasure_steps(self.conn, self.hash)
         details = {"subject_hash": self.hash, "by": "sovren-db erase",
-                   "erased": {step: counts.get("count", 0) for step, (counts, _) in sorted(done.items())},
+                   "erased": {step: counts.get("count", 0) for step, (counts, _) in sorted(done.items())
+                              if "count" in counts},
                    "retained": {f"postgres:{table}": n for table, n in self._retained_counts().items()}}
         event = None
         if self.audited:
@@ -322,9 +336,20 @@ class Eraser:
                              "steps": [r.to_json() for r in results], "retained": [r.to_json() for r in retained]})
 
 
+def _unit(step: Step, pii: PiiMap) -> str:
+    """Keys of a Redis family, or entries naming the subject in a shared stream (subject_field)."""
+    from ..redis.erase import by_field
+
+    if step.store == "redis" and any(by_field(f, pii.subject_name) and f.type == "stream"
+                                     for f in pii.families if f.name == step.location):
+        return "entries"
+    return UNITS[step.store]
+
+
 def _line(result: StepResult, pii: PiiMap) -> str:
     step = result.step
-    unit = UNITS[step.store] if result.count != 1 else UNITS[step.store][:-1]
+    unit = _unit(step, pii)
+    unit = unit if result.count != 1 else unit[:-1].replace("entrie", "entry")
     count = f"{result.count:>8}"
     how = {"delete": "deleted", "anonymise": "anonymised", "retain": "retained"}[step.action]
     if result.state == "would erase":

@@ -106,7 +106,7 @@ def _table(where: object, schema: Schema, name: str, what: str) -> Table:
 def _check_rule(where: object, schema: Schema, rule: PersonalData) -> None:
     what = f"PersonalData({rule.table!r})"
     table = _table(where, schema, rule.table, what)
-    named = [rule.subject_column, *rule.columns, *(column for column, _ in rule.anonymise)]
+    named = [rule.subject_column, *rule.columns, *rule.identifying, *(column for column, _ in rule.anonymise)]
     missing = [c for c in named if c not in table.c]
     if missing:
         raise DeclarationError(where, what, f"column {missing[0]!r} is not a column of {rule.table}")

@@ -11,6 +11,7 @@ from .state import (
     Function,
     Grant,
     PartitionRule,
+    PciScope,
     Policy,
     Role,
     RowSecurity,
@@ -19,5 +20,5 @@ from .state import (
 )
 
 __all__ = [
-    "Extension", "Function", "Grant", "PartitionRule", "Policy", "Role", "RowSecurity", "Schema", "Trigger",
+    "Extension", "Function", "Grant", "PartitionRule", "PciScope", "Policy", "Role", "RowSecurity", "Schema", "Trigger",
 ]

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from . import sql
 from .state import Function, Policy, RowSecurity, Trigger
 
+VOLATILITY = {"v": "VOLATILE", "s": "STABLE", "i": "IMMUTABLE"}
 POLCMD = {"*": "ALL", "r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE"}
 
 
@@ -73,7 +74,7 @@ def _roles(conn: Connection, names: set[str]) -> dict[str, tuple[bool, bool]]:
 
 _FUNCTIONS = """
 SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args, pg_get_function_result(p.oid) AS returns,
-       l.lanname, p.prosecdef, p.prosrc, p.proconfig,
+       l.lanname, p.prosecdef, p.prosrc, p.proconfig, p.provolatile,
        COALESCE(obj_description(p.oid, 'pg_proc'), '') = :managed AS managed
   FROM pg_proc p
   JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -88,7 +89,8 @@ def _functions(conn: Connection) -> dict[str, tuple[Function, bool]]:
     found = {}
     for r in conn.execute(text(_FUNCTIONS), {"managed": sql.MANAGED}):
         search_path = next((c.split("=", 1)[1] for c in (r.proconfig or []) if c.startswith("search_path=")), None)
-        fn = Function(r.proname, r.args, r.returns, r.prosrc, r.lanname, r.prosecdef, search_path)
+        fn = Function(r.proname, r.args, r.returns, r.prosrc, r.lanname, r.prosecdef, search_path,
+                      VOLATILITY[r.provolatile])
         found[fn.key] = (fn, r.managed)
     return found
 

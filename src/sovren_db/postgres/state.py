@@ -45,6 +45,9 @@ class Role:
         return self.name
 
 
+VOLATILITIES = ("VOLATILE", "STABLE", "IMMUTABLE")
+
+
 @dataclass(frozen=True)
 class Function:
     name: str
@@ -54,13 +57,18 @@ class Function:
     language: str = "plpgsql"
     security_definer: bool = False
     search_path: str | None = None
+    volatility: str = "VOLATILE"   # IMMUTABLE for CHECK constraints, STABLE for policies
+
+    def __post_init__(self) -> None:
+        if self.volatility not in VOLATILITIES:
+            raise ValueError(f"Function {self.name}: volatility must be one of {', '.join(VOLATILITIES)}")
 
     @property
     def key(self) -> str:
         return f"{self.name}({self.args})"
 
     def definition(self) -> str:
-        options = [f"LANGUAGE {self.language}"]
+        options = [f"LANGUAGE {self.language}", self.volatility]
         if self.security_definer:
             options.append("SECURITY DEFINER")
         if self.search_path:
@@ -73,6 +81,7 @@ class Function:
                 and self.returns.lower() == other.returns.lower()
                 and self.language == other.language
                 and self.security_definer == other.security_definer
+                and self.volatility == other.volatility
                 and (self.search_path or "") == (other.search_path or ""))
 
 
@@ -199,8 +208,11 @@ class PersonalData:
     ``delete`` them, ``anonymise`` them (``anonymise`` maps each column to the
     SQL expression it is set to; the subject column must be among them) or
     ``retain`` them (``reason`` says why, e.g. an immutable audit trail).
-    ``columns`` names the columns holding personal data. Not DDL: the
-    Postgres plugin ignores this kind; :mod:`sovren_db.compliance` reads it.
+    ``columns`` names the columns holding personal data; ``identifying``
+    those whose values identify the subject wherever they are copied (an
+    email, a username): ``sovren-db erase --verify`` looks for them in every
+    store. Not DDL: the Postgres plugin ignores this kind;
+    :mod:`sovren_db.compliance` reads it.
     """
 
     table: str
@@ -209,11 +221,13 @@ class PersonalData:
     erase: str = "delete"
     anonymise: tuple[tuple[str, str], ...] = ()
     reason: str = ""
+    identifying: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.anonymise, dict):
             object.__setattr__(self, "anonymise", tuple(sorted(self.anonymise.items())))
         object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "identifying", tuple(self.identifying))
         if self.erase not in ERASE_RULES:
             raise ValueError(f"PersonalData {self.table}: erase must be one of {', '.join(ERASE_RULES)}, "
                              f"not {self.erase!r}")
@@ -251,7 +265,33 @@ class Encrypted:
         return f"{self.table}.{self.column}"
 
 
-KINDS = (Extension, Role, Function, RowSecurity, Policy, Trigger, Grant, PartitionRule, PersonalData, Encrypted)
+@dataclass(frozen=True)
+class PciScope:
+    """``table`` is in PCI DSS scope: none of its text columns may hold a card number (PAN).
+
+    Each of ``columns`` (default: every text column able to hold 13 characters)
+    needs a validated CHECK constraint calling ``function`` on it
+    (:data:`sovren_db.postgres.pci.has_card_number`), and each of ``last4`` one
+    allowing four digits only. ``sovren-db check`` verifies them in the catalog.
+    Not DDL: the constraints are declared on the table.
+    """
+
+    table: str
+    columns: tuple[str, ...] = ()
+    last4: tuple[str, ...] = ()
+    function: str = "sovren_has_card_number"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "last4", tuple(self.last4))
+
+    @property
+    def key(self) -> str:
+        return self.table
+
+
+KINDS = (Extension, Role, Function, RowSecurity, Policy, Trigger, Grant, PartitionRule, PersonalData, Encrypted,
+         PciScope)
 
 
 @dataclass

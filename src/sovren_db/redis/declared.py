@@ -18,8 +18,8 @@ from .patterns import KeyPattern, PatternError, overlap_witness, parse_pattern
 from .state import FRAMEWORK_FAMILIES, TTL_POLICIES, TYPES, Channel, KeyFamily, RedisState, TtlRule, parse_duration
 
 FAMILY_KEYS = {"pattern", "type", "ttl", "pii", "subject", "owner", "description", "max_elements",
-               "max_bytes", "hash_tag", "groups", "foreign", "renamed_from",
-               "overlap"}
+               "max_bytes", "hash_tag", "groups", "foreign", "renamed_from", "overlap", "subject_field"}
+FIELD_TYPES = ("stream", "hash", "string")   # where subject_field may name the subject (strings: JSON objects)
 CHANNEL_KEYS = {"pattern", "owner", "description", "pii", "subject"}
 TTL_KEYS = {"policy", "min", "max", "default"}
 _SIZE = re.compile(r"\s*(\d+)\s*(b|kb|mb|gb)?\s*\Z", re.IGNORECASE)
@@ -93,15 +93,30 @@ def _check_keys(entry: _Entry, body: dict, allowed: set[str]) -> None:
         raise entry.error(f"unknown setting {unknown[0]!r} (expected one of {', '.join(sorted(allowed))})")
 
 
-def _pii_subject(entry: _Entry, body: dict, pattern: KeyPattern) -> tuple[bool, str | None]:
+def _pii_subject(entry: _Entry, body: dict, pattern: KeyPattern, field: str | None = None
+                 ) -> tuple[bool, str | None]:
     pii, subject = body.get("pii", False), body.get("subject")
     if not isinstance(pii, bool):
         raise entry.error("pii must be true or false")
     if pii and not subject:
         raise entry.error("holds personal data (pii = true) but names no subject placeholder")
-    if subject is not None and subject not in pattern.placeholders:
-        raise entry.error(f"subject {subject!r} is not a placeholder of {pattern.text!r}")
+    if subject is not None and subject not in pattern.placeholders and field is None:
+        raise entry.error(f"subject {subject!r} is not a placeholder of {pattern.text!r} (name the field holding "
+                          "it with subject_field)")
     return pii, subject
+
+
+def _subject_field(entry: _Entry, body: dict, kind: str) -> str | None:
+    field = body.get("subject_field")
+    if field is None:
+        return None
+    if not isinstance(field, str) or not field:
+        raise entry.error("subject_field must be a field name")
+    if kind not in FIELD_TYPES:
+        raise entry.error(f"subject_field is for {', '.join(FIELD_TYPES)} families, not {kind}")
+    if body.get("pii") is not True:
+        raise entry.error("subject_field names the data subject: the family must be pii = true with a subject")
+    return field
 
 
 def parse_family(entry: _Entry, name: str, body: dict) -> KeyFamily:
@@ -110,7 +125,8 @@ def parse_family(entry: _Entry, name: str, body: dict) -> KeyFamily:
     kind = body.get("type")
     if kind not in TYPES:
         raise entry.error(f"unknown type {kind!r} (expected one of {', '.join(TYPES)})")
-    pii, subject = _pii_subject(entry, body, pattern)
+    field = _subject_field(entry, body, kind)
+    pii, subject = _pii_subject(entry, body, pattern, field)
     groups = body.get("groups", [])
     if groups and (kind != "stream" or not all(isinstance(g, str) and g for g in groups)):
         raise entry.error("groups (consumer group names) are only for stream families")
@@ -126,7 +142,7 @@ def parse_family(entry: _Entry, name: str, body: dict) -> KeyFamily:
         pii=pii, subject=subject, owner=str(body.get("owner", "")), description=str(body.get("description", "")),
         max_elements=_size(entry, body, "max_elements"), max_bytes=_size(entry, body, "max_bytes"),
         hash_tag=_hash_tag(entry, body.get("hash_tag"), pattern), groups=tuple(groups),
-        foreign=bool(body.get("foreign", False)), renamed_from=renamed_from, overlap=overlap,
+        foreign=bool(body.get("foreign", False)), renamed_from=renamed_from, overlap=overlap, subject_field=field,
     )
 
 

@@ -93,6 +93,8 @@ class KeyFamily:
     renamed_from: str | None = field(default=None, compare=False)
     overlap: bool = field(default=False, compare=False)      # declared: keep the old pattern for reads
     fallback: str | None = field(default=None, compare=False)  # published: the old pattern, during an overlap
+    # The field naming the subject inside each stream entry, hash or JSON string (the key does not name it).
+    subject_field: str | None = None
 
     @cached_property
     def parsed(self) -> KeyPattern:
@@ -116,6 +118,8 @@ class KeyFamily:
             "max_elements": self.max_elements, "max_bytes": self.max_bytes, "hash_tag": self.hash_tag,
             "groups": list(self.groups), "foreign": self.foreign,
             **({"fallback": self.fallback} if self.fallback else {}),
+            # only when set, so that the published form of the other families does not change
+            **({"subject_field": self.subject_field} if self.subject_field else {}),
         }
 
     @classmethod

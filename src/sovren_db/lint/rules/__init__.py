@@ -3,6 +3,7 @@
 - :mod:`.destructive` (x1xx): data is lost;
 - :mod:`.incompatible` (x2xx): code written for the old shape breaks;
 - :mod:`.safety` (x3xx): the change can fail or leave data behind its declaration;
+- :mod:`.performance` (x4xx): ordinary statements become slow on large tables;
 - :mod:`.cross_store` (XSxxx): a change in one store that another store's declarations still rely on.
 
 A rule is a function ``check(facts, context)`` yielding :class:`Hit`; registering
@@ -105,7 +106,7 @@ def run_rules(facts: RevisionFacts, context: LintContext) -> Iterator[Finding]:
 
 
 def _load_families() -> None:
-    from . import cross_store, destructive, incompatible, safety  # noqa: F401  (they register their rules)
+    from . import cross_store, destructive, incompatible, performance, safety  # noqa: F401  (they register their rules)
 
     if "LN001" not in RULES:
         reported_elsewhere("LN001", "acceptance-without-reason", "lint", "acceptance",

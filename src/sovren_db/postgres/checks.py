@@ -1,0 +1,128 @@
+"""Postgres findings for ``sovren-db check`` that are not drift of one declared object.
+
+- ``rls-missing`` / ``rls-not-forced``: a declared table holding a data
+  subject's rows (declared ``PersonalData``, a subject column, or a foreign
+  key path to such a table) declares no row security, or does not force it
+  while an application role writes it. Pure: read from the declarations, so
+  the next table cannot forget it before it reaches a database.
+- ``fk-unindexed``: a foreign key whose referencing columns do not lead an
+  index: every delete or key update of the referenced table scans the
+  referencing one (``seed --reset`` sat 27 minutes on one DELETE of
+  transactions while payments.transaction_id had no index). Read live.
+- ``pci-unchecked``: a column of a table in PCI scope without its card
+  number constraint (:mod:`.pci`). Read live.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import Connection
+
+from ..core.findings import Finding
+from .pci import pci_findings
+from .state import Grant, PersonalData, Role, RowSecurity, Schema
+
+if TYPE_CHECKING:
+    from ..core.config import Settings
+
+WRITES = frozenset({"INSERT", "UPDATE", "DELETE"})
+
+
+def check_findings(settings: "Settings") -> list[Finding]:
+    from .declared import load_schema
+
+    from ..env import connected
+
+    schema = load_schema(settings.postgres_dir)
+    where = _shown(settings)
+    with connected(settings) as conn:
+        live = unindexed_foreign_keys(conn) + pci_findings(schema, conn, where)
+    return row_security_findings(schema, where) + live
+
+
+def _shown(settings: "Settings") -> str:
+    try:
+        return str(settings.postgres_dir.relative_to(settings.root))
+    except ValueError:
+        return str(settings.postgres_dir)
+
+
+def subject_tables(schema: Schema) -> list[str]:
+    """Tables holding a subject's rows: declared PersonalData, a subject column, or a foreign key to one."""
+    rules = schema.of(PersonalData)
+    columns = {r.subject_column for r in rules}
+    found = {r.table for r in rules} | {name for name, table in schema.metadata.tables.items()
+                                        if columns & set(table.c.keys())}
+    return sorted(_referrers_closure(schema.metadata, found))
+
+
+def _referrers_closure(metadata: MetaData, found: set[str]) -> set[str]:
+    grown = True
+    while grown:
+        more = {name for name, table in metadata.tables.items()
+                if name not in found and any(fk.column.table.name in found for fk in table.foreign_keys)}
+        found |= more
+        grown = bool(more)
+    return found
+
+
+def row_security_findings(schema: Schema, where: str) -> list[Finding]:
+    declared = {r.table: r for r in schema.of(RowSecurity)}
+    bypass = {r.name for r in schema.of(Role) if r.bypass_rls}
+    writers: dict[str, set[str]] = {}
+    for grant in schema.of(Grant):
+        if grant.role not in bypass and WRITES & set(grant.privileges):
+            writers.setdefault(grant.table, set()).add(grant.role)
+    findings = []
+    for table in subject_tables(schema):
+        rls = declared.get(table)
+        if rls is None or not rls.enabled:
+            findings.append(Finding("postgres", f"table {table}", "holds a data subject's rows but declares no row "
+                                    "security: every role granted it reads and writes every tenant's rows "
+                                    "(declare RowSecurity and tenant policies)", code="rls-missing", file=where))
+        elif not rls.forced and writers.get(table):
+            findings.append(Finding("postgres", f"table {table}", "holds a data subject's rows and is written by "
+                                    f"{', '.join(sorted(writers[table]))} but row security is not forced: the "
+                                    "table's owner escapes the tenant policies (RowSecurity(forced=True))",
+                                    code="rls-not-forced", file=where))
+    return findings
+
+
+def leads(index_columns: list[str] | tuple[str, ...], key_columns: list[str] | tuple[str, ...]) -> bool:
+    """Whether the index's first len(key) columns are the key's columns (in any order)."""
+    return len(index_columns) >= len(key_columns) and set(index_columns[:len(key_columns)]) == set(key_columns)
+
+
+# Foreign keys of the current schema (a partitioned table's own, not its partitions' clones) and the
+# complete (non-partial) valid indexes of their table (a CREATE INDEX CONCURRENTLY killed half-way
+# leaves an invalid one, which no query uses), column names in key order (expressions: NULL).
+_FOREIGN_KEYS = """
+SELECT c.conname, t.relname AS "table", r.relname AS parent,
+       ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY AS k(num, pos)
+               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.num ORDER BY k.pos) AS columns,
+       COALESCE((SELECT json_agg(ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(num, pos)
+                                         LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.num
+                                        ORDER BY k.pos))
+                   FROM pg_index i WHERE i.indrelid = c.conrelid AND i.indpred IS NULL AND i.indisvalid), '[]')
+           AS indexes
+  FROM pg_constraint c
+  JOIN pg_class t ON t.oid = c.conrelid
+  JOIN pg_class r ON r.oid = c.confrelid
+ WHERE c.contype = 'f' AND c.conparentid = 0 AND t.relnamespace = current_schema()::regnamespace
+ ORDER BY t.relname, c.conname
+"""
+
+
+def unindexed_foreign_keys(conn: Connection) -> list[Finding]:
+    findings = []
+    for row in conn.execute(text(_FOREIGN_KEYS)):
+        if any(leads(columns, row.columns) for columns in row.indexes):
+            continue
+        columns = ", ".join(row.columns)
+        findings.append(Finding("postgres", f"foreign key {row.conname} on {row.table}",
+                                f"({columns}) leads no index: every delete from {row.parent} scans {row.table} "
+                                f"(CREATE INDEX ... ON {row.table} ({columns}))", code="fk-unindexed"))
+    return findings
+
