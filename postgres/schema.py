@@ -19,4 +19,6 @@ schema.add(
     # Issue 7: personal data and its erasure rule, encrypted columns (not DDL: read by the compliance commands).
     *privacy.personal_data,
     *privacy.encrypted,
+    # Issue 13: who may read the audit trail.
+    *audit.security,
 )

@@ -120,7 +120,7 @@ class DropRoleOp(ObjectOp):
 class CreateFunctionOp(ObjectOp):
     kind, op_name = Function, "create_function"
 
-    def statements(self): return [self.obj.definition(), sql.mark_function(self.obj)]
+    def statements(self): return [self.obj.definition(), sql.mark_function(self.obj), *self.obj.privileges()]
     def describe(self): return f"create function {self.obj.key}"
     def drift(self): return (f"function {self.obj.key}", "missing in database")
     def reverse(self): return DropFunctionOp(self.obj)
@@ -150,7 +150,7 @@ class ReplaceFunctionOp(ObjectOp):
         args["previous_body"] = self.previous.body if self.previous else None
         return args
 
-    def statements(self): return [self.obj.definition(), sql.mark_function(self.obj)]
+    def statements(self): return [self.obj.definition(), sql.mark_function(self.obj), *self.obj.privileges()]
     def describe(self): return f"replace function {self.obj.key}"
     def drift(self): return (f"function {self.obj.key}", "definition differs from the declaration")
 
