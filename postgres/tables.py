@@ -2,7 +2,7 @@
 
 from sqlalchemy import (
     CHAR, TIMESTAMP, VARCHAR, BigInteger, CheckConstraint, Column, ForeignKey, Identity, Index,
-    MetaData, Numeric, PrimaryKeyConstraint, SmallInteger, Table, Text, text,
+    MetaData, Numeric, PrimaryKeyConstraint, Table, Text, text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -113,7 +113,7 @@ audit_log = Table(
 # FOR UPDATE at commit (postgres/audit.py).
 audit_chain_head = Table(
     "audit_chain_head", metadata,
-    Column("chain", SmallInteger, primary_key=True, autoincrement=False),
+    Column("chain", BigInteger, primary_key=True, autoincrement=False),
     Column("event_id", BigInteger, nullable=False),
     Column("hash", Text),
     CheckConstraint("chain = 1", name="audit_chain_head_one_chain"),

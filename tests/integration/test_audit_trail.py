@@ -252,3 +252,31 @@ def test_a_bulk_copy_is_staged_once_and_chained_in_order(migrated):
         assert conn.execute("SELECT count(DISTINCT query), min(event_id), max(event_id) FROM audit_log").fetchone() \
             == (1, 1, 2000)
     assert verified(migrated).broken is None
+
+
+# -- the migration: existing chains keep verifying ----------------------------------------------
+
+def test_a_format_1_chain_keeps_verifying_across_the_upgrade_and_the_downgrade(project, pg_url):
+    settings = load_settings(project)
+    commands.migrate(settings, "b0423f0c320c")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for i in range(3):
+            add_user(conn, email=f"old.secret{i}@example.com")
+        conn.execute("SET ROLE sovren_app")
+        conn.execute(APPEND)   # format 1 let anyone append: the forgery this revision closes
+        conn.execute("RESET ROLE")
+    assert verified(pg_url).rows == 4
+    commands.migrate(settings)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_log WHERE query LIKE '%old.secret%'").fetchone()[0] == 0
+        assert conn.execute("SELECT event_id FROM audit_chain_head").fetchone()[0] == 4
+        add_user(conn)
+    report = verified(pg_url)
+    assert report.broken is None and (report.rows, report.last_event) == (5, 5)
+    commands.downgrade(settings, "b0423f0c320c")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        add_user(conn)   # format 1 again, numbered after the format-2 event
+    report = verified(pg_url)
+    assert report.broken is None and (report.rows, report.last_event) == (6, 6)
+    commands.migrate(settings)
+    assert verified(pg_url).broken is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from alembic.script import ScriptDirectory
 import pytest
 import redis as redis_py
 
@@ -62,7 +63,7 @@ def test_steps_undone_by_a_downgrade_run_again_on_the_next_migrate(project, redi
     assert not [k for k in client.hkeys(LEDGER) if b":up:" in k]  # the upgrade's steps were forgotten
 
     out = commands.migrate(settings)
-    assert len(out.data["applied"]) == 1
+    assert len(out.data["applied"]) == len(list(ScriptDirectory(str(project / "migrations")).walk_revisions()))
     assert client.hgetall(REGISTRY) == published
     assert not [k for k in client.hkeys(LEDGER) if b":down:" in k]  # and the downgrade's, in turn
     status = commands.status(settings)

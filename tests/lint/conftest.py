@@ -14,7 +14,9 @@ from tests.integration.conftest import copy_project
 
 from alembic.script import ScriptDirectory
 
-INITIAL = ScriptDirectory(str(Path(__file__).resolve().parents[2] / "migrations")).get_base()
+_SCRIPT = ScriptDirectory(str(Path(__file__).resolve().parents[2] / "migrations"))
+HEAD = _SCRIPT.get_current_head()    # tests add their revisions after the repository's chain
+CHAIN = [script.revision for script in reversed(list(_SCRIPT.walk_revisions()))]
 TEMPLATE = '''"""{doc}"""
 from alembic import op
 import sqlalchemy as sa
@@ -37,11 +39,13 @@ def downgrade() -> None:
 class LintProject:
     def __init__(self, root: Path):
         self.root = root
-        self.head = INITIAL
+        self.head = HEAD
+        self.added = 0
 
     def add_revision(self, body: str, *, rev: str | None = None, doc: str = "change", comment: str = "") -> Path:
         """Write a revision after the current head; ``body`` is upgrade()'s code (not indented)."""
-        rev = rev or f"a{len(list(self.versions.glob('*.py'))):011d}"
+        self.added += 1
+        rev = rev or f"a{self.added:011d}"
         code = textwrap.indent(textwrap.dedent(body).strip(), "    ")
         text = TEMPLATE.format(doc=doc, rev=rev, down=self.head, body=code)
         if comment:
@@ -56,7 +60,7 @@ class LintProject:
         return self.root / "migrations" / "versions"
 
     def lint(self, *args: str):
-        return CliRunner().invoke(cli, ["lint", "--base", INITIAL, *args], catch_exceptions=False)
+        return CliRunner().invoke(cli, ["lint", "--base", HEAD, *args], catch_exceptions=False)
 
 
 def line_of(path: Path, needle: str) -> int:

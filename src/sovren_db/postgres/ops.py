@@ -177,7 +177,8 @@ class CreateTriggerOp(ObjectOp):
     kind, op_name = Trigger, "create_trigger"
 
     def statements(self):
-        return [f"DROP TRIGGER IF EXISTS {self.obj.name} ON {self.obj.table}", self.obj.definition()]
+        return [f"DROP TRIGGER IF EXISTS {self.obj.name} ON {self.obj.table}", self.obj.definition(),
+                *sql.partition_truncate_trigger(self.obj, create=True)]
 
     def describe(self): return f"create trigger {self.obj.name} on {self.obj.table}"
     def drift(self): return (f"trigger {self.obj.name} on {self.obj.table}", "missing in database")
@@ -188,7 +189,10 @@ class CreateTriggerOp(ObjectOp):
 class DropTriggerOp(ObjectOp):
     kind, op_name, destructive = Trigger, "drop_trigger", True
 
-    def statements(self): return [f"DROP TRIGGER IF EXISTS {self.obj.name} ON {self.obj.table}"]
+    def statements(self):
+        return [*sql.partition_truncate_trigger(self.obj, create=False),
+                f"DROP TRIGGER IF EXISTS {self.obj.name} ON {self.obj.table}"]
+
     def describe(self): return f"drop trigger {self.obj.name} on {self.obj.table}"
     def drift(self): return (f"trigger {self.obj.name} on {self.obj.table}", "in database but not declared")
     def reverse(self): return CreateTriggerOp(self.obj)

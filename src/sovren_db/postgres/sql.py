@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .state import Function, PartitionRule, Policy, Role
+from .state import Function, PartitionRule, Policy, Role, Trigger
 
 MANAGED = "sovren-db"
 
@@ -106,6 +106,28 @@ BEGIN
     END LOOP;{default}
 END
 $sovren$"""
+
+
+def partition_truncate_trigger(trigger: Trigger, create: bool) -> list[str]:
+    """The TRUNCATE trigger ``trigger`` of a partitioned table created on (or dropped from) each
+    partition: Postgres neither clones nor drops statement-level triggers with the parent's."""
+    if "TRUNCATE" not in trigger.events:
+        return []
+    action = ("CREATE TRIGGER %I {timing} TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+              .format(timing=trigger.timing, function=trigger.function) if create else "DROP TRIGGER IF EXISTS %I ON %I")
+    present = "NOT EXISTS" if create else "EXISTS"
+    return [f"""DO $sovren$
+DECLARE
+    v_partition text;
+BEGIN
+    FOR v_partition IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                        WHERE i.inhparent = to_regclass({_literal(trigger.table)})
+                          AND {present} (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid
+                                         AND t.tgname = {_literal(trigger.name)}) LOOP
+        EXECUTE format({_literal(action)}, {_literal(trigger.name)}, v_partition);
+    END LOOP;
+END
+$sovren$"""]
 
 
 def _copy_truncate_triggers(table: str, partition: str) -> str:
