@@ -125,9 +125,10 @@ BEGIN
                                event_payload, prev_hash, hash)
         SELECT v_first + n - 1, v_at, e ->> 'table', e ->> 'action', (e ->> 'user_id')::uuid, session_user,
                ((e ->> 'accessed_at')::timestamp AT TIME ZONE 'UTC'), e ->> 'query', payload,
-               CASE WHEN n = 1 THEN v_head ELSE v_hashes[n - 1] END, hash
-          FROM unnest(v_payloads, v_hashes) WITH ORDINALITY AS u(payload, hash, n)
-          CROSS JOIN LATERAL (SELECT p_events -> (n::int - 1) AS e) AS x)
+               CASE WHEN n = 1 THEN v_head ELSE lag(hash) OVER (ORDER BY n) END, hash
+          -- in step, not p_events -> i: each -> would read the whole (TOASTed) array again
+          FROM ROWS FROM (jsonb_array_elements(p_events), unnest(v_payloads), unnest(v_hashes))
+               WITH ORDINALITY AS u(e, payload, hash, n))
     UPDATE audit_chain_head SET event_id = v_id, hash = v_prev WHERE chain = 1;
     RETURN v_id;
 END

@@ -10,9 +10,9 @@ Existing rows (format 1) keep verifying: their hashes are untouched. Their
 query text, which format 1 does not hash, is reduced to its shape here so
 that no literal value stays in the log.
 
-Revision ID: fd263902494f
+Revision ID: 8a144876137f
 Revises: b0423f0c320c
-Create Date: 2026-12-05 14:03:16.346506
+Create Date: 2026-12-05 14:13:16.743886
 
 Postgres operations run first, then MongoDB's (op.mongo_*), then Redis'
 (op.redis_*), all inside this revision's Postgres transaction.
@@ -73,7 +73,7 @@ DROP_EVENT_TRIGGERS = ["DROP EVENT TRIGGER IF EXISTS sovren_audit_guard_drop",
                        "DROP EVENT TRIGGER IF EXISTS sovren_audit_guard_alter"]
 
 # revision identifiers, used by Alembic.
-revision: str = 'fd263902494f'
+revision: str = '8a144876137f'
 down_revision: Union[str, Sequence[str], None] = 'b0423f0c320c'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -171,9 +171,10 @@ def upgrade() -> None:
                                    event_payload, prev_hash, hash)
             SELECT v_first + n - 1, v_at, e ->> 'table', e ->> 'action', (e ->> 'user_id')::uuid, session_user,
                    ((e ->> 'accessed_at')::timestamp AT TIME ZONE 'UTC'), e ->> 'query', payload,
-                   CASE WHEN n = 1 THEN v_head ELSE v_hashes[n - 1] END, hash
-              FROM unnest(v_payloads, v_hashes) WITH ORDINALITY AS u(payload, hash, n)
-              CROSS JOIN LATERAL (SELECT p_events -> (n::int - 1) AS e) AS x)
+                   CASE WHEN n = 1 THEN v_head ELSE lag(hash) OVER (ORDER BY n) END, hash
+              -- in step, not p_events -> i: each -> would read the whole (TOASTed) array again
+              FROM ROWS FROM (jsonb_array_elements(p_events), unnest(v_payloads), unnest(v_hashes))
+                   WITH ORDINALITY AS u(e, payload, hash, n))
         UPDATE audit_chain_head SET event_id = v_id, hash = v_prev WHERE chain = 1;
         RETURN v_id;
     END
@@ -1037,9 +1038,10 @@ def downgrade() -> None:
                                    event_payload, prev_hash, hash)
             SELECT v_first + n - 1, v_at, e ->> 'table', e ->> 'action', (e ->> 'user_id')::uuid, session_user,
                    ((e ->> 'accessed_at')::timestamp AT TIME ZONE 'UTC'), e ->> 'query', payload,
-                   CASE WHEN n = 1 THEN v_head ELSE v_hashes[n - 1] END, hash
-              FROM unnest(v_payloads, v_hashes) WITH ORDINALITY AS u(payload, hash, n)
-              CROSS JOIN LATERAL (SELECT p_events -> (n::int - 1) AS e) AS x)
+                   CASE WHEN n = 1 THEN v_head ELSE lag(hash) OVER (ORDER BY n) END, hash
+              -- in step, not p_events -> i: each -> would read the whole (TOASTed) array again
+              FROM ROWS FROM (jsonb_array_elements(p_events), unnest(v_payloads), unnest(v_hashes))
+                   WITH ORDINALITY AS u(e, payload, hash, n))
         UPDATE audit_chain_head SET event_id = v_id, hash = v_prev WHERE chain = 1;
         RETURN v_id;
     END
