@@ -259,8 +259,8 @@ DECLARE
 BEGIN
     IF TG_EVENT = 'sql_drop' THEN
         SELECT object_identity INTO v_name FROM pg_event_trigger_dropped_objects()
-         WHERE (object_type = 'trigger' AND object_identity ~ '^audit_log_(immutable|no_truncate) on ')
-            OR (object_type = 'table constraint' AND object_identity ~ '^audit_log_columns_match on ')
+         WHERE (object_type = 'trigger' AND object_identity ~ '^audit_log_(immutable|no_truncate) on [^.]+\\.audit_log')
+            OR (object_type = 'table constraint' AND object_identity ~ '^audit_log_columns_match on [^.]+\\.audit_log')
          LIMIT 1;
         IF v_name IS NOT NULL THEN
             RAISE EXCEPTION 'audit_log is immutable: dropping % is not allowed', v_name

@@ -280,3 +280,23 @@ def test_a_format_1_chain_keeps_verifying_across_the_upgrade_and_the_downgrade(p
     assert report.broken is None and (report.rows, report.last_event) == (6, 6)
     commands.migrate(settings)
     assert verified(pg_url).broken is None
+
+
+# -- 8. the walk leans on the constraint only while it stands as declared --------------------------
+
+def test_the_walk_trusts_the_constraint_only_while_it_is_validated_and_unaltered(migrated):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        add_user(conn)
+    assert verified(migrated).every_row is False
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute("ALTER EVENT TRIGGER sovren_audit_guard_drop DISABLE")
+        conn.execute("ALTER EVENT TRIGGER sovren_audit_guard_alter DISABLE")
+        conn.execute("ALTER TABLE audit_log DROP CONSTRAINT audit_log_columns_match")
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("UPDATE audit_log SET actor = 'someone_else'")
+    report = verified(migrated)
+    assert report.every_row is True and "differs from its value in event_payload" in report.broken.problem
+    with psycopg.connect(migrated, autocommit=True) as conn:   # a constraint of the same name that says nothing
+        conn.execute("ALTER TABLE audit_log ADD CONSTRAINT audit_log_columns_match CHECK (actor IS NOT NULL)")
+    report = verified(migrated)
+    assert report.every_row is True and report.broken is not None

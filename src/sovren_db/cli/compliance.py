@@ -47,16 +47,18 @@ KEY_ENV_HELP = "Environment variable holding the checkpoint signing key (HMAC-SH
 @click.option("--checkpoint", metavar="FILE|redis[:LIST]",
               help="Also check the chain against the latest signed checkpoint kept there.")
 @click.option("--key-env", default="SOVREN_AUDIT_SEAL_KEY", show_default=True, metavar="VAR", help=KEY_ENV_HELP)
+@click.option("--every-row", is_flag=True,
+              help="Compare every row's columns with its payload even where the CHECK constraint vouches for them.")
 @format_option
 @click.pass_context
-def audit_verify(ctx: click.Context, checkpoint: str | None, key_env: str, fmt: str) -> None:
+def audit_verify(ctx: click.Context, checkpoint: str | None, key_env: str, every_row: bool, fmt: str) -> None:
     """Walk the audit_log hash chain in one streamed pass; exit 1 at the first broken link.
 
     With --checkpoint, a tail cut or rewritten since the latest checkpoint is reported too.
     """
     from ..compliance.audit_verify import verify
 
-    outcome = verify(ctx.obj.settings, checkpoint, key_env)
+    outcome = verify(ctx.obj.settings, checkpoint, key_env, every_row)
     emit(outcome, fmt)
     ctx.exit(outcome.exit_code)
 

@@ -40,8 +40,15 @@ from .ledger import postgres_session
 if TYPE_CHECKING:
     from ..core.config import Settings
 
-STREAM_SQL = (f"COPY (SELECT event_id, created_at, prev_hash, hash, event_payload, {COLUMNS_MATCH} "
+STREAM_SQL = ("COPY (SELECT event_id, created_at, prev_hash, hash, event_payload, {columns_match} "
               "FROM audit_log ORDER BY event_id) TO STDOUT")
+
+# The live CHECK constraint, and the same constraint as the server writes it when created now
+# from COLUMNS_MATCH on a throw-away copy of the table (rolled back with the verification).
+CONSTRAINT_SQL = ("SELECT c.convalidated, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+                  "WHERE c.conrelid = to_regclass(%s) AND c.conname = 'audit_log_columns_match'")
+PROBE_SQL = ("CREATE TEMP TABLE sovren_audit_probe (LIKE audit_log) ON COMMIT DROP",
+             f"ALTER TABLE sovren_audit_probe ADD CONSTRAINT audit_log_columns_match CHECK ({COLUMNS_MATCH})")
 NULL = b"\\N"
 _ESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|(.))", re.DOTALL)
 _SIMPLE = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
@@ -65,6 +72,7 @@ class ChainReport:
     anchor: int | None = None          # an event id to remember (a checkpoint's last event)
     anchor_hash: str | None = None     # its hash, and how many events the walk had seen up to it
     anchor_rows: int | None = None
+    every_row: bool = True             # columns compared with the payload in the walk, not by the constraint
 
     @property
     def rows_per_second(self) -> float:
@@ -142,14 +150,36 @@ def _gap(last_good: bytes, event_id: bytes) -> str:
     return f"gap: {span} missing (deleted, or in a dropped or truncated partition)"
 
 
-def stream_chain(conn: "psycopg.Connection", anchor: int | None = None) -> ChainReport:
+def constraint_holds(conn: "psycopg.Connection") -> bool:
+    """Whether audit_log_columns_match is in force on every row: present, validated and unaltered.
+
+    Then the server has already compared every row's columns with its payload (at insert, and
+    at validation for older rows) and the walk need not parse each payload again: 4 to 6 times
+    faster. Otherwise (dropped, re-added NOT VALID or with another expression) every row is
+    compared in the walk's query."""
+    live = conn.execute(CONSTRAINT_SQL, ("audit_log",)).fetchone()
+    if live is None or not live[0]:
+        return False
+    try:
+        with conn.transaction():  # a savepoint: a role that may not create temporary tables walks every row
+            for statement in PROBE_SQL:
+                conn.execute(statement)
+            expected = conn.execute(CONSTRAINT_SQL, ("sovren_audit_probe",)).fetchone()
+    except psycopg.Error:
+        return False
+    return live[1] == expected[1]
+
+
+def stream_chain(conn: "psycopg.Connection", anchor: int | None = None, every_row: bool = False) -> ChainReport:
     """Walk the chain over one COPY stream; the stream is cancelled at the first broken link."""
     report = ChainReport(anchor=anchor)
     began = time.perf_counter()
     conn.execute("SET LOCAL statement_timeout = 0")
+    report.every_row = every_row or not constraint_holds(conn)
+    query = STREAM_SQL.format(columns_match=COLUMNS_MATCH if report.every_row else "true")
     with conn.cursor() as cursor:
         try:
-            with cursor.copy(STREAM_SQL) as copy:
+            with cursor.copy(query) as copy:
                 walk(map(bytes, copy), report)
                 if report.broken is not None:
                     conn.cancel_safe()
@@ -170,15 +200,16 @@ class ChainUnreadable(SovrenError):
     """The server could not evaluate a row: its payload was replaced by something else than JSON."""
 
 
-def verify(settings: "Settings", checkpoint: str | None = None, key_env: str = audit_seal.KEY_ENV) -> Outcome:
+def verify(settings: "Settings", checkpoint: str | None = None, key_env: str = audit_seal.KEY_ENV,
+           every_row: bool = False) -> Outcome:
     sealed, target = _latest_checkpoint(settings, checkpoint, key_env) if checkpoint else (None, None)
     if target is not None and sealed is None:
         return Outcome(exit_code=1, findings=[Finding(
             "postgres", "audit_log", f"the latest checkpoint in {target} does not carry a valid signature under the "
             f"key in {key_env}: it was forged or altered, or sealed with another key", code="audit-checkpoint")])
     with postgres_session(settings) as conn:
-        report = stream_chain(conn, anchor=sealed.last_event_id if sealed else None)
-    data = {"rows": report.rows, "seconds": round(report.seconds, 3), "rows_per_second": round(report.rows_per_second),
+        report = stream_chain(conn, anchor=sealed.last_event_id if sealed else None, every_row=every_row)
+    data = {"columns_checked_by": "the walk" if report.every_row else "audit_log_columns_match (validated, unaltered)","rows": report.rows, "seconds": round(report.seconds, 3), "rows_per_second": round(report.rows_per_second),
             "first_event": report.first_event, "last_event": report.last_event, "head_hash": report.head_hash,
             "intact": report.broken is None, "first_break": asdict(report.broken) if report.broken else None}
     if report.broken:

@@ -10,9 +10,9 @@ Existing rows (format 1) keep verifying: their hashes are untouched. Their
 query text, which format 1 does not hash, is reduced to its shape here so
 that no literal value stays in the log.
 
-Revision ID: 8a144876137f
+Revision ID: d2645c4dc20c
 Revises: b0423f0c320c
-Create Date: 2026-12-05 14:13:16.743886
+Create Date: 2026-12-05 15:07:02.256469
 
 Postgres operations run first, then MongoDB's (op.mongo_*), then Redis'
 (op.redis_*), all inside this revision's Postgres transaction.
@@ -73,7 +73,7 @@ DROP_EVENT_TRIGGERS = ["DROP EVENT TRIGGER IF EXISTS sovren_audit_guard_drop",
                        "DROP EVENT TRIGGER IF EXISTS sovren_audit_guard_alter"]
 
 # revision identifiers, used by Alembic.
-revision: str = '8a144876137f'
+revision: str = 'd2645c4dc20c'
 down_revision: Union[str, Sequence[str], None] = 'b0423f0c320c'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -332,45 +332,57 @@ def upgrade() -> None:
         name='sovren_audit_guard_ddl',
         args='',
         returns='event_trigger',
-        body='''
-    DECLARE
-        v_name text;
-    BEGIN
-        IF TG_EVENT = 'sql_drop' THEN
-            SELECT object_identity INTO v_name FROM pg_event_trigger_dropped_objects()
-             WHERE (object_type = 'trigger' AND object_identity ~ '^audit_log_(immutable|no_truncate) on ')
-                OR (object_type = 'table constraint' AND object_identity ~ '^audit_log_columns_match on ')
-             LIMIT 1;
-            IF v_name IS NOT NULL THEN
-                RAISE EXCEPTION 'audit_log is immutable: dropping % is not allowed', v_name
-                    USING ERRCODE = 'insufficient_privilege';
-            END IF;
-            RETURN;
-        END IF;
-        SELECT c.relname INTO v_name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-         WHERE t.tgname = 'audit_log_no_truncate' AND c.relname <> 'audit_log'
-           AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid
-                           AND i.inhparent = 'audit_log'::regclass AND NOT i.inhdetachpending)
-         LIMIT 1;
-        IF v_name IS NOT NULL THEN
-            RAISE EXCEPTION 'audit_log is immutable: detaching partition % is not allowed', v_name
-                USING ERRCODE = 'insufficient_privilege';
-        END IF;
-        SELECT c.relname INTO v_name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-         WHERE t.tgname IN ('audit_log_immutable', 'audit_log_no_truncate') AND t.tgenabled = 'D' LIMIT 1;
-        IF v_name IS NOT NULL THEN
-            RAISE EXCEPTION 'audit_log is immutable: disabling its triggers on % is not allowed', v_name
-                USING ERRCODE = 'insufficient_privilege';
-        END IF;
-        FOR v_name IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-                       WHERE i.inhparent = 'audit_log'::regclass
-                         AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid
-                                         AND t.tgname = 'audit_log_no_truncate') LOOP
-            EXECUTE format('CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON %I '
-                           'FOR EACH STATEMENT EXECUTE FUNCTION sovren_audit_immutable()', v_name);
-        END LOOP;
-    END
-    ''',
+        body=('\n'
+              'DECLARE\n'
+              '    v_name text;\n'
+              'BEGIN\n'
+              "    IF TG_EVENT = 'sql_drop' THEN\n"
+              '        SELECT object_identity INTO v_name FROM pg_event_trigger_dropped_objects()\n'
+              "         WHERE (object_type = 'trigger' AND object_identity ~ "
+              "'^audit_log_(immutable|no_truncate) on [^.]+\\.audit_log')\n"
+              "            OR (object_type = 'table constraint' AND object_identity ~ "
+              "'^audit_log_columns_match on [^.]+\\.audit_log')\n"
+              '         LIMIT 1;\n'
+              '        IF v_name IS NOT NULL THEN\n'
+              "            RAISE EXCEPTION 'audit_log is immutable: dropping % is not allowed', "
+              'v_name\n'
+              "                USING ERRCODE = 'insufficient_privilege';\n"
+              '        END IF;\n'
+              '        RETURN;\n'
+              '    END IF;\n'
+              '    SELECT c.relname INTO v_name FROM pg_trigger t JOIN pg_class c ON c.oid = '
+              't.tgrelid\n'
+              "     WHERE t.tgname = 'audit_log_no_truncate' AND c.relname <> 'audit_log'\n"
+              '       AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid\n'
+              "                       AND i.inhparent = 'audit_log'::regclass AND NOT "
+              'i.inhdetachpending)\n'
+              '     LIMIT 1;\n'
+              '    IF v_name IS NOT NULL THEN\n'
+              "        RAISE EXCEPTION 'audit_log is immutable: detaching partition % is not "
+              "allowed', v_name\n"
+              "            USING ERRCODE = 'insufficient_privilege';\n"
+              '    END IF;\n'
+              '    SELECT c.relname INTO v_name FROM pg_trigger t JOIN pg_class c ON c.oid = '
+              't.tgrelid\n'
+              "     WHERE t.tgname IN ('audit_log_immutable', 'audit_log_no_truncate') AND "
+              "t.tgenabled = 'D' LIMIT 1;\n"
+              '    IF v_name IS NOT NULL THEN\n'
+              "        RAISE EXCEPTION 'audit_log is immutable: disabling its triggers on % is not "
+              "allowed', v_name\n"
+              "            USING ERRCODE = 'insufficient_privilege';\n"
+              '    END IF;\n'
+              '    FOR v_name IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = '
+              'i.inhrelid\n'
+              "                   WHERE i.inhparent = 'audit_log'::regclass\n"
+              '                     AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = '
+              'c.oid\n'
+              "                                     AND t.tgname = 'audit_log_no_truncate') LOOP\n"
+              "        EXECUTE format('CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON %I "
+              "'\n"
+              "                       'FOR EACH STATEMENT EXECUTE FUNCTION "
+              "sovren_audit_immutable()', v_name);\n"
+              '    END LOOP;\n'
+              'END\n'),
         language='plpgsql',
         security_definer=True,
         search_path='public, pg_temp',
@@ -817,45 +829,57 @@ def downgrade() -> None:
         name='sovren_audit_guard_ddl',
         args='',
         returns='event_trigger',
-        body='''
-    DECLARE
-        v_name text;
-    BEGIN
-        IF TG_EVENT = 'sql_drop' THEN
-            SELECT object_identity INTO v_name FROM pg_event_trigger_dropped_objects()
-             WHERE (object_type = 'trigger' AND object_identity ~ '^audit_log_(immutable|no_truncate) on ')
-                OR (object_type = 'table constraint' AND object_identity ~ '^audit_log_columns_match on ')
-             LIMIT 1;
-            IF v_name IS NOT NULL THEN
-                RAISE EXCEPTION 'audit_log is immutable: dropping % is not allowed', v_name
-                    USING ERRCODE = 'insufficient_privilege';
-            END IF;
-            RETURN;
-        END IF;
-        SELECT c.relname INTO v_name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-         WHERE t.tgname = 'audit_log_no_truncate' AND c.relname <> 'audit_log'
-           AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid
-                           AND i.inhparent = 'audit_log'::regclass AND NOT i.inhdetachpending)
-         LIMIT 1;
-        IF v_name IS NOT NULL THEN
-            RAISE EXCEPTION 'audit_log is immutable: detaching partition % is not allowed', v_name
-                USING ERRCODE = 'insufficient_privilege';
-        END IF;
-        SELECT c.relname INTO v_name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-         WHERE t.tgname IN ('audit_log_immutable', 'audit_log_no_truncate') AND t.tgenabled = 'D' LIMIT 1;
-        IF v_name IS NOT NULL THEN
-            RAISE EXCEPTION 'audit_log is immutable: disabling its triggers on % is not allowed', v_name
-                USING ERRCODE = 'insufficient_privilege';
-        END IF;
-        FOR v_name IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-                       WHERE i.inhparent = 'audit_log'::regclass
-                         AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid
-                                         AND t.tgname = 'audit_log_no_truncate') LOOP
-            EXECUTE format('CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON %I '
-                           'FOR EACH STATEMENT EXECUTE FUNCTION sovren_audit_immutable()', v_name);
-        END LOOP;
-    END
-    ''',
+        body=('\n'
+              'DECLARE\n'
+              '    v_name text;\n'
+              'BEGIN\n'
+              "    IF TG_EVENT = 'sql_drop' THEN\n"
+              '        SELECT object_identity INTO v_name FROM pg_event_trigger_dropped_objects()\n'
+              "         WHERE (object_type = 'trigger' AND object_identity ~ "
+              "'^audit_log_(immutable|no_truncate) on [^.]+\\.audit_log')\n"
+              "            OR (object_type = 'table constraint' AND object_identity ~ "
+              "'^audit_log_columns_match on [^.]+\\.audit_log')\n"
+              '         LIMIT 1;\n'
+              '        IF v_name IS NOT NULL THEN\n'
+              "            RAISE EXCEPTION 'audit_log is immutable: dropping % is not allowed', "
+              'v_name\n'
+              "                USING ERRCODE = 'insufficient_privilege';\n"
+              '        END IF;\n'
+              '        RETURN;\n'
+              '    END IF;\n'
+              '    SELECT c.relname INTO v_name FROM pg_trigger t JOIN pg_class c ON c.oid = '
+              't.tgrelid\n'
+              "     WHERE t.tgname = 'audit_log_no_truncate' AND c.relname <> 'audit_log'\n"
+              '       AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid\n'
+              "                       AND i.inhparent = 'audit_log'::regclass AND NOT "
+              'i.inhdetachpending)\n'
+              '     LIMIT 1;\n'
+              '    IF v_name IS NOT NULL THEN\n'
+              "        RAISE EXCEPTION 'audit_log is immutable: detaching partition % is not "
+              "allowed', v_name\n"
+              "            USING ERRCODE = 'insufficient_privilege';\n"
+              '    END IF;\n'
+              '    SELECT c.relname INTO v_name FROM pg_trigger t JOIN pg_class c ON c.oid = '
+              't.tgrelid\n'
+              "     WHERE t.tgname IN ('audit_log_immutable', 'audit_log_no_truncate') AND "
+              "t.tgenabled = 'D' LIMIT 1;\n"
+              '    IF v_name IS NOT NULL THEN\n'
+              "        RAISE EXCEPTION 'audit_log is immutable: disabling its triggers on % is not "
+              "allowed', v_name\n"
+              "            USING ERRCODE = 'insufficient_privilege';\n"
+              '    END IF;\n'
+              '    FOR v_name IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = '
+              'i.inhrelid\n'
+              "                   WHERE i.inhparent = 'audit_log'::regclass\n"
+              '                     AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = '
+              'c.oid\n'
+              "                                     AND t.tgname = 'audit_log_no_truncate') LOOP\n"
+              "        EXECUTE format('CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON %I "
+              "'\n"
+              "                       'FOR EACH STATEMENT EXECUTE FUNCTION "
+              "sovren_audit_immutable()', v_name);\n"
+              '    END LOOP;\n'
+              'END\n'),
         language='plpgsql',
         security_definer=True,
         search_path='public, pg_temp',
