@@ -37,14 +37,15 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def test_the_declarations_match_the_chain_so_nothing_is_written(project):
+def test_the_declarations_match_the_chain_so_nothing_is_written(project, repo_root):
     clean = commands.check(load_settings(project))
     assert clean.exit_code == 0, [f.sentence() for f in clean.findings]
     assert NOTE in clean.notes
     nothing = commands.revision(load_settings(project), "nothing", autogenerate=True)
     assert nothing.exit_code == 1 and nothing.lines == ["no differences found: no revision written"]
     assert NOTE in nothing.notes
-    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 1
+    written = list((project / "migrations" / "versions").glob("*.py"))
+    assert len(written) == len(list((repo_root / "migrations" / "versions").glob("*.py")))
 
 
 def calls(body: str) -> list[str]:
