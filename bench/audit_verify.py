@@ -2,14 +2,15 @@
 
 Starts its own PostgreSQL on a free loopback port, applies Sovren's schema,
 then builds a hash chain of --rows events (2,000,000 by default) quickly: the
-rows are generated client-side exactly as ``sovren_audit_append`` writes them
-(canonical jsonb text embedding the previous hash, hash = sha256(payload ||
-event_id)) and COPYed in (audit_log has no INSERT trigger; its immutability
-triggers only refuse UPDATE, DELETE and TRUNCATE). It checks that the last
+rows are generated client-side exactly as ``sovren_audit_chain`` writes them
+(format 2: canonical jsonb text holding every column and the previous hash,
+hash = sha256(payload || event_id)) and COPYed in (audit_log has no INSERT
+trigger; its CHECK constraint audit_log_columns_match accepts each row only if
+its columns are its payload's), then the chain's head is set to the last one. It checks that the last
 generated row is the one the server's own function would chain on, then
 measures in the same run, best of --repeat:
 
-- the verification (one streamed pass: hash, link and embedded prev_hash of every row),
+- the verification (one streamed pass: hash, link, gaps, and every column against the payload),
 - G.2's query (``WHERE hash != encode(digest(event_payload || event_id::text, 'sha256'), 'hex')``),
   which checks the hash only, on the server,
 
@@ -57,15 +58,21 @@ def chain_lines(rows: int, start: datetime):
     prev = None
     sha256 = hashlib.sha256
     lines = []
+    query = "INSERT INTO operations (operation_id, user_id, parameters) VALUES ($1, $2, $3)"
     for i in range(1, rows + 1):
         at = (start + timedelta(microseconds=i)).isoformat()
+        if "." in at:  # as jsonb prints a timestamp: no trailing zeros in the fraction
+            at = at.rstrip("0").rstrip(".")
         user = users[i % 1000]
-        payload = ('{"at": "%s", "table": "operations", "action": "INSERT", "details": {"key": {"executed_at": '
-                   '"%s", "operation_id": "%s"}, "changed": %s}, "user_id": "%s", "prev_hash": "%s"}'
-                   % (at, at[:19], uuid.UUID(int=i), CHANGED, user, prev or ""))
+        # format 2 (compliance/audit_format.py), keys in jsonb's order: by length, then bytes
+        payload = ('{"v": 2, "at": "%s", "actor": "sovren", "query": "%s", "table": "operations", "action": '
+                   '"INSERT", "details": {"key": {"executed_at": "%s", "operation_id": "%s"}, "changed": %s}, '
+                   '"user_id": "%s", "prev_hash": "%s", "accessed_at": "%s"}'
+                   % (at, query, at[:19], uuid.UUID(int=i), CHANGED, user, prev or "", at))
         digest = sha256((payload + str(i)).encode()).hexdigest()
         previous = prev or "\\N"
-        lines.append(f"{i}\t{at}\toperations\tINSERT\t{user}\tsovren\t{at}\t\\N\t{payload}\t{previous}\t{digest}")
+        lines.append(f"{i}\t{at}+00\toperations\tINSERT\t{user}\tsovren\t{at}+00\t{query}\t{payload}\t"
+                     f"{previous}\t{digest}")
         prev = digest
         if len(lines) == CHUNK:
             yield "\n".join(lines) + "\n", prev
@@ -80,9 +87,9 @@ def build_chain(url: str, rows: int) -> tuple[float, str]:
         start = conn.execute("SELECT date_trunc('month', now()) + interval '1 day'").fetchone()[0]
         last = None
         with conn.cursor().copy(f"COPY audit_log ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-            for text, last in chain_lines(rows, start.astimezone(timezone.utc)):
+            for text, last in chain_lines(rows, start.astimezone(timezone.utc).replace(tzinfo=None)):
                 copy.write(text.encode())
-        conn.execute("SELECT setval(pg_get_serial_sequence('audit_log', 'event_id'), %s)", (rows,))
+        conn.execute("UPDATE audit_chain_head SET event_id = %s, hash = %s", (rows, last))
         conn.commit()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE audit_log")

@@ -10,7 +10,7 @@ Postgres, --rows users-like rows (1,000,000 by default) into the `users` table:
          tuples (`write_row`, text and binary; the faster is the baseline);
   faker  Faker generation + psycopg `executemany` INSERT, what teams write by
          hand: measured on --faker-rows and extrapolated linearly (printed so).
-Each runs twice: on a trigger-free clone (`users_audit` disabled), labelled
+Each runs twice: on a trigger-free clone (`users_audit_insert` disabled), labelled
 so, then on the real `users` table, whose audit trigger appends a hash-chained
 row per inserted row: the same cost for every side, and it dominates (about
 7,000 rows/s: each pass over 1,000,000 rows takes minutes, so that round
@@ -124,7 +124,7 @@ def make_templates(servers: Servers, root: Path) -> tuple[str, str]:
     with psycopg.connect(servers.admin, autocommit=True) as conn:
         conn.execute('CREATE DATABASE "bench_plain" TEMPLATE "bench_audited"')
     with psycopg.connect(with_database(servers.postgres.url, "bench_plain"), autocommit=True) as conn:
-        conn.execute("ALTER TABLE users DISABLE TRIGGER users_audit")
+        conn.execute("ALTER TABLE users DISABLE TRIGGER users_audit_insert")
     return "bench_audited", "bench_plain"
 
 
@@ -233,7 +233,7 @@ def time_redis_seed(servers: Servers, root: Path, url: str, keys: int) -> tuple[
         settings = settings_for(root, postgres_url, url)
         commands.migrate(settings)   # Redis joins the chain from the start: its position is the head
         with psycopg.connect(postgres_url, autocommit=True) as conn:   # the users rows are not what is timed here
-            conn.execute("ALTER TABLE users DISABLE TRIGGER users_audit")
+            conn.execute("ALTER TABLE users DISABLE TRIGGER users_audit_insert")
         report = seed(settings, "bench_sessions")
         assert report.stores["redis"].counts["session"] == keys, report.stores
         return report.validation_seconds + report.stores["redis"].seconds, report.validation_seconds
@@ -296,7 +296,7 @@ def main() -> None:
             generated = generated_rows(root, args.rows)
             print(f"(generated {len(generated):,} rows as Python tuples for the raw COPY in "
                   f"{time.perf_counter() - started:.1f} s, not timed)")
-            form = postgres_round(servers, root, plain, "TRIGGER-FREE copy of users (users_audit disabled)",
+            form = postgres_round(servers, root, plain, "TRIGGER-FREE copy of users (users_audit_insert disabled)",
                                   args.rows, args.faker_rows, generated)
             if not args.skip_audited:
                 postgres_round(servers, root, audited, "users table WITH its audit trigger (as in production)",

@@ -22,4 +22,6 @@ schema.add(
     *privacy.personal_data,
     *privacy.encrypted,
     *pci.scopes,
+    # Issue 13: who may read the audit trail.
+    *audit.security,
 )

@@ -6,6 +6,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from sovren_db.compliance.audit_format import COLUMNS_MATCH
 from sovren_db.postgres.pci import four_digits, no_card_number
 
 metadata = MetaData()
@@ -110,6 +111,28 @@ audit_log = Table(
     Column("prev_hash", Text),
     Column("hash", Text, nullable=False),
     PrimaryKeyConstraint("event_id", "created_at", name="audit_log_pkey"),
+    CheckConstraint(COLUMNS_MATCH, name="audit_log_columns_match"),
     Index("ix_audit_log_user_id_accessed_at", "user_id", "accessed_at"),
     postgresql_partition_by="RANGE (created_at)",
+)
+
+# The chain's head (its last event id and hash) and its lock: appends take this one row
+# FOR UPDATE at commit (postgres/audit.py).
+audit_chain_head = Table(
+    "audit_chain_head", metadata,
+    Column("chain", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("hash", Text),
+    CheckConstraint("chain = 1", name="audit_chain_head_one_chain"),
+)
+
+# Events staged by the audit triggers until their transaction commits; never holds a
+# committed row for long (the commit-time flush deletes them), hence UNLOGGED.
+audit_pending = Table(
+    "audit_pending", metadata,
+    Column("seq", BigInteger, Identity(always=True), primary_key=True),
+    Column("xact", BigInteger, nullable=False),   # txid_current() of the staging transaction
+    Column("events", JSONB, nullable=False),
+    Index("ix_audit_pending_xact", "xact"),
+    prefixes=["UNLOGGED"],
 )

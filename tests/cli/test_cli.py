@@ -193,12 +193,12 @@ def test_protected_environment_refuses_a_destructive_revision(project, pg_url, m
 
 
 def test_downgrade_minus_one(project):
-    run("migrate")
-    result = run("downgrade", "-1")
-    assert result.exit_code == 0, result.output
     from alembic.script import ScriptDirectory
 
+    run("migrate")
     previous = ScriptDirectory(str(project / "migrations")).get_revision(commands_head(project)).down_revision
+    result = run("downgrade", "-1")
+    assert result.exit_code == 0, result.output
     assert f"to {previous or 'base'}" in result.output
 
 

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from sovren_db.cli.main import COMMANDS, cli
-from tests.lint.conftest import INITIAL, lint_project  # noqa: F401  (the lint tests' project copy)
+from tests.lint.conftest import HEAD, lint_project  # noqa: F401  (the lint tests' project copy)
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is in the test extra: pip install -e '.[test]'")
 
@@ -135,10 +135,10 @@ def gate_lint_args(workflow, base: str) -> list[str]:
 
 def test_gate_lint_step_fails_on_findings_and_passes_clean(workflow, lint_project):
     lint_project.add_revision("op.add_column('users', sa.Column('nickname', sa.Text()))")
-    clean = CliRunner().invoke(cli, gate_lint_args(workflow, INITIAL))
+    clean = CliRunner().invoke(cli, gate_lint_args(workflow, HEAD))
     assert clean.exit_code == 0, clean.output
     lint_project.add_revision("op.mongo_drop_collection(collection='executives')")
-    failing = CliRunner().invoke(cli, gate_lint_args(workflow, INITIAL))
+    failing = CliRunner().invoke(cli, gate_lint_args(workflow, HEAD))
     assert failing.exit_code == 1
     assert failing.output.startswith("::error file=migrations/versions/")
 

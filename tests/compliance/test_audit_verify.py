@@ -21,13 +21,15 @@ def run(*args: str):
 
 # -- pure: the walk over COPY text lines ------------------------------------------
 
-def chain(count: int) -> list[list[bytes]]:
-    """Rows as sovren_audit_append writes them: [event_id, created_at, prev_hash, hash, payload]."""
+def chain(count: int, version: int = 1, ids=None) -> list[list[bytes]]:
+    """Rows as the COPY of audit verify sends them: [event_id, created_at, prev_hash, hash, payload, columns
+    match], in event format 1 or 2 (compliance/audit_format.py)."""
     rows, prev = [], None
-    for i in range(1, count + 1):
-        payload = json.dumps({"at": f"t{i}", "prev_hash": (prev or b"").decode()}).encode()
+    for i in ids or range(1, count + 1):
+        fields = {"v": 2} if version == 2 else {}
+        payload = json.dumps({**fields, "at": f"t{i}", "prev_hash": (prev or b"").decode()}).encode()
         digest = hashlib.sha256(payload + str(i).encode()).hexdigest().encode()
-        rows.append([str(i).encode(), f"2026-11-0{i} 10:00:00+00".encode(), prev, digest, payload])
+        rows.append([str(i).encode(), f"2026-11-0{i % 10} 10:00:00+00".encode(), prev, digest, payload, b"t"])
         prev = digest
     return rows
 
@@ -71,18 +73,41 @@ def test_a_missing_beginning_is_named():
     assert report.broken.event_id == 3 and "rows before it are missing" in report.broken.problem
 
 
-def test_a_payload_moved_in_the_chain_is_caught_even_with_a_recomputed_hash():
+def test_a_column_that_differs_from_its_payload_is_caught_even_with_the_hash_intact():
     rows = chain(4)
-    rows[2][4] = rows[2][4].replace(rows[1][3], b"0" * 64)   # embedded prev_hash no longer the column's
-    rehash(rows[2])
+    rows[2][5] = b"f"   # the server found a column (or the embedded prev_hash) unlike the payload's
     report = walk(lines(rows), ChainReport())
-    assert report.broken.event_id == 3 and "inside event_payload" in report.broken.problem
+    assert report.broken.event_id == 3 and "differs from its value in event_payload" in report.broken.problem
+
+
+def test_missing_format_2_events_are_named_as_a_gap_even_when_the_links_were_recomputed():
+    rows = chain(0, version=2, ids=[1, 2, 3, 7, 8])   # 4 to 6 gone, the chain re-linked over the hole
+    report = walk(lines(rows), ChainReport())
+    assert report.broken.event_id == 7 and report.broken.problem.startswith("gap: events 4 to 6 (3) are missing")
+
+
+def test_a_dropped_partition_shows_as_a_gap_at_the_next_event():
+    rows = chain(8, version=2)
+    del rows[2:6]   # events 3 to 6, as a dropped month would take them
+    report = walk(lines(rows), ChainReport())
+    assert report.broken.event_id == 7 and "gap: events 3 to 6" in report.broken.problem
+
+
+def test_format_1_ids_may_skip_numbers():
+    rows = chain(0, version=1, ids=[1, 2, 5])   # the identity sequence of format 1 skips rolled-back ids
+    assert walk(lines(rows), ChainReport()).broken is None
+
+
+def test_the_anchor_event_is_remembered_with_its_position():
+    rows = chain(6, version=2)
+    report = walk(lines(rows), ChainReport(anchor=4))
+    assert (report.anchor_hash, report.anchor_rows) == (rows[3][3].decode(), 4)
 
 
 def test_escaped_payloads_are_hashed_as_stored():
     rows = chain(2)
     payload = {"prev_hash": rows[0][3].decode(), "note": "tab\there \\ and\nnewline"}
-    rows[1][4] = json.dumps(payload).encode()   # the embedded hash is not last: the slow path parses JSON
+    rows[1][4] = json.dumps(payload).encode()
     rehash(rows[1])
     assert b"\t" in lines(rows)[1] and b"\\" in lines(rows)[1]
     report = walk(lines(rows), ChainReport())
@@ -117,8 +142,10 @@ def test_a_seeded_chain_verifies_and_a_tampered_row_is_found(migrated):
     assert f"{total:,} events" in intact.output
     with psycopg.connect(migrated.pg_url, autocommit=True) as conn:  # as superuser, triggers off
         conn.execute("SET session_replication_role = replica")
-        conn.execute("UPDATE audit_log SET event_payload = replace(event_payload, 'INSERT', 'DELETE') "
-                     "WHERE event_id = %s", (tampered,))
+        # payload and column together: audit_log_columns_match refuses one without the other
+        conn.execute("""UPDATE audit_log SET action = 'DELETE',
+                        event_payload = replace(event_payload, '"action": "INSERT"', '"action": "DELETE"')
+                        WHERE event_id = %s""", (tampered,))
     broken = run("audit", "verify", "--format", "json")
     assert broken.exit_code == 1
     report = json.loads(broken.output)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from alembic.script import ScriptDirectory
 import psycopg
 import pytest
 import redis as redis_py

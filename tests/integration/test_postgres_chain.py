@@ -49,8 +49,8 @@ def test_second_migrate_finds_nothing_to_do(project):
 DRIFT = {
     "dropped policy": ("DROP POLICY users_tenant_isolation ON users",
                        "policy users_tenant_isolation on users: missing in database"),
-    "disabled trigger": ("ALTER TABLE users DISABLE TRIGGER users_audit",
-                         "trigger users_audit on users: disabled in database"),
+    "disabled trigger": ("ALTER TABLE users DISABLE TRIGGER users_audit_update",
+                         "trigger users_audit_update on users: disabled in database"),
     "RLS turned off": ("ALTER TABLE transactions DISABLE ROW LEVEL SECURITY",
                        "row level security on transactions: disabled in database"),
     "FORCE RLS removed": ("ALTER TABLE payments NO FORCE ROW LEVEL SECURITY",

@@ -108,7 +108,9 @@ def test_audit_chain_verifies_and_a_tampered_row_is_found(migrated):
 
         victim = rows[len(rows) // 2][0]
         conn.execute("SET session_replication_role = replica")  # a superuser bypassing the triggers
-        conn.execute("UPDATE audit_log SET event_payload = replace(event_payload, '\"action\": \"', '\"action\": \"X') "
+        # the column with its payload copy: audit_log_columns_match refuses one without the other
+        conn.execute("UPDATE audit_log SET action = 'X' || action, "
+                     "event_payload = replace(event_payload, '\"action\": \"', '\"action\": \"X') "
                      "WHERE event_id = %s", (victim,))
         conn.execute("SET session_replication_role = origin")
         found = conn.execute(G2).fetchall()

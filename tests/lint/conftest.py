@@ -18,6 +18,7 @@ from alembic.script import ScriptDirectory
 _SCRIPT = ScriptDirectory(str(Path(__file__).resolve().parents[2] / "migrations"))
 INITIAL = _SCRIPT.get_current_head()
 CHAIN = [s.revision for s in reversed(list(_SCRIPT.walk_revisions()))]   # the repository's revisions, oldest first
+HEAD = INITIAL
 TEMPLATE = '''"""{doc}"""
 from alembic import op
 import sqlalchemy as sa
@@ -40,11 +41,13 @@ def downgrade() -> None:
 class LintProject:
     def __init__(self, root: Path):
         self.root = root
-        self.head = INITIAL
+        self.head = HEAD
+        self.added = 0
 
     def add_revision(self, body: str, *, rev: str | None = None, doc: str = "change", comment: str = "") -> Path:
         """Write a revision after the current head; ``body`` is upgrade()'s code (not indented)."""
-        rev = rev or f"a{len(list(self.versions.glob('*.py'))):011d}"
+        self.added += 1
+        rev = rev or f"a{self.added:011d}"
         code = textwrap.indent(textwrap.dedent(body).strip(), "    ")
         text = TEMPLATE.format(doc=doc, rev=rev, down=self.head, body=code)
         if comment:
@@ -59,7 +62,7 @@ class LintProject:
         return self.root / "migrations" / "versions"
 
     def lint(self, *args: str):
-        return CliRunner().invoke(cli, ["lint", "--base", INITIAL, *args], catch_exceptions=False)
+        return CliRunner().invoke(cli, ["lint", "--base", HEAD, *args], catch_exceptions=False)
 
 
 def line_of(path: Path, needle: str) -> int:

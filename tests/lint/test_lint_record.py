@@ -8,7 +8,7 @@ from sovren_db.core.config import load_settings
 from sovren_db.core.errors import RevisionError
 from sovren_db.lint.engine import lint_revisions
 from sovren_db.resync import chain_steps
-from tests.lint.conftest import CHAIN, INITIAL, line_of
+from tests.lint.conftest import CHAIN, HEAD, INITIAL, line_of
 
 
 def test_store_steps_are_recorded_as_steps_and_never_as_sql_statements(lint_project):
@@ -16,7 +16,7 @@ def test_store_steps_are_recorded_as_steps_and_never_as_sql_statements(lint_proj
         "op.add_column('users', sa.Column('nickname', sa.Text()))\n"
         "op.mongo_create_collection(collection='briefings')")
     only_steps = lint_project.add_revision("op.mongo_create_collection(collection='notes')")
-    result = lint_revisions(load_settings(lint_project.root), base=INITIAL)
+    result = lint_revisions(load_settings(lint_project.root), base=HEAD)
     mixed, store_only = result.revisions
     assert [s.line for s in mixed.statements] == [line_of(path, "add_column")]
     assert all(not s.sql.startswith("--") for s in mixed.statements)

@@ -37,7 +37,7 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def test_the_declarations_match_the_chain_so_nothing_is_written(project):
+def test_the_declarations_match_the_chain_so_nothing_is_written(project, repo_root):
     clean = commands.check(load_settings(project))
     assert clean.exit_code == 0, [f.sentence() for f in clean.findings]
     assert NOTE in clean.notes

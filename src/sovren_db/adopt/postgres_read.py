@@ -257,7 +257,10 @@ def _objects(catalog, roles: dict[str, tuple[bool, bool]], metadata: MetaData) -
     objects += [t.row_security for _, t in sorted(catalog.tables.items())
                 if t.name in tables and (t.row_security.enabled or t.row_security.forced)]
     objects += [live.policy for _, live in sorted(catalog.policies.items())]
-    objects += [_enabled(trigger, enabled) for _, (trigger, enabled) in sorted(catalog.triggers.items())]
+    # a trigger on a partition is the partition's (audit_log's no-truncate guard on each month): the
+    # declarations name parent tables only, and the parent's rule makes the partitions
+    objects += [_enabled(trigger, enabled) for _, (trigger, enabled) in sorted(catalog.triggers.items())
+                if trigger.table in tables]
     objects += [Grant(role, table, tuple(p for p in PRIVILEGE_ORDER if p in privileges))
                 for (table, role), privileges in sorted(catalog.grants.items()) if table in tables]
     return objects

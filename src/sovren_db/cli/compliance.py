@@ -50,14 +50,43 @@ def audit() -> None:
     """The immutable audit trail (architecture §6, Appendix G.2)."""
 
 
+KEY_ENV_HELP = "Environment variable holding the checkpoint signing key (HMAC-SHA256)."
+
+
 @audit.command("verify")
+@click.option("--checkpoint", metavar="FILE|redis[:LIST]",
+              help="Also check the chain against the latest signed checkpoint kept there.")
+@click.option("--key-env", default="SOVREN_AUDIT_SEAL_KEY", show_default=True, metavar="VAR", help=KEY_ENV_HELP)
+@click.option("--every-row", is_flag=True,
+              help="Compare every row's columns with its payload even where the CHECK constraint vouches for them.")
 @format_option
 @click.pass_context
-def audit_verify(ctx: click.Context, fmt: str) -> None:
-    """Walk the audit_log hash chain in one streamed pass; exit 1 at the first broken link."""
+def audit_verify(ctx: click.Context, checkpoint: str | None, key_env: str, every_row: bool, fmt: str) -> None:
+    """Walk the audit_log hash chain in one streamed pass; exit 1 at the first broken link.
+
+    With --checkpoint, a tail cut or rewritten since the latest checkpoint is reported too.
+    """
     from ..compliance.audit_verify import verify
 
-    outcome = verify(ctx.obj.settings)
+    outcome = verify(ctx.obj.settings, checkpoint, key_env, every_row)
+    emit(outcome, fmt)
+    ctx.exit(outcome.exit_code)
+
+
+@audit.command("seal")
+@click.option("--to", "to", default="-", show_default=True, metavar="FILE|redis[:LIST]|-",
+              help="Append the checkpoint to a file, push it on a Redis list (REDIS_URL), or print it (-).")
+@click.option("--key-env", default="SOVREN_AUDIT_SEAL_KEY", show_default=True, metavar="VAR", help=KEY_ENV_HELP)
+@format_option
+@click.pass_context
+def audit_seal(ctx: click.Context, to: str, key_env: str, fmt: str) -> None:
+    """Verify the chain, then write a signed checkpoint of its head (event count, last event id, hash).
+
+    The key never reaches Postgres: a superuser who rewrites the log's tail cannot re-sign it.
+    """
+    from ..compliance.audit_verify import seal
+
+    outcome = seal(ctx.obj.settings, to, key_env)
     emit(outcome, fmt)
     ctx.exit(outcome.exit_code)
 

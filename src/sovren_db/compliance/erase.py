@@ -14,7 +14,7 @@ step everything that remains still refers to an existing user.
 - Retained tables (``erase="retain"``: the immutable ``audit_log``) are counted,
   never touched: audit rows hold keys and changed column names only.
 - Once every step is done and a recount finds nothing left, one ``ERASE`` audit
-  event is appended through ``sovren_audit_append`` holding the subject hash
+  event is appended through ``sovren_audit_erasure`` holding the subject hash
   and the counts, never the id.
 """
 
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 UNITS = {"postgres": "rows", "mongo": "documents", "redis": "keys"}
 AUDIT_STEP = "audit"
-AUDIT_FUNCTION = "sovren_audit_append"
+AUDIT_FUNCTION = "sovren_audit_erasure"  # postgres/audit.py: ERASE events only, callable by the bypass role
 ERASE_LOCK = 7_301_007
 
 
@@ -316,7 +316,7 @@ class Eraser:
                    "retained": {f"postgres:{table}": n for table, n in self._retained_counts().items()}}
         event = None
         if self.audited:
-            event = self.conn.execute(f"SELECT {AUDIT_FUNCTION}(%s, 'ERASE', NULL, %s::jsonb)",
+            event = self.conn.execute(f"SELECT {AUDIT_FUNCTION}(%s, %s::jsonb)",
                                       (self.pii.root.table, json.dumps(details))).fetchone()[0]
         record_step(self.conn, self.hash, AUDIT_STEP, {"event_id": event, **details})
         self.conn.commit()

@@ -75,7 +75,10 @@ def _roles(conn: Connection, names: set[str]) -> dict[str, tuple[bool, bool]]:
 _FUNCTIONS = """
 SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args, pg_get_function_result(p.oid) AS returns,
        l.lanname, p.prosecdef, p.prosrc, p.proconfig, p.provolatile,
-       COALESCE(obj_description(p.oid, 'pg_proc'), '') = :managed AS managed
+       COALESCE(obj_description(p.oid, 'pg_proc'), '') = :managed AS managed,
+       CASE WHEN p.proacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0) THEN NULL
+            ELSE ARRAY(SELECT pg_get_userbyid(a.grantee) FROM aclexplode(p.proacl) a
+                        WHERE a.grantee <> p.proowner AND a.privilege_type = 'EXECUTE' ORDER BY 1) END AS callers
   FROM pg_proc p
   JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
@@ -90,13 +93,14 @@ def _functions(conn: Connection) -> dict[str, tuple[Function, bool]]:
     for r in conn.execute(text(_FUNCTIONS), {"managed": sql.MANAGED}):
         search_path = next((c.split("=", 1)[1] for c in (r.proconfig or []) if c.startswith("search_path=")), None)
         fn = Function(r.proname, r.args, r.returns, r.prosrc, r.lanname, r.prosecdef, search_path,
-                      VOLATILITY[r.provolatile])
+                      VOLATILITY[r.provolatile], None if r.callers is None else tuple(r.callers))
         found[fn.key] = (fn, r.managed)
     return found
 
 
 _TRIGGERS = """
-SELECT t.tgname, c.relname, t.tgenabled, t.tgtype, p.proname
+SELECT t.tgname, c.relname, t.tgenabled, t.tgtype, p.proname, t.tgdeferrable AND t.tginitdeferred AS deferred,
+       concat_ws(' ', 'OLD TABLE AS ' || t.tgoldtable, 'NEW TABLE AS ' || t.tgnewtable) AS referencing
   FROM pg_trigger t
   JOIN pg_class c ON c.oid = t.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -105,16 +109,18 @@ SELECT t.tgname, c.relname, t.tgenabled, t.tgtype, p.proname
 """
 
 
-def _trigger_from_type(name: str, table: str, function: str, tgtype: int) -> Trigger:
+def _trigger_from_type(name: str, table: str, function: str, tgtype: int, referencing: str = "",
+                       deferred: bool = False) -> Trigger:
     events = tuple(e for bit, e in ((4, "INSERT"), (16, "UPDATE"), (8, "DELETE"), (32, "TRUNCATE")) if tgtype & bit)
     timing = "INSTEAD OF" if tgtype & 64 else ("BEFORE" if tgtype & 2 else "AFTER")
-    return Trigger(name, table, function, timing, events, "ROW" if tgtype & 1 else "STATEMENT")
+    return Trigger(name, table, function, timing, events, "ROW" if tgtype & 1 else "STATEMENT",
+                   referencing=referencing, deferred=deferred)
 
 
 def _triggers(conn: Connection) -> dict[str, tuple[Trigger, bool]]:
     found = {}
     for r in conn.execute(text(_TRIGGERS)):
-        trigger = _trigger_from_type(r.tgname, r.relname, r.proname, r.tgtype)
+        trigger = _trigger_from_type(r.tgname, r.relname, r.proname, r.tgtype, r.referencing, r.deferred)
         found[trigger.key] = (trigger, r.tgenabled != "D")
     return found
 

@@ -120,7 +120,7 @@ class DropRoleOp(ObjectOp):
 class CreateFunctionOp(ObjectOp):
     kind, op_name = Function, "create_function"
 
-    def statements(self): return [self.obj.definition(), sql.mark_function(self.obj)]
+    def statements(self): return [self.obj.definition(), sql.mark_function(self.obj), *self.obj.privileges()]
     def describe(self): return f"create function {self.obj.key}"
     def drift(self): return (f"function {self.obj.key}", "missing in database")
     def reverse(self): return DropFunctionOp(self.obj)
@@ -150,7 +150,7 @@ class ReplaceFunctionOp(ObjectOp):
         args["previous_body"] = self.previous.body if self.previous else None
         return args
 
-    def statements(self): return [self.obj.definition(), sql.mark_function(self.obj)]
+    def statements(self): return [self.obj.definition(), sql.mark_function(self.obj), *self.obj.privileges()]
     def describe(self): return f"replace function {self.obj.key}"
     def drift(self): return (f"function {self.obj.key}", "definition differs from the declaration")
 
@@ -177,7 +177,8 @@ class CreateTriggerOp(ObjectOp):
     kind, op_name = Trigger, "create_trigger"
 
     def statements(self):
-        return [f"DROP TRIGGER IF EXISTS {self.obj.name} ON {self.obj.table}", self.obj.definition()]
+        return [f"DROP TRIGGER IF EXISTS {self.obj.name} ON {self.obj.table}", self.obj.definition(),
+                *sql.partition_truncate_trigger(self.obj, create=True)]
 
     def describe(self): return f"create trigger {self.obj.name} on {self.obj.table}"
     def drift(self): return (f"trigger {self.obj.name} on {self.obj.table}", "missing in database")
@@ -188,7 +189,10 @@ class CreateTriggerOp(ObjectOp):
 class DropTriggerOp(ObjectOp):
     kind, op_name, destructive = Trigger, "drop_trigger", True
 
-    def statements(self): return [f"DROP TRIGGER IF EXISTS {self.obj.name} ON {self.obj.table}"]
+    def statements(self):
+        return [*sql.partition_truncate_trigger(self.obj, create=False),
+                f"DROP TRIGGER IF EXISTS {self.obj.name} ON {self.obj.table}"]
+
     def describe(self): return f"drop trigger {self.obj.name} on {self.obj.table}"
     def drift(self): return (f"trigger {self.obj.name} on {self.obj.table}", "in database but not declared")
     def reverse(self): return CreateTriggerOp(self.obj)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .state import Function, PartitionRule, Policy, Role
+from .state import Function, PartitionRule, Policy, Role, Trigger
 
 MANAGED = "sovren-db"
 
@@ -77,17 +77,23 @@ $sovren$"""
 
 
 def ensure_partitions(rule: PartitionRule) -> str:
-    """Create the month partitions from this month to ``months_ahead`` ahead, and the default."""
+    """Create the month partitions from this month to ``months_ahead`` ahead, and the default.
+
+    Postgres clones a partitioned table's row triggers onto its partitions but not its
+    statement-level TRUNCATE triggers, and ``TRUNCATE partition`` never meets the parent's:
+    each partition created here gets the parent's TRUNCATE triggers (audit_log's guard)."""
     table = _literal(rule.table)
     default = (f"""
     IF to_regclass({_literal(rule.default_name)}) IS NULL THEN
         EXECUTE format('CREATE TABLE %I PARTITION OF %I DEFAULT', {_literal(rule.default_name)}, {table});
+        {_copy_truncate_triggers(table, _literal(rule.default_name))}
     END IF;""" if rule.default else "")
     return f"""DO $sovren$
 DECLARE
     v_month date := date_trunc('month', current_date)::date;
     v_from date;
     v_name text;
+    v_trigger record;
 BEGIN
     FOR i IN 0..{int(rule.months_ahead)} LOOP
         v_from := (v_month + make_interval(months => i))::date;
@@ -95,7 +101,42 @@ BEGIN
         IF to_regclass(v_name) IS NULL THEN
             EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
                            v_name, {table}, v_from, (v_from + interval '1 month')::date);
+            {_copy_truncate_triggers(table, "v_name")}
         END IF;
     END LOOP;{default}
 END
 $sovren$"""
+
+
+def partition_truncate_trigger(trigger: Trigger, create: bool) -> list[str]:
+    """The TRUNCATE trigger ``trigger`` of a partitioned table created on (or dropped from) each
+    partition: Postgres neither clones nor drops statement-level triggers with the parent's."""
+    if "TRUNCATE" not in trigger.events:
+        return []
+    action = ("CREATE TRIGGER %I {timing} TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+              .format(timing=trigger.timing, function=trigger.function) if create else "DROP TRIGGER IF EXISTS %I ON %I")
+    present = "NOT EXISTS" if create else "EXISTS"
+    return [f"""DO $sovren$
+DECLARE
+    v_partition text;
+BEGIN
+    FOR v_partition IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                        WHERE i.inhparent = to_regclass({_literal(trigger.table)})
+                          AND {present} (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid
+                                         AND t.tgname = {_literal(trigger.name)}) LOOP
+        EXECUTE format({_literal(action)}, {_literal(trigger.name)}, v_partition);
+    END LOOP;
+END
+$sovren$"""]
+
+
+def _copy_truncate_triggers(table: str, partition: str) -> str:
+    """PL/pgSQL giving ``partition`` every TRUNCATE trigger of ``table`` (a record ``v_trigger`` is declared)."""
+    return f"""FOR v_trigger IN SELECT t.tgname, p.proname, CASE WHEN t.tgtype & 2 <> 0 THEN 'BEFORE' ELSE 'AFTER' END AS timing
+                  FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+                 WHERE t.tgrelid = {table}::regclass AND t.tgtype & 32 <> 0 AND NOT t.tgisinternal
+                   AND NOT EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = to_regclass({partition})
+                                   AND x.tgname = t.tgname) LOOP
+                EXECUTE format('CREATE TRIGGER %I %s TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION %I()',
+                               v_trigger.tgname, v_trigger.timing, {partition}, v_trigger.proname);
+            END LOOP;"""

@@ -58,6 +58,8 @@ class Function:
     security_definer: bool = False
     search_path: str | None = None
     volatility: str = "VOLATILE"   # IMMUTABLE for CHECK constraints, STABLE for policies
+    # Roles granted EXECUTE besides the owner; None keeps Postgres's default (PUBLIC may call it).
+    callers: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.volatility not in VOLATILITIES:
@@ -66,6 +68,13 @@ class Function:
     @property
     def key(self) -> str:
         return f"{self.name}({self.args})"
+
+    def privileges(self) -> list[str]:
+        """REVOKE from PUBLIC and GRANT to ``callers``, when they are declared."""
+        if self.callers is None:
+            return []
+        return [f"REVOKE ALL ON FUNCTION {self.key} FROM PUBLIC",
+                *[f"GRANT EXECUTE ON FUNCTION {self.key} TO {role}" for role in self.callers]]
 
     def definition(self) -> str:
         options = [f"LANGUAGE {self.language}", self.volatility]
@@ -82,7 +91,9 @@ class Function:
                 and self.language == other.language
                 and self.security_definer == other.security_definer
                 and self.volatility == other.volatility
-                and (self.search_path or "") == (other.search_path or ""))
+                and (self.search_path or "") == (other.search_path or "")
+                and (None if self.callers is None else tuple(sorted(self.callers)))
+                == (None if other.callers is None else tuple(sorted(other.callers))))
 
 
 @dataclass(frozen=True)
@@ -94,17 +105,22 @@ class Trigger:
     events: tuple[str, ...] = ("INSERT", "UPDATE", "DELETE")
     level: str = "ROW"                 # ROW | STATEMENT
     enabled: bool = True
+    referencing: str = ""              # transition tables: "OLD TABLE AS old_rows NEW TABLE AS new_rows"
+    deferred: bool = False             # a constraint trigger, DEFERRABLE INITIALLY DEFERRED (runs at commit)
 
     @property
     def key(self) -> str:
         return f"{self.table}.{self.name}"
 
     def definition(self) -> str:
-        return (f"CREATE TRIGGER {self.name} {self.timing} {' OR '.join(self.events)} ON {self.table} "
-                f"FOR EACH {self.level} EXECUTE FUNCTION {self.function}()")
+        kind = "CONSTRAINT TRIGGER" if self.deferred else "TRIGGER"
+        when = " DEFERRABLE INITIALLY DEFERRED" if self.deferred else ""
+        referencing = f" REFERENCING {self.referencing}" if self.referencing else ""
+        return (f"CREATE {kind} {self.name} {self.timing} {' OR '.join(self.events)} ON {self.table}{when}"
+                f"{referencing} FOR EACH {self.level} EXECUTE FUNCTION {self.function}()")
 
     def shape(self) -> tuple:
-        return (self.function, self.timing, tuple(sorted(self.events)), self.level)
+        return (self.function, self.timing, tuple(sorted(self.events)), self.level, self.referencing, self.deferred)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,173 @@
+"""Benchmark: the cost of the audit trail on writes, audited against unaudited in the same run.
+
+Starts its own PostgreSQL on a free loopback port, applies Sovren's schema and
+seeds 1,000 users, then measures on that one database, alternating the two
+sides (``ALTER TABLE ... DISABLE TRIGGER`` of the audit triggers for the
+unaudited side; everything else, foreign keys, row security and partitions
+included, stays as it is):
+
+- pgbench (``-M prepared``) running Sovren's write transaction, two
+  ``operations`` rows for one user in one transaction, for --seconds at 8
+  clients and at 1 client: throughput (tps) and p99 latency from pgbench's
+  per-transaction log;
+- a COPY of --copy-rows rows into ``users``, timed client-side.
+
+Each side runs --repeat times, the best kept (the machine is shared). Prints
+each figure, the audited/unaudited ratios, and checks them against the
+targets of issue 13: tps ratio >= 0.5 at 8 clients and >= 0.7 at 1 client,
+p99 < 4 ms at 8 clients, COPY ratio >= 0.5. Finally verifies the chain that
+the run wrote. Exit 1 when a target is missed (0 with --smoke, which only
+proves the script runs: 1 s phases, 2,000 rows).
+
+    .venv/bin/python bench/audit_write.py [--seconds 15] [--copy-rows 100000] [--repeat 2] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import io
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from sovren_db import commands, services  # noqa: E402
+from sovren_db.compliance.audit_verify import stream_chain  # noqa: E402
+from sovren_db.core.config import load_settings  # noqa: E402
+from sovren_db.core.urls import with_database  # noqa: E402
+from sovren_db.services.local import find_pg_bin  # noqa: E402
+
+USERS = 1000
+TRANSACTION = """\\set u random(1, {users})
+BEGIN;
+INSERT INTO operations (operation_id, user_id, parameters, confidence)
+  VALUES (gen_random_uuid(), ('00000000-0000-0000-0000-' || lpad(:u::text, 12, '0'))::uuid, '{{"step": 1}}', 0.5);
+INSERT INTO operations (operation_id, user_id, parameters, confidence)
+  VALUES (gen_random_uuid(), ('00000000-0000-0000-0000-' || lpad(:u::text, 12, '0'))::uuid, '{{"step": 2}}', 0.7);
+END;
+"""
+# postgres/audit.py: three statement triggers on each audited table
+AUDIT_TRIGGERS = [(table, f"{table}_audit_{event}") for table in ("users", "operations", "payments")
+                  for event in ("insert", "update", "delete")]
+
+
+def user_id(i: int) -> str:
+    return f"00000000-0000-0000-0000-{i:012d}"
+
+
+def set_audit(url: str, enabled: bool) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table, trigger in AUDIT_TRIGGERS:
+            conn.execute(f"ALTER TABLE {table} {'ENABLE' if enabled else 'DISABLE'} TRIGGER {trigger}")
+
+
+def seed_users(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        with conn.cursor().copy("COPY users (user_id, username, password_hash, email, subscription_tier) "
+                                "FROM STDIN") as copy:
+            for i in range(1, USERS + 1):
+                copy.write_row((user_id(i), f"bench{i}", "x", f"bench{i}@example.com", "pro"))
+
+
+def pgbench(url: str, script: Path, clients: int, seconds: int, logs: Path) -> tuple[float, float]:
+    """(tps, p99 latency in ms) of one pgbench run."""
+    for old in glob.glob(str(logs / "pgbench_log.*")):
+        Path(old).unlink()
+    argv = [find_pg_bin("pgbench"), "-n", "-M", "prepared", "-f", str(script), "-c", str(clients), "-j",
+            str(min(clients, 2)), "-T", str(seconds), "-l", "--log-prefix", str(logs / "pgbench_log"), url]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    tps = float(next(line for line in out.splitlines() if line.startswith("tps")).split()[2])
+    latencies = sorted(int(line.split()[2]) for f in glob.glob(str(logs / "pgbench_log.*"))
+                       for line in open(f))
+    return tps, latencies[int(len(latencies) * 0.99)] / 1000
+
+
+def copy_users(url: str, rows: int) -> float:
+    """Rows per second of one COPY of ``rows`` new users."""
+    buffer = io.StringIO()
+    for _ in range(rows):
+        u = uuid.uuid4()
+        buffer.write(f"{u}\tuser-{u.hex}\tx\t{u.hex}@example.com\tpro\n")
+    data = buffer.getvalue().encode()
+    began = time.perf_counter()
+    with psycopg.connect(url) as conn:
+        with conn.cursor().copy("COPY users (user_id, username, password_hash, email, subscription_tier) "
+                                "FROM STDIN") as copy:
+            copy.write(data)
+    return rows / (time.perf_counter() - began)
+
+
+def best_of(url: str, repeat: int, measure, higher_is_better=True):
+    """Best audited and best unaudited figure, the two sides alternating."""
+    sides: dict[bool, list] = {True: [], False: []}
+    for _ in range(repeat):
+        for audited in (False, True):
+            set_audit(url, audited)
+            sides[audited].append(measure())
+    set_audit(url, True)
+    pick = max if higher_is_better else min
+    return pick(sides[True]), pick(sides[False])
+
+
+def run(url: str, args: argparse.Namespace, tmp: Path) -> list[str]:
+    script = tmp / "two_rows.sql"
+    script.write_text(TRANSACTION.format(users=USERS))
+    missed = []
+    for clients, target in ((8, 0.5), (1, 0.7)):
+        (a_tps, a_p99), (u_tps, u_p99) = best_of(
+            url, args.repeat, lambda: pgbench(url, script, clients, args.seconds, tmp))
+        ratio = a_tps / u_tps
+        print(f"pgbench {clients} client(s): audited {a_tps:8,.0f} tps p99 {a_p99:5.2f} ms | unaudited "
+              f"{u_tps:8,.0f} tps p99 {u_p99:5.2f} ms | ratio {ratio:.2f} (target >= {target})")
+        if ratio < target:
+            missed.append(f"tps ratio at {clients} client(s) {ratio:.2f} < {target}")
+        if clients == 8 and a_p99 >= 4:
+            missed.append(f"p99 at 8 clients {a_p99:.2f} ms >= 4 ms")
+    audited, unaudited = best_of(url, args.repeat, lambda: copy_users(url, args.copy_rows))
+    ratio = audited / unaudited
+    print(f"COPY {args.copy_rows:,} users: audited {audited:9,.0f} rows/s | unaudited {unaudited:9,.0f} rows/s | "
+          f"ratio {ratio:.2f} (target >= 0.5)")
+    if ratio < 0.5:
+        missed.append(f"COPY ratio {ratio:.2f} < 0.5")
+    return missed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--copy-rows", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="1 s phases and 2,000 rows: proves the script runs")
+    args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.copy_rows, args.repeat = 1, 2000, 1
+    with tempfile.TemporaryDirectory(prefix="sovren-bench-audit-write-") as tmp:
+        server = services.start_postgres(Path(tmp) / "postgres")
+        try:
+            url = with_database(server.url, "sovren_ai")
+            commands.migrate(load_settings(ROOT, environ={"POSTGRES_URL": url, "SOVREN_DB_STORES": "postgres"}))
+            seed_users(url)
+            missed = run(url, args, Path(tmp))
+            with psycopg.connect(url) as conn:
+                report = stream_chain(conn)
+            print(f"audit chain after the run: {report.rows:,} events, "
+                  f"{'intact' if report.broken is None else f'BROKEN at {report.broken}'}")
+            if report.broken is not None:
+                missed.append("the chain written by the run does not verify")
+        finally:
+            services.stop(server)
+    for line in missed:
+        print(f"target missed: {line}")
+    return 0 if args.smoke or not missed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""Issue 13 on a real Postgres: only the triggers append, every column is hashed, partitions stay,
+queries keep their shape only, tenants read their own events, rollbacks leave no gap."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import psycopg
+import pytest
+
+from sovren_db import commands
+from sovren_db.compliance.audit_verify import stream_chain
+from sovren_db.core.config import load_settings
+
+pytestmark = pytest.mark.postgres
+
+G2 = """SELECT event_id FROM audit_log
+        WHERE hash != encode(digest(event_payload || event_id::text, 'sha256'),'hex')"""
+APPEND = "SELECT sovren_audit_append('users', 'ERASE', NULL, '{\"forged\": true}')"
+CHAIN = """SELECT sovren_audit_chain('[{"table": "users", "action": "ERASE", "details": {}}]')"""
+ERASURE = "SELECT sovren_audit_erasure('users', '{\"forged\": true}')"
+
+
+@pytest.fixture
+def migrated(project, pg_url):
+    commands.migrate(load_settings(project))
+    return pg_url
+
+
+def add_user(conn, user_id=None, email=None) -> uuid.UUID:
+    user_id = user_id or uuid.uuid4()
+    conn.execute("INSERT INTO users (user_id, username, password_hash, email, subscription_tier) "
+                 f"VALUES ('{user_id}', 'u{user_id.hex[:8]}', 'x', '{email or user_id.hex[:8] + '@x.io'}', 'pro')")
+    return user_id
+
+
+def verified(url):
+    with psycopg.connect(url) as conn:
+        return stream_chain(conn)
+
+
+def events(conn) -> int:
+    return conn.execute("SELECT count(*) FROM audit_log").fetchone()[0]
+
+
+# -- 1. only the audit triggers append ------------------------------------------------
+
+@pytest.mark.parametrize("role", ["sovren_app", "sovren_readonly", "sovren_auditor", "sovren_migrator", "nobody"])
+@pytest.mark.parametrize("call", [APPEND, CHAIN])
+def test_no_role_but_the_owner_may_append(migrated, role, call):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'nobody') THEN "
+                     "CREATE ROLE nobody; END IF; END $$")
+        before = events(conn)
+        conn.execute(f"SET ROLE {role}")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(call)
+        conn.execute("RESET ROLE")
+        assert events(conn) == before
+
+
+@pytest.mark.parametrize("role", ["sovren_app", "sovren_readonly", "sovren_auditor", "nobody"])
+def test_only_the_bypass_role_may_record_an_erasure(migrated, role):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'nobody') THEN "
+                     "CREATE ROLE nobody; END IF; END $$")
+        conn.execute(f"SET ROLE {role}")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(ERASURE)
+        conn.execute("SET ROLE sovren_migrator")
+        conn.execute(ERASURE)
+        conn.execute("RESET ROLE")
+        assert conn.execute("SELECT action, user_id FROM audit_log ORDER BY event_id DESC LIMIT 1").fetchone() == \
+            ("ERASE", None)
+
+
+@pytest.mark.parametrize("function", ["sovren_audit_stage()", "sovren_audit_flush()", "sovren_audit_row()"])
+def test_the_staging_table_and_trigger_functions_are_out_of_reach(migrated, function):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute("SET ROLE sovren_app")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("""INSERT INTO audit_pending (xact, events)
+                            VALUES (txid_current(), '[{"table": "users", "action": "ERASE"}]')""")
+        with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction)):
+            conn.execute(f"CREATE TRIGGER forged AFTER INSERT ON users FOR EACH STATEMENT EXECUTE FUNCTION {function}")
+
+
+# -- 2. every column is covered ----------------------------------------------------------
+
+@pytest.mark.parametrize("column, value", [
+    ("actor", "'someone_else'"), ("user_id", "gen_random_uuid()"), ("action", "'DELETE'"),
+    ("table_name", "'payments'"), ("query", "'SELECT 1'"), ("accessed_at", "accessed_at - interval '1 day'"),
+    ("prev_hash", "repeat('0', 64)"),
+])
+def test_a_column_edited_with_the_triggers_off_is_refused(migrated, column, value):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        add_user(conn)
+        conn.execute("SET session_replication_role = replica")   # triggers and event triggers off
+        with pytest.raises(psycopg.errors.CheckViolation, match="audit_log_columns_match"):
+            conn.execute(f"UPDATE audit_log SET {column} = {value}")
+        assert conn.execute(G2).fetchall() == []
+
+
+def test_a_payload_edited_with_its_column_is_found_by_g2_and_verify(migrated):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        add_user(conn)
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("""UPDATE audit_log SET actor = 'x',
+                        event_payload = replace(event_payload, '"actor": "' || actor || '"', '"actor": "x"')""")
+        assert len(conn.execute(G2).fetchall()) == 1
+    assert "altered" in verified(migrated).broken.problem
+
+
+# -- 4. partitions stay ------------------------------------------------------------------
+
+def partition_of_latest(conn) -> str:
+    return conn.execute("SELECT tableoid::regclass::text FROM audit_log ORDER BY event_id DESC LIMIT 1").fetchone()[0]
+
+
+@pytest.mark.parametrize("statement", [
+    "TRUNCATE {partition}", "DROP TABLE {partition}", "ALTER TABLE audit_log DETACH PARTITION {partition}",
+    "TRUNCATE audit_log_default", "DROP TABLE audit_log_default",
+    "ALTER TABLE audit_log DISABLE TRIGGER audit_log_immutable", "DROP TRIGGER audit_log_no_truncate ON {partition}",
+    "ALTER TABLE audit_log DROP CONSTRAINT audit_log_columns_match",
+])
+def test_a_superuser_cannot_truncate_drop_or_detach_a_partition(migrated, statement):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        add_user(conn)
+        partition, before = partition_of_latest(conn), events(conn)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="audit_log is immutable"):
+            conn.execute(statement.format(partition=partition))
+        assert events(conn) == before
+    assert verified(migrated).broken is None
+
+
+def test_a_partition_created_later_refuses_truncate_too(migrated):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute("CREATE TABLE audit_log_p2099_01 PARTITION OF audit_log "
+                     "FOR VALUES FROM ('2099-01-01') TO ('2099-02-01')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("TRUNCATE audit_log_p2099_01")
+
+
+def test_without_event_triggers_the_partition_triggers_still_refuse_truncate(migrated):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute("ALTER EVENT TRIGGER sovren_audit_guard_alter DISABLE")
+        conn.execute("ALTER EVENT TRIGGER sovren_audit_guard_drop DISABLE")
+        partitions = [r[0] for r in conn.execute("SELECT inhrelid::regclass::text FROM pg_inherits "
+                                                 "WHERE inhparent = 'audit_log'::regclass")]
+        for partition in partitions:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"TRUNCATE {partition}")
+
+
+def test_events_missing_from_the_middle_are_reported_as_a_gap(migrated):
+    """What a dropped or truncated month leaves, once every guard was turned off by a superuser."""
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        add_user(conn)
+        head = conn.execute("SELECT event_id FROM audit_chain_head").fetchone()[0]
+        for _ in range(3):
+            add_user(conn)
+        conn.execute("ALTER EVENT TRIGGER sovren_audit_guard_drop DISABLE")
+        conn.execute("ALTER EVENT TRIGGER sovren_audit_guard_alter DISABLE")
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("DELETE FROM audit_log WHERE event_id IN (%s, %s)", (head + 1, head + 2))
+    broken = verified(migrated).broken
+    assert broken.event_id == head + 3
+    assert broken.problem.startswith(f"gap: events {head + 1} to {head + 2} (2) are missing")
+
+
+# -- 5. statements keep their shape, not their values ------------------------------------------------
+
+def test_literals_never_reach_the_log_and_g4_still_finds_statements_by_name(migrated):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        user = add_user(conn, email="jane.doe@example.com")
+        conn.execute("UPDATE users SET shadow_board = '{\"card\": \"4111111111111111\"}', "
+                     f"last_login = '2026-01-01' WHERE user_id = '{user}' /* token abc123 */")
+        conn.execute("""UPDATE users SET username = $$o'neil$$ WHERE email = E'jane.doe\\x40example.com' -- x""")
+        logged = " ".join(r[0] for r in conn.execute("SELECT query || event_payload FROM audit_log"))
+        for literal in ("jane.doe", "4111111111111111", "2026-01-01", "abc123", "o'neil", "\\x40"):
+            assert literal not in logged
+        found = conn.execute("SELECT query FROM audit_log WHERE query LIKE '%shadow_board%'").fetchall()
+        assert found == [("UPDATE users SET shadow_board = ?, last_login = ? WHERE user_id = ?  ",)]
+
+
+def test_the_shape_of_odd_statements(migrated):
+    cases = {
+        """SELECT "odd ""col'x", p2026_12, $1, 10, 1.5e3 FROM t WHERE a = 'it''s'""":
+            """SELECT "odd ""col'x", p2026_12, $1, ?, ? FROM t WHERE a = ?""",
+        "SELECT $tag$secret 'x'$tag$ || $$more$$, -7": "SELECT ? || ?, -?",
+        "INSERT INTO t VALUES (E'a\\'b', '{1,2}') -- 4111 1111": "INSERT INTO t VALUES (?, ?)  ",
+    }
+    with psycopg.connect(migrated) as conn:
+        for query, shape in cases.items():
+            assert conn.execute("SELECT sovren_audit_shape(%s)", (query,)).fetchone()[0] == shape
+
+
+# -- 6. row security -------------------------------------------------------------------------
+
+def test_an_application_session_reads_only_its_tenants_events_and_an_auditor_all(migrated):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        a, b = add_user(conn), add_user(conn)
+        total = events(conn)
+        conn.execute("SET ROLE sovren_app")
+        conn.execute("SELECT set_config('app.user_id', %s, false)", (str(a),))
+        assert {r[0] for r in conn.execute("SELECT user_id FROM audit_log")} == {a}
+        conn.execute("RESET app.user_id")
+        assert events(conn) == 0
+        conn.execute("SET ROLE sovren_auditor")
+        assert events(conn) == total and b in {r[0] for r in conn.execute("SELECT user_id FROM audit_log")}
+
+
+# -- 7. appended at commit: no gap, one linear chain -------------------------------------------
+
+def test_a_rolled_back_transaction_leaves_neither_events_nor_a_gap(migrated):
+    with psycopg.connect(migrated) as conn:
+        add_user(conn)
+        conn.rollback()
+        add_user(conn)
+        conn.commit()
+        assert conn.execute("SELECT count(*) FROM audit_pending").fetchone()[0] == 0
+    report = verified(migrated)
+    assert report.broken is None and (report.first_event, report.last_event) == (1, 1)
+
+
+def test_concurrent_writers_build_one_gapless_chain(migrated):
+    def writer():
+        with psycopg.connect(migrated) as conn:
+            for _ in range(25):
+                add_user(conn)
+                conn.execute("INSERT INTO operations (operation_id, user_id) SELECT gen_random_uuid(), user_id "
+                             "FROM users LIMIT 1")
+                conn.commit()
+
+    threads = [threading.Thread(target=writer) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    report = verified(migrated)
+    assert report.broken is None and report.rows == report.last_event == 300
+
+
+def test_a_bulk_copy_is_staged_once_and_chained_in_order(migrated):
+    with psycopg.connect(migrated) as conn:
+        with conn.cursor().copy("COPY users (user_id, username, password_hash, email, subscription_tier) "
+                                "FROM STDIN") as copy:
+            for i in range(2000):
+                copy.write_row((uuid.uuid4(), f"bulk{i}", "x", f"bulk{i}@x.io", "pro"))
+        conn.commit()
+        assert conn.execute("SELECT count(DISTINCT query), min(event_id), max(event_id) FROM audit_log").fetchone() \
+            == (1, 1, 2000)
+    assert verified(migrated).broken is None
+
+
+# -- the migration: existing chains keep verifying ----------------------------------------------
+
+def test_a_format_1_chain_keeps_verifying_across_the_upgrade_and_the_downgrade(project, pg_url):
+    settings = load_settings(project)
+    commands.migrate(settings, "b0423f0c320c")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for i in range(3):
+            add_user(conn, email=f"old.secret{i}@example.com")
+        conn.execute("SET ROLE sovren_app")
+        conn.execute(APPEND)   # format 1 let anyone append: the forgery this revision closes
+        conn.execute("RESET ROLE")
+    assert verified(pg_url).rows == 4
+    commands.migrate(settings)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_log WHERE query LIKE '%old.secret%'").fetchone()[0] == 0
+        assert conn.execute("SELECT event_id FROM audit_chain_head").fetchone()[0] == 4
+        add_user(conn)
+    report = verified(pg_url)
+    assert report.broken is None and (report.rows, report.last_event) == (5, 5)
+    commands.downgrade(settings, "b0423f0c320c")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        add_user(conn)   # format 1 again, numbered after the format-2 event
+    report = verified(pg_url)
+    assert report.broken is None and (report.rows, report.last_event) == (6, 6)
+    commands.migrate(settings)
+    assert verified(pg_url).broken is None
+
+
+# -- 8. the walk leans on the constraint only while it stands as declared --------------------------
+
+def test_the_walk_trusts_the_constraint_only_while_it_is_validated_and_unaltered(migrated):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        add_user(conn)
+    assert verified(migrated).every_row is False
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute("ALTER EVENT TRIGGER sovren_audit_guard_drop DISABLE")
+        conn.execute("ALTER EVENT TRIGGER sovren_audit_guard_alter DISABLE")
+        conn.execute("ALTER TABLE audit_log DROP CONSTRAINT audit_log_columns_match")
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("UPDATE audit_log SET actor = 'someone_else'")
+    report = verified(migrated)
+    assert report.every_row is True and "differs from its value in event_payload" in report.broken.problem
+    with psycopg.connect(migrated, autocommit=True) as conn:   # a constraint of the same name that says nothing
+        conn.execute("ALTER TABLE audit_log ADD CONSTRAINT audit_log_columns_match CHECK (actor IS NOT NULL)")
+    report = verified(migrated)
+    assert report.every_row is True and report.broken is not None
