@@ -17,9 +17,16 @@ each figure, the audited/unaudited ratios, and checks them against the
 targets of issue 13: tps ratio >= 0.5 at 8 clients and >= 0.7 at 1 client,
 p99 < 4 ms at 8 clients, COPY ratio >= 0.5. Finally verifies the chain that
 the run wrote. Exit 1 when a target is missed (0 with --smoke, which only
-proves the script runs: 1 s phases, 2,000 rows).
+proves the script runs: 1 s phases, 2,000 rows, and the profile).
 
-    .venv/bin/python bench/audit_write.py [--seconds 15] [--copy-rows 100000] [--repeat 2] [--smoke]
+With --profile, one more audited 1-client pgbench phase runs with
+pg_stat_statements tracking nested statements and track_functions on, and
+prints where an audited transaction spends its server time: the statements
+the audit functions run and each function's own and total time, in
+milliseconds per transaction (pgbench's transactions counted by the
+server's xact_commit).
+
+    .venv/bin/python bench/audit_write.py [--seconds 15] [--copy-rows 100000] [--repeat 2] [--profile] [--smoke]
 """
 
 from __future__ import annotations
@@ -117,6 +124,34 @@ def best_of(url: str, repeat: int, measure, higher_is_better=True):
     return pick(sides[True]), pick(sides[False])
 
 
+PROFILE_STATEMENTS = """SELECT total_exec_time, calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
+  FROM pg_stat_statements WHERE query ~* 'audit' ORDER BY total_exec_time DESC LIMIT 8"""
+PROFILE_FUNCTIONS = """SELECT funcname, calls, total_time, self_time FROM pg_stat_user_functions
+ WHERE funcname LIKE 'sovren_audit%' OR funcname = 'digest' ORDER BY total_time DESC"""
+
+
+def profile(url: str, script: Path, seconds: int, tmp: Path) -> None:
+    """Server time per audited transaction, by statement and by function (issue 13, part 7)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
+        conn.execute("ALTER SYSTEM SET track_functions = 'all'")
+        conn.execute("SELECT pg_reload_conf()")
+    set_audit(url, True)
+    with psycopg.connect(url, autocommit=True) as conn:  # a new session reads the reloaded settings
+        conn.execute("SELECT pg_stat_statements_reset(), pg_stat_reset()")
+    tps, _ = pgbench(url, script, 1, seconds, tmp)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        count = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+                             ).fetchone()[0] or 1
+        print(f"profile, 1 client, audited, {tps:,.0f} tps: server ms per transaction")
+        for total, calls, query in conn.execute(PROFILE_STATEMENTS):
+            print(f"  {total / count:7.3f} ms  {calls / count:4.1f} calls  {query}")
+        for name, calls, total, own in conn.execute(PROFILE_FUNCTIONS):
+            print(f"  {total / count:7.3f} ms total {own / count:7.3f} ms own  {calls / count:4.1f} calls  {name}()")
+
+
 def run(url: str, args: argparse.Namespace, tmp: Path) -> list[str]:
     script = tmp / "two_rows.sql"
     script.write_text(TRANSACTION.format(users=USERS))
@@ -137,6 +172,8 @@ def run(url: str, args: argparse.Namespace, tmp: Path) -> list[str]:
           f"ratio {ratio:.2f} (target >= 0.5)")
     if ratio < 0.5:
         missed.append(f"COPY ratio {ratio:.2f} < 0.5")
+    if args.profile or args.smoke:  # --smoke runs it too, so that CI proves it works
+        profile(url, script, args.seconds, tmp)
     return missed
 
 
@@ -145,6 +182,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--copy-rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--profile", action="store_true",
+                        help="then profile an audited 1-client phase: server time per transaction by statement and function")
     parser.add_argument("--smoke", action="store_true", help="1 s phases and 2,000 rows: proves the script runs")
     args = parser.parse_args()
     if args.smoke:

@@ -30,8 +30,23 @@ Now the chain is written at commit:
 
 The chain stays one linear chain, verified in one pass. Several independent
 chains or per-batch Merkle roots would cut the lock further but make the proof
-"no event is missing" weaker or more complex; at commit-time locking the audited
-workload measured by bench/audit_write.py is within the issue's targets.
+"no event is missing" weaker or more complex.
+
+Issue 13's speed targets are NOT met by this design (bench/audit_write.py, same
+run, 2 shared cores, fsync off): tps ratio 0.23 at 8 clients (target 0.5), 0.18
+at 1 client (0.7), p99 20 ms at 8 clients (4 ms), COPY 0.13 (0.5). The lock is
+not what costs: ``bench/audit_write.py --profile`` shows server time spread over
+the five plpgsql calls of a two-statement transaction (stage x2: its INSERT into
+audit_pending with the catalog join about 0.15 ms each, plus about 0.08 ms of
+trigger entry; flush x2; chain: the audit_log INSERT with its CHECK about 0.14 ms,
+the loop the rest): at best 0.9 ms of server time per transaction against 0.06 ms
+unaudited (a procedure committing two-row transactions in a loop, no client).
+The 1-client target leaves about 0.03 ms per audited statement, less than one
+plpgsql trigger call with one SPI statement costs here; rendering payloads in bulk
+(tried) and fewer flush firings save fractions of that. Reaching the targets needs
+the capture out of plpgsql: a C trigger, or logical decoding (the chain written
+from the WAL by a chainer process, no trigger on the write path; statement text
+would then need another source).
 
 Only these triggers append: every function here is owner-only (EXECUTE revoked
 from PUBLIC); the trigger functions cannot be called at all, and audit_pending
