@@ -30,10 +30,12 @@ SCHEMA_STORE = "schema"
 def drift(settings: "Settings", exam: Examination, down: set[str]) -> None:
     """check: every difference between the declarations and the live stores (those that answer)."""
     from .. import commands
+    from .fingerprint import CACHE
 
     reachable = dataclasses.replace(settings, strict=False, urls={s: (None if s in down else u)
                                                                    for s, u in settings.urls.items()})
-    outcome = commands.check(reachable)
+    outcome, cached = CACHE.answer(reachable, lambda: commands.check(reachable))
+    exam.sample("drift_from_cache", 1 if cached else 0)
     kinds: Counter = Counter()
     for finding in outcome.findings:
         if finding.code == "pending":

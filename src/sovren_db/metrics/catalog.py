@@ -23,6 +23,9 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
                  ("store", "code", "severity")),
     "drift_objects": ("gauge", "Objects that differ from their declarations, by store and kind.", ("store", "kind")),
     "drift_findings": ("gauge", "Every difference check reports, all stores together.", ()),
+    "drift_from_cache": ("gauge", "1 when the last drift answer stood because nothing check reads had changed "
+                                  "(catalog, declarations, Redis and Mongo state fingerprints), 0 after a full "
+                                  "compare.", ()),
     "pending_revisions": ("gauge", "Revisions of the chain the database has not applied.", ()),
     "audit_chain_intact": ("gauge", "1 when the audit_log hash chain verifies from its first event, else 0.", ()),
     "audit_events_verified": ("gauge", "Audit events verified by the last walk of the chain.", ()),
