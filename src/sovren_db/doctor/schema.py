@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
+from ..postgres.applied_at import last_applied
 from ..postgres.declared import load_schema
 from ..postgres.state import PartitionRule, Policy, RowSecurity
 from .model import Examination
@@ -53,6 +54,9 @@ def pending_revisions(conn: psycopg.Connection, settings: "Settings", exam: Exam
 
     pending = commands.pending_revisions(settings)
     exam.sample("pending_revisions", len(pending))
+    applied = last_applied(conn)
+    if applied is not None:
+        exam.sample("last_migrate_timestamp_seconds", applied)
     for revision in pending:
         exam.finding(f"revision {revision.revision}", f"not applied ({revision.doc}): run 'sovren-db migrate'",
                      code="pending", store="postgres")

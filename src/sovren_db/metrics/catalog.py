@@ -27,6 +27,8 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
                                   "(catalog, declarations, Redis and Mongo state fingerprints), 0 after a full "
                                   "compare.", ()),
     "pending_revisions": ("gauge", "Revisions of the chain the database has not applied.", ()),
+    "last_migrate_timestamp_seconds": ("gauge", "When the last revision was applied or undone (Unix time), "
+                                                "recorded in that revision's transaction.", ()),
     "audit_chain_intact": ("gauge", "1 when the audit_log hash chain verifies from its first event, else 0.", ()),
     "audit_events_verified": ("gauge", "Audit events verified by the last walk of the chain.", ()),
     "audit_last_verified_event": ("gauge", "The event_id of the last audit event verified.", ()),
