@@ -12,6 +12,7 @@ from sovren_db import commands
 from sovren_db.core.config import load_settings
 from sovren_db.core.errors import SovrenError
 from sovren_db.postgres.applied_at import last_applied
+from tests.doctor.conftest import login_role
 from tests.doctor.test_metrics import _metrics, _series
 from tests.integration.conftest import add_revision
 
@@ -51,12 +52,9 @@ def test_a_failed_revision_leaves_the_last_successful_time(doctor_project, pg_ur
 
 def test_a_role_that_does_not_own_the_version_table_migrates_without_it(doctor_project, pg_url, monkeypatch):
     """The comment needs ownership: a runner without it still migrates (the metric stays where it was)."""
-    from urllib.parse import urlsplit
-
     before = applied_at(pg_url)
+    runner_url = login_role(pg_url, "applied_at_runner", "runner-pw")
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("DROP ROLE IF EXISTS applied_at_runner")
-        conn.execute("CREATE ROLE applied_at_runner LOGIN PASSWORD 'runner-pw'")
         conn.execute("GRANT CREATE, USAGE ON SCHEMA public TO applied_at_runner")
         conn.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO applied_at_runner")
         conn.execute("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO applied_at_runner")
@@ -65,9 +63,7 @@ def test_a_role_that_does_not_own_the_version_table_migrates_without_it(doctor_p
         if conn.execute("SELECT to_regnamespace('sovren_db')").fetchone()[0]:
             conn.execute("GRANT ALL ON SCHEMA sovren_db TO applied_at_runner")
             conn.execute("GRANT ALL ON ALL TABLES IN SCHEMA sovren_db TO applied_at_runner")
-    parts = urlsplit(pg_url)
-    monkeypatch.setenv("POSTGRES_URL", parts._replace(netloc=f"applied_at_runner:runner-pw@{parts.hostname}:"
-                                                             f"{parts.port}").geturl())
+    monkeypatch.setenv("POSTGRES_URL", runner_url)
     try:
         add_revision(doctor_project, "aa03", "    op.execute('CREATE TABLE probe_owner (id int)')")
         outcome = commands.migrate(load_settings(doctor_project))

@@ -120,6 +120,32 @@ def audit_chain(settings: "Settings", exam: Examination) -> None:
                      code="audit-chain", store="postgres")
 
 
+def audit_checkpoint(settings: "Settings", limits: Thresholds, exam: Examination) -> None:
+    """audit checkpoint: the age of the latest signed checkpoint of the chain's head (``audit seal``), and its
+    signature when the key (SOVREN_AUDIT_SEAL_KEY) is here; not examined unless ``audit_checkpoints`` says where."""
+    import os
+    from datetime import datetime, timezone
+
+    from ..compliance.audit_seal import KEY_ENV, Target, parse
+
+    if not limits.audit_checkpoints:
+        return
+    target = Target(limits.audit_checkpoints, settings)
+    key = os.environ.get(KEY_ENV, "").encode()
+    checkpoint, signed = parse(target.latest(), key, str(target))
+    age = (datetime.now(timezone.utc) - datetime.fromisoformat(checkpoint.sealed_at)).total_seconds()
+    exam.sample("audit_checkpoint_age_seconds", age)
+    if key and not signed:
+        exam.finding("audit_log", f"the latest checkpoint in {target} does not carry a valid signature under the key "
+                                  f"in {KEY_ENV}: treat it as an incident ('sovren-db audit verify --checkpoint')",
+                     code="audit-checkpoint", store="postgres")
+    if age > limits.audit_checkpoint_hours * 3600:
+        exam.finding("audit_log", f"the latest checkpoint in {target} was sealed {age / 3600:.1f} h ago, above "
+                                  f"audit_checkpoint_hours {limits.audit_checkpoint_hours:g}: run 'sovren-db audit "
+                                  f"seal --to {limits.audit_checkpoints}' (and schedule it)",
+                     code="audit-checkpoint", store="postgres")
+
+
 def redis_keys(backend: "RedisBackend", declared: "RedisState", limits: Thresholds, exam: Examination) -> None:
     """keyspace sample: at most key_sample keys (SCAN) checked against the declared conventions."""
     from ..redis.audit import AuditOptions
