@@ -36,7 +36,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import redis
-from prometheus_client import start_http_server
 from prometheus_client.registry import CollectorRegistry
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
@@ -53,6 +52,7 @@ from sovren_db.core.config import load_settings  # noqa: E402
 from sovren_db.doctor import collect, load_thresholds  # noqa: E402
 from sovren_db.env import sqlalchemy_url  # noqa: E402
 from sovren_db.metrics import Exporter  # noqa: E402
+from sovren_db.metrics.serve import serve_registry  # noqa: E402
 from sovren_db.postgres.declared import load_schema  # noqa: E402
 from sovren_db.postgres.live import read_catalog  # noqa: E402
 
@@ -148,7 +148,7 @@ def scrapes_under_drift(settings, scrapes: int, clients: int, isolate: bool) -> 
     exporter.run_all()
     if isolate:
         exporter.isolate()
-    server, _ = start_http_server(0, "127.0.0.1", exporter.registry())
+    server, _ = serve_registry(exporter.registry(), 0)
     stop = threading.Event()
 
     def drift_loop() -> None:
@@ -172,7 +172,7 @@ def scrapes_under_drift(settings, scrapes: int, clients: int, isolate: bool) -> 
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Static())
-    plain, _ = start_http_server(0, "127.0.0.1", registry)
+    plain, _ = serve_registry(registry, 0)  # the same server: only the collections differ
     try:
         baseline = scrape_p99(plain.server_address[1], scrapes, clients)
     finally:
