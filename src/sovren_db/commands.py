@@ -505,9 +505,20 @@ def doctor(settings: Settings) -> Outcome:
     exams = examine_all(settings, load_thresholds(settings.root))
     stores = {e.store: {"up": e.up, "seconds": round(e.seconds, 3), "findings": len(e.findings)} for e in exams}
     out = Outcome(exit_code=exit_code(exams), findings=[f for e in exams for f in e.findings], data={"stores": stores})
-    examined = ", ".join(e.store for e in exams if e.up)
-    out.lines = [f"healthy: {examined} examined, every measure within its threshold"]
+    out.lines = [_doctor_summary(exams, out.findings)]
     return out
+
+
+def _doctor_summary(exams: list, findings: list[Finding]) -> str:
+    """The one line that says what the exit code says: healthy only when it is."""
+    examined = ", ".join(e.store for e in exams if e.up) or "no store"
+    unexamined = sorted({f"{f.store} ({f.object})" for f in findings if f.code == "unexamined"})
+    crossed = sum(f.severity == "error" and f.code != "unexamined" for f in findings)
+    if unexamined:
+        return f"not examined: {', '.join(unexamined)}; {examined} examined, {crossed} problem(s) found"
+    if crossed:
+        return f"{crossed} problem(s) found (thresholds crossed or drift): {examined} examined"
+    return f"healthy: {examined} examined, every measure within its threshold"
 
 
 def metrics(settings: Settings) -> bytes:

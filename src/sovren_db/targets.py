@@ -25,7 +25,7 @@ from .core.urls import check_url, redact_text
 
 PARALLEL = 2
 _KEYS = {"postgres_url", "mongo_url", "redis_url", "environment"}
-MATRIX_COMMANDS = ("status", "check", "migrate")
+MATRIX_COMMANDS = ("status", "check", "migrate", "doctor")
 
 
 def target_tables(settings: Settings) -> dict[str, dict]:
@@ -100,6 +100,16 @@ def _rows(name: str, command: str, code: int, out: str, err: str) -> list[str]:
     elif command == "check":
         found = [f.get("store") for f in data.get("findings", [])]
         cells = {s: f"{found.count(s)} finding(s)" if found.count(s) else "clean" for s in STORES}
+    elif command == "doctor":
+        cells = {s: _doctor_cell(v) for s, v in data.get("stores", {}).items()}
     else:
         cells = {"postgres": f"applied {len(data.get('applied', []))}"}
     return [f"{name:8s} {store:9s} exit {code}: {text}" for store, text in cells.items()]
+
+
+
+def _doctor_cell(exam: dict) -> str:
+    """A store's doctor row: down, healthy, or how many findings (``--target NAME doctor`` names them)."""
+    if not exam.get("up"):
+        return "down"
+    return f"{exam['findings']} finding(s)" if exam.get("findings") else "healthy"

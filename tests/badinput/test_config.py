@@ -72,9 +72,11 @@ def test_a_bad_environment_variable_is_refused_naming_it(bare, variable, value, 
 def test_a_file_that_is_not_toml_or_a_tool_table_that_is_not_a_table(bare):
     pyproject = bare / "pyproject.toml"
     pyproject.write_text(pyproject.read_text() + "\n[broken\n")
-    assert "is not valid TOML" in refused(run("status"))
+    for fmt in FORMATS:
+        assert "is not valid TOML" in refused(run("status", "--format", fmt), fmt)
     pyproject.write_text('[project]\nname = "p"\n[tool]\nsovren-db = "on"\n')
-    assert "[tool.sovren-db] must be a table" in refused(run("status", "--format", "json"), "json")
+    for fmt in FORMATS:
+        assert "[tool.sovren-db] must be a table" in refused(run("status", "--format", fmt), fmt)
 
 
 @pytest.mark.parametrize("value, kept", [

@@ -27,7 +27,8 @@ def test_a_seed_beyond_the_machine_is_refused_before_anything_starts(bare, fmt):
     (["--scale", "many"], "'--scale': 'many' is not a valid float"),
 ])
 def test_bad_scales_are_usage_errors(bare, args, words):
-    assert words in refused(run("seed", "-p", "ci", *args))
+    for fmt in FORMATS:
+        assert words in refused(run("seed", "-p", "ci", *args, "--format", fmt), fmt)
 
 
 def test_fractional_scales_make_proportionally_fewer_users(repo_root):

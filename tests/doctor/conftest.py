@@ -57,3 +57,14 @@ def run_doctor(root: Path):
 
 def codes(outcome) -> set[str]:
     return {f.code for f in outcome.findings}
+
+
+def login_role(pg_url: str, name: str, password: str) -> str:
+    """Create a plain login role (dropped first if left over) and return ``pg_url`` logged in as it."""
+    from urllib.parse import urlsplit
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {name}")
+        conn.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+    parts = urlsplit(pg_url)
+    return parts._replace(netloc=f"{name}:{password}@{parts.hostname}:{parts.port}").geturl()

@@ -82,3 +82,20 @@ def test_an_unknown_target_is_one_sentence(regions):
     result = run("--target", "apac", "status")
     assert result.exit_code == 2
     assert "no target 'apac' in [tool.sovren-db.targets] (known: eu, us)" in result.output
+
+
+def test_doctor_examines_every_target_a_row_a_store(regions, monkeypatch):
+    assert run("--target", "eu", "migrate").exit_code == 0
+    with psycopg.connect(regions["eu"], autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    with open("pyproject.toml", "a") as toml:  # the machine is shared: no statement of the migration is "slow"
+        toml.write("\n[tool.sovren-db.doctor]\nstatement_mean_ms = 100000\n")
+    monkeypatch.setenv("SOVREN_TARGET_US_POSTGRES_URL", f"postgresql://sovren:secret@127.0.0.1:{free_port()}/x")
+    result = run("--target", "all", "doctor")
+    rows = [line for line in result.output.splitlines() if line.strip()]
+    eu = [r for r in rows if r.startswith("eu")]
+    us = [r for r in rows if r.startswith("us")]
+    assert any("postgres" in r and "exit 0" in r and "healthy" in r for r in eu), rows  # not the other's exit
+    assert any("schema" in r and "healthy" in r for r in eu), rows
+    assert any("postgres" in r and "exit 2" in r and "down" in r for r in us), rows
+    assert result.exit_code == 2 and "secret" not in result.output

@@ -89,7 +89,7 @@ def test_broken_pyproject_is_one_sentence(tmp_path):
 
 def test_error_sentences():
     assert str(DeclarationError("mongo/x.toml", "/indexes/1/key", "declared twice")) == \
-        "mongo/x.toml at /indexes/1/key: declared twice"
+        "mongo/x.toml at /indexes/1/key: declared twice."  # one sentence, its full stop added
     err = StoreUnavailable("redis", "redis://:pw@h:1/0", "Connection refused")
     assert str(err) == "redis server at redis://:***@h:1/0 is not usable: Connection refused."
 

@@ -202,4 +202,4 @@ def test_a_policy_on_an_undeclared_table_is_a_declaration_error_naming_its_file(
     with pytest.raises(DeclarationError) as err:
         load_schema(tmp_path)
     assert str(err.value) == (f"{tmp_path / 'security.py'} at line 4: policy ghosts.ghost_own is on table "
-                              "'ghosts', which no declared table is")
+                              "'ghosts', which no declared table is.")

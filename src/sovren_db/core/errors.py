@@ -44,7 +44,7 @@ class DeclarationError(SovrenError):
         self.problem = problem
         self.store = _store_of(self.path)
         location = f"{self.path} at {where}" if where else self.path
-        super().__init__(f"{location}: {problem}")
+        super().__init__(f"{location}: {problem}" + ("" if problem.rstrip().endswith((".", "?", "!", ")")) else "."))
 
 
 def _store_of(path: str) -> str | None:

@@ -218,6 +218,9 @@ class Runtime:
         position = revision if step.is_upgrade else (step.down_revision_ids[0] if step.down_revision_ids else None)
         with telemetry.revision(revision, direction):
             self._apply_revision_steps(ctx, revision, direction, pending, position)
+        from ..postgres.applied_at import record_applied
+
+        record_applied(ctx)  # sovren_db_last_migrate_timestamp_seconds
 
     def _apply_revision_steps(self, ctx: "MigrationContext", revision: str, direction: str,
                               pending: list[StoreOp], position: str | None) -> None:

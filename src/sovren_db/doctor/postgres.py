@@ -34,7 +34,7 @@ def connect(url: str) -> psycopg.Connection:
 
 def examine_server(conn: psycopg.Connection, exam: Examination, limits: Thresholds) -> None:
     """Every probe of the running server; one that fails is reported and the next one runs."""
-    for probe in (statements, sessions, connections, replication, invalid_indexes, sequences):
+    for probe in (statements, sessions, connections, replication, invalid_indexes, sequences, checkpoints):
         with exam.probe(probe.__doc__.split(":")[0]):
             probe(conn, exam, limits)
 
@@ -176,6 +176,22 @@ def sequences(conn: psycopg.Connection, exam: Examination, limits: Thresholds) -
             break
         exam.finding(f"sequence {name}", f"has used {ratio:.0%} of its range, above {limits.sequence_ratio:.0%}: "
                                          "move its column to bigint before it runs out", code="sequence")
+
+
+# PG 17 moved the checkpoint counters from pg_stat_bgwriter to pg_stat_checkpointer
+_CHECKPOINT_COUNTERS = {True: "SELECT num_timed, num_requested FROM pg_stat_checkpointer",
+                        False: "SELECT checkpoints_timed, checkpoints_req FROM pg_stat_bgwriter"}
+
+
+def checkpoints(conn: psycopg.Connection, exam: Examination, limits: Thresholds) -> None:
+    """checkpoints: the last one's age (pg_control_checkpoint) and how many ran on time or were requested.
+    Samples only: an idle server skips checkpoints, and CREATE DATABASE requests one, so neither is a fault."""
+    age = conn.execute("SELECT extract(epoch FROM now() - checkpoint_time)::float8 FROM pg_control_checkpoint()"
+                       ).fetchone()[0]
+    exam.sample("postgres_checkpoint_age_seconds", max(age, 0.0))
+    timed, requested = conn.execute(_CHECKPOINT_COUNTERS[conn.info.server_version >= 170000]).fetchone()
+    exam.sample("postgres_checkpoints_timed_total", timed)
+    exam.sample("postgres_checkpoints_requested_total", requested)
 
 
 def examine(settings: "Settings", limits: Thresholds, exam: Examination) -> psycopg.Connection:

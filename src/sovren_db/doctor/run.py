@@ -128,6 +128,8 @@ def _schema(settings: "Settings", limits: Thresholds, exam: Examination, down: s
         schema.drift(settings, exam, down)
     with exam.probe("the audit chain"):
         schema.audit_chain(settings, exam)
+    with exam.probe("the audit checkpoint", settings.redis_url):
+        schema.audit_checkpoint(settings, limits, exam)
     with exam.probe("row security"):
         with pg.connect(settings.postgres_url) as conn:
             schema.forced_rls(conn, settings, exam)

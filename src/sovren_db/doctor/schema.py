@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
+from ..postgres.applied_at import last_applied
 from ..postgres.declared import load_schema
 from ..postgres.state import PartitionRule, Policy, RowSecurity
 from .model import Examination
@@ -30,10 +31,12 @@ SCHEMA_STORE = "schema"
 def drift(settings: "Settings", exam: Examination, down: set[str]) -> None:
     """check: every difference between the declarations and the live stores (those that answer)."""
     from .. import commands
+    from .fingerprint import CACHE
 
     reachable = dataclasses.replace(settings, strict=False, urls={s: (None if s in down else u)
                                                                    for s, u in settings.urls.items()})
-    outcome = commands.check(reachable)
+    outcome, cached = CACHE.answer(reachable, lambda: commands.check(reachable))
+    exam.sample("drift_from_cache", 1 if cached else 0)
     kinds: Counter = Counter()
     for finding in outcome.findings:
         if finding.code == "pending":
@@ -51,6 +54,9 @@ def pending_revisions(conn: psycopg.Connection, settings: "Settings", exam: Exam
 
     pending = commands.pending_revisions(settings)
     exam.sample("pending_revisions", len(pending))
+    applied = last_applied(conn)
+    if applied is not None:
+        exam.sample("last_migrate_timestamp_seconds", applied)
     for revision in pending:
         exam.finding(f"revision {revision.revision}", f"not applied ({revision.doc}): run 'sovren-db migrate'",
                      code="pending", store="postgres")
@@ -112,6 +118,32 @@ def audit_chain(settings: "Settings", exam: Examination) -> None:
         exam.finding(f"audit_log event {b.event_id}", f"at {b.created_at}: {b.problem}; the chain is broken: "
                                                       "run 'sovren-db audit verify' and treat it as an incident",
                      code="audit-chain", store="postgres")
+
+
+def audit_checkpoint(settings: "Settings", limits: Thresholds, exam: Examination) -> None:
+    """audit checkpoint: the age of the latest signed checkpoint of the chain's head (``audit seal``), and its
+    signature when the key (SOVREN_AUDIT_SEAL_KEY) is here; not examined unless ``audit_checkpoints`` says where."""
+    import os
+    from datetime import datetime, timezone
+
+    from ..compliance.audit_seal import KEY_ENV, Target, parse
+
+    if not limits.audit_checkpoints:
+        return
+    target = Target(limits.audit_checkpoints, settings)
+    key = os.environ.get(KEY_ENV, "").encode()
+    checkpoint, signed = parse(target.latest(), key, str(target))
+    age = (datetime.now(timezone.utc) - datetime.fromisoformat(checkpoint.sealed_at)).total_seconds()
+    exam.sample("audit_checkpoint_age_seconds", age)
+    if key and not signed:
+        exam.finding("audit_log", f"the latest checkpoint in {target} does not carry a valid signature under the key "
+                                  f"in {KEY_ENV}: treat it as an incident ('sovren-db audit verify --checkpoint')",
+                     code="audit-checkpoint", store="postgres")
+    if age > limits.audit_checkpoint_hours * 3600:
+        exam.finding("audit_log", f"the latest checkpoint in {target} was sealed {age / 3600:.1f} h ago, above "
+                                  f"audit_checkpoint_hours {limits.audit_checkpoint_hours:g}: run 'sovren-db audit "
+                                  f"seal --to {limits.audit_checkpoints}' (and schedule it)",
+                     code="audit-checkpoint", store="postgres")
 
 
 def redis_keys(backend: "RedisBackend", declared: "RedisState", limits: Thresholds, exam: Examination) -> None:

@@ -37,6 +37,10 @@ class Thresholds:
     # Sentinel (runbook H.2): the sentinels to ask ("host:port") and the master name they monitor
     sentinels: tuple[str, ...] = ()
     sentinel_master: str = "mymaster"
+    # the audit chain's signed checkpoints (audit seal --to): where they are kept ("redis", "redis:LIST" or a
+    # file; "" none) and the age of the latest beyond which doctor says to seal again
+    audit_checkpoints: str = ""
+    audit_checkpoint_hours: float = 24.0
 
     @property
     def statement_mean_seconds(self) -> float:
@@ -69,7 +73,8 @@ def thresholds_from(table: dict, where: str) -> Thresholds:
     for key, value in table.items():
         if key not in known:
             raise ConfigError(f"{where}: unknown threshold {key!r} (known: {', '.join(sorted(known))}).")
-        values[key] = _sentinel_value(key, value, where) if key.startswith("sentinel") else _checked(key, value, where)
+        values[key] = (_sentinel_value(key, value, where) if key.startswith("sentinel") else
+                       _checkpoints(value, where) if key == "audit_checkpoints" else _checked(key, value, where))
     return Thresholds(**values)
 
 
@@ -82,6 +87,13 @@ def _sentinel_value(key: str, value: object, where: str) -> str | tuple[str, ...
     if not addresses or not all(isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses):
         raise ConfigError(f"{where}: sentinels must be a list of \"host:port\" addresses, not {json.dumps(value)}.")
     return tuple(addresses)
+
+
+def _checkpoints(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: audit_checkpoints must name where 'audit seal --to' keeps them (\"redis\", "
+                          f"\"redis:LIST\" or a file), not {json.dumps(value)}.")
+    return value
 
 
 def _checked(key: str, value: object, where: str) -> float | int:

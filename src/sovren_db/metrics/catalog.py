@@ -23,9 +23,16 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
                  ("store", "code", "severity")),
     "drift_objects": ("gauge", "Objects that differ from their declarations, by store and kind.", ("store", "kind")),
     "drift_findings": ("gauge", "Every difference check reports, all stores together.", ()),
+    "drift_from_cache": ("gauge", "1 when the last drift answer stood because nothing check reads had changed "
+                                  "(catalog, declarations, Redis and Mongo state fingerprints), 0 after a full "
+                                  "compare.", ()),
     "pending_revisions": ("gauge", "Revisions of the chain the database has not applied.", ()),
+    "last_migrate_timestamp_seconds": ("gauge", "When the last revision was applied or undone (Unix time), "
+                                                "recorded in that revision's transaction.", ()),
     "audit_chain_intact": ("gauge", "1 when the audit_log hash chain verifies from its first event, else 0.", ()),
     "audit_events_verified": ("gauge", "Audit events verified by the last walk of the chain.", ()),
+    "audit_checkpoint_age_seconds": ("gauge", "Age of the latest signed checkpoint of the audit chain's head "
+                                              "(audit seal), where audit_checkpoints names them.", ()),
     "audit_last_verified_event": ("gauge", "The event_id of the last audit event verified.", ()),
     "postgres_tables_without_forced_rls": ("gauge", "Tenant tables that do not force row-level security.", ()),
     "postgres_statement_mean_seconds": ("gauge", "Mean execution time of the slowest statements (pg_stat_statements), "
@@ -40,6 +47,11 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "postgres_replication_lag_seconds": ("gauge", "Replay lag of each replica.", ("replica",)),
     "postgres_invalid_indexes": ("gauge", "Invalid indexes (a failed CREATE INDEX CONCURRENTLY).", ()),
     "postgres_sequence_used_ratio_max": ("gauge", "The largest fraction of its range any sequence has used.", ()),
+    "postgres_checkpoint_age_seconds": ("gauge", "Time since the last checkpoint (pg_control_checkpoint).", ()),
+    "postgres_checkpoints_timed_total": ("counter", "Checkpoints started by checkpoint_timeout since the statistics "
+                                                    "were reset.", ()),
+    "postgres_checkpoints_requested_total": ("counter", "Checkpoints requested (WAL beyond max_wal_size, CREATE "
+                                                        "DATABASE, CHECKPOINT) since the statistics were reset.", ()),
     "postgres_missing_partitions": ("gauge", "Partitions the declarations want for the coming period that are missing.",
                                     ()),
     "redis_round_trip_p50_seconds": ("gauge", "Median round trip measured by sovren-db (PING), bounded sample.", ()),

@@ -7,7 +7,8 @@ import signal
 import threading
 from typing import TYPE_CHECKING
 
-from prometheus_client import start_http_server
+from prometheus_client.exposition import ThreadingWSGIServer, _get_best_family, _SilentHandler, make_wsgi_app
+from wsgiref.simple_server import make_server
 
 from ..core.errors import SovrenError
 from ..doctor import load_thresholds
@@ -25,13 +26,29 @@ class PortUnavailable(SovrenError):
     """The address to serve on cannot be bound."""
 
 
+class _Server(ThreadingWSGIServer):
+    # prometheus_client's server keeps socketserver's listen backlog of 5: a sixth scraper connecting at
+    # once had its SYN dropped and waited the kernel's 1 s retransmit (bench/doctor.py: p99 1,000 ms)
+    request_queue_size = 128
+
+
+def serve_registry(registry, port: int, bind: str = "127.0.0.1") -> tuple:
+    """prometheus_client's WSGI app on a threading server of our own (its backlog), served from a daemon thread."""
+    family, address = _get_best_family(bind, port)  # as prometheus_client does: IPv6 binds too
+    server_class = type("Server", (_Server,), {"address_family": family})
+    server = make_server(address, port, make_wsgi_app(registry), server_class, handler_class=_SilentHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread
+
+
 def serve(settings: "Settings", *, bind: str = "127.0.0.1", port: int = DEFAULT_PORT,
           interval: float = DEFAULT_INTERVAL, expensive_interval: float = DEFAULT_EXPENSIVE_INTERVAL,
           stop: threading.Event | None = None, on_ready=None) -> None:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT when run from the command line)."""
     exporter = Exporter(settings, load_thresholds(settings.root))
     try:
-        server, thread = start_http_server(port, bind, exporter.registry())
+        server, thread = serve_registry(exporter.registry(), port, bind)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise PortUnavailable(f"Cannot serve metrics: port {port} on {bind} is already in use; "

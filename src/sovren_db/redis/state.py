@@ -183,4 +183,6 @@ FRAMEWORK_FAMILIES = (
     KeyFamily("sovren_db_position", "{{sovren-db}}:position", "string", TtlRule("none"), owner="sovren-db",
               description="The revision through which Redis steps are applied.", foreign=True,
               hash_tag=RESERVED_TAG),
+    KeyFamily("sovren_db_audit_checkpoints", "sovren:audit:checkpoints", "list", TtlRule("none"), owner="sovren-db",
+              description="Signed checkpoints of the audit chain's head ('audit seal --to redis').", foreign=True),
 )
