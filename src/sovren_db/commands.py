@@ -6,7 +6,6 @@ command line behave the same.
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from .core.urls import redact_text
 from .drift import findings_from_ops
 from .env import connected
 from .locate import locate
+from .offline import alembic_config, display_path, offline_failure, run_offline  # noqa: F401 (commands.* API)
 from .env import current_heads as heads_of
 from .postgres.lockwait import LockGuard, LockPolicy, RevisionLockWait
 from .postgres.checks import check_findings as postgres_check_findings
@@ -44,15 +44,6 @@ class Outcome:
     data: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
-
-
-def alembic_config(settings: Settings, runtime: Runtime, **attributes: Any) -> Config:
-    config = Config(toml_file=str(settings.root / "pyproject.toml"), output_buffer=io.StringIO(),
-                    stdout=io.StringIO())
-    config.set_main_option("script_location", str(settings.migrations_dir))
-    config.attributes[Runtime.OPTS_KEY] = runtime
-    config.attributes.update(attributes)
-    return config
 
 
 def _script(settings: Settings) -> ScriptDirectory:
@@ -114,47 +105,6 @@ def committed_clause(statements: list[str]) -> str:
     return (f"NOT rolled back: {len(statements)} statement(s) it ran had already been committed by an "
             f"autocommit block and remain ({shown}); the rest was rolled back, and once the revision is fixed "
             "'sovren-db migrate' runs it again from its start (its safe steps skip what exists)")
-
-
-def run_offline(settings: Settings, runtime: Runtime, rev_range: str, buffer: Any = None) -> None:
-    """``alembic upgrade rev_range --sql`` with ``runtime``: every revision's ``upgrade()`` runs, no database.
-
-    ``buffer`` receives the SQL (by default it is dropped). A revision that fails
-    is one RevisionError naming its file and line.
-    """
-    config = alembic_config(settings, runtime)
-    if buffer is not None:
-        config.output_buffer = buffer
-    try:
-        alembic_command.upgrade(config, rev_range, sql=True)
-    except SovrenError:
-        raise
-    except CommandError as exc:
-        raise RevisionError(str(exc).rstrip(".") + ".") from None
-    except Exception as exc:  # the revision's own code failed while running offline
-        raise RevisionError(offline_failure(settings, exc)) from None
-
-
-def offline_failure(settings: Settings, exc: Exception) -> str:
-    where = "a revision"
-    tb = exc.__traceback__
-    while tb is not None:  # outermost first: the last revision file's frame is where it failed
-        names = tb.tb_frame.f_globals
-        if isinstance(names.get("revision"), str) and "down_revision" in names:
-            where = f"{display_path(settings, tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
-        tb = tb.tb_next
-    reason = first_line(exc)
-    return (f"{where} failed while running offline ({type(exc).__name__}: {reason}); sovren-db runs revisions "
-            "as 'alembic upgrade --sql' does to lint them and to read their store steps, so upgrade() must not "
-            "read from the database.")
-
-
-def display_path(settings: Settings, path: Any) -> str:
-    """``path`` as reports show it: relative to the project root when it is inside."""
-    try:
-        return str(Path(path).resolve().relative_to(settings.root.resolve()))
-    except ValueError:
-        return str(path)
 
 
 @telemetry.traced("migrate", "target")

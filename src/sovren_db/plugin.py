@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 
-from alembic.runtime.plugins import Plugin, _all_plugins
+from alembic.runtime.plugins import Plugin
 
 PLUGINS = {
     "sovren_db.postgres": "sovren_db.postgres.plugin",
@@ -19,6 +19,7 @@ PLUGINS = {
     "sovren_db.redis": "sovren_db.redis.plugin",
 }
 AUTOGENERATE_PLUGINS = ["alembic.autogenerate.*", "sovren_db.*"]
+REGISTERED: dict[str, Plugin] = {}  # Alembic refuses a second Plugin of one name, and lists none publicly
 
 
 def install(stores: tuple[str, ...] = ("postgres", "mongo", "redis")) -> None:
@@ -32,6 +33,7 @@ def install(stores: tuple[str, ...] = ("postgres", "mongo", "redis")) -> None:
     install_guards()
     for name, module_name in PLUGINS.items():
         module = importlib.import_module(module_name)
-        if name in _all_plugins or name.rsplit(".", 1)[1] not in stores:
+        if name in REGISTERED or name.rsplit(".", 1)[1] not in stores:
             continue
-        Plugin.setup_plugin_from_module(module, name)
+        REGISTERED[name] = Plugin(name)  # what Plugin.setup_plugin_from_module does, keeping the plugin
+        module.setup(REGISTERED[name])

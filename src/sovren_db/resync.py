@@ -37,6 +37,7 @@ from .core.errors import MigrationFailed, RevisionError, SovrenError, first_line
 from .core.guard import refuse_if_protected
 from .core.runtime import DEFERRED_TABLE, CollectingRuntime, Runtime
 from .core.storeops import StoreOp
+from .offline import offline_failure, run_offline
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -49,8 +50,6 @@ Move = tuple[str, str, "str | None"]   # (revision, "up" | "down", the store's p
 
 def chain_steps(settings: Settings, target: str) -> Chain:
     """(revision, store steps) from base to ``target``, collected by running the chain offline."""
-    from .commands import run_offline
-
     collector = CollectingRuntime(settings)
     run_offline(settings, collector, target)
     return list(collector.steps.items())
@@ -108,7 +107,6 @@ def collect_steps(settings: Settings, script: ScriptDirectory,
     from alembic.operations import Operations
     from alembic.runtime.migration import MigrationContext
 
-    from .commands import offline_failure
     from .plugin import install
 
     if not moves:

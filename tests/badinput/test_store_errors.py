@@ -64,7 +64,7 @@ def test_a_raw_connection_whose_server_died_raises_redis_s_own_error(doomed_redi
     with pytest.raises(redis.ConnectionError, match="127.0.0.1"):
         for _ in range(100):  # the first writes may still land in the socket buffer
             node.send(b"*1\r\n$4\r\nPING\r\n" * 1000)
-            node.read_lines(1000)
+            node.read(1000)
 
 
 @pytest.mark.postgres

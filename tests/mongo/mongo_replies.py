@@ -459,3 +459,13 @@ INDEX_NOT_FOUND = {
     "codeName": "IndexNotFound",
 }
 NAMESPACE_NOT_FOUND = {"ok": 0.0, "errmsg": "ns not found", "code": 26, "codeName": "NamespaceNotFound"}
+
+
+# db.runCommand({<name>: 1}) for a name the server does not have (6.0-8.0, service_entry_point_common.cpp)
+def no_such_command(name):
+    return {"ok": 0.0, "errmsg": f"no such command: '{name}'", "code": 59, "codeName": "CommandNotFound"}
+
+
+# aggregate / find whose cursor is exhausted in its first batch; ns is "<db>.$cmd.aggregate" for {aggregate: 1}
+def cursor_reply(namespace, documents=()):
+    return {"cursor": {"firstBatch": list(documents), "id": Int64(0), "ns": namespace}, "ok": 1.0}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import mongo_replies as R
 from pymongo.errors import OperationFailure
 
 from sovren_db.core.config import Settings
@@ -29,12 +30,26 @@ COMMUNICATION = {
 }
 
 
+# The commands sovren-db sends, by their server names; any other is refused as the server
+# refuses it (CommandNotFound), so a misspelt command fails here as it would there.
+KNOWN_COMMANDS = frozenset({
+    "hello", "serverStatus", "currentOp", "balancerStatus", "listCollections", "listIndexes",
+    "create", "collMod", "convertToCapped", "drop", "createIndexes", "dropIndexes",
+    "find", "aggregate", "insert", "update", "delete",
+    "shardCollection", "refineCollectionShardKey", "reshardCollection", "unshardCollection",
+    "updateZoneKeyRange", "addShardToZone", "removeShardFromZone",
+})
+_CURSOR_COMMANDS = ("find", "aggregate", "listCollections", "listIndexes")
+
+
 class RecordingDatabase:
     """Stands in for a pymongo Database to record commands; knows nothing of MongoDB.
 
     ``replies`` maps ``(database, verb, target)``, ``(database, verb)`` or ``verb`` to a reply
     document (or a function of the command); a reply with ``ok: 0`` is raised as pymongo's
-    OperationFailure, as pymongo does.
+    OperationFailure, as pymongo does. Without one, a command of ``KNOWN_COMMANDS`` gets
+    ``{ok: 1}``, or an empty first batch shaped like the server's for a cursor command; any
+    other command is refused with the server's CommandNotFound.
     """
 
     def __init__(self, name: str = "sovren_ai", replies: dict | None = None, sent: list | None = None):
@@ -55,9 +70,13 @@ class RecordingDatabase:
         return reply
 
     def _reply(self, verb: str, target: str | None) -> Any:
+        if verb not in KNOWN_COMMANDS:
+            return R.no_such_command(verb)
         for key in ((self.name, verb, target), (self.name, verb), verb):
             if key in self.replies:
                 return self.replies[key]
+        if verb in _CURSOR_COMMANDS:
+            return R.cursor_reply(f"{self.name}.{target}" if target else f"{self.name}.$cmd.{verb}")
         return {"ok": 1.0}
 
     def verbs(self) -> list[str]:

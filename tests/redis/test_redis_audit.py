@@ -110,14 +110,14 @@ def test_rate_limit_sleeps_between_batches(backend, client):
     assert len(slept) >= 5 and sum(slept) > 1.0  # 2000 keys at 1000 keys/s: about 2 s of pacing
 
 
-def test_binary_keys_and_replies_split_anywhere(backend, client, monkeypatch):
+def test_binary_keys_and_replies_split_anywhere(redis_url, client):
     odd = [b"item:\r\n1", b"item:\x00\xff", b"item:" + b"y" * 3000, b"\r\n:*3\r\n"]
     for key in odd:
         client.set(key, "v", ex=100)
     client.set(b"item:\r\nnottl", "v")
     fill(client, 300)
-    monkeypatch.setattr(scan, "_RECV", 7)
-    report = KeyspaceAudit(ITEMS, AuditOptions(count=50)).run(backend.masters())
+    small_reads = redis.Redis.from_url(redis_url, socket_read_size=7)  # every reply cut across reads
+    report = KeyspaceAudit(ITEMS, AuditOptions(count=50)).run([("server", small_reads)])
     assert report.families["item"].keys == 304
     assert report.families["item"].problems["missing_ttl"].examples == ["item:\\r\\nnottl"]
     assert report.unknown["\\r\\n:*"].count == 1
@@ -152,10 +152,10 @@ def test_streams_with_placeholders_are_checked_for_their_groups(backend, client)
 def test_a_server_lost_during_the_audit_is_one_sentence(project, backend, client, monkeypatch):
     fill(client, 50)
 
-    def lost(self):
+    def lost(self, *args, **kwargs):
         raise redis.ConnectionError("Connection reset by peer")
 
-    monkeypatch.setattr(scan.RawNode, "_receive", lost)
+    monkeypatch.setattr(scan.RawNode, "read_scan", lost)
     with pytest.raises(StoreUnavailable, match=r"^redis server at redis://.* is not usable: Connection reset by peer\.$"):
         run_audit(backend, load_declarations(project / "redis"), AuditOptions())
 

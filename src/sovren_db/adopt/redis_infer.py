@@ -88,20 +88,20 @@ class KeyspaceInference:
         payload = ask(PROBES, encoded) + ask([MEMORY_HEADER], encoded[::10])
         return payload, 2 * len(sampled) + len(encoded[::10]), sampled
 
-    def record(self, keys: Sequence[bytes], sampled: list[bytes], replies: list[bytes]) -> None:
+    def record(self, keys: Sequence[bytes], sampled: list[bytes], replies: list) -> None:
         self.result.scanned += len(keys)
         self.result.sampled += len(sampled)
         n = len(sampled)
         memory = dict(zip(sampled[::10], replies[2 * n:]))
         for key, kind, ttl in zip(sampled, replies[:n], replies[n:2 * n]):
-            if kind == b"+none":
+            if kind == b"none":
                 continue  # expired or deleted between SCAN and TYPE
             seen = self.result.templates.setdefault(template(key), Observed())
             seen.sampled += 1
-            seen.types[kind[1:].decode()] += 1
-            seen.ttls.append(int(ttl[1:]))
-            if key in memory and memory[key][:1] == b":":
-                seen.memory.append(int(memory[key][1:]))
+            seen.types[kind.decode()] += 1
+            seen.ttls.append(ttl)
+            if isinstance(memory.get(key), int):
+                seen.memory.append(memory[key])
             if len(seen.examples) < 3:
                 seen.examples.append(key)
 

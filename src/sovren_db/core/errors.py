@@ -6,7 +6,7 @@ The CLI turns any ``SovrenError`` into that sentence on stderr and exit code 2
 
 from __future__ import annotations
 
-from .urls import redact, redact_text
+from .redaction import redact, redact_text
 
 
 class SovrenError(Exception):

@@ -13,6 +13,7 @@ from typing import Any
 from alembic.operations import Operations, toimpl
 from alembic.operations import ops as alembic_ops
 
+from .context import configured_runtime
 from .errors import Refused
 
 _DESTRUCTIVE_ALEMBIC = {
@@ -42,12 +43,10 @@ def refuse_destructive(operations: Operations, description: str, runtime: Any = 
     store operations): only when sovren-db runs the migration (``runtime``, else the one configured
     on the migration context) and applies it (``plan``/``--sql`` only prints SQL, never refused).
     """
-    from .runtime import Runtime
-
     context = operations.migration_context
     if context.as_sql:
         return
-    runtime = runtime if runtime is not None else context.opts.get(Runtime.OPTS_KEY)
+    runtime = runtime if runtime is not None else configured_runtime(context)
     if runtime is not None:
         _refuse_if_protected(runtime, description)
 

@@ -23,6 +23,8 @@ from typing import Any, ClassVar
 
 from alembic.operations import Operations
 
+from .context import runtime_of
+from .errors import MigrationFailed
 from .render import RevisionOp, register_op
 
 STORE_OPS: dict[str, type["StoreOp"]] = {}
@@ -71,9 +73,7 @@ class StoreOp(RevisionOp):
 
 
 def _invoke_collected(operations: Operations, operation: StoreOp) -> None:
-    from .runtime import Runtime
-
-    Runtime.of(operations.migration_context).collect(operation, operations)
+    runtime_of(operations.migration_context).collect(operation, operations)
 
 
 def store_operation(cls: type[StoreOp]) -> type[StoreOp]:
@@ -105,7 +105,5 @@ def op_from_record(op_name: str, arguments: dict[str, Any]) -> StoreOp:
     try:
         cls = STORE_OPS[op_name]
     except KeyError:
-        from .errors import MigrationFailed
-
         raise MigrationFailed(f"Deferred step {op_name!r} is not a known sovren-db operation.") from None
     return cls.from_arguments(arguments)

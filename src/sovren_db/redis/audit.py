@@ -122,7 +122,7 @@ class KeyspaceAudit:
         self._memory_seen[index] = done + len(inspected)
         return inspected[(-done - 1) % every::every]
 
-    def check(self, node: RawNode, keys: Sequence[bytes], context: tuple, replies: list[bytes]) -> None:
+    def check(self, node: RawNode, keys: Sequence[bytes], context: tuple, replies: list) -> None:
         """Count the batch's keys per family and check the inspected ones against their replies."""
         groups, unknown, inspected, sampled = context
         self.report.scanned += len(keys)

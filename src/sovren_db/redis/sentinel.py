@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..core.errors import ConfigError
-from ..core.urls import redact
+from ..core.redaction import redact
 
 SCHEME = "redis+sentinel"
 

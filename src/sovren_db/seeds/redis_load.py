@@ -1,12 +1,12 @@
 """Redis: non-transactional pipelines of raw commands, one connection per master.
 
 Commands are encoded straight into RESP and sent a chunk at a time on a
-connection opened by redis-py (AUTH, SELECT, TLS done), reading the replies
-of the previous chunk while the server works on the next (the Redis
-package's :class:`~sovren_db.redis.scan.RawNode`): encoding a SET costs a
-fraction of what redis-py's pipeline spends per command. On a cluster each key
-goes to the master of its slot. Every command used replies in one line
-(``+OK``, ``:n`` or ``-ERR``); the first error stops the seed.
+connection of the client's pool, reading the replies of the previous chunk
+while the server works on the next (the Redis package's
+:class:`~sovren_db.redis.scan.RawNode`, redis-py's public connection API):
+encoding a SET costs a fraction of what redis-py's ``pack_commands`` spends
+per command. On a cluster each key goes to the master of its slot. The first
+error reply stops the seed.
 
 Writes converge: a string is SET, a hash, set, list or sorted set is deleted
 and written whole, so loading a seed twice leaves the same keys. Stream
@@ -118,10 +118,10 @@ class KeyWriter:
             self._check(node, *self.pending[name].pop(0))
 
     def _check(self, node: RawNode, owed: int, family: str) -> None:
-        for line in node.read_lines(owed):
-            if line.startswith(b"-"):
+        for reply in node.read(owed):
+            if isinstance(reply, redis.ResponseError):
                 raise SeedFailed(f"Redis refused a seeded key of family {family} on {node.name}: "
-                                 f"{line[1:].decode(errors='replace')}.")
+                                 f"{str(reply).rstrip('.')}.")
 
     def _write_stream(self, batch: KeyBatch) -> int:
         pipe = self.backend.client.pipeline(transaction=False)
