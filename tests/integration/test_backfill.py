@@ -117,3 +117,62 @@ def test_the_progress_table_is_not_drift(project, pg_url):
         conn.execute("CREATE TABLE IF NOT EXISTS sovren_db.backfill_progress (name text PRIMARY KEY)")
     result = CliRunner().invoke(cli, ["check"])
     assert result.exit_code == 0, result.output
+
+
+def _fill_table(pg_url: str, name: str, rows: int) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, v int)")
+        conn.execute(f"INSERT INTO {name} SELECT g, 0 FROM generate_series(1, {rows}) g")
+        conn.execute(f"ANALYZE {name}")
+
+
+def _run(pg_url: str, op: BackfillOp, **kw) -> int:
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            return run_backfill(connection, op, **kw)
+    finally:
+        engine.dispose()
+
+
+@pg
+def test_a_backfill_pauses_while_the_probe_is_slower_than_its_bound_and_says_why(pg_url):
+    _fill_table(pg_url, "probed_fill", 100)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE probe_target (id int)")
+    holder = psycopg.connect(pg_url)
+    holder.execute("LOCK TABLE probe_target IN ACCESS EXCLUSIVE MODE")  # the workload's reads now wait
+    release = threading.Timer(1.0, holder.rollback)
+    said, slept = [], []
+    release.start()
+    try:
+        op = BackfillOp("probed_fill", "v = 1", batch_size=25, max_probe_ms=200,
+                        probe="SELECT count(*) FROM probe_target")
+        assert _run(pg_url, op, report=said.append, sleep=lambda s: (slept.append(s), time.sleep(s))) == 100
+    finally:
+        release.join()
+        holder.close()
+    pauses = [line for line in said if "paused" in line]
+    assert len(pauses) == 1 and "the probe took" in pauses[0] and "(bound 200 ms)" in pauses[0], said
+    assert slept, "the backfill never paused"
+    took = int(pauses[0].split("the probe took ")[1].split(" ms")[0].replace(",", ""))
+    assert took >= 500  # the probe waited behind the lock: that is what was measured
+
+
+@pg
+def test_on_a_terminal_the_backfill_draws_a_progress_bar_of_keys_walked(pg_url):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from sovren_db.postgres.backfill import BackfillProgress
+
+    _fill_table(pg_url, "barred_fill", 100)
+    screen, said = StringIO(), []
+    progress = BackfillProgress(said.append, Console(file=screen, force_terminal=True, width=120))
+    assert _run(pg_url, BackfillOp("barred_fill", "v = 1", batch_size=10), progress=progress) == 100
+    drawn = screen.getvalue()
+    assert "backfill barred_fill: SET v = 1" in drawn and "rows walked" in drawn
+    assert "100/100" in drawn and "100 updated" in drawn, drawn
+    assert said[-1].startswith("backfill barred_fill: SET v = 1: done, 100 rows (")
