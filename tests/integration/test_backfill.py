@@ -3,13 +3,8 @@ last committed batch and updates no row twice; throttled while the workload is b
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,7 +13,7 @@ from click.testing import CliRunner
 
 from sovren_db.cli.main import cli
 from sovren_db.postgres.backfill import BackfillOp, run_backfill
-from tests.integration.conftest import add_revision
+from tests.integration.conftest import add_revision, migrate_killed_when
 
 pg = pytest.mark.postgres
 
@@ -59,20 +54,9 @@ def test_a_killed_backfill_resumes_where_it_stopped_and_updates_no_row_twice(pro
     add_revision(project, "b1fill", TABLE)
     assert CliRunner().invoke(cli, ["migrate"]).exit_code == 0
     add_revision(project, "b2fill", BACKFILL.format(batch=50, pause=0.02))
-    exe = Path(sys.executable).with_name("sovren-db")
-    proc = subprocess.Popen([str(exe), "migrate"], cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        end = time.monotonic() + 60
-        while (progress(pg_url) or (0,))[0] < 300 and time.monotonic() < end:
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    migrate_killed_when(project, lambda: (progress(pg_url) or (0,))[0] >= 300)
     rows, done = progress(pg_url)
     assert 300 <= rows < 2000 and not done
-    time.sleep(0.5)  # the killed session's last statement ends with it
     updated, twice, wrong = counts(pg_url)
     assert (twice, wrong) == (0, 0) and updated == progress(pg_url)[0]
     result = CliRunner().invoke(cli, ["migrate"])

@@ -1,0 +1,104 @@
+"""Expand/contract of a live column (op.expand_column, op.contract_column) on a real Postgres: old
+and new clients both work during the expand, a killed backfill resumes, the contract swaps in."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from sovren_db.cli.main import cli
+from tests.integration.conftest import add_revision, migrate_killed_when
+
+pytestmark = pytest.mark.postgres
+
+TABLE = """    op.create_table("ledger", sa.Column("id", sa.Integer, primary_key=True),
+                    sa.Column("amount", sa.Integer, nullable=False), sa.Column("note", sa.Text))
+    op.execute("INSERT INTO ledger (amount, note) SELECT g, 'n' || g FROM generate_series(1, 3000) g")
+    op.execute("GRANT SELECT, INSERT, UPDATE ON ledger TO sovren_app")
+    op.execute("GRANT USAGE ON SEQUENCE ledger_id_seq TO sovren_app")"""
+CHANGE = ('"ledger", "amount", type_=sa.Numeric(12, 2), new_name="amount_total", version="v2"')
+EXPAND = (f"    op.expand_column({CHANGE}, using=\"amount::numeric(12, 2)\", back=\"round(amount_total)::integer\", "
+          "batch_size={batch}, throttle={{'pause': {pause}}})")
+CONTRACT = f"    op.contract_column({CHANGE})"
+OUT_OF_STEP = "SELECT count(*) FROM ledger WHERE _new_amount IS DISTINCT FROM amount::numeric(12, 2)"
+
+
+def migrate() -> None:
+    result = CliRunner().invoke(cli, ["migrate"])
+    assert result.exit_code == 0, result.output
+
+
+def one(url: str, sql: str, *, role: str | None = None, path: str | None = None):
+    with psycopg.connect(url, autocommit=True) as conn:
+        if role:
+            conn.execute(f"SET ROLE {role}")
+        if path:
+            conn.execute(f"SET search_path = {path}")
+        return conn.execute(sql).fetchone()
+
+
+def test_old_and_new_clients_both_work_during_an_expand_then_the_contract_swaps(project, pg_url):
+    add_revision(project, "x1table", TABLE)
+    add_revision(project, "x2expand", EXPAND.format(batch=500, pause=0))
+    migrate()
+    assert one(pg_url, OUT_OF_STEP) == (0,)  # backfilled
+    old = {"role": "sovren_app"}
+    new = {"role": "sovren_app", "path": "sovren_v2, public"}
+    one(pg_url, "INSERT INTO ledger (amount, note) VALUES (7, 'old client') RETURNING id", **old)
+    one(pg_url, "UPDATE ledger SET amount = 9 WHERE id = 1 RETURNING id", **old)
+    one(pg_url, "INSERT INTO ledger (amount_total, note) VALUES (5.00, 'new client') RETURNING id", **new)
+    one(pg_url, "UPDATE ledger SET amount_total = 11 WHERE id = 2 RETURNING id", **new)
+    assert one(pg_url, "SELECT amount_total FROM ledger WHERE id = 1", **new)[0] == 9
+    assert one(pg_url, "SELECT amount FROM ledger WHERE id = 2", **old) == (11,)
+    assert one(pg_url, "SELECT amount FROM ledger WHERE note = 'new client'", **old) == (5,)
+    assert one(pg_url, "SELECT amount_total FROM ledger WHERE note = 'old client'", **new)[0] == 7
+    assert one(pg_url, OUT_OF_STEP) == (0,)
+    with pytest.raises(psycopg.errors.UndefinedColumn):  # the new version hides the old column
+        one(pg_url, "SELECT amount FROM ledger", **new)
+
+    add_revision(project, "x3contract", CONTRACT)
+    migrate()
+    assert one(pg_url, "SELECT format_type(atttypid, atttypmod), attnotnull FROM pg_attribute "
+                       "WHERE attrelid = 'ledger'::regclass AND attname = 'amount_total'") == ("numeric(12,2)", True)
+    assert one(pg_url, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'ledger'::regclass "
+                       "AND attname IN ('amount', '_new_amount') AND NOT attisdropped") == (0,)
+    assert one(pg_url, "SELECT to_regnamespace('sovren_v2'), count(*) FROM pg_trigger t "
+                       "WHERE tgrelid = 'ledger'::regclass AND NOT tgisinternal") == (None, 0)
+    assert one(pg_url, "SELECT count(*), sum(amount_total) FROM ledger", **old) == (3002, 3000 * 3001 // 2 + 8 + 9 + 7 + 5)
+    assert one(pg_url, "SELECT count(*) FROM pg_constraint WHERE conrelid = 'ledger'::regclass "
+                       "AND contype = 'c'") == (0,)  # the helper check is gone, NOT NULL carries it
+
+
+def test_a_killed_expand_backfill_resumes_and_writes_meanwhile_stay_in_step(project, pg_url):
+    add_revision(project, "x1table", TABLE)
+    migrate()
+    add_revision(project, "x2expand", EXPAND.format(batch=50, pause=0.02))
+    migrate_killed_when(project, lambda: _filled(pg_url) >= 300)
+    assert 300 <= _filled(pg_url) < 3000
+    one(pg_url, "UPDATE ledger SET amount = amount + 1000 WHERE id IN (1, 2999) RETURNING id")  # an old client
+    assert one(pg_url, "SELECT _new_amount FROM ledger WHERE id = 2999") == (3999,)
+    migrate()
+    assert one(pg_url, OUT_OF_STEP) == (0,)
+    assert one(pg_url, "SELECT sum(_new_amount) FROM ledger")[0] == 3000 * 3001 // 2 + 2000
+
+
+def _filled(pg_url: str) -> int:
+    """Rows the expand's backfill (or a trigger) gave the new column so far; 0 before it exists."""
+    try:
+        return one(pg_url, "SELECT count(_new_amount) FROM ledger")[0]
+    except (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable):
+        return 0
+
+
+def test_the_downgrade_of_an_expand_leaves_the_table_as_it_was(project, pg_url):
+    add_revision(project, "x1table", TABLE)
+    add_revision(project, "x2expand", EXPAND.format(batch=1000, pause=0), downgrade=f"op.undo_expand_column({CHANGE})")
+    migrate()
+    result = CliRunner().invoke(cli, ["downgrade", "x1table"])
+    assert result.exit_code == 0, result.output
+    assert one(pg_url, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'ledger'::regclass "
+                       "AND attname = '_new_amount' AND NOT attisdropped") == (0,)
+    assert one(pg_url, "SELECT to_regnamespace('sovren_v2'), count(*) FROM sovren_db.backfill_progress") == (None, 0)
+    migrate()  # expanding again backfills again: nothing remembered from the first time
+    assert one(pg_url, OUT_OF_STEP) == (0,) and one(pg_url, "SELECT count(_new_amount) FROM ledger") == (3000,)
