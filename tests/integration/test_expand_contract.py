@@ -102,3 +102,59 @@ def test_the_downgrade_of_an_expand_leaves_the_table_as_it_was(project, pg_url):
     assert one(pg_url, "SELECT to_regnamespace('sovren_v2'), count(*) FROM sovren_db.backfill_progress") == (None, 0)
     migrate()  # expanding again backfills again: nothing remembered from the first time
     assert one(pg_url, OUT_OF_STEP) == (0,) and one(pg_url, "SELECT count(_new_amount) FROM ledger") == (3000,)
+
+
+def _proposed(proposal, *operations, downgrade=False) -> list[str]:
+    import sqlalchemy as sa  # noqa: F401  (the rendered code names sa)
+    from alembic.autogenerate import render_python_code
+    from alembic.operations import ops
+
+    from sovren_db.postgres.safe import _rewrite
+
+    container = ops.DowngradeOps(ops=list(operations)) if downgrade else ops.UpgradeOps(ops=list(operations))
+    _rewrite(container, set(), proposal, downgrade)
+    code = render_python_code(container).splitlines()[1:-1]
+    return [line.strip() for line in code if line.strip()]
+
+
+def _type_change():
+    import sqlalchemy as sa
+    from alembic.operations import ops
+
+    return ops.AlterColumnOp("ledger", "amount", modify_type=sa.Numeric(12, 2), existing_type=sa.Integer())
+
+
+def test_autogenerate_writes_a_type_change_of_a_live_column_as_an_expand_and_its_undo():
+    from sovren_db.postgres.expand import Proposal
+
+    lines = _proposed(Proposal("ab12"), _type_change())
+    assert lines[0].startswith("# ledger holds data: amount changes type by expand/contract")
+    assert "search_path sovren_ab12" in lines[0]
+    assert lines[1:] == ["op.expand_column('ledger', 'amount', type_=sa.Numeric(precision=12, scale=2), version='ab12')"]
+    undo = _proposed(Proposal("ab12"), _type_change(), downgrade=True)
+    assert undo[1:] == ["op.undo_expand_column('ledger', 'amount', type_=sa.Integer(), version='ab12')"]
+
+
+def test_autogenerate_proposes_the_contract_once_the_live_column_is_expanded(project, pg_url):
+    import sqlalchemy as sa
+    from alembic.operations import ops
+    from alembic.runtime.migration import MigrationContext
+
+    from sovren_db.postgres.expand import Proposal
+
+    add_revision(project, "x1table", TABLE)
+    add_revision(project, "x2expand", EXPAND.format(batch=1000, pause=0))
+    migrate()
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as connection:
+            proposal = Proposal.read(MigrationContext.configure(connection), "cd34")
+    finally:
+        engine.dispose()
+    assert ("ledger", "amount") in proposal.expanded
+    lines = _proposed(proposal, _type_change())
+    assert lines[0].startswith("# ledger.amount was expanded: once every client uses the new version")
+    assert lines[1:] == ["op.contract_column('ledger', 'amount', type_=sa.Numeric(precision=12, scale=2), "
+                         "version='cd34')"]
+    other = ops.AlterColumnOp("ledger", "note", modify_type=sa.String(80), modify_nullable=False)
+    assert not any("expand" in line for line in _proposed(proposal, other))  # not the type alone: as before

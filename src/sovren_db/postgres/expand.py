@@ -24,9 +24,11 @@ contract (concurrently, with the safe forms).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from alembic.operations import MigrateOperation, Operations
+from alembic.autogenerate import render, renderers
+from alembic.operations import MigrateOperation, Operations, ops
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeEngine
@@ -288,3 +290,62 @@ def _contract(operations: Operations, op: ContractColumnOp) -> None:
         operations.invoke(DropNotNullCheckOp(op.table_name, op.shadow, schema=op.schema))
     operations.execute(f"DROP FUNCTION IF EXISTS {_function(op)}()")
     _forget_backfill(operations, op)
+
+
+# -- what autogenerate writes for a type change on a live table --------------------------------
+
+@renderers.dispatch_for(ExpandColumnOp)
+@renderers.dispatch_for(ContractColumnOp)
+@renderers.dispatch_for(UndoExpandColumnOp)
+def _render(autogen_context: Any, op: _ColumnChange) -> str:
+    args = [repr(op.table_name), repr(op.column_name)]
+    args += [f"type_={render._repr_type(op.type_, autogen_context)}"] if op.type_ is not None else []
+    args += [f"new_name={op.new_name!r}"] if op.new_name else []
+    args += [f"version={op.version!r}"] + ([f"schema={op.schema!r}"] if op.schema else [])
+    return f"op.{op.op_name}({', '.join(args)})"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What autogenerate knows when it rewrites a type change: the new revision's id (the version its
+    clients will name) and the columns already expanded on the live database (their contract is due)."""
+
+    version: str
+    expanded: frozenset[tuple[str, str]] = frozenset()
+
+    @classmethod
+    def read(cls, context: Any, version: str) -> "Proposal":
+        connection = getattr(context, "bind", None) if context is not None else None
+        if connection is None:
+            return cls(version)
+        rows = connection.execute(text(
+            "SELECT c.relname, substr(a.attname, 6) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "WHERE a.attname LIKE '\\_new\\_%' AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind = 'r'"))
+        return cls(version, frozenset((r[0], r[1]) for r in rows))
+
+
+def type_change_form(op: MigrateOperation, proposal: Proposal | None, downgrade: bool) -> MigrateOperation | None:
+    """A type change alone of a live column becomes an expand (or, once expanded, its contract)."""
+    if proposal is None or not isinstance(op, ops.AlterColumnOp) or not _type_only(op):
+        return None
+    from .safe import SafeStepsOp
+
+    expanded = (op.table_name, op.column_name) in proposal.expanded
+    kw = {"version": proposal.version, "schema": op.schema}
+    if downgrade:
+        if expanded:  # the contract's downgrade stays the plain ALTER TYPE: the old column is gone
+            return None
+        step = UndoExpandColumnOp(op.table_name, op.column_name, type_=op.existing_type, **kw)
+        return SafeStepsOp(op, f"{op.table_name}.{op.column_name}: the expand undone", [step])
+    if expanded:
+        why = (f"{op.table_name}.{op.column_name} was expanded: once every client uses the new version, the "
+               "contract swaps the columns in one brief lock (set version= to the expand's)")
+        return SafeStepsOp(op, why, [ContractColumnOp(op.table_name, op.column_name, type_=op.modify_type, **kw)])
+    why = (f"{op.table_name} holds data: {op.column_name} changes type by expand/contract (no table rewrite); "
+           f"new clients use search_path sovren_{proposal.version}; write the contract in a later revision")
+    return SafeStepsOp(op, why, [ExpandColumnOp(op.table_name, op.column_name, type_=op.modify_type, **kw)])
+
+
+def _type_only(op: ops.AlterColumnOp) -> bool:
+    return (op.modify_type is not None and op.modify_nullable is None and op.modify_server_default is False
+            and op.modify_comment is False and op.modify_name is None)
