@@ -158,3 +158,35 @@ def test_autogenerate_proposes_the_contract_once_the_live_column_is_expanded(pro
                          "version='cd34')"]
     other = ops.AlterColumnOp("ledger", "note", modify_type=sa.String(80), modify_nullable=False)
     assert not any("expand" in line for line in _proposed(proposal, other))  # not the type alone: as before
+
+
+def test_autogenerate_proposes_a_rename_by_expand_when_a_column_is_dropped_and_one_of_its_type_added():
+    import sqlalchemy as sa
+    from alembic.operations import ops
+
+    from sovren_db.postgres.expand import Proposal
+
+    add = ops.AddColumnOp("ledger", sa.Column("memo", sa.Text()))
+    drop = ops.DropColumnOp.from_column_and_tablename(None, "ledger", sa.Column("note", sa.Text()))
+    lines = _proposed(Proposal("ef56"), ops.ModifyTableOps("ledger", [add, drop]))
+    assert lines[0] == ("# if memo is note renamed, write op.expand_column('ledger', 'note', new_name='memo', "
+                        "version='ef56') instead of this add and the drop below, then op.contract_column in a later "
+                        "revision")
+    assert lines[1].startswith("op.add_column('ledger', sa.Column('memo'") and lines[2].startswith("op.drop_column(")
+    other = ops.AddColumnOp("ledger", sa.Column("memo", sa.Integer()))
+    assert not _proposed(Proposal("ef56"), ops.ModifyTableOps("ledger", [other, drop]))[0].startswith("#")
+
+
+def test_a_rename_is_a_view_for_new_clients_until_the_contract_renames_the_column(project, pg_url):
+    add_revision(project, "x1table", TABLE)
+    add_revision(project, "x2rename", "    op.expand_column('ledger', 'note', new_name='memo', version='v3')")
+    migrate()
+    new = {"role": "sovren_app", "path": "sovren_v3, public"}
+    one(pg_url, "INSERT INTO ledger (amount, memo) VALUES (1, 'from new') RETURNING id", **new)
+    one(pg_url, "UPDATE ledger SET memo = 'renamed' WHERE id = 1 RETURNING id", **new)
+    assert one(pg_url, "SELECT note FROM ledger WHERE id = 1", role="sovren_app") == ("renamed",)
+    assert one(pg_url, "SELECT count(*) FROM ledger WHERE note = 'from new'", role="sovren_app") == (1,)
+    add_revision(project, "x3rename", "    op.contract_column('ledger', 'note', new_name='memo', version='v3')")
+    migrate()
+    assert one(pg_url, "SELECT memo FROM ledger WHERE id = 1", role="sovren_app") == ("renamed",)
+    assert one(pg_url, "SELECT to_regnamespace('sovren_v3')") == (None,)

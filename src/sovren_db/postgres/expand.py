@@ -349,3 +349,31 @@ def type_change_form(op: MigrateOperation, proposal: Proposal | None, downgrade:
 def _type_only(op: ops.AlterColumnOp) -> bool:
     return (op.modify_type is not None and op.modify_nullable is None and op.modify_server_default is False
             and op.modify_comment is False and op.modify_name is None)
+
+
+def rename_hints(changes: list[MigrateOperation], proposal: Proposal | None) -> dict[int, str]:
+    """Autogenerate sees a rename as a drop and an add: when a live table's changes are exactly one of
+    each, of the same type, the add carries a comment proposing the rename by expand/contract
+    (a comment, not a rewrite: the author knows whether it is one)."""
+    adds = [o for o in changes if isinstance(o, ops.AddColumnOp)]
+    drops = [o for o in changes if isinstance(o, ops.DropColumnOp)]
+    if proposal is None or len(adds) != 1 or len(drops) != 1 or drops[0]._reverse is None:
+        return {}
+    add, old = adds[0], drops[0].to_column()
+    if _type_sql(add.column.type) != _type_sql(old.type):
+        return {}
+    call = (f"op.expand_column({add.table_name!r}, {old.name!r}, new_name={add.column.name!r}, "
+            f"version={proposal.version!r})")
+    return {id(add): f"if {add.column.name} is {old.name} renamed, write {call} instead of this add and the "
+                     f"drop below, then op.contract_column in a later revision"}
+
+
+def with_hint(op: MigrateOperation, hint: str | None) -> MigrateOperation:
+    from .safe import SafeStepsOp
+
+    if hint is None:
+        return op
+    if isinstance(op, SafeStepsOp):
+        op.why = f"{hint}; {op.why}"
+        return op
+    return SafeStepsOp(op, hint, [op])

@@ -675,15 +675,18 @@ def _named_unique_drop(op: MigrateOperation) -> MigrateOperation:
 
 
 def _rewrite(container: ops.OpContainer, new_tables: set[str], proposal: Any = None, downgrade: bool = False) -> None:
-    from .expand import type_change_form
+    from .expand import rename_hints, type_change_form, with_hint
 
     rewritten: list[MigrateOperation] = []
+    hints = {} if downgrade else rename_hints(container.ops, proposal)
     for op in container.ops:
         if isinstance(op, ops.ModifyTableOps):
             if op.table_name not in new_tables:
                 _rewrite(op, new_tables, proposal, downgrade)
         elif _table_of(op) not in new_tables:
+            hint = hints.get(id(op))
             op = type_change_form(op, proposal, downgrade) or safe_form(op) or _named_unique_drop(op)
+            op = with_hint(op, hint)
         rewritten.append(op)
     container.ops[:] = rewritten
 
