@@ -160,3 +160,33 @@ def test_on_a_terminal_the_backfill_draws_a_progress_bar_of_keys_walked(pg_url):
     assert "backfill barred_fill: SET v = 1" in drawn and "rows walked" in drawn
     assert "100/100" in drawn and "100 updated" in drawn, drawn
     assert said[-1].startswith("backfill barred_fill: SET v = 1: done, 100 rows (")
+
+
+@pg
+def test_a_backfill_refuses_a_table_whose_rows_row_level_security_hides_from_it(pg_url):
+    import uuid
+
+    from sovren_db.core.errors import MigrationFailed
+
+    owner = f"fill_owner_{uuid.uuid4().hex[:8]}"
+    _fill_table(pg_url, "hidden_fill", 10)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {owner}")
+        conn.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {owner}")
+        conn.execute(f"ALTER TABLE hidden_fill OWNER TO {owner}")
+        conn.execute("ALTER TABLE hidden_fill ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY")
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            connection.execute(sa.text(f"SET ROLE {owner}"))
+            with pytest.raises(MigrationFailed, match=f"row-level security hides rows from Postgres user '{owner}'"):
+                run_backfill(connection, BackfillOp("hidden_fill", "v = 1"))
+        with psycopg.connect(pg_url) as conn:  # nothing done: every row as it was
+            assert conn.execute("SELECT count(*) FROM hidden_fill WHERE v = 0").fetchone() == (10,)
+    finally:
+        engine.dispose()
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE hidden_fill")
+            conn.execute(f"REVOKE ALL ON SCHEMA public FROM {owner}")
+            conn.execute(f"DROP ROLE {owner}")

@@ -52,6 +52,12 @@ FROM pg_index i JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 WHERE i.indrelid = to_regclass(:t) AND i.indisprimary ORDER BY k.n
 """
+# Row-level security the migration's user does not bypass would hide rows from every batch: the
+# backfill would end "done" with rows left unchanged.
+_HIDDEN = """
+SELECT c.relrowsecurity AND (c.relforcerowsecurity OR c.relowner <> r.oid) AND NOT (r.rolsuper OR r.rolbypassrls)
+FROM pg_class c, pg_roles r WHERE c.oid = to_regclass(:t) AND r.rolname = current_user
+"""
 PAUSE_STEP = 0.1
 MAX_PAUSE = 60.0
 
@@ -171,12 +177,16 @@ def run_backfill(connection: Any, op: BackfillOp, *, report: Callable[[str], Non
     if not connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
         raise MigrationFailed(f"op.backfill on {op.table} must run inside op.get_context().autocommit_block(), "
                               "so that each batch commits on its own.")
-    for statement in _DDL.split(";"):
-        if statement.strip():
-            connection.execute(text(statement))
     key = [(r[0], r[1]) for r in connection.execute(text(_KEY), {"t": op.table})]
     if not key:
         raise MigrationFailed(f"op.backfill on {op.table}: the table has no primary key to walk in batches.")
+    if connection.execute(text(_HIDDEN), {"t": op.table}).scalar():
+        user = connection.execute(text("SELECT current_user")).scalar()
+        raise MigrationFailed(f"op.backfill on {op.table}: row-level security hides rows from Postgres user {user!r} "
+                              "(no BYPASSRLS), so batches would skip them; migrate as a role with BYPASSRLS.")
+    for statement in _DDL.split(";"):
+        if statement.strip():
+            connection.execute(text(statement))
     row = connection.execute(text(f"SELECT last_key, rows, done FROM {PROGRESS_TABLE} WHERE name = :n"),
                              {"n": op.name}).first()
     if row is not None and row[2]:
