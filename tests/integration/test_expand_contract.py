@@ -190,3 +190,14 @@ def test_a_rename_is_a_view_for_new_clients_until_the_contract_renames_the_colum
     migrate()
     assert one(pg_url, "SELECT memo FROM ledger WHERE id = 1", role="sovren_app") == ("renamed",)
     assert one(pg_url, "SELECT to_regnamespace('sovren_v3')") == (None,)
+
+
+def test_a_second_expand_of_the_same_table_and_version_is_refused_whole(project, pg_url):
+    add_revision(project, "x1table", TABLE)
+    add_revision(project, "x2rename", "    op.expand_column('ledger', 'note', new_name='memo', version='v3')")
+    migrate()
+    add_revision(project, "x3rename", "    op.expand_column('ledger', 'amount', new_name='total', version='v3')")
+    result = CliRunner().invoke(cli, ["migrate"])
+    assert result.exit_code == 2, result.output
+    assert "version v3 already shows ledger differently" in result.output and "Traceback" not in result.output
+    assert one(pg_url, "SELECT memo FROM sovren_v3.ledger WHERE id = 1") == ("n1",)  # the first version intact

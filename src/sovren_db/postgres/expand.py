@@ -196,6 +196,12 @@ def _backfill_op(op: _ColumnChange, using: str = "NULL", **kw: Any) -> BackfillO
 
 def _view(connection: Any, op: _ColumnChange) -> str:
     names = [r[0] for r in connection.execute(text(_COLUMNS), {"t": op.table}) if r[0] != op.shadow]
+    view = f"{_q(op.view_schema)}.{_q(op.table_name)}"
+    shown = [r[0] for r in connection.execute(text(_COLUMNS), {"t": view})]
+    if shown and shown != [op.final if n == op.column_name else n for n in names]:
+        raise MigrationFailed(f"{op.op_name} of {op.table_name}.{op.column_name}: version {op.version} already "
+                              f"shows {op.table_name} differently (another column's expand); expand one column "
+                              "of a table per version.")
     source = op.shadow if op.type_ is not None else op.column_name
     select = ", ".join(f"{_q(source)} AS {_q(op.final)}" if n == op.column_name else _q(n) for n in names)
     return (f"CREATE OR REPLACE VIEW {_q(op.view_schema)}.{_q(op.table_name)} WITH (security_invoker = true) "
