@@ -3,6 +3,8 @@ and new clients both work during the expand, a killed backfill resumes, the cont
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -125,14 +127,19 @@ def _type_change():
 
 
 def test_autogenerate_writes_a_type_change_of_a_live_column_as_an_expand_and_its_undo():
+    import sqlalchemy as sa
+    from alembic.operations import ops
+
     from sovren_db.postgres.expand import Proposal
 
     lines = _proposed(Proposal("ab12"), _type_change())
     assert lines[0].startswith("# ledger holds data: amount changes type by expand/contract")
     assert "search_path sovren_ab12" in lines[0]
     assert lines[1:] == ["op.expand_column('ledger', 'amount', type_=sa.Numeric(precision=12, scale=2), version='ab12')"]
-    undo = _proposed(Proposal("ab12"), _type_change(), downgrade=True)
-    assert undo[1:] == ["op.undo_expand_column('ledger', 'amount', type_=sa.Integer(), version='ab12')"]
+    back = ops.AlterColumnOp("ledger", "amount", modify_type=sa.Integer(), existing_type=sa.Numeric(12, 2))
+    undo = _proposed(Proposal("ab12"), back, downgrade=True)  # the downgrade's op changes the type back
+    assert undo[1:] == ["op.undo_expand_column('ledger', 'amount', type_=sa.Numeric(precision=12, scale=2), "
+                        "version='ab12')"]
 
 
 def test_autogenerate_proposes_the_contract_once_the_live_column_is_expanded(project, pg_url):
@@ -151,11 +158,11 @@ def test_autogenerate_proposes_the_contract_once_the_live_column_is_expanded(pro
             proposal = Proposal.read(MigrationContext.configure(connection), "cd34")
     finally:
         engine.dispose()
-    assert ("ledger", "amount") in proposal.expanded
+    assert proposal.expanded[("ledger", "amount")] == "v2"
     lines = _proposed(proposal, _type_change())
-    assert lines[0].startswith("# ledger.amount was expanded: once every client uses the new version")
+    assert lines[0].startswith("# ledger.amount was expanded: once every client uses version v2")
     assert lines[1:] == ["op.contract_column('ledger', 'amount', type_=sa.Numeric(precision=12, scale=2), "
-                         "version='cd34')"]
+                         "version='v2')"]
     other = ops.AlterColumnOp("ledger", "note", modify_type=sa.String(80), modify_nullable=False)
     assert not any("expand" in line for line in _proposed(proposal, other))  # not the type alone: as before
 
@@ -201,3 +208,26 @@ def test_a_second_expand_of_the_same_table_and_version_is_refused_whole(project,
     assert result.exit_code == 2, result.output
     assert "version v3 already shows ledger differently" in result.output and "Traceback" not in result.output
     assert one(pg_url, "SELECT memo FROM sovren_v3.ledger WHERE id = 1") == ("n1",)  # the first version intact
+
+
+def test_autogenerate_on_sovrens_users_writes_the_expand_then_the_contract(project, pg_url):
+    from sovren_db import commands
+    from sovren_db.core.config import load_settings
+
+    commands.migrate(load_settings(project))
+    tables = project / "postgres" / "tables.py"
+    tables.write_text(tables.read_text().replace('Column("subscription_tier", VARCHAR(50), nullable=False)',
+                                                 'Column("subscription_tier", Text, nullable=False)'))
+    first = Path(commands.revision(load_settings(project), "tier as text", autogenerate=True).data["written"][0])
+    assert "op.expand_column('users', 'subscription_tier', type_=sa.Text(), version=" in first.read_text()
+    assert "op.undo_expand_column('users', 'subscription_tier', type_=sa.Text()" in first.read_text()
+    commands.migrate(load_settings(project))
+    second = Path(commands.revision(load_settings(project), "tier contract", autogenerate=True).data["written"][0])
+    body = second.read_text()
+    assert "op.contract_column('users', 'subscription_tier', type_=sa.Text()" in body
+    assert "_new_subscription_tier" not in body  # the expand's shadow is not drift
+    assert f"version={first.name.split('_')[0]!r}" in body  # the expand's version, read from its view
+    commands.migrate(load_settings(project))
+    assert one(pg_url, "SELECT format_type(atttypid, atttypmod), attnotnull FROM pg_attribute "
+                       "WHERE attrelid = 'users'::regclass AND attname = 'subscription_tier'") == ("text", True)
+    assert commands.check(load_settings(project)).exit_code == 0

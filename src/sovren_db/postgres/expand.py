@@ -24,7 +24,7 @@ contract (concurrently, with the safe forms).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from alembic.autogenerate import render, renderers
@@ -50,6 +50,9 @@ class _ColumnChange(MigrateOperation):
                  type_: TypeEngine | str | None = None, version: str = "next", schema: str | None = None):
         if new_name is None and type_ is None:
             raise MigrationFailed(f"{type(self).op_name} on {table_name}.{column_name} needs type_= or new_name=.")
+        if version == "db":
+            raise MigrationFailed(f"{type(self).op_name} on {table_name}.{column_name}: version 'db' would name "
+                                  "sovren-db's own schema (sovren_db); choose another.")
         self.table_name, self.column_name, self.new_name, self.type_ = table_name, column_name, new_name, type_
         self.version, self.schema = version, schema
 
@@ -317,17 +320,27 @@ class Proposal:
     clients will name) and the columns already expanded on the live database (their contract is due)."""
 
     version: str
-    expanded: frozenset[tuple[str, str]] = frozenset()
+    expanded: dict[tuple[str, str], str] = field(default_factory=dict)  # (table, column) -> its version
 
     @classmethod
     def read(cls, context: Any, version: str) -> "Proposal":
         connection = getattr(context, "bind", None) if context is not None else None
         if connection is None:
             return cls(version)
-        rows = connection.execute(text(
-            "SELECT c.relname, substr(a.attname, 6) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-            "WHERE a.attname LIKE '\\_new\\_%' AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind = 'r'"))
-        return cls(version, frozenset((r[0], r[1]) for r in rows))
+        views = dict(connection.execute(text(
+            "SELECT v.relname, substr(n.nspname, 8) FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace "
+            "WHERE v.relkind = 'v' AND n.nspname LIKE 'sovren\\_%'")).all())
+        return cls(version, {(table, shadow[5:]): views.get(table, version)
+                             for table, shadow in expanded_columns(connection)})
+
+
+def expanded_columns(connection: Any) -> set[tuple[str, str]]:
+    """(table, ``_new_<column>``) of every expand in progress: the shadow column and its sync trigger."""
+    return {(r[0], r[1]) for r in connection.execute(text(
+        "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_trigger t ON t.tgrelid = c.oid AND t.tgname = left('sovren_sync_' || c.relname || '_' "
+        "|| substr(a.attname, 6), 63) "
+        "WHERE a.attname LIKE '\\_new\\_%' AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind = 'r'"))}
 
 
 def type_change_form(op: MigrateOperation, proposal: Proposal | None, downgrade: bool) -> MigrateOperation | None:
@@ -336,7 +349,7 @@ def type_change_form(op: MigrateOperation, proposal: Proposal | None, downgrade:
         return None
     from .safe import SafeStepsOp
 
-    expanded = (op.table_name, op.column_name) in proposal.expanded
+    expanded = proposal.expanded.get((op.table_name, op.column_name))
     kw = {"version": proposal.version, "schema": op.schema}
     if downgrade:
         if expanded:  # the contract's downgrade stays the plain ALTER TYPE: the old column is gone
@@ -344,8 +357,9 @@ def type_change_form(op: MigrateOperation, proposal: Proposal | None, downgrade:
         step = UndoExpandColumnOp(op.table_name, op.column_name, type_=op.existing_type, **kw)
         return SafeStepsOp(op, f"{op.table_name}.{op.column_name}: the expand undone", [step])
     if expanded:
-        why = (f"{op.table_name}.{op.column_name} was expanded: once every client uses the new version, the "
-               "contract swaps the columns in one brief lock (set version= to the expand's)")
+        why = (f"{op.table_name}.{op.column_name} was expanded: once every client uses version {expanded}, the "
+               "contract swaps the columns in one brief lock")
+        kw["version"] = expanded
         return SafeStepsOp(op, why, [ContractColumnOp(op.table_name, op.column_name, type_=op.modify_type, **kw)])
     why = (f"{op.table_name} holds data: {op.column_name} changes type by expand/contract (no table rewrite); "
            f"new clients use search_path sovren_{proposal.version}; write the contract in a later revision")
