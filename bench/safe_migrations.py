@@ -20,9 +20,9 @@ fixed-rate mix of inserts and reads (bounded by -T), measures:
 Further scenarios, each a safe form against its naive form in the same round
 (``--scenarios`` picks some; default all): ``blocked``, the foreign key while a
 transaction holds a row lock on accounts for ``--hold`` seconds; ``backfill``,
-every operation updated by ``op.backfill`` against one UPDATE (rows/s);
-``reader``, a column added while a transaction that read operations stays open
-``--hold`` seconds (the lock-wait guard against a plain ALTER TABLE queueing
+every operation updated by ``op.backfill`` (throttled by the same probe as
+``type``) against one UPDATE (rows/s); ``reader``, a column added while a
+transaction that read operations stays open ``--hold`` seconds (the lock-wait guard against a plain ALTER TABLE queueing
 for its lock); ``type``, confidence numeric(5,2) -> float by
 ``op.expand_column`` then ``op.contract_column`` against ``ALTER TYPE`` (the
 expand's backfill throttled by a probe of the workload's read, 20 ms).
@@ -109,7 +109,8 @@ def downgrade() -> None:
 FILL_SAFE = '''
 def upgrade() -> None:
     with op.get_context().autocommit_block():
-        op.backfill("operations", "confidence = confidence + 0", batch_size=2000)
+        op.backfill("operations", "confidence = confidence + 0", batch_size=2000, max_probe_ms=20,
+                    probe="SELECT name FROM accounts WHERE account_id = 1")
 
 
 def downgrade() -> None:
