@@ -1,5 +1,7 @@
-"""Benchmark: p99 latency of a live workload while `migrate` adds an index and a foreign key,
-safe forms against naive forms, in the same run.
+"""Benchmark: p99 latency of a live workload while `migrate` changes its tables, safe against naive.
+
+An index and a foreign key, a backfill, a column behind a reader, a type change: each safe form
+against its naive form, in the same run.
 
 Run as ``.venv/bin/python bench/safe_migrations.py``. It starts its own Postgres
 (sovren_db.services), writes a small sovren-db project whose first revision
@@ -15,7 +17,18 @@ fixed-rate mix of inserts and reads (bounded by -T), measures:
 - naive:    the same change as plain ``op.create_index`` / ``op.create_foreign_key``
             in the revision's transaction (after downgrading the safe one).
 
-The three phases repeat ``--rounds`` times (default 3; the safe and the naive
+Further scenarios, each a safe form against its naive form in the same round
+(``--scenarios`` picks some; default all): ``blocked``, the foreign key while a
+transaction holds a row lock on accounts for ``--hold`` seconds; ``backfill``,
+every operation updated by ``op.backfill`` (throttled by the same probe as
+``type``) against one UPDATE (rows/s); ``reader``, a column added while a
+transaction that read operations stays open ``--hold`` seconds (the lock-wait guard against a plain ALTER TABLE queueing
+for its lock); ``type``, confidence numeric(5,2) -> float by
+``op.expand_column`` then ``op.contract_column`` against ``ALTER TYPE`` (the
+expand's backfill throttled by a probe of the workload's read, 20 ms).
+``backfill`` and ``type`` phases last ``--long`` seconds.
+
+The phases repeat ``--rounds`` times (default 3; the safe and the naive
 revision are downgraded after each). For each migration it prints the median
 over the rounds of the p99 (and max) latency of the transactions that
 overlapped the migration, the added p99 against the baseline, and how long the
@@ -96,7 +109,8 @@ def downgrade() -> None:
 FILL_SAFE = '''
 def upgrade() -> None:
     with op.get_context().autocommit_block():
-        op.backfill("operations", "confidence = confidence + 0", batch_size=2000)
+        op.backfill("operations", "confidence = confidence + 0", batch_size=2000, max_probe_ms=20,
+                    probe="SELECT name FROM accounts WHERE account_id = 1")
 
 
 def downgrade() -> None:
@@ -109,6 +123,39 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     pass
+'''
+COLUMN = '''
+def upgrade() -> None:
+    op.add_column("operations", sa.Column("note", sa.Text))
+
+
+def downgrade() -> None:
+    op.drop_column("operations", "note")
+'''
+TYPE_EXPAND = '''
+def upgrade() -> None:
+    op.expand_column("operations", "confidence", type_=sa.Float(), version="b5", batch_size=2000,
+                     throttle={"max_probe_ms": 20, "probe": "SELECT name FROM accounts WHERE account_id = 1"})
+
+
+def downgrade() -> None:
+    op.undo_expand_column("operations", "confidence", type_=sa.Float(), version="b5")
+'''
+TYPE_CONTRACT = '''
+def upgrade() -> None:
+    op.contract_column("operations", "confidence", type_=sa.Float(), version="b5")
+
+
+def downgrade() -> None:
+    op.alter_column("operations", "confidence", type_=sa.Numeric(5, 2))
+'''
+TYPE_NAIVE = '''
+def upgrade() -> None:
+    op.alter_column("operations", "confidence", type_=sa.Float())
+
+
+def downgrade() -> None:
+    op.alter_column("operations", "confidence", type_=sa.Numeric(5, 2))
 '''
 KEY_SAFE = f"\ndef upgrade() -> None:\n{KEY_UP}\n\ndef downgrade() -> None:\n{KEY_DOWN}"
 KEY_NAIVE = f"\ndef upgrade() -> None:\n{KEY_NAIVE_UP}\n\ndef downgrade() -> None:\n{KEY_DOWN}"
@@ -144,7 +191,11 @@ def write_project(root: Path) -> None:
                                  ("b2safe", "b0", "foreign key, safe form", KEY_SAFE),
                                  ("b2naive", "b0", "foreign key, naive form", KEY_NAIVE),
                                  ("b3safe", "b0", "backfill in batches", FILL_SAFE),
-                                 ("b3naive", "b0", "backfill in one UPDATE", FILL_NAIVE)):
+                                 ("b3naive", "b0", "backfill in one UPDATE", FILL_NAIVE),
+                                 ("b4safe", "b0", "a column added through the lock-wait guard", COLUMN),
+                                 ("b5expand", "b0", "confidence to float, expand", TYPE_EXPAND),
+                                 ("b5safe", "b5expand", "confidence to float, contract", TYPE_CONTRACT),
+                                 ("b5naive", "b0", "confidence to float, ALTER TYPE", TYPE_NAIVE)):
         (versions / f"{rev}.py").write_text(HEADER.format(doc=doc, rev=rev, down=down) + body)
 
 
@@ -191,6 +242,18 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")
 
 
+def add_column_naive(url: str) -> None:
+    """The same column added the way plain Alembic does it: one ALTER TABLE that queues for its lock."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '5s'")
+        conn.execute("ALTER TABLE operations ADD COLUMN note text")
+
+
+def drop_column(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE operations DROP COLUMN IF EXISTS note")
+
+
 def phase(server, work: Path, name: str, seconds: int, args, migration=None) -> dict:
     prefix = work / name
     bench = pgbench(server, work / "workload.sql", prefix, seconds, args)
@@ -215,13 +278,18 @@ def phase(server, work: Path, name: str, seconds: int, args, migration=None) -> 
             "seconds": (window[1] - window[0]) if window else float(seconds)}
 
 
-def blocked(url: str, hold: float, migration) -> Callable[[], None]:
-    """``migration`` started while a forgotten transaction holds a row lock on accounts (account 0,
-    which the workload never touches) for ``hold`` seconds: any web request that forgets to commit."""
+ROW_LOCK = "UPDATE accounts SET name = name WHERE account_id = 0"
+READER = "SELECT count(*) FROM (SELECT 1 FROM operations LIMIT 1000) AS o"
+
+
+def blocked(url: str, hold: float, migration, holding: str = ROW_LOCK) -> Callable[[], None]:
+    """``migration`` started while a forgotten transaction (any web request that forgets to commit)
+    keeps what ``holding`` took for ``hold`` seconds: by default a row lock on accounts (account 0,
+    which the workload never touches); ``READER``: a read of operations."""
 
     def run_blocked() -> None:
         blocker = psycopg.connect(url, application_name="bench-forgetful-request")
-        blocker.execute("UPDATE accounts SET name = name WHERE account_id = 0")
+        blocker.execute(holding)
         timer = threading.Timer(hold, blocker.commit)
         timer.start()
         try:
@@ -251,21 +319,15 @@ def run(args) -> int:
 
         rounds = []
         for number in range(1, args.rounds + 1):
-            base = phase(server, work, f"baseline{number}", args.baseline, args)
-            safe = phase(server, work, f"safe{number}", args.seconds, args, lambda: commands.migrate(settings, "b1safe"))
-            commands.downgrade(settings, "b0")
-            naive = phase(server, work, f"naive{number}", args.seconds, args,
-                          lambda: commands.migrate(settings, "b1naive"))
-            commands.downgrade(settings, "b0")
-            row = {"baseline": base, "safe": safe, "naive": naive}
-            for form in ("safe", "naive"):
-                row[f"blocked {form}"] = phase(server, work, f"blocked{form}{number}", args.seconds, args, blocked(
-                    server.url, args.hold, lambda f=form: commands.migrate(settings, f"b2{f}")))
-                commands.downgrade(settings, "b0")
-            for form in ("safe", "naive"):
-                row[f"backfill {form}"] = phase(server, work, f"fill{form}{number}", args.seconds, args,
-                                                lambda f=form: commands.migrate(settings, f"b3{f}"))
-                commands.downgrade(settings, "b0")
+            row = {"baseline": phase(server, work, f"baseline{number}", args.baseline, args)}
+            for scenario in args.scenarios:
+                for form in ("safe", "naive"):
+                    seconds = args.long if scenario in LONG else args.seconds
+                    migration = SCENARIOS[scenario](server.url, settings, form, args)
+                    row[f"{scenario} {form}"] = phase(server, work, f"{scenario}{form}{number}", seconds, args,
+                                                      migration)
+                    commands.downgrade(settings, "b0")
+                    drop_column(server.url)
             rounds.append(row)
             print(f"round {number}: p99 " + ", ".join(f"{k} {v['p99']:.2f} ms" for k, v in row.items()))
         report(rounds, args)
@@ -273,6 +335,37 @@ def run(args) -> int:
         services.stop(server)
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _migrate(revision: str) -> Callable:
+    return lambda url, settings, form, args: lambda: commands.migrate(settings, f"{revision}{form}")
+
+
+def _reader(url, settings, form, args) -> Callable[[], None]:
+    add = (lambda: commands.migrate(settings, "b4safe")) if form == "safe" else (lambda: add_column_naive(url))
+    return blocked(url, args.hold, add, holding=READER)
+
+
+def _blocked(url, settings, form, args) -> Callable[[], None]:
+    return blocked(url, args.hold, _migrate("b2")(url, settings, form, args))
+
+
+# scenario -> (url, settings, "safe" | "naive", args) -> the migration one phase runs
+SCENARIOS = {
+    "index": _migrate("b1"),     # an index and a foreign key
+    "blocked": _blocked,         # the foreign key behind a row lock held for --hold seconds
+    "backfill": _migrate("b3"),
+    "reader": _reader,           # a column added while a reader of operations stays open --hold seconds
+    "type": _migrate("b5"),      # confidence numeric -> float: expand then contract, against ALTER TYPE
+}
+LONG = {"backfill", "type"}      # phases of --long seconds: the migration walks the whole table
+TITLES = {
+    "index": "an index and a foreign key, no other transaction open",
+    "blocked": "a transaction holding a row lock on accounts for {hold:.1f} s while the foreign key alone is added",
+    "backfill": "a backfill of all {rows:,} operations (confidence = confidence + 0)",
+    "reader": "a transaction reading operations for {hold:.1f} s while a column is added to it",
+    "type": "confidence numeric(5,2) -> float on all {rows:,} operations: expand then contract, against ALTER TYPE",
+}
 
 
 def median_of(rounds: list[dict], phase_name: str, key: str) -> float:
@@ -284,32 +377,19 @@ def report(rounds: list[dict], args) -> None:
     print(f"workload: pgbench, {args.clients} clients at {args.rate} tx/s (an insert into operations, "
           f"a read and an update of accounts per tx); medians of {len(rounds)} round(s)")
     print(f"baseline (no migration): p99 {base:.2f} ms, max {median_of(rounds, 'baseline', 'max'):.2f} ms")
-    for name in ("safe", "naive"):
-        p99_ms = median_of(rounds, name, "p99")
-        print(f"{name:>5} forms: migration {median_of(rounds, name, 'seconds'):.1f} s; p99 {p99_ms:.2f} ms "
-              f"(added {p99_ms - base:+.2f} ms), max {median_of(rounds, name, 'max'):.2f} ms, "
-              f"{median_of(rounds, name, 'n'):.0f} tx during the migration")
-    added = median_of(rounds, "safe", "p99") - base
-    verdict = "met" if added < TARGET_MS else "MISSED"
-    print(f"target: safe forms add < {TARGET_MS:.0f} ms to p99 -> {verdict} ({added:+.2f} ms); "
-          f"naive/safe p99 ratio {median_of(rounds, 'naive', 'p99') / median_of(rounds, 'safe', 'p99'):.0f}x")
-    print(f"a transaction holding a row lock on accounts for {args.hold:.1f} s while the foreign key alone is added:")
-    for name in ("blocked safe", "blocked naive"):
-        p99_ms = median_of(rounds, name, "p99")
-        print(f"{name:>13}: migration {median_of(rounds, name, 'seconds'):.1f} s; p99 {p99_ms:.2f} ms "
-              f"(added {p99_ms - base:+.2f} ms), max {median_of(rounds, name, 'max'):.2f} ms")
-    added = median_of(rounds, "blocked safe", "p99") - base
-    print(f"target: behind a blocker the key adds < {BLOCKED_TARGET_MS:.0f} ms to p99 -> "
-          f"{'met' if added < BLOCKED_TARGET_MS else 'MISSED'} ({added:+.2f} ms); naive/safe p99 ratio "
-          f"{median_of(rounds, 'blocked naive', 'p99') / median_of(rounds, 'blocked safe', 'p99'):.0f}x")
-    print(f"a backfill of all {args.rows:,} operations (confidence = confidence + 0):")
-    for name in ("backfill safe", "backfill naive"):
-        p99_ms, seconds = median_of(rounds, name, "p99"), median_of(rounds, name, "seconds")
-        print(f"{name:>14}: {seconds:.1f} s, {args.rows / seconds:,.0f} rows/s; p99 {p99_ms:.2f} ms "
-              f"(added {p99_ms - base:+.2f} ms), max {median_of(rounds, name, 'max'):.2f} ms")
-    added = median_of(rounds, "backfill safe", "p99") - base
-    print(f"target: the batched backfill adds < {BLOCKED_TARGET_MS:.0f} ms to p99 -> "
-          f"{'met' if added < BLOCKED_TARGET_MS else 'MISSED'} ({added:+.2f} ms)")
+    for scenario in args.scenarios:
+        print(f"{TITLES[scenario].format(rows=args.rows, hold=args.hold)}:")
+        for form in ("safe", "naive"):
+            name = f"{scenario} {form}"
+            p99_ms, seconds = median_of(rounds, name, "p99"), median_of(rounds, name, "seconds")
+            rate = f", {args.rows / seconds:,.0f} rows/s" if scenario in LONG else ""
+            print(f"  {form:>5}: migration {seconds:.1f} s{rate}; p99 {p99_ms:.2f} ms (added {p99_ms - base:+.2f} ms), "
+                  f"max {median_of(rounds, name, 'max'):.2f} ms, {median_of(rounds, name, 'n'):.0f} tx during it")
+        added = median_of(rounds, f"{scenario} safe", "p99") - base
+        target = TARGET_MS if scenario == "index" else BLOCKED_TARGET_MS
+        ratio = median_of(rounds, f"{scenario} naive", "p99") / median_of(rounds, f"{scenario} safe", "p99")
+        print(f"  target: safe adds < {target:.0f} ms to p99 -> {'met' if added < target else 'MISSED'} "
+              f"({added:+.2f} ms); naive/safe p99 ratio {ratio:.1f}x")
 
 
 def main() -> None:
@@ -323,7 +403,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15, help="seconds of each migration phase")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--hold", type=float, default=3.0, help="seconds the blocking transaction stays open")
-    args = parse_with_smoke(parser, rows=2_000, accounts=100, rounds=1, baseline=1, seconds=2, warmup=0.5, hold=0.5)
+    parser.add_argument("--long", type=int, default=120, help="seconds of the backfill and type change phases")
+    parser.add_argument("--scenarios", type=lambda v: v.split(","), default=list(SCENARIOS),
+                        help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)")
+    args = parse_with_smoke(parser, rows=2_000, accounts=100, rounds=1, baseline=1, seconds=1, warmup=0.2, hold=0.3,
+                            long=1)
+    unknown = sorted(set(args.scenarios) - set(SCENARIOS))
+    if unknown:
+        sys.exit(f"unknown scenario {unknown[0]!r} in --scenarios (known: {', '.join(SCENARIOS)})")
     if not find_pg_bin("pgbench"):
         sys.exit("pgbench not found (PostgreSQL client binaries); install postgresql to run this benchmark")
     sys.exit(run(args))

@@ -24,7 +24,7 @@ from .core.config import Settings, load_settings
 from .core.errors import StoreUnavailable
 from .core.runtime import ADVISORY_LOCK_KEY, Runtime
 from .plugin import AUTOGENERATE_PLUGINS, install
-from .postgres import backfill  # noqa: F401  (registers op.backfill)
+from .postgres import backfill, expand  # noqa: F401  (register op.backfill, op.expand_column...)
 from .postgres.lease import Lease
 from .postgres.lockwait import LockGuard, LockPolicy
 from .postgres.safe import with_safe_forms

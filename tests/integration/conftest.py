@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -50,3 +56,19 @@ def append_declaration(project: Path, name: str, source: str) -> None:
     """Add ``source`` at the end of the copied project's ``postgres/<name>``."""
     path = project / "postgres" / name
     path.write_text(path.read_text() + source)
+
+
+def migrate_killed_when(project: Path, reached: Callable[[], bool]) -> None:
+    """``sovren-db migrate`` in a process of its own, killed with SIGKILL once ``reached()`` (60 s at most)."""
+    exe = Path(sys.executable).with_name("sovren-db")
+    proc = subprocess.Popen([str(exe), "migrate"], cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 60
+        while not reached() and time.monotonic() < end:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.5)  # the killed session's last statement ends with it

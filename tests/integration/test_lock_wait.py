@@ -252,3 +252,41 @@ def test_migrate_killed_while_waiting_leaves_nothing_and_the_rerun_applies(live,
         held.close()
     assert CliRunner().invoke(cli, ["migrate"]).exit_code == 0
     assert has_key(pg_url)
+
+
+@pg
+def test_an_autovacuum_in_the_way_is_cancelled_as_postgres_would_for_a_queued_lock(pg_url):
+    """An autovacuum holds SHARE UPDATE EXCLUSIVE for as long as it runs (hours on a big table);
+    Postgres cancels it for a lock request queued behind it, but the guard never queues."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE av_fill (id int PRIMARY KEY, v text) WITH (autovacuum_vacuum_threshold = 0, "
+                     "autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_delay = 100, "
+                     "autovacuum_vacuum_cost_limit = 1)")
+        conn.execute("INSERT INTO av_fill SELECT g, repeat('x', 200) FROM generate_series(1, 50000) g")
+        conn.execute("DELETE FROM av_fill WHERE id % 2 = 0")
+        conn.execute("ALTER SYSTEM SET autovacuum_naptime = '1s'")
+        conn.execute("SELECT pg_reload_conf()")
+        try:
+            deadline = time.monotonic() + 60
+            while not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' "
+                                   "AND query LIKE '%av_fill%'").fetchone()[0]:
+                assert time.monotonic() < deadline, "no autovacuum started on av_fill"
+                time.sleep(0.1)
+        finally:
+            conn.execute("ALTER SYSTEM RESET autovacuum_naptime")
+            conn.execute("SELECT pg_reload_conf()")
+    said: list[str] = []
+    guard = LockGuard(LockPolicy(deadline=30.0), report=said.append)
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            sql = "ALTER TABLE av_fill ADD COLUMN note text"
+            guard.run(connection, guard.needs(connection, sql), lambda: connection.execute(sa.text(sql)))
+    finally:
+        engine.dispose()
+    assert any(line.startswith("cancelled autovacuum pid ") for line in said), said
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'av_fill'::regclass "
+                            "AND attname = 'note'").fetchone() == (1,)
+        conn.execute("DROP TABLE av_fill")

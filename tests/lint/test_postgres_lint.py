@@ -130,3 +130,21 @@ def test_acceptance_must_be_a_comment(lint_project):
     result = lint_project.lint("--format", "json")
     assert result.exit_code == 1
     assert [f["code"] for f in report(result)["findings"]] == ["MG101"]
+
+
+def test_a_type_change_or_rename_in_place_is_explained_with_expand_and_contract(lint_project):
+    path = lint_project.add_revision("""
+        op.alter_column('users', 'last_login', type_=sa.Text(), existing_type=sa.TIMESTAMP())
+        op.alter_column('users', 'subscription_tier', new_column_name='tier')
+    """)
+    found = {f["code"]: f for f in report(lint_project.lint("--format", "json"))["findings"]}
+    changed, renamed = found["changing-column-type"], found["renaming-column"]
+    assert changed["line"] == line_of(path, "type_=") and "op.expand_column(table, column, type_=...)" in changed["message"]
+    assert renamed["line"] == line_of(path, "new_column_name") and "new_name=..." in renamed["message"]
+
+
+def test_expand_and_contract_pass_lint(lint_project):
+    lint_project.add_revision("op.expand_column('users', 'last_login', type_=sa.Text(), version='v2')")
+    lint_project.add_revision("op.contract_column('users', 'last_login', type_=sa.Text(), version='v2')")
+    result = lint_project.lint("--format", "json")
+    assert result.exit_code == 0, result.output

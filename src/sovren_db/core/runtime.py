@@ -109,6 +109,10 @@ class Runtime:
             return self._partitions
 
         def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+            if type_ == "column" and reflected and compare_to is None and (name or "").startswith("_new_"):
+                from ..postgres.expand import expanded_columns  # an expand's shadow lives until its contract
+
+                return (obj.table.name, name) not in expanded_columns(connection)
             if type_ == "foreign_key_constraint" and reflected:  # the server's clone of a key, one a partition
                 return obj.elements[0].target_fullname.split(".")[-2] not in partitions()
             if type_ != "table" or not reflected:

@@ -109,11 +109,25 @@ def _excerpt(sql_line: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+# squawk names these two without advice; the online path for them is sovren_db.postgres.expand.
+ONLINE_PATH = {
+    "changing-column-type": (
+        "Change it by expand/contract instead (autogenerate writes it): op.expand_column(table, column, type_=...) "
+        "adds the new column, keeps both in step with a trigger and backfills it in throttled batches, while old "
+        "clients keep the table and new ones see their version (search_path sovren_<version>); "
+        "op.contract_column, in a later revision once every client moved, swaps them in one brief lock."),
+    "renaming-column": (
+        "Rename it by expand/contract instead: op.expand_column(table, column, new_name=...) shows the new name "
+        "to new clients through a view (search_path sovren_<version>) while old ones keep the old; "
+        "op.contract_column, in a later revision once every client moved, renames the column."),
+}
+
+
 def _finding(violation: dict, facts: RevisionFacts, spans: list[Span], sql_lines: list[str]) -> Finding:
     index = int(violation.get("line", 0))  # squawk counts lines from 0
     line = next((s.line for s in spans if s.first <= index + 1 <= s.last), None)
     message = str(violation.get("message", "")).strip()
-    advice = str(violation.get("help") or "").strip()
+    advice = str(violation.get("help") or ONLINE_PATH.get(str(violation.get("rule_name")), "")).strip()
     statement = _excerpt(sql_lines[index]) if 0 <= index < len(sql_lines) else ""
     return Finding(store="postgres", object=facts.where(line), code=str(violation.get("rule_name", "squawk")),
                    message=f"`{statement}`: {message} {advice}".strip() if statement else f"{message} {advice}".strip(),

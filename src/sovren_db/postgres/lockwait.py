@@ -165,6 +165,7 @@ class Blocker:
     age: float
     table: str
     mode: str
+    autovacuum: bool = False  # an autovacuum worker, not one preventing wraparound
 
     def describe(self) -> str:
         app = f"application {self.application!r}" if self.application else "no application name"
@@ -174,7 +175,8 @@ class Blocker:
 
 _HOLDERS = """
 SELECT DISTINCT l.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
-       coalesce(extract(epoch FROM clock_timestamp() - a.xact_start), 0)::float8, l.relation::regclass::text, l.mode
+       coalesce(extract(epoch FROM clock_timestamp() - a.xact_start), 0)::float8, l.relation::regclass::text, l.mode,
+       coalesce(a.backend_type = 'autovacuum worker' AND a.query NOT LIKE '%(to prevent wraparound)%', false)
 FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
   AND l.relation = ANY(CAST(:oids AS oid[])) AND l.mode = ANY(CAST(:modes AS text[]))
@@ -317,6 +319,7 @@ class LockGuard:
             self.check_deadline(connection, needs, blockers)
             if blockers:
                 self.tell(blockers)
+                self.cancel_autovacuum(connection, blockers)
                 self.cancel_old(connection, blockers)
                 if in_transaction and self.holds_other(connection, needs):
                     raise RevisionLockWait(blockers[0])
@@ -361,6 +364,17 @@ class LockGuard:
             self.told = (pids, now)
             self.report(f"waiting, outside the lock queue, for a lock on {blockers[0].table} held by "
                         + "; ".join(b.describe() for b in blockers[:3]))
+
+    def cancel_autovacuum(self, connection: Any, blockers: list[Blocker]) -> None:
+        """Postgres cancels an autovacuum that blocks a queued lock request after deadlock_timeout; the
+        guard never queues, so it does the same itself (the table is vacuumed again later). Without the
+        right to signal it (a superuser's process), the guard waits for it like for any other holder."""
+        for blocker in blockers:
+            if blocker.autovacuum and blocker.pid not in self.seen:
+                refused = cancel(connection, blocker)
+                self.seen[blocker.pid] = time.monotonic()
+                self.report(f"could not cancel autovacuum {blocker.describe()}: {refused}" if refused
+                            else f"cancelled autovacuum {blocker.describe()}, as Postgres does for a waiting lock")
 
     def cancel_old(self, connection: Any, blockers: list[Blocker]) -> None:
         if self.policy.cancel_after is None:

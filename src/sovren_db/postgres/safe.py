@@ -674,14 +674,19 @@ def _named_unique_drop(op: MigrateOperation) -> MigrateOperation:
                                 schema=op.schema, _reverse=op._reverse)
 
 
-def _rewrite(container: ops.OpContainer, new_tables: set[str]) -> None:
+def _rewrite(container: ops.OpContainer, new_tables: set[str], proposal: Any = None, downgrade: bool = False) -> None:
+    from .expand import rename_hints, type_change_form, with_hint
+
     rewritten: list[MigrateOperation] = []
+    hints = {} if downgrade else rename_hints(container.ops, proposal)
     for op in container.ops:
         if isinstance(op, ops.ModifyTableOps):
             if op.table_name not in new_tables:
-                _rewrite(op, new_tables)
+                _rewrite(op, new_tables, proposal, downgrade)
         elif _table_of(op) not in new_tables:
-            op = safe_form(op) or _named_unique_drop(op)
+            hint = hints.get(id(op))
+            op = type_change_form(op, proposal, downgrade) or safe_form(op) or _named_unique_drop(op)
+            op = with_hint(op, hint)
         rewritten.append(op)
     container.ops[:] = rewritten
 
@@ -693,9 +698,14 @@ def _new_tables(container: ops.OpContainer) -> set[str]:
 
 def safe_forms(context: Any, revision: Any, directives: list) -> None:
     """``process_revision_directives``: write the safe form of every change to an existing table."""
+    from .expand import Proposal
+
     for script in directives:
-        for container in (*script.upgrade_ops_list, *script.downgrade_ops_list):
-            _rewrite(container, _new_tables(container))
+        proposal = Proposal.read(context, script.rev_id or "next")
+        for container in script.upgrade_ops_list:
+            _rewrite(container, _new_tables(container), proposal)
+        for container in script.downgrade_ops_list:
+            _rewrite(container, _new_tables(container), proposal, downgrade=True)
 
 
 def with_safe_forms(process: Callable[[Any, Any, list], None]) -> Callable[[Any, Any, list], None]:
