@@ -307,6 +307,7 @@ class Seeder:
                         counts[name] += writer.write(self.targets.keys(name, block, family))
                     advance(1)
                 writer.finish()
+            self.backends["redis"].await_replicas("the seed's keys")   # before the manifest records them
         finally:
             writer.close()
         self._record("redis", counts)
