@@ -67,7 +67,7 @@ def promoted(group) -> None:
     knows the old one, now listed as its replica, is down)."""
     redis_py.Redis(port=group.replica.port, password=group.password).config_set("masterauth", group.password)
     os.kill(group.master.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     sentinel = redis_py.Redis(port=group.sentinel.port)
     while not (_serving(sentinel.sentinel_master(group.name), group.replica.port)
                and all(r["is_sdown"] for r in sentinel.sentinel_slaves(group.name) if r["port"] == group.master.port)):

@@ -47,3 +47,14 @@ def test_after_the_master_is_killed_and_the_replica_promoted_a_plain_rerun_conve
     checked = run("check")
     assert checked.exit_code == 0, checked.output
     assert redis_py.Redis(port=group.replica.port, password=group.password).hlen(REGISTRY) > 0
+
+
+def test_a_master_name_no_sentinel_knows_is_one_sentence_naming_redis(sentinel_project, sentinel_group,
+                                                                      monkeypatch):
+    monkeypatch.setenv("REDIS_URL", sentinel_group.url.replace("/sovren/", "/nosuch/"))
+    result = run("migrate")
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: redis server at redis+sentinel://:***@"), lines
+    assert "no sentinel names a master for 'nosuch' that it sees up" in lines[0]
+    assert "sentinelpass" not in result.output and "Traceback" not in result.output

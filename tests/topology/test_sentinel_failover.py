@@ -7,6 +7,11 @@ acknowledges afterwards is lost when it is killed with kill -9 and Sentinel prom
 
 from __future__ import annotations
 
+import random
+import subprocess
+import sys
+import time
+
 import pytest
 import redis as redis_py
 
@@ -24,6 +29,7 @@ from tests.topology.test_sentinel import run
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 PROBE_2, PROBE_3 = "fa1100000002", "fa1100000003"
 WRITE = KeyWriter.write
+KEYS = 3000   # probe keys whose TTL a revision backfills at 1000 a second: a step of about 3 s
 
 
 def client(group, port: int | None = None) -> redis_py.Redis:
@@ -134,3 +140,40 @@ def test_erase_through_sentinel_is_recorded_only_once_a_replica_holds_it(seeded_
     assert not client(group, group.replica.port).exists(session)
     verified = run("erase", "--verify", "--subject", subject)
     assert verified.exit_code == 0, verified.output
+
+
+@pytest.mark.parametrize("trial,cut_off", [(0, False), (1, True), (2, True)])
+def test_kill_9_of_the_master_at_a_random_point_of_migrate_then_a_plain_rerun_converges(
+        sentinel_project, sentinel_group, trial, cut_off):
+    group = sentinel_group
+    assert run("migrate").exit_code == 0
+    client(group).mset({f"probe:{i}": "x" for i in range(KEYS)})
+    replicated(group)
+    add_revision(sentinel_project, PROBE_2,
+                 f"    op.redis_declare_family(family={FAMILY!r})\n"
+                 "    op.redis_set_config(name='maxmemory-samples', value='7', previous='5')\n"
+                 f"    op.redis_create_group(key={STREAM!r}, group='readers')")
+    add_revision(sentinel_project, PROBE_3, f"    op.redis_backfill_ttl(family={FAMILY!r}, ttl=3600)")
+    child = subprocess.Popen([sys.executable, "-m", "sovren_db.cli.main", "migrate", "--redis-rate", "1000",
+                              "--redis-batch", "100"], cwd=sentinel_project, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not client(group).hexists(LEDGER, f"{PROBE_2}:up:0"):   # the run reached the probes
+        assert time.monotonic() < deadline and child.poll() is None, child.communicate()[0]
+        time.sleep(0.05)
+    if cut_off:   # what the master acknowledges from here on is lost with it (cut off only briefly:
+        isolate_replica(group)   # Sentinel does not promote a replica whose link is down for long)
+    time.sleep(random.Random(trial).uniform(0, KEYS / 1000))   # somewhere in the TTL backfill, or after it
+    promoted(group)
+    output = child.communicate(timeout=120)[0]
+    assert child.returncode in (0, 2) and "Traceback" not in output, output
+
+    again = run("migrate")
+    assert again.exit_code == 0, again.output
+    new = client(group, group.replica.port)
+    assert new.get(POSITION) == PROBE_3 and new.hexists(REGISTRY, "family:probe")
+    assert new.config_get("maxmemory-samples") == {"maxmemory-samples": "7"}
+    assert [g["name"] for g in new.xinfo_groups(STREAM)] == ["readers"]
+    ttls = {new.ttl(f"probe:{i}") for i in range(0, KEYS, 7)}
+    assert min(ttls) > 0, sorted(ttls)[:5]
+    assert run("status").exit_code == 0

@@ -32,7 +32,12 @@ SOCKET_TIMEOUT = 30.0
 
 
 def _reason(exc: BaseException) -> str:
+    from redis.sentinel import MasterNotFoundError
+
     text = str(exc).strip().rstrip(".")
+    if isinstance(exc, MasterNotFoundError):
+        return (f"{text.replace('No master found', 'no sentinel names a master')} that it sees up "
+                "(a wrong master name, or a failover under way: run the command again once it is done)")
     if "NOAUTH" in text or "HELLO must be called with the client already authenticated" in text:
         return "authentication failed (the server requires a password and the URL gives none)"
     if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text:
