@@ -19,7 +19,7 @@ from redis.exceptions import RedisClusterException
 
 from ..core.errors import StoreUnavailable
 from ..core.storeops import op_record, undo_from_record
-from .replication import await_replicas, confirm_master, connected_replicas, master_identity
+from .replication import await_replicas, confirm_master, connection_facts
 from .state import RESERVED_KEYS
 
 if TYPE_CHECKING:
@@ -108,8 +108,7 @@ class RedisBackend:
         self.url = self.settings.require_url("redis")
         self.client, self.cluster = open_client(self.url)
         with self.reporting_errors():
-            self.identity = master_identity(self)
-            self.replicas = connected_replicas(self)
+            self.identity, self.replicas = connection_facts(self)
 
     def confirm_master(self) -> None:
         """Refuse to write on a master other than the one connected to (:mod:`.replication`)."""

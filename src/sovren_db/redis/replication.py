@@ -42,9 +42,12 @@ def master_identity(backend: "RedisBackend") -> tuple[str, ...]:
     return tuple(str(client.info("server").get("run_id", "")) for _, client in backend.masters())
 
 
-def connected_replicas(backend: "RedisBackend") -> int:
-    """How many replicas the (standalone) master streams to now; 0 on a cluster."""
-    return 0 if backend.cluster else int(backend.client.info("replication").get("connected_slaves", 0))
+def connection_facts(backend: "RedisBackend") -> tuple[tuple[str, ...], int]:
+    """(the masters' ``run_id``, the replicas a standalone master streams to now), one INFO a master
+    (its default sections hold both, and Redis before 7 takes one section only)."""
+    infos = [client.info() for _, client in backend.masters()]
+    replicas = 0 if backend.cluster else int(infos[0].get("connected_slaves", 0))
+    return tuple(str(info.get("run_id", "")) for info in infos), replicas
 
 
 def confirm_master(backend: "RedisBackend") -> None:
