@@ -1,9 +1,10 @@
 """Several databases: regions and environments as targets.
 
 ``[tool.sovren-db.targets.eu]`` (and ``.us``, ...) give a target its server URLs
-(``postgres_url``, ``mongo_url``, ``redis_url``) and optionally its ``environment``;
+(``postgres_url``, ``mongo_url``, ``redis_url``) and optionally its ``environment``
+and ``region`` (data residency: ``seed`` puts only that region's users there);
 ``SOVREN_TARGET_<NAME>_POSTGRES_URL`` (and ``_MONGO_URL``, ``_REDIS_URL``,
-``_ENVIRONMENT``) override them, so passwords stay out of the project file.
+``_ENVIRONMENT``, ``_REGION``) override them, so passwords stay out of the project file.
 ``sovren-db --target eu CMD`` runs CMD against one target; ``--target all`` runs it
 against every target in child processes (Alembic's ``context`` is process-wide),
 at most ``PARALLEL`` at once, and prints one row a target and store; the exit
@@ -24,7 +25,7 @@ from .core.errors import ConfigError
 from .core.urls import check_url, redact_text
 
 PARALLEL = 2
-_KEYS = {"postgres_url", "mongo_url", "redis_url", "environment"}
+_KEYS = {"postgres_url", "mongo_url", "redis_url", "environment", "region"}
 MATRIX_COMMANDS = ("status", "check", "migrate", "doctor")
 
 
@@ -54,7 +55,12 @@ def for_target(settings: Settings, name: str, environ: dict[str, str] | None = N
         value = env.get(prefix + URL_VARS[store]) or table.get(f"{store}_url")
         urls[store] = check_url(value, URL_SCHEMES[store], f"target {name} {store}_url") if value else None
     environment = env.get(prefix + "ENVIRONMENT") or table.get("environment") or settings.environment
-    return replace(settings, urls=urls, environment=str(environment),
+    region = env.get(prefix + "REGION") or table.get("region")
+    if region is not None:
+        from .seeds.residency import check_region
+
+        check_region(region, f"{settings.root / 'pyproject.toml'}: region of [tool.sovren-db.targets.{name}]")
+    return replace(settings, urls=urls, environment=str(environment), region=region,
                    url_sources={s: f"target {name}" for s, u in urls.items() if u})
 
 

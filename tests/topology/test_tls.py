@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import uuid
 from urllib.parse import quote
 
@@ -110,3 +111,30 @@ def test_mongo_tls_options_reach_the_driver(project, monkeypatch, tmp_path):
     assert result.exit_code == 2
     line = one_line(result)
     assert line.startswith("error: mongo server at") and str(missing) in line and "hunter2" not in line
+
+
+@pytest.fixture
+def mongo_tls(tls, tmp_path):
+    if not shutil.which("mongod"):
+        pytest.skip("no mongod here: the MongoDB TLS test starts its own requireTLS mongod (CI copies one "
+                    "from the mongo:6 image)")
+    server = services.start_mongod_tls(tmp_path / "mongo-tls", tls["good"])
+    yield server
+    services.stop(server)
+
+
+@pytest.mark.parametrize("ca,ok", [("good", True), ("other", False)])
+def test_mongo_over_verified_tls_migrates_and_a_certificate_from_another_ca_is_one_sentence(
+        project, monkeypatch, tls, mongo_tls, ca, ok):
+    monkeypatch.setenv("SOVREN_DB_STORES", "postgres,mongo,redis")
+    monkeypatch.setenv("MONGO_URL", f"{mongo_tls.url}?tls=true&tlsCAFile={quote(str(tls[ca].ca))}")
+    result = run("migrate")
+    if ok:
+        assert result.exit_code == 0, result.output
+        import pymongo
+
+        client = pymongo.MongoClient(mongo_tls.url, tls=True, tlsCAFile=str(tls[ca].ca))
+        assert "executives" in client.get_default_database().list_collection_names()
+        return
+    assert result.exit_code == 2
+    assert one_line(result).startswith("error: mongo server at")

@@ -255,7 +255,9 @@ class Eraser:
         if step.store == "mongo":
             return self.backends["mongo"].db[step.location].delete_many(
                 {self._mongo_field(step): self.value}).deleted_count
-        return self._redis_step(step, dry_run=False)
+        erased = self._redis_step(step, dry_run=False)
+        self.backends["redis"].await_replicas(f"the erasure of {step.location}")   # before the step is recorded
+        return erased
 
     def _redis_step(self, step: Step, *, dry_run: bool) -> int:
         """Keys of the subject's own, or entries and values naming it in shared keys (subject_field)."""

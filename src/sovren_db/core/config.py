@@ -70,6 +70,7 @@ class Settings:
     lock_wait_deadline: str = DEFAULT_LOCK_WAIT_DEADLINE
     index_build_workers: int = 0  # parallel maintenance workers of a concurrent build: the cores stay the workload's
     index_build_memory: str | None = None  # maintenance_work_mem of a build; None: the server's
+    region: str | None = None  # a target's data residency: seed draws its users there (seeds/residency.py)
 
     @property
     def postgres_url(self) -> str | None:

@@ -19,7 +19,7 @@ steps run store by store:
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -242,6 +242,12 @@ class Runtime:
                 self.note(f"{store}: NOT APPLIED: {len(steps)} step(s) of revision {revision} deferred until "
                           f"{store} is reachable ({_url_var(store)}); the next migrate applies them.")
             return
+        # a driver error between steps (a failover under way) is one sentence naming the server
+        with getattr(backend, "reporting_errors", nullcontext)():
+            self._run_store_steps(connection, store, backend, revision, direction, steps, position)
+
+    def _run_store_steps(self, connection: "Connection", store: str, backend: StoreBackend, revision: str,
+                         direction: str, steps: list[StoreOp], position: str | None) -> None:
         # One ledger read a revision: the steps of this direction already done, and those of the
         # other direction to forget (so that running it again redoes them).
         known = backend.ledger_keys(f"{revision}:")

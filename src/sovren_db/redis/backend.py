@@ -19,6 +19,7 @@ from redis.exceptions import RedisClusterException
 
 from ..core.errors import StoreUnavailable
 from ..core.storeops import op_record, undo_from_record
+from .replication import await_replicas, confirm_master, connection_facts
 from .state import RESERVED_KEYS
 
 if TYPE_CHECKING:
@@ -31,7 +32,12 @@ SOCKET_TIMEOUT = 30.0
 
 
 def _reason(exc: BaseException) -> str:
+    from redis.sentinel import MasterNotFoundError
+
     text = str(exc).strip().rstrip(".")
+    if isinstance(exc, MasterNotFoundError):
+        return (f"{text.replace('No master found', 'no sentinel names a master')} that it sees up "
+                "(a wrong master name, or a failover under way: run the command again once it is done)")
     if "NOAUTH" in text or "HELLO must be called with the client already authenticated" in text:
         return "authentication failed (the server requires a password and the URL gives none)"
     if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text:
@@ -94,11 +100,22 @@ class RedisBackend:
         self.client: redis.Redis | RedisCluster | None = None
         self.cluster = False
         self.pace: dict[str, float] = {}  # batch/rate given to the command (migrate --redis-batch/--redis-rate): they win
+        self.identity: tuple[str, ...] | None = None   # the masters' run_id once connected (see .replication)
+        self.replicas = 0                                # replicas connected then
 
     # -- connection ------------------------------------------------------
     def connect(self) -> None:
         self.url = self.settings.require_url("redis")
         self.client, self.cluster = open_client(self.url)
+        with self.reporting_errors():
+            self.identity, self.replicas = connection_facts(self)
+
+    def confirm_master(self) -> None:
+        """Refuse to write on a master other than the one connected to (:mod:`.replication`)."""
+        confirm_master(self)
+
+    def await_replicas(self, what: str) -> None:
+        await_replicas(self, what)
 
     def close(self) -> None:
         if self.client is not None:
@@ -154,6 +171,7 @@ class RedisBackend:
     # -- operations ------------------------------------------------------
     def execute(self, op: "StoreOp") -> None:
         # Destructive steps in protected environments are refused by the runtime (core.guard).
+        self.confirm_master()
         op.execute(self)
 
     def chain_drift(self, steps: list["StoreOp"]) -> list["StoreOp"]:
@@ -212,6 +230,7 @@ class RedisBackend:
         return op.undo(self)
 
     def ledger_record(self, key: str, op: "StoreOp", undo: "StoreOp | None" = None) -> None:
+        self.confirm_master()
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         record = {"op": op.op_name, "description": op.describe(), "at": at, "undo": op_record(undo)}
         self.client.hset(RESERVED_KEYS["ledger"], key, json.dumps(record))
@@ -231,6 +250,7 @@ class RedisBackend:
         return as_text(value) if value else None
 
     def set_position(self, revision: str | None) -> None:
+        self.confirm_master()
         if revision is None:
             self.client.delete(RESERVED_KEYS["position"])
         else:

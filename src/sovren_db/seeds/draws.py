@@ -41,8 +41,9 @@ def is_seeded(value: str) -> bool:
 class Draws:
     """The random columns of one block of one seed."""
 
-    def __init__(self, seed: int, block: int):
-        self.prefix = f"sovren-seed/{seed}/{block}/".encode()
+    def __init__(self, seed: int, block: int, region: str | None = None):
+        # a region's streams are its own: no user is drawn for two regions (see .residency)
+        self.prefix = f"sovren-seed/{seed}/{block}/{f'{region}/' if region else ''}".encode()
 
     def bytes(self, name: str, count: int) -> bytes:
         return hashlib.shake_256(self.prefix + name.encode()).digest(count)

@@ -35,6 +35,7 @@ from .plan import Plan, normal_scale, seed_identity
 from .postgres_load import act_as, copy_tables, delete_seeded as delete_rows
 from .prevalidate import check_blocks
 from .profiles import Profile, load_profile
+from .residency import for_region
 from .targets import Targets
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def seed(settings: "Settings", profile_name: str, *, scale: float = 1, seed: int
     if not scale > 0:
         raise ConfigError(f"--scale must be more than 0, not {scale}.")
     scale = normal_scale(scale)
-    profile = load_profile(settings.seeds_dir, profile_name)
+    profile = for_region(load_profile(settings.seeds_dir, profile_name), settings.region)
     refuse_beyond_machine(Plan(profile, scale, profile.seed, dt.date.today()), settings.stores, settings.root)
     targets = Targets.of(settings, profile)
     runtime = Runtime(settings)
@@ -307,6 +308,7 @@ class Seeder:
                         counts[name] += writer.write(self.targets.keys(name, block, family))
                     advance(1)
                 writer.finish()
+            self.backends["redis"].await_replicas("the seed's keys")   # before the manifest records them
         finally:
             writer.close()
         self._record("redis", counts)

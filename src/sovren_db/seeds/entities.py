@@ -41,7 +41,7 @@ class Block:
         self.index = index
         self.start = start
         self.size = size
-        self.draws = Draws(plan.seed, index)
+        self.draws = Draws(plan.seed, index, plan.profile.region)
 
     def amount(self, entity: str) -> float:
         return self.plan.profile.amount(entity)
@@ -126,7 +126,8 @@ class Users:
 
     @cached_property
     def region(self) -> list[str]:
-        return self.d.pick("users.region", self.n, vocab.REGIONS)
+        pinned = self.block.plan.profile.region   # a target's residency (see .residency)
+        return [pinned] * self.n if pinned else self.d.pick("users.region", self.n, vocab.REGIONS)
 
     @cached_property
     def last_login(self) -> list[int | None]:

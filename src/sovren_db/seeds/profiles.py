@@ -77,6 +77,7 @@ class Profile:
     encryption_key: str | None = None
     amounts: dict[str, float] = field(default_factory=dict)
     fingerprint: str = ""
+    region: str | None = None   # a target's residency: every user drawn there (see .residency)
 
     def amount(self, entity: str) -> float:
         return self.amounts.get(entity, 0.0)

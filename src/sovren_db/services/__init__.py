@@ -31,9 +31,9 @@ __all__ += ["start_pgbouncer"]
 from .replica import promote, start_replica  # noqa: E402
 
 __all__ += ["promote", "start_replica"]
-from .tls import Certificates, enable_postgres_tls, make_certificates, start_redis_tls  # noqa: E402
+from .tls import Certificates, enable_postgres_tls, make_certificates, start_mongod_tls, start_redis_tls  # noqa: E402
 
-__all__ += ["Certificates", "enable_postgres_tls", "make_certificates", "start_redis_tls"]
+__all__ += ["Certificates", "enable_postgres_tls", "make_certificates", "start_mongod_tls", "start_redis_tls"]
 from .sentinel import SentinelGroup, start_sentinel_group  # noqa: E402
 
 __all__ += ["SentinelGroup", "start_sentinel_group"]

@@ -90,3 +90,21 @@ def start_redis_tls(base: Path, certs: Certificates):
     _wait_for(lambda: _pid_written(pidfile) and _port_open(port), 20, f"redis-server (TLS) on port {port}", str(log))
     return Server("redis", f"rediss://127.0.0.1:{port}/0", port, int(pidfile.read_text().strip()), str(base),
                   log=str(log))
+
+
+def start_mongod_tls(base: Path, certs: Certificates):
+    """A mongod accepting only TLS (``requireTLS``) on a loopback port; its URL names no CA (the test adds it)."""
+    from .local import Server, ServerUnavailable, free_port, start_forked
+
+    binary = shutil.which("mongod")
+    if not binary:
+        raise ServerUnavailable("No mongod on PATH: the MongoDB TLS test needs one (MONGO_URL is not enough).")
+    (base / "db").mkdir(parents=True, exist_ok=True)
+    pem = base / "server.pem"   # mongod reads the certificate and its key from one file
+    pem.write_text(certs.cert.read_text() + certs.key.read_text())
+    pem.chmod(0o600)
+    port, log, pidfile = free_port(), base / "mongod.log", base / "mongod.pid"
+    pid = start_forked([binary, "--dbpath", str(base / "db"), "--port", str(port), "--bind_ip", "127.0.0.1",
+                        "--tlsMode", "requireTLS", "--tlsCertificateKeyFile", str(pem), "--fork",
+                        "--logpath", str(log), "--pidfilepath", str(pidfile)], "mongod (TLS)", port, log, pidfile)
+    return Server("mongo", f"mongodb://127.0.0.1:{port}/sovren_ai", port, pid, str(base), log=str(log))
