@@ -249,7 +249,7 @@ def test_a_generator_bug_is_reported_and_nothing_is_written(triad, pg_url, redis
 
 
 def test_json_output_has_counts_per_store_and_no_progress(triad, pg_url):
-    report = json.loads(seeded("--format", "json").output)
+    report = json.loads(seeded("--format", "json", "--validate-all").output)
     assert report["status"] == "seeded" and report["exit_code"] == 0
     postgres = report["stores"]["postgres"]
     assert postgres["rows"] == sum(postgres["counts"].values()) == count(
@@ -258,6 +258,24 @@ def test_json_output_has_counts_per_store_and_no_progress(triad, pg_url):
                 "(SELECT count(*) FROM operations)")
     assert report["stores"]["redis"]["keys"] > 0
     assert report["anchor"].endswith("-01") and report["validated"]["executives"] > 0
+
+
+@pytest.mark.skipif(mongo_available(), reason="MongoDB is configured here")
+def test_an_unconfigured_store_is_neither_generated_nor_validated(triad, monkeypatch):
+    from sovren_db.seeds import prevalidate
+
+    built = []
+    original = prevalidate.DocumentCheck.__init__
+    monkeypatch.setattr(prevalidate.DocumentCheck, "__init__",
+                        lambda self, collections: built.append(dict(collections)) or original(self, collections))
+    report = json.loads(seeded("--format", "json").output)
+    assert not any(built), built   # no validator was built for any collection: none was generated
+    assert set(report["validated"]) == {"session", "session_devices", "executive_cache", "simulation_cache",
+                                        "analytics_cache", "comms_outbox", "comms_status", "comms_dead"}
+    assert any(note.startswith("mongo: not configured, so its seeded data was neither generated nor validated")
+               for note in report["notes"])
+    again = json.loads(seeded("--format", "json", "--validate-all", "--reset").output)
+    assert again["validated"]["executives"] > 0 and again["validated"]["communications"] > 0
 
 
 @pytest.mark.skipif(mongo_available(), reason="MongoDB is configured here")

@@ -6,8 +6,9 @@ The order is what makes a seed safe to run anywhere and twice:
    configured store is at the head revision (:mod:`.lockstep`);
 2. read the manifest: the same seed already loaded in every configured store
    is a no-op; a different one needs ``--reset``;
-3. generate and validate every MongoDB document and Redis key (for declared
-   stores, configured or not: a generator bug is a bug on every machine);
+3. generate and validate every MongoDB document and Redis key of the
+   configured stores (with ``validate_all``, of every declared store: a
+   generator bug is a bug on every machine, and CI may check it without them);
 4. with ``--reset``, delete seeded rows, documents and keys (by their ids);
    without it, when Postgres holds no seed yet, delete MongoDB documents an
    earlier seed left (they would be kept, or doubled, beside the new ones);
@@ -93,7 +94,7 @@ class SeedReport:
 
 @telemetry.traced("seed", "profile_name", "scale", "reset")
 def seed(settings: "Settings", profile_name: str, *, scale: float = 1, seed: int | None = None, reset: bool = False,
-         allow_protected: bool = False, progress: Progress | None = None) -> SeedReport:
+         allow_protected: bool = False, progress: Progress | None = None, validate_all: bool = False) -> SeedReport:
     """Seed every configured store with ``profile_name`` at ``scale``; see the module docstring."""
     started = time.perf_counter()
     refuse_protected(settings, allow_protected)
@@ -101,8 +102,9 @@ def seed(settings: "Settings", profile_name: str, *, scale: float = 1, seed: int
         raise ConfigError(f"--scale must be more than 0, not {scale}.")
     scale = normal_scale(scale)
     profile = load_profile(settings.seeds_dir, profile_name)
-    refuse_beyond_machine(Plan(profile, scale, profile.seed, dt.date.today()), settings.stores, settings.root)
-    targets = Targets.of(settings, profile)
+    loaded = tuple(s for s in settings.stores if s == "postgres" or settings.configured(s))
+    refuse_beyond_machine(Plan(profile, scale, profile.seed, dt.date.today()), loaded, settings.root)
+    targets = Targets.of(settings, profile, validate_all)
     runtime = Runtime(settings)
     engine, connection = connect(settings)
     raw = connection.connection.driver_connection

@@ -49,7 +49,7 @@ class Targets:
     notes: list[str] = field(default_factory=list)
 
     @classmethod
-    def of(cls, settings: "Settings", profile: "Profile") -> "Targets":
+    def of(cls, settings: "Settings", profile: "Profile", validate_all: bool = False) -> "Targets":
         schema = load_schema(settings.postgres_dir)
         declared = [t for t in TABLES if t.table in schema.metadata.tables]
         if not declared or declared[0].table != "users":
@@ -64,11 +64,21 @@ class Targets:
                           if e.store == "postgres" and profile.amount(name) > 0
                           and name not in schema.metadata.tables]
         targets._add_encryption(settings.postgres_dir, schema, profile)
-        if "mongo" in settings.stores:
-            targets._add_collections(settings, profile)
-        if "redis" in settings.stores:
-            targets._add_families(settings, profile)
+        for store in ("mongo", "redis"):
+            if targets._generated(settings, store, validate_all):
+                getattr(targets, f"_add_{'collections' if store == 'mongo' else 'families'}")(settings, profile)
         return targets
+
+    def _generated(self, settings: "Settings", store: str, validate_all: bool) -> bool:
+        """A declared store's documents or keys are generated (and validated) when it is configured, or when
+        --validate-all asks for every declared store: an unconfigured store costs nothing otherwise."""
+        if store not in settings.stores:
+            return False
+        if not (validate_all or settings.configured(store)):
+            self.notes.append(f"{store}: not configured, so its seeded data was neither generated nor validated "
+                              "(--validate-all checks it anyway).")
+            return False
+        return True
 
     def _add_encryption(self, where: object, schema: "Schema", profile: "Profile") -> None:
         """Columns of loaded tables declared Encrypted (checked as rotate-key and erase check them),
