@@ -32,6 +32,7 @@ from . import manifest as manifests
 from . import presence
 from .bounds import refuse_beyond_machine
 from .lockstep import check_lockstep, refuse_protected
+from .partitions import partition_ranges
 from .plan import Plan, normal_scale, seed_identity
 from .postgres_load import act_as, copy_tables, delete_seeded as delete_rows
 from .prevalidate import check_blocks
@@ -103,8 +104,9 @@ def seed(settings: "Settings", profile_name: str, *, scale: float = 1, seed: int
     scale = normal_scale(scale)
     profile = load_profile(settings.seeds_dir, profile_name)
     loaded = tuple(s for s in settings.stores if s == "postgres" or settings.configured(s))
-    refuse_beyond_machine(Plan(profile, scale, profile.seed, dt.date.today()), loaded, settings.root)
     targets = Targets.of(settings, profile, validate_all)
+    refuse_beyond_machine(Plan(profile, scale, profile.seed, dt.date.today(), graph=targets.graph), loaded,
+                          settings.root)
     runtime = Runtime(settings)
     engine, connection = connect(settings)
     raw = connection.connection.driver_connection
@@ -133,12 +135,16 @@ class Seeder:
     def __init__(self, settings: "Settings", runtime: Runtime, conn: "psycopg.Connection", targets: Targets,
                  progress: Progress):
         self.settings, self.runtime, self.conn, self.targets, self.progress = settings, runtime, conn, targets, progress
+        self.found = None
         self.backends = {store: runtime.backend(store) for store in runtime.stores}
 
     def run(self, profile: Profile, scale: int, seed: int, reset: bool) -> SeedReport:
-        found = manifests.read(self.conn)
+        found = self.found = manifests.read(self.conn)
         self.conn.rollback()
-        plan = Plan(profile, scale, seed, self._anchor(found, profile, scale, seed, reset), self.targets.months)
+        anchor = self._anchor(found, profile, scale, seed, reset)
+        plan = Plan(profile, scale, seed, anchor, graph=self.targets.graph)
+        if self.targets.graph is not None:
+            plan.partitions = partition_ranges(self.conn, self.targets.graph, anchor, plan.window)
         if found and not reset and found.identity() != plan.identity():
             raise Refused(f"Seeding refused: the database holds the seed of {found.describe()}; "
                           "pass --reset to replace it with this one.")
@@ -202,7 +208,7 @@ class Seeder:
         counts = found.stores[store]
         if store == "postgres":
             act_as(self.conn, self.targets.role)   # row security: seeded rows are every tenant's
-            missing = presence.missing_tables(self.conn, counts)
+            missing = presence.missing_tables(self.conn, counts, self.targets.graph)
             self.conn.rollback()
         elif store == "mongo":
             missing = presence.missing_collections(self.backends["mongo"].db, counts)
@@ -232,11 +238,13 @@ class Seeder:
 
     def _delete_postgres_rows(self, report: SeedReport, forget: bool = False) -> None:
         conn = self.conn
-        tables = [t.table for t in self.targets.all_tables]
+        graph = self.targets.graph
+        named = set(graph.names()) | set((getattr(self, "found", None) or manifests.Manifest("", "", 1, 0, None)).stores.get("postgres", {}))
+        tables = [t for t in graph.declared if t.name in named]
         advance = self.progress.task("reset: deleting the seeded rows", len(tables))
         act_as(conn, self.targets.role)
         conn.execute("SET LOCAL statement_timeout = 0")
-        deleted = delete_rows(conn, tables, lambda rows: advance(1))
+        deleted = delete_rows(conn, tables, graph, lambda rows: advance(1))
         conn.execute("RESET ROLE")
         if forget:
             manifests.forget(conn)

@@ -3,7 +3,7 @@
 A profile entry whose table, collection or family is not declared is not
 seeded (a note says so); a store that is not among the project's stores is
 left alone. The Postgres declarations also give the role to seed as (the one
-with BYPASSRLS) and how many months the operations partitions cover.
+with BYPASSRLS); the tables come from them, as :mod:`.declared` reads them.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from ..postgres.roles import bypass_role
 from ..postgres.state import PartitionRule
 from . import mongo_docs, redis_keys
 from .postgres_load import ENCRYPTION_KEY_VAR, Encryption
-from .postgres_rows import TABLES, TableRows
-from .profiles import ENTITIES
+from .declared import TableGraph, build_graph
+from .postgres_rows import TableRows
 
 if TYPE_CHECKING:
     from ..core.config import Settings
@@ -31,15 +31,11 @@ if TYPE_CHECKING:
     from .entities import Block
     from .profiles import Profile
 
-PARTITIONED = "operations"
-
-
 @dataclass
 class Targets:
     tables: list[TableRows]                          # to load, in foreign-key order
-    all_tables: list[TableRows]                      # declared ones (what --reset cleans)
+    graph: TableGraph                                # the declared tables as the seed generates them
     role: str
-    months: int = 1
     collections: dict[str, "CollectionSpec"] = field(default_factory=dict)
     families: dict[str, "KeyFamily"] = field(default_factory=dict)
     # declared ones with a generator, whatever this profile seeds: what --reset cleans
@@ -51,18 +47,13 @@ class Targets:
     @classmethod
     def of(cls, settings: "Settings", profile: "Profile", validate_all: bool = False) -> "Targets":
         schema = load_schema(settings.postgres_dir)
-        declared = [t for t in TABLES if t.table in schema.metadata.tables]
-        if not declared or declared[0].table != "users":
-            raise ConfigError(f"{settings.postgres_dir} declares no users table: the seed profiles need one.")
-        rule = next((r for r in schema.of(PartitionRule) if r.table == PARTITIONED), None)
-        targets = cls(tables=[t for t in declared if t.table == "users" or profile.amount(t.table) > 0],
-                      all_tables=declared,
-                      role=bypass_role(schema, grants="INSERT and DELETE", purpose="seeding"),
-                      months=rule.months_ahead + 1 if rule else 1)
-        targets.notes += [f"postgres: {name} is in the profile but not declared in {settings.postgres_dir.name}/; "
-                          "not seeded." for name, e in ENTITIES.items()
-                          if e.store == "postgres" and profile.amount(name) > 0
-                          and name not in schema.metadata.tables]
+        graph = build_graph(schema, profile, {r.table: r.column for r in schema.of(PartitionRule)})
+        if not graph.tables:
+            raise ConfigError(f"{profile.path} seeds no table of {settings.postgres_dir}: give a table without "
+                              "foreign keys its rows (e.g. [postgres] users = 100).")
+        targets = cls(tables=[TableRows.of(t) for t in graph.tables], graph=graph,
+                      role=bypass_role(schema, grants="INSERT and DELETE", purpose="seeding"))
+        targets.notes += list(graph.notes)
         targets._add_encryption(settings.postgres_dir, schema, profile)
         for store in ("mongo", "redis"):
             if targets._generated(settings, store, validate_all):
@@ -125,7 +116,7 @@ class Targets:
     def names(self, store: str) -> list[str]:
         """What this store's counts are keyed by, in loading order."""
         if store == "postgres":
-            return [t.table for t in self.all_tables]
+            return [t.name for t in reversed(self.graph.declared)]
         return list(self.collections if store == "mongo" else self.families)
 
     def documents(self, name: str, block: "Block") -> list[dict]:
