@@ -205,8 +205,8 @@ def _column_plan(table: sa.Table, column: sa.Column, given: "ColumnSpec | None",
     plan = ColumnPlan(column.name, kind, encoding, nullable=nullable,
                       nulls=_nulls(given, nullable and not has_default),
                       unique=bool(column.unique) or [column.name] == pk or _in_unique(table, column),
-                      length=getattr(_base(column.type), "length", None), choices=allowed.choices,
-                      low=allowed.low, high=allowed.high, min_length=allowed.min_length, **extra)
+                      length=getattr(_base(column.type), "length", None), low=allowed.low, high=allowed.high,
+                      min_length=allowed.min_length, **{"choices": allowed.choices, **extra})
     if allowed.max_length is not None:
         plan = replace(plan, length=min(plan.length or allowed.max_length, allowed.max_length))
     if allowed.only_null:

@@ -99,14 +99,15 @@ def copy_tables(conn: psycopg.Connection, plan: "Plan", tables: Iterable[TableRo
     counts = {}
     with conn.cursor() as cursor:
         for table in tables:
-            staged = (encrypted or {}).get(table.table)
+            columns = (encrypted or {}).get(table.table, [])
+            staged = bool(columns) or table.keyless
             try:
                 if staged:
                     _stage(cursor, table)
                 counts[table.table] = _copy_blocks(cursor, plan, table, f"seed_{table.table}" if staged else None,
                                                    advance)
                 if staged:
-                    _insert_encrypted(cursor, table, staged)
+                    _insert_encrypted(cursor, table, columns)
             except psycopg.Error as exc:
                 raise SeedFailed(f"Postgres refused the seeded rows of {table.table} and nothing was kept: "
                                  f"{_reason(exc, conn)}") from None
@@ -135,10 +136,14 @@ def _stage(cursor: psycopg.Cursor, table: TableRows) -> None:
 
 
 def _insert_encrypted(cursor: psycopg.Cursor, table: TableRows, columns: list[Encryption]) -> None:
+    """Insert the staged rows, encrypting ``columns``. A table whose seeded rows cannot be told apart
+    (a text key, no seeded id: --reset cannot find them) keeps the rows already there: the seed is
+    deterministic, so a row with the same key is the same row."""
     by_column = {e.column: e.expression() for e in columns}
     values = [by_column.get(c, sql.Identifier(c)) for c in table.names]
     staged = sql.Identifier(f"seed_{table.table}")
-    cursor.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+    cursor.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}" + (" ON CONFLICT DO NOTHING" if table.keyless
+                                                                       else "")).format(
         sql.Identifier(table.table), sql.SQL(", ").join(map(sql.Identifier, table.names)),
         sql.SQL(", ").join(values), staged), {k: v for e in columns for k, v in e.parameters().items()})
     cursor.execute(sql.SQL("DROP TABLE {}").format(staged))

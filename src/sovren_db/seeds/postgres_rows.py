@@ -47,12 +47,13 @@ class TableRows:
     columns: tuple[tuple[str, str], ...]          # (name, encoding)
     values: Callable[[Block], list[list]]        # one list per column
     in_binary: bool = True                       # COPY's binary format (else text)
+    keyless: bool = False                        # no seeded id tells its rows apart (a text key)
 
     @classmethod
     def of(cls, plan: TablePlan) -> "TableRows":
         name = plan.name
         return cls(name, tuple((c.name, _encoding(c)) for c in plan.columns),
-                   lambda block: block.rows(name).columns(), plan.binary)
+                   lambda block: block.rows(name).columns(), plan.binary, plan.marker is None)
 
     @property
     def names(self) -> tuple[str, ...]:

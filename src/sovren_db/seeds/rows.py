@@ -152,20 +152,40 @@ class TableBlock:
         return target, [x % target.size for x in self.draws.u32(f"{self.name}.{ref.columns[0]}#ref", self.size)]
 
     def _self_rows(self, ref: Reference) -> tuple["TableBlock", list]:
-        """An earlier row of the block (the key columns it copies are the table's own, drawn first)."""
+        """An earlier row of the block, under the same parent row for a child table (so that a composite
+        self-reference holding the parent's key stays inside it); the first row: NULL, or itself."""
         picks = self.draws.u32(f"{self.name}.{ref.columns[0]}#ref", self.size)
-        return self, [(x % i) if i else (None if ref.nullable else 0) for i, x in enumerate(picks)]
+        firsts = self._group_starts()
+        rows = []
+        for i, x in enumerate(picks):
+            earlier = i - firsts[i]
+            rows.append(firsts[i] + x % earlier if earlier else (None if ref.nullable else i))
+        return self, rows
+
+    def _group_starts(self) -> list[int]:
+        if self.plan.parent is None:
+            return [0] * self.size
+        starts, previous, first = [], None, 0
+        for i, p in enumerate(self.parent):
+            if p != previous:
+                first, previous = i, p
+            starts.append(first)
+        return starts
 
     def _under(self, ref: Reference, target: "TableBlock", mine: list[int], theirs: list[int]) -> list:
+        """A row of ``target`` under the same ancestor row; distinct within a parent row (so that a key
+        made of the parent's key and this reference stays unique while the ancestor has rows enough)."""
         groups: dict[int, list[int]] = {}
         for row, ancestor in enumerate(theirs):
             groups.setdefault(ancestor, []).append(row)
         picks = self.draws.u32(f"{self.name}.{ref.columns[0]}#ref", self.size)
+        starts = self._group_starts()
         rows = []
-        for ancestor, x in zip(mine, picks):
+        for i, (ancestor, x) in enumerate(zip(mine, picks)):
             candidates = groups.get(ancestor)
             if candidates:
-                rows.append(candidates[x % len(candidates)])
+                first = picks[starts[i]]
+                rows.append(candidates[(first + i - starts[i]) % len(candidates)])
             elif ref.nullable or not target.size:
                 rows.append(None)
             else:
