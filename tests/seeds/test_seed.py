@@ -385,3 +385,18 @@ def test_a_fresh_postgres_seed_first_removes_redis_keys_an_earlier_seed_left(tri
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{fresh_db}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("profile, where", [
+    ("users = 5\n[postgres.users.columns]\nnickname = 'word'\n", "postgres.users.columns.nickname"),
+    ("users = 5\n[postgres.users.columns]\nemail = 'nowhere.module:nothing'\n", "nowhere.module:nothing"),
+    ("users = 5\n[postgres.users.columns]\nemail = 'faker:no_such_provider'\n", "no_such_provider"),
+    ("users = 5\n[postgres]\napi_keys = 1\n", "postgres.api_keys"),
+])
+def test_a_profile_naming_what_is_not_there_is_one_sentence_and_nothing_written(triad, pg_url, profile, where):
+    (triad / "seeds" / "bad.toml").write_text(profile)
+    result = run("seed", "--profile", "bad")
+    assert result.exit_code == 2
+    line = only_line(result)
+    assert line.startswith("error: ") and "bad.toml" in line and where in line, line
+    assert count(pg_url, "SELECT count(*) FROM users") == 0 and not manifest_exists(pg_url)

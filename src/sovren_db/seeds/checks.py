@@ -23,6 +23,7 @@ _COMPARE = re.compile(rf"^{_COLUMN}\s*(>=|<=|<>|!=|>|<|=)\s*\(?(-?\d+(?:\.\d+)?)
 _REVERSED = re.compile(rf"^\(?(-?\d+(?:\.\d+)?)\)?(?:::[\w ]+)?\s*(>=|<=|>|<)\s*{_COLUMN}$", re.I)
 _BETWEEN = re.compile(rf"^{_COLUMN}\s+BETWEEN\s+(-?\d+(?:\.\d+)?)\s+AND\s+(-?\d+(?:\.\d+)?)$", re.I)
 _LENGTH = re.compile(rf"^(?:char_length|length|character_length)\s*\(\s*{_COLUMN}\s*\)\s*(>=|<=|>|<|=)\s*(\d+)$", re.I)
+_DIGITS = re.compile(rf"^{_COLUMN}\s*~\s*'\^\[0-9\]\{{(\d+)\}}\$'$", re.I)
 _FLIP = {">=": "<=", "<=": ">=", ">": "<", "<": ">"}
 
 
@@ -38,6 +39,7 @@ class Allowed:
     min_length: int | None = None
     max_length: int | None = None
     excluded: set = field(default_factory=set)
+    digits: int | None = None                   # ``col ~ '^[0-9]{n}$'``: n digits
 
 
 def _strip(text: str) -> str:
@@ -112,6 +114,10 @@ def _read_part(part: str, facts: dict[str, Allowed]) -> bool:
             allowed.not_null = True
         else:
             allowed.only_null = True
+        return True
+    if found := _DIGITS.match(part):
+        allowed = facts.setdefault(found.group(1), Allowed())
+        allowed.digits = int(found.group(2))
         return True
     if found := _BETWEEN.match(part):
         allowed = facts.setdefault(found.group(1), Allowed())

@@ -75,15 +75,31 @@ def infer_kind(column: sa.Column, pk: list[str], parent: "Reference | None", giv
     """(kind, encoding, extra ColumnPlan fields) of a declared column."""
     encoding, extra = encoding_of(column.type)
     if given is not None and given.kind is not None:
+        where = f"postgres.{column.table.name}.columns.{column.name}"
         if given.kind not in KINDS and ":" not in given.kind:
-            raise DeclarationError(profile.path, f"postgres.{column.table.name}.columns.{column.name}",
+            raise DeclarationError(profile.path, where,
                                    f"unknown generator {given.kind!r} (built-in kinds: {', '.join(sorted(KINDS))}; "
                                    "or module:function, faker:provider)")
+        if ":" in given.kind and (problem := _unloadable(given.kind)):
+            raise DeclarationError(profile.path, where, f"generator {given.kind!r} cannot be loaded ({problem})")
         return given.kind, encoding, extra
     base = column.type.data_type if isinstance(column.type, pg.DOMAIN) else column.type
     if isinstance(base, sa.Enum) and base.enums:
         return "choice", encoding, {**extra, "choices": tuple(base.enums)}
     return _kind_of(column, encoding, pk, parent), encoding, extra
+
+
+def _unloadable(kind: str) -> str | None:
+    """Why ``module:function`` or ``faker:provider`` cannot be had here, checked before anything is generated."""
+    prefix, name = kind.split(":", 1)
+    try:
+        if prefix == "faker":
+            from faker import Faker
+
+            return None if hasattr(Faker(), name) else f"Faker has no provider {name!r}"
+        return None if callable(getattr(importlib.import_module(prefix), name, None)) else f"no function {name!r}"
+    except ImportError as exc:
+        return "Faker is not installed: pip install faker" if prefix == "faker" else str(exc)
 
 
 def _kind_of(column: sa.Column, encoding: str, pk: list[str], parent: "Reference | None") -> str:
@@ -117,6 +133,7 @@ class Draw:
     def __init__(self, draws, stream: str, rows: int, ordinals: list[int], window: tuple[int, int], plan):
         self.draws, self.stream, self.rows, self.ordinals, self.window, self.plan = (
             draws, stream, rows, ordinals, window, plan)
+        self.plan_column = None      # the column being drawn
 
     def unit(self, name: str = "") -> list[float]:
         return self.draws.unit(f"{self.stream}{name}", self.rows)
@@ -180,14 +197,20 @@ TEXT: dict[str, Callable[[Draw], list[str]]] = {
     "token": lambda d: ["tok_" + t for t in d.draws.tokens(d.stream, d.rows, 18)],
     "currency": lambda d: d.pick(vocab.CURRENCY_CODES),
     "country": lambda d: d.pick(vocab.COUNTRIES),
-    "digits": lambda d: [f"{x:04d}" for x in d.below(10000)],
+    "digits": lambda d: _digits(d),
     "code": lambda d: d.draws.hexes(d.stream, d.rows, 16),
     "password_hash": _password_hash,
 }
 
 
+def _digits(d: Draw) -> list[str]:
+    width = d.plan_column.length if d.plan_column is not None and d.plan_column.length else 4
+    return [f"{x % 10 ** width:0{width}d}" for x in d.below(10 ** min(width, 9))]
+
+
 def draw_column(column: "ColumnPlan", d: Draw) -> list:
     """Every value of ``column`` in one block (None for NULL)."""
+    d.plan_column = column
     values = _values(column, d)
     if column.nulls > 0:
         nulls = d.draws.chance(f"{d.stream}#null", d.rows, column.nulls)

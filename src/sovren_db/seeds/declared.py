@@ -179,10 +179,11 @@ def _amounts(name: str, spec, parent: Reference | None, profile: "Profile") -> t
 
 def _checks(table: sa.Table, notes: list[str]) -> dict[str, Allowed]:
     facts: dict[str, Allowed] = {}
-    for constraint in table.constraints:
-        if isinstance(constraint, sa.CheckConstraint) and not read_check(str(constraint.sqltext), facts):
-            notes.append(f"postgres: check {constraint.name or constraint.sqltext} of {table.name} is left to "
-                         "Postgres (its form is not one the seed generates for)")
+    left = [constraint.name or str(constraint.sqltext) for constraint in table.constraints
+            if isinstance(constraint, sa.CheckConstraint) and not read_check(str(constraint.sqltext), facts)]
+    if left:
+        notes.append(f"postgres: {len(left)} check(s) of {table.name} left to Postgres, their form not one the seed "
+                     f"generates for ({', '.join(sorted(left))}); a row breaking one is refused by name")
     for column in table.columns:
         if isinstance(column.type, pg.DOMAIN) and column.type.check is not None:
             read_check(str(column.type.check), facts, value_name=column.name)
@@ -209,6 +210,8 @@ def _column_plan(table: sa.Table, column: sa.Column, given: "ColumnSpec | None",
                       min_length=allowed.min_length, **{"choices": allowed.choices, **extra})
     if allowed.max_length is not None:
         plan = replace(plan, length=min(plan.length or allowed.max_length, allowed.max_length))
+    if allowed.digits:
+        plan = replace(plan, kind="digits", length=allowed.digits, min_length=allowed.digits)
     if allowed.only_null:
         plan = replace(plan, kind="null", nullable=True, choices=None)
     return _from_profile(plan, given)
