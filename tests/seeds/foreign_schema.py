@@ -197,3 +197,57 @@ def titles(draw) -> list[str]:
     """A user generator (``module:function``): one value per row, drawn from the seed's own streams."""
     verbs = ("Fix", "Ship", "Review", "Plan", "Test")
     return [f"{verb} item {n}" for verb, n in zip(draw.pick(verbs), draw.below(1000, "#n"))]
+
+
+# Three collections with nested validators, documents per seeded Postgres rows (issue 16, part 4: MongoDB).
+COLLECTIONS = {
+    "reviews": {
+        "bsonType": "object", "required": ["_id", "accountId", "tenantId", "stars", "body", "meta"],
+        "additionalProperties": False,
+        "properties": {
+            "_id": {"bsonType": "objectId"},
+            "accountId": {"bsonType": "int"},
+            "tenantId": {"bsonType": ["long", "int"]},
+            "stars": {"bsonType": "int", "minimum": 1, "maximum": 5},
+            "body": {"bsonType": "string", "minLength": 12, "maxLength": 200},
+            "meta": {"bsonType": "object", "required": ["lang", "tags"], "additionalProperties": False,
+                     "properties": {"lang": {"enum": ["en", "de", "fr"]},
+                                    "tags": {"bsonType": "array", "minItems": 1, "maxItems": 4, "uniqueItems": True,
+                                             "items": {"bsonType": "string", "pattern": "^[a-z]+$"}}}},
+            "editedAt": {"bsonType": ["date", "null"]},
+        },
+    },
+    "task_snapshots": {
+        "bsonType": "object", "required": ["_id", "taskId", "projectId", "state"],
+        "properties": {
+            "_id": {"bsonType": "objectId"},
+            "taskId": {"bsonType": "string",
+                       "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"},
+            "projectId": {"bsonType": "string"},
+            "state": {"bsonType": "object", "required": ["progress", "history"],
+                      "properties": {"progress": {"bsonType": "double", "minimum": 0, "maximum": 1},
+                                     "history": {"bsonType": "array", "maxItems": 3,
+                                                 "items": {"bsonType": "object", "required": ["at", "by"],
+                                                           "properties": {"at": {"bsonType": "date"},
+                                                                          "by": {"bsonType": "objectId"}}}}}},
+            "cost": {"bsonType": "decimal", "minimum": 0, "maximum": 500},
+        },
+    },
+    "project_notes": {
+        "bsonType": "object", "required": ["projectId", "code", "pinned"], "additionalProperties": False,
+        "properties": {
+            "_id": {"bsonType": "objectId"},
+            "projectId": {"bsonType": "string"},
+            "code": {"bsonType": "string", "pattern": "^[A-Z][0-9]$"},
+            "pinned": {"bsonType": "bool"},
+            "size": {"bsonType": "long", "minimum": 10},
+        },
+    },
+}
+
+MONGO_PROFILE = '''
+[mongo]
+reviews = { per = "accounts", mean = 1.5 }
+task_snapshots = { per = "tasks", share = 0.5 }
+project_notes = { per = "projects", mean = 2 }
+'''

@@ -78,3 +78,35 @@ def test_the_foreign_seed_is_deterministic_and_reset_removes_it(shop, pg_url):
     again = seed(settings, "shop", reset=True)
     assert again.stores["postgres"].deleted["accounts"] == again.stores["postgres"].counts["accounts"]
     assert {t: count(pg_url, query.format(t)) for t in first} == first
+
+
+def test_documents_come_from_the_collections_validators_and_reference_seeded_rows(shop, pg_url, monkeypatch):
+    """MongoDB is declared but has no server here: --validate-all generates every document and passes it
+    through the offline $jsonSchema validator, as the seed would before writing it."""
+    import json
+
+    from sovren_db.seeds import mongo_docs
+
+    from .foreign_schema import COLLECTIONS, MONGO_PROFILE
+
+    for name, schema in COLLECTIONS.items():
+        (shop / "mongo" / f"{name}.schema.json").write_text(json.dumps(schema))
+        (shop / "mongo" / f"{name}.toml").write_text('validationLevel = "strict"\nvalidationAction = "error"\n')
+    (shop / "seeds" / "shop.toml").write_text(PROFILE + MONGO_PROFILE)
+    monkeypatch.setenv("SOVREN_DB_STORES", "postgres,mongo")
+    settings = load_settings(shop)
+    commands.revision(settings, "collections", autogenerate=True)
+    commands.migrate(settings)
+    made: dict[str, list] = {}
+    original = mongo_docs.documents
+    monkeypatch.setattr(mongo_docs, "documents", lambda name, spec, block: made.setdefault(name, []).extend(
+        found := original(name, spec, block)) or found)
+    report = seed(settings, "shop", validate_all=True)
+    assert {n: report.validated[n] > 0 for n in COLLECTIONS} == dict.fromkeys(COLLECTIONS, True), report.validated
+    accounts = {r[0]: r[1] for r in psycopg.connect(pg_url).execute("SELECT account_id, tenant_id FROM accounts")}
+    reviews = made["reviews"]
+    assert all(accounts[d["accountId"]] == d["tenantId"] for d in reviews)     # the account's own tenant
+    assert all(1 <= d["stars"] <= 5 and set(d["meta"]) == {"lang", "tags"} for d in reviews)
+    assert abs(len(reviews) / len(accounts) - 1.5) < 0.4
+    assert {d["code"][0].isupper() for d in made["project_notes"]} == {True}
+

@@ -44,6 +44,8 @@ def estimate(plan: Plan, stores: tuple[str, ...]) -> Estimate:
     for name, entity in ENTITIES.items():
         if entity.store in items:
             items[entity.store] += round(plan.expected(name))
+    if "mongo" in items:
+        items["mongo"] += sum(round(plan.expected(name)) for name in plan.profile.documents)
     return Estimate(items)
 
 

@@ -211,7 +211,7 @@ class Seeder:
             missing = presence.missing_tables(self.conn, counts, self.targets.graph)
             self.conn.rollback()
         elif store == "mongo":
-            missing = presence.missing_collections(self.backends["mongo"].db, counts)
+            missing = presence.missing_collections(self.backends["mongo"].db, counts, self.targets.document_keys)
         else:
             missing = presence.missing_families(self.backends["redis"], counts, self.targets.families)
         if missing:
@@ -256,7 +256,7 @@ class Seeder:
         if store == "mongo":
             from .mongo_load import delete_seeded as delete_documents
 
-            return delete_documents(self.backends["mongo"].db, self.targets.all_collections)
+            return delete_documents(self.backends["mongo"].db, self.targets.all_collections, self.targets.document_keys)
         from .redis_load import delete_seeded as delete_keys
 
         return delete_keys(self.backends["redis"], self.targets.all_families)

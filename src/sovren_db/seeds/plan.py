@@ -106,6 +106,9 @@ class Plan:
             return self.expected(table.parent.target) * table.amount
         if name == "users":
             return float(self.users)
+        generic = self.profile.documents.get(name)
+        if generic is not None:
+            return self.expected(generic.per) * generic.amount
         entity = ENTITIES.get(name)
         return self.expected(entity.parent) * self.profile.amount(name) if entity else 0.0
 

@@ -55,11 +55,11 @@ def missing_tables(conn: "psycopg.Connection", counts: dict[str, int], graph: "T
     return gone + [row[0] for row in conn.execute(sql.SQL(" UNION ALL ").join(probes), params).fetchall()]
 
 
-def missing_collections(db: Any, counts: dict[str, int]) -> list[str]:
-    from .mongo_load import SEEDED_USER_ID
+def missing_collections(db: Any, counts: dict[str, int], filters: dict[str, dict] | None = None) -> list[str]:
+    from .mongo_load import seeded_documents
 
     return [name for name, count in counts.items()
-            if count and db[name].find_one({"userId": SEEDED_USER_ID}, {"_id": 1}) is None]
+            if count and db[name].find_one(seeded_documents(name, filters), {"_id": 1}) is None]
 
 
 def missing_families(backend: "RedisBackend", counts: dict[str, int], families: dict[str, "KeyFamily"]) -> list[str]:

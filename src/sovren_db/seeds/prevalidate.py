@@ -169,7 +169,7 @@ def _check_part(plan: "Plan", index: int, collections: Mapping[str, CollectionSp
     documents, keys = DocumentCheck(collections), KeyCheck(families)
     try:
         for name in collections:
-            documents.check(name, mongo_docs.COLLECTIONS[name](block))
+            documents.check(name, mongo_docs.documents(name, collections[name], block))
         for name, family in families.items():
             keys.check(redis_keys.FAMILIES[name](block, family))
     except SeedRejected as rejected:

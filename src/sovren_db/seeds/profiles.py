@@ -111,6 +111,7 @@ class Profile:
     amounts: dict[str, float] = field(default_factory=dict)
     fingerprint: str = ""
     tables: dict[str, TableProfile] = field(default_factory=dict)
+    documents: dict[str, TableProfile] = field(default_factory=dict)   # collections generated from $jsonSchema
     window: tuple[str, str] = DEFAULT_WINDOW
     locale: str | None = None
 
@@ -153,12 +154,15 @@ def parse_profile(name: str, path: Path, table: dict, *, fingerprint: str = "") 
         tables["users"] = replace(given, rows=_integer(path, table, "users", 1, MAX_USERS))
     if not any(t.rows or t.number for t in tables.values()):
         raise DeclarationError(path, "postgres", "names no table with rows (e.g. users = 100: how many at --scale 1)")
-    amounts = {entity: _amount(path, store, entity, value)
-               for store in ("mongo", "redis") for entity, value in table.get(store, {}).items()}
+    amounts = {entity: _amount(path, store, entity, value) for store in ("mongo", "redis")
+               for entity, value in table.get(store, {}).items() if not isinstance(value, dict)}
+    documents = {name: _documents(path, name, value) for name, value in table.get("mongo", {}).items()
+                 if isinstance(value, dict)}
     users = (tables["users"].rows or int(tables["users"].number or 0)) if "users" in tables else 0
     return Profile(name=name, path=path, users=users, seed=seed, password=table.get("password", "sovren"),
                    description=table.get("description", ""), encryption_key=table.get("encryption_key"),
-                   amounts=amounts, fingerprint=fingerprint, tables=tables, window=_window(path, table),
+                   amounts=amounts, fingerprint=fingerprint, tables=tables, documents=documents,
+                   window=_window(path, table),
                    locale=table.get("locale"))
 
 
@@ -210,6 +214,19 @@ def _long_table(path: Path, where: str, value: dict) -> TableProfile:
         raise DeclarationError(path, where + ".columns", "must be a table of column = generator")
     return TableProfile(rows=rows, per=per, amount=amount, share=share,
                         columns={c: _column(path, f"{where}.columns.{c}", spec) for c, spec in columns.items()})
+
+
+def _documents(path: Path, name: str, value: dict) -> TableProfile:
+    """``[mongo] name = { per = "users", mean = 2 }``: documents from the collection's $jsonSchema."""
+    where = f"mongo.{name}"
+    _known_keys(path, where + ".", value, frozenset({"per", "mean", "share"}))
+    if not isinstance(value.get("per"), str):
+        raise DeclarationError(path, where + ".per", "is required: the Postgres table each document belongs to")
+    if len({"mean", "share"} & set(value)) != 1:
+        raise DeclarationError(path, where, "takes one of mean and share (documents per parent row)")
+    share = "share" in value
+    amount = _amount(path, "mongo", name, value["share" if share else "mean"], SHARE if share else MEAN)
+    return TableProfile(per=value["per"], amount=amount, share=share)
 
 
 def _column(path: Path, where: str, spec: object) -> ColumnSpec:

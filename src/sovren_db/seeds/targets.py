@@ -40,6 +40,7 @@ class Targets:
     families: dict[str, "KeyFamily"] = field(default_factory=dict)
     # declared ones with a generator, whatever this profile seeds: what --reset cleans
     all_collections: list[str] = field(default_factory=list)
+    document_keys: dict[str, dict] = field(default_factory=dict)   # collection -> filter of its seeded documents
     all_families: list["KeyFamily"] = field(default_factory=list)
     encrypted: dict[str, list[Encryption]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -93,6 +94,27 @@ class Targets:
                     if has_declarations(settings.mongo_dir) else {})
         self.collections = self._chosen(profile, "mongo", mongo_docs.COLLECTIONS, declared, settings.mongo_dir)
         self.all_collections = [name for name in mongo_docs.COLLECTIONS if name in declared]
+        for name, spec in profile.documents.items():
+            self._add_from_schema(profile, name, spec, declared, settings.mongo_dir)
+
+    def _add_from_schema(self, profile: "Profile", name: str, spec, declared: dict, folder) -> None:
+        """A collection whose documents come from its $jsonSchema, per rows of a seeded Postgres table."""
+        from ..core.errors import DeclarationError
+        from ..mongo.validate import validator_schema
+        from .documents import seeded_filter
+
+        if name not in declared:
+            raise DeclarationError(profile.path, f"mongo.{name}", f"no collection {name!r} is declared in {folder.name}/")
+        if spec.per not in self.graph.names():
+            raise DeclarationError(profile.path, f"mongo.{name}.per", f"{spec.per!r} is not a Postgres table this "
+                                                                      "profile seeds")
+        schema = validator_schema(declared[name].validator) or {}
+        try:
+            self.document_keys[name] = seeded_filter(schema, spec, self.graph)
+        except ConfigError as exc:
+            raise DeclarationError(profile.path, f"mongo.{name}", str(exc).rstrip(".")) from None
+        self.collections[name] = declared[name]
+        self.all_collections.append(name)
 
     def _add_families(self, settings: "Settings", profile: "Profile") -> None:
         from ..redis.declared import load_declarations
@@ -120,7 +142,7 @@ class Targets:
         return list(self.collections if store == "mongo" else self.families)
 
     def documents(self, name: str, block: "Block") -> list[dict]:
-        return mongo_docs.COLLECTIONS[name](block)
+        return mongo_docs.documents(name, self.collections[name], block)
 
     def keys(self, name: str, block: "Block", family: "KeyFamily") -> redis_keys.KeyBatch:
         return redis_keys.FAMILIES[name](block, family)
