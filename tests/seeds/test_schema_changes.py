@@ -96,3 +96,20 @@ api_keys = Table(
             "FROM api_keys k LEFT JOIN users u USING (user_id)").fetchone()
     assert orphans == 0 and scoped == counts["api_keys"] and addressed > 0
     assert revoked == 0 and future == 0          # a server default is left to the server; no date after now
+
+
+def test_a_required_field_added_to_a_collection_and_a_field_removed_are_followed(triad, pg_url, monkeypatch):
+    """Sovren's own generators write communications; the declaration moves under them (no code changed)."""
+    import json
+
+    path = triad / "mongo" / "communications.schema.json"
+    schema = json.loads(path.read_text())
+    schema["required"].append("channel")
+    schema["properties"]["channel"] = {"enum": ["email", "sms", "push"]}
+    schema["required"].remove("recipient")
+    del schema["properties"]["recipient"]
+    path.write_text(json.dumps(schema, indent=2))
+    moved(triad)
+    report = seed(load_settings(triad), "ci", validate_all=True)   # every document through the validator
+    assert report.validated["communications"] > 0
+

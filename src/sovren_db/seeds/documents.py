@@ -92,6 +92,27 @@ def linked_value(value: Any, schema: dict) -> Any:
     return value if value is None else str(value)
 
 
+def fit_to_schema(documents: list[dict], schema: dict, block: "Block", name: str) -> list[dict]:
+    """Sovren's hand-written documents, kept valid when the declaration moves: a required property the
+    generator does not write is drawn from its schema; with ``additionalProperties: false``, a property
+    the schema no longer declares is left out."""
+    properties = schema.get("properties", {})
+    required = [p for p in schema.get("required", []) if p in properties]
+    closed = schema.get("additionalProperties", True) is False
+    if not documents or (all(p in documents[0] for p in required) and not (closed and set(documents[0]) - set(
+            properties))):
+        return documents
+    out = []
+    for i, document in enumerate(documents):
+        values = Values(block.draws, f"mongo.{name}.{i}", block.plan)
+        document = {k: v for k, v in document.items() if k in properties} if closed else dict(document)
+        for field in required:
+            if field not in document:
+                document[field] = values.value(properties[field], "." + field)
+        out.append(document)
+    return out
+
+
 class Values:
     """Values of one document, drawn from its own stream (one per document and path)."""
 
