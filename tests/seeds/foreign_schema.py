@@ -251,3 +251,39 @@ reviews = { per = "accounts", mean = 1.5 }
 task_snapshots = { per = "tasks", share = 0.5 }
 project_notes = { per = "projects", mean = 2 }
 '''
+
+
+# Four key families (issue 16, part 4: Redis), keys per seeded Postgres rows.
+FAMILIES = '''
+[families.carts]
+pattern = "cart:{account_id}"
+type = "hash"
+ttl = { policy = "required", min = "1h", max = "7d", default = "1d" }
+max_elements = 16
+
+[families.task_locks]
+pattern = "lock:task:{taskId}"
+type = "string"
+ttl = { policy = "required", max = "5m", default = "30s" }
+max_bytes = 32
+
+[families.feeds]
+pattern = "feed:{tenant_id}:{page}"
+type = "zset"
+ttl = "none"
+
+[families.events]
+pattern = "{{shop}}:events"
+type = "stream"
+ttl = "none"
+hash_tag = "shop"
+max_elements = 100000
+'''
+
+REDIS_PROFILE = '''
+[redis]
+carts = { per = "accounts", share = 0.5 }
+task_locks = { per = "tasks", share = 0.3 }
+feeds = { per = "tenants", mean = 2 }
+events = { per = "projects", mean = 1 }
+'''

@@ -110,3 +110,35 @@ def test_documents_come_from_the_collections_validators_and_reference_seeded_row
     assert abs(len(reviews) / len(accounts) - 1.5) < 0.4
     assert {d["code"][0].isupper() for d in made["project_notes"]} == {True}
 
+
+
+def test_keys_come_from_the_families_and_exist_only_for_seeded_rows(shop, pg_url, redis_url, monkeypatch):
+    import redis
+
+    from .foreign_schema import FAMILIES, REDIS_PROFILE
+
+    shutil.rmtree(shop / "redis")
+    (shop / "redis").mkdir()
+    (shop / "redis" / "shop.toml").write_text(FAMILIES)
+    (shop / "seeds" / "shop.toml").write_text(PROFILE + REDIS_PROFILE)
+    monkeypatch.setenv("SOVREN_DB_STORES", "postgres,redis")
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    settings = load_settings(shop)
+    commands.revision(settings, "families", autogenerate=True)
+    commands.migrate(settings)
+    report = seed(settings, "shop")
+    counts = report.stores["redis"].counts
+    assert all(counts[n] > 0 for n in ("carts", "task_locks", "feeds", "events")), counts
+    client = redis.Redis.from_url(redis_url)
+    with psycopg.connect(pg_url) as conn:
+        accounts = {str(r[0]) for r in conn.execute("SELECT account_id FROM accounts")}
+        tasks = {str(r[0]) for r in conn.execute("SELECT task_id FROM tasks")}
+    carts = [k.decode().split(":")[1] for k in client.scan_iter(match="cart:*")]
+    locks = [k.decode().rsplit(":", 1)[1] for k in client.scan_iter(match="lock:task:*")]
+    assert carts and set(carts) <= accounts and locks and set(locks) <= tasks
+    assert all(0 < client.ttl(f"cart:{c}") <= 86400 and client.type(f"cart:{c}") == b"hash" for c in carts[:20])
+    assert client.xlen("{shop}:events") == counts["events"]
+    assert seed(settings, "shop").status == "already seeded"
+    again = seed(settings, "shop", reset=True)
+    assert again.stores["redis"].deleted["carts"] == counts["carts"]
+    assert again.stores["redis"].deleted["events"] == counts["events"]

@@ -46,6 +46,8 @@ def estimate(plan: Plan, stores: tuple[str, ...]) -> Estimate:
             items[entity.store] += round(plan.expected(name))
     if "mongo" in items:
         items["mongo"] += sum(round(plan.expected(name)) for name in plan.profile.documents)
+    if "redis" in items:
+        items["redis"] += sum(round(plan.expected(name)) for name in plan.profile.families)
     return Estimate(items)
 
 

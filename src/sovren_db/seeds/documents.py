@@ -38,21 +38,41 @@ def camel(column: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def owners_of(block: "Block", spec: "TableProfile", prefix: str) -> tuple[Any, list[int]]:
+    """(the parent table's rows in the block, the parent row of each record): ``spec``'s mean or share."""
+    parents = block.rows(spec.per)
+    counts = ([int(x) for x in block.draws.chance(prefix + ".share", parents.size, spec.amount)]
+              if spec.share else block.draws.counts(prefix + ".n", parents.size, spec.amount))
+    return parents, [p for p, k in enumerate(counts) for _ in range(k)]
+
+
+def key_columns(parents, names) -> dict[str, tuple[str, str, list[int]]]:
+    """Name -> (table, column, ancestor row of each parent row) for the names that are a key or foreign key
+    column of the parent chain, as written or in camelCase."""
+    chain = {parents.name: list(range(parents.size)), **parents.ancestry()}
+    found: dict[str, tuple[str, str, list[int]]] = {}
+    for table, rows in chain.items():
+        plan = parents.block.plan.graph.table(table)
+        keys = {c for ref in ((plan.parent,) if plan.parent else ()) + plan.references for c in ref.columns}
+        for column in plan.columns:
+            if column.kind in ("uuid", "serial") or column.name in keys:
+                for name in names:
+                    if name not in found and name in (column.name, camel(column.name)):
+                        found[name] = (table, column.name, rows)
+    return found
+
+
 class Documents:
     """The documents of one collection in one block."""
 
     def __init__(self, name: str, schema: dict, spec: "TableProfile", block: "Block"):
         self.name, self.schema, self.spec, self.block = name, schema, spec, block
         self.draws: Draws = block.draws
-        self.parents = block.rows(spec.per)
 
     def build(self) -> list[dict]:
-        parents = self.parents.size
         prefix = f"mongo.{self.name}"
-        counts = ([int(x) for x in self.draws.chance(prefix + ".share", parents, self.spec.amount)]
-                  if self.spec.share else self.draws.counts(prefix + ".n", parents, self.spec.amount))
-        owners = [p for p, k in enumerate(counts) for _ in range(k)]
-        linked = self._linked()
+        parents, owners = owners_of(self.block, self.spec, prefix)
+        linked = key_columns(parents, self.schema.get("properties", {}))
         raw = self.draws.bytes(prefix + "._id", 8 * len(owners))
         stamp = self.block.plan.clock.unix(self.block.plan.window[1] - 1).to_bytes(4, "big")
         documents = []
@@ -66,21 +86,6 @@ class Documents:
                 document = {"_id": ObjectId(stamp + raw[8 * i:8 * i + 8]), **document}
             documents.append(document)
         return documents
-
-    def _linked(self) -> dict[str, tuple[str, str, list[int]]]:
-        """Property -> (table, column, ancestor row of each parent row) for columns of the parent chain."""
-        properties = self.schema.get("properties", {})
-        chain = {self.parents.name: list(range(self.parents.size)), **self.parents.ancestry()}
-        found = {}
-        for table, rows in chain.items():
-            plan = self.block.plan.graph.table(table)
-            keys = {c for ref in ((plan.parent,) if plan.parent else ()) + plan.references for c in ref.columns}
-            for column in plan.columns:
-                field = camel(column.name)
-                if field in properties and field not in found and (column.kind in ("uuid", "serial")
-                                                                   or column.name in keys):
-                    found[field] = (table, column.name, rows)
-        return found
 
 
 def linked_value(value: Any, schema: dict) -> Any:

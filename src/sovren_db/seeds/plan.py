@@ -106,7 +106,7 @@ class Plan:
             return self.expected(table.parent.target) * table.amount
         if name == "users":
             return float(self.users)
-        generic = self.profile.documents.get(name)
+        generic = self.profile.documents.get(name) or self.profile.families.get(name)
         if generic is not None:
             return self.expected(generic.per) * generic.amount
         entity = ENTITIES.get(name)

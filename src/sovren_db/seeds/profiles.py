@@ -112,6 +112,7 @@ class Profile:
     fingerprint: str = ""
     tables: dict[str, TableProfile] = field(default_factory=dict)
     documents: dict[str, TableProfile] = field(default_factory=dict)   # collections generated from $jsonSchema
+    families: dict[str, TableProfile] = field(default_factory=dict)    # key families generated from their rules
     window: tuple[str, str] = DEFAULT_WINDOW
     locale: str | None = None
 
@@ -158,10 +159,12 @@ def parse_profile(name: str, path: Path, table: dict, *, fingerprint: str = "") 
                for entity, value in table.get(store, {}).items() if not isinstance(value, dict)}
     documents = {name: _documents(path, name, value) for name, value in table.get("mongo", {}).items()
                  if isinstance(value, dict)}
+    families = {name: _documents(path, name, value, "redis") for name, value in table.get("redis", {}).items()
+                if isinstance(value, dict)}
     users = (tables["users"].rows or int(tables["users"].number or 0)) if "users" in tables else 0
     return Profile(name=name, path=path, users=users, seed=seed, password=table.get("password", "sovren"),
                    description=table.get("description", ""), encryption_key=table.get("encryption_key"),
-                   amounts=amounts, fingerprint=fingerprint, tables=tables, documents=documents,
+                   amounts=amounts, fingerprint=fingerprint, tables=tables, documents=documents, families=families,
                    window=_window(path, table),
                    locale=table.get("locale"))
 
@@ -216,16 +219,17 @@ def _long_table(path: Path, where: str, value: dict) -> TableProfile:
                         columns={c: _column(path, f"{where}.columns.{c}", spec) for c, spec in columns.items()})
 
 
-def _documents(path: Path, name: str, value: dict) -> TableProfile:
-    """``[mongo] name = { per = "users", mean = 2 }``: documents from the collection's $jsonSchema."""
-    where = f"mongo.{name}"
+def _documents(path: Path, name: str, value: dict, store: str = "mongo") -> TableProfile:
+    """``[mongo] name = { per = "users", mean = 2 }``: documents from the collection's $jsonSchema (or
+    ``[redis]``: keys from the family's declaration)."""
+    where = f"{store}.{name}"
     _known_keys(path, where + ".", value, frozenset({"per", "mean", "share"}))
     if not isinstance(value.get("per"), str):
-        raise DeclarationError(path, where + ".per", "is required: the Postgres table each document belongs to")
+        raise DeclarationError(path, where + ".per", "is required: the Postgres table each record belongs to")
     if len({"mean", "share"} & set(value)) != 1:
-        raise DeclarationError(path, where, "takes one of mean and share (documents per parent row)")
+        raise DeclarationError(path, where, "takes one of mean and share (records per parent row)")
     share = "share" in value
-    amount = _amount(path, "mongo", name, value["share" if share else "mean"], SHARE if share else MEAN)
+    amount = _amount(path, store, name, value["share" if share else "mean"], SHARE if share else MEAN)
     return TableProfile(per=value["per"], amount=amount, share=share)
 
 

@@ -103,11 +103,7 @@ class Targets:
         from ..mongo.validate import validator_schema
         from .documents import seeded_filter
 
-        if name not in declared:
-            raise DeclarationError(profile.path, f"mongo.{name}", f"no collection {name!r} is declared in {folder.name}/")
-        if spec.per not in self.graph.names():
-            raise DeclarationError(profile.path, f"mongo.{name}.per", f"{spec.per!r} is not a Postgres table this "
-                                                                      "profile seeds")
+        self._check_generic(profile, "mongo", name, spec, declared, folder)
         schema = validator_schema(declared[name].validator) or {}
         try:
             self.document_keys[name] = seeded_filter(schema, spec, self.graph)
@@ -122,6 +118,19 @@ class Targets:
         declared = load_declarations(settings.redis_dir).families
         self.families = self._chosen(profile, "redis", redis_keys.FAMILIES, declared, settings.redis_dir)
         self.all_families = [declared[name] for name in redis_keys.FAMILIES if name in declared]
+        for name, spec in profile.families.items():
+            self._check_generic(profile, "redis", name, spec, declared, settings.redis_dir)
+            self.families[name] = declared[name]
+            self.all_families.append(declared[name])
+
+    def _check_generic(self, profile: "Profile", store: str, name: str, spec, declared: dict, folder) -> None:
+        from ..core.errors import DeclarationError
+
+        if name not in declared:
+            raise DeclarationError(profile.path, f"{store}.{name}", f"{name!r} is not declared in {folder.name}/")
+        if spec.per not in self.graph.names():
+            raise DeclarationError(profile.path, f"{store}.{name}.per", f"{spec.per!r} is not a Postgres table this "
+                                                                        "profile seeds")
 
     def _chosen(self, profile: "Profile", store: str, generators: dict, declared: dict, folder) -> dict:
         """The declarations of what the profile seeds, in generator order; a note for what is not declared."""
@@ -145,4 +154,4 @@ class Targets:
         return mongo_docs.documents(name, self.collections[name], block)
 
     def keys(self, name: str, block: "Block", family: "KeyFamily") -> redis_keys.KeyBatch:
-        return redis_keys.FAMILIES[name](block, family)
+        return redis_keys.keys_of(name, family, block)
