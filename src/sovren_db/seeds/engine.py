@@ -259,7 +259,8 @@ class Seeder:
             return delete_documents(self.backends["mongo"].db, self.targets.all_collections, self.targets.document_keys)
         from .redis_load import delete_seeded as delete_keys
 
-        return delete_keys(self.backends["redis"], self.targets.all_families)
+        return delete_keys(self.backends["redis"], self.targets.all_families,
+                           also=frozenset(f.name for f in self.targets.all_families))
 
     def _forget_stale_seed(self, todo: list[str], report: SeedReport) -> None:
         """Postgres is loaded afresh (it had no manifest): what an earlier seed (another run, anchor
