@@ -50,7 +50,7 @@ down:
 	$(BIN)/sovren-db down
 
 # Helpers the bench scripts import (not run on their own); every other bench/*.py must accept --smoke.
-BENCH_HELPERS := alembic_utils_cost big_schema plain_env smoke
+BENCH_HELPERS := alembic_utils_cost big_schema plain_env seed_legacy smoke
 BENCH_SCRIPTS := $(filter-out $(BENCH_HELPERS:%=bench/%.py),$(sort $(wildcard bench/*.py)))
 
 bench: setup

@@ -22,7 +22,12 @@ Redis, --keys keys (1,000,000 by default), `session:{user_id}` strings with TTL:
   redis-py  a raw redis-py pipeline (transaction=False, 10,000 a batch) of the
          same keys, generated beforehand.
 
-Targets: seed >= 0.5 x copy, seed >= 10 x faker, Redis seed >= 0.8 x redis-py.
+Generation, --rows users without a database: the users table's columns drawn from the
+declarations and encoded for binary COPY, against the hand-written generator they replaced
+(`bench/seed_legacy.py`, the same columns and encoders).
+
+Targets: seed >= 0.5 x copy, seed >= 10 x faker, Redis seed >= 0.8 x redis-py,
+generation from the declarations <= 1.3 x the hand-written one.
 With --repeat N every measurement is the best of N, each on fresh state (the
 machine may be shared: best-of-N removes most of the noise of other work).
 
@@ -50,6 +55,7 @@ from psycopg.types.json import Jsonb
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from seed_legacy import legacy_binary, legacy_users  # noqa: E402
 from smoke import parse_with_smoke  # noqa: E402
 
 from sovren_db import commands, services  # noqa: E402
@@ -58,12 +64,14 @@ from sovren_db.core.urls import with_database  # noqa: E402
 from sovren_db.redis.declared import load_declarations  # noqa: E402
 from sovren_db.seeds import redis_keys  # noqa: E402
 from sovren_db.seeds.engine import seed  # noqa: E402
+from sovren_db.postgres.declared import load_schema  # noqa: E402
+from sovren_db.seeds.declared import build_graph  # noqa: E402
 from sovren_db.seeds.plan import Plan  # noqa: E402
-from sovren_db.seeds.postgres_rows import TABLES  # noqa: E402
+from sovren_db.seeds.postgres_rows import TableRows  # noqa: E402
 from sovren_db.seeds.profiles import load_profile  # noqa: E402
 
-USERS = next(t for t in TABLES if t.table == "users")
-COLUMNS = ", ".join(USERS.names)
+COLUMNS = "user_id, username, password_hash, email, created_at, subscription_tier, shadow_board, last_login"
+USERS_ONLY = "[postgres]\nsubscriptions = 0\ntransactions = 0\npayments = 0\noperations = 0\n"
 TYPES = ["uuid", "varchar", "text", "varchar", "timestamp", "varchar", "jsonb", "timestamp"]
 TIERS = ("free", "pro", "business", "enterprise")
 PROJECT_FILES = ("pyproject.toml", "postgres", "mongo", "redis", "seeds", "migrations")
@@ -89,11 +97,10 @@ def write_project(dest: Path, rows: int, keys: int) -> Path:
         source = ROOT / name
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, dest / name)
     (dest / "seeds" / "bench_users.toml").write_text(
-        f'description = "bench: users only"\nusers = {rows}\nseed = 11\npassword = "bench"\n'
-        "[mongo]\nexecutives = 3.0   # ids in each user's shadow board (no documents: MongoDB is not a store here)\n")
+        f'description = "bench: users only"\nusers = {rows}\nseed = 11\npassword = "bench"\n' + USERS_ONLY)
     (dest / "seeds" / "bench_sessions.toml").write_text(
         f'description = "bench: one session per user"\nusers = {keys}\nseed = 12\npassword = "bench"\n'
-        "[redis]\nsession = 1.0\n")
+        + USERS_ONLY + "[redis]\nsession = 1.0\n")
     return dest
 
 
@@ -128,6 +135,41 @@ def make_templates(servers: Servers, root: Path) -> tuple[str, str]:
     return "bench_audited", "bench_plain"
 
 
+def declared_plan(root: Path, name: str) -> Plan:
+    profile = load_profile(root / "seeds", name)
+    schema = load_schema(root / "postgres")
+    graph = build_graph(schema, profile, {})
+    return Plan(profile, 1, profile.seed, dt.date.today().replace(day=1), graph=graph)
+
+
+# -- generation alone: from the declarations against the hand-written generator -------------------------
+def time_declared(plan: Plan) -> float:
+    users = TableRows.of(plan.graph.table("users"))
+    started = time.perf_counter()
+    for index in range(plan.block_count):
+        users.binary(plan.block(index))     # a fresh block: every column drawn again
+    return time.perf_counter() - started
+
+
+def time_legacy(plan: Plan) -> float:
+    started = time.perf_counter()
+    for block in plan.blocks():
+        legacy_binary(legacy_users(plan.seed, block.index, block.start, block.size, plan.profile.password, 3.0),
+                      plan.clock)
+    return time.perf_counter() - started
+
+
+def generation_round(root: Path, rows: int) -> None:
+    print(f"\n== Generation of {rows:,} users, encoded for binary COPY (no database)")
+    plan = declared_plan(root, "bench_users")
+    plan.block(0).rows("users").values("password_hash")   # the shared PBKDF2 hash, computed once for both sides
+    legacy_users(plan.seed, 0, 0, 1, plan.profile.password, 3.0)
+    legacy, declared = best(time_legacy, plan), best(time_declared, plan)
+    print(f"  hand-written generator (before issue 16)  {legacy:8.2f} s  {rows / legacy:>10,.0f} rows/s")
+    print(f"  from the declarations                      {declared:8.2f} s  {rows / declared:>10,.0f} rows/s")
+    print(f"  ratio declarations vs hand-written: {declared / legacy:.2f} x the time   (target <= 1.3)")
+
+
 # -- the three ways of loading users ---------------------------------------------------------------
 def time_seed(servers: Servers, root: Path, template: str, rows: int) -> float:
     url = clone(servers, template)
@@ -143,14 +185,14 @@ def time_seed(servers: Servers, root: Path, template: str, rows: int) -> float:
 
 def generated_rows(root: Path, rows: int) -> list[tuple]:
     """The seed's users as Python values, generated before any timing (what `rows already generated` means)."""
-    profile = load_profile(root / "seeds", "bench_users")
-    plan = Plan(profile, 1, profile.seed, dt.date.today().replace(day=1), 4)
+    plan = declared_plan(root, "bench_users")
+    users = TableRows.of(plan.graph.table("users"))
     out = []
     for block in plan.blocks():
-        for line in USERS.lines(block):
+        for line in users.lines(block):
             f = line.split("\t")
             out.append((uuid.UUID(f[0]), f[1], f[2], f[3], dt.datetime.fromisoformat(f[4]), f[5],
-                        Jsonb(json.loads(f[6])), None if f[7] == "\\N" else dt.datetime.fromisoformat(f[7])))
+                        None if f[6] == "\\N" else Jsonb(json.loads(f[6])), None if f[7] == "\\N" else dt.datetime.fromisoformat(f[7])))
     return out
 
 
@@ -262,8 +304,7 @@ def redis_round(servers: Servers, root: Path, keys: int) -> None:
     base = servers.redis.url.rsplit("/", 1)[0]
     seeded, validation = min(time_redis_seed(servers, root, base + "/0", keys) for _ in range(REPEAT))
     family = load_declarations(root / "redis").families["session"]
-    profile = load_profile(root / "seeds", "bench_sessions")
-    plan = Plan(profile, 1, profile.seed, dt.date.today().replace(day=1), 4)
+    plan = declared_plan(root, "bench_sessions")
     items = [(k, v, batch.ttl) for batch in (redis_keys.session(b, family) for b in plan.blocks())
              for k, v in zip(batch.keys, batch.values)]
     raw = best(time_redis_pipeline, base + "/1", items)
@@ -291,6 +332,7 @@ def main() -> None:
             postgres = services.start_postgres(base / "postgres")
             redis_server = services.start_redis(base / "redis")
             servers = Servers(postgres, redis_server, with_database(postgres.url, "postgres"))
+            generation_round(root, args.rows)
             audited, plain = make_templates(servers, root)
             started = time.perf_counter()
             generated = generated_rows(root, args.rows)

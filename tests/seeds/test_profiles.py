@@ -33,12 +33,24 @@ def test_fingerprint_follows_the_file_content(tmp_path):
 
 
 @pytest.mark.parametrize("text, where, problem", [
-    ("seed = 1\n", "users", "is required"),
+    ("seed = 1\n", "postgres", "names no table with rows"),
     ("users = 0\n", "users", "whole number"),
     ("users = 5\ncolour = 'red'\n", "colour", "unknown key"),
-    ("users = 5\n[postgres]\nwidgets = 1\n", "postgres.widgets", "nothing named 'widgets'"),
+    ("users = 5\n[postgres]\nwidgets = 'many'\n", "postgres.widgets", "must be rows of a root table"),
     ("users = 5\n[mongo]\nsubscriptions = 1\n", "mongo.subscriptions", "can be seeded in mongo"),
-    ("users = 5\n[postgres]\npayments = 1.5\n", "postgres.payments", "between 0 and 1"),
+    ("users = 5\n[postgres.payments]\nshare = 1.5\n", "postgres.payments.share", "between 0 and 1"),
+    ("users = 5\n[postgres.payments]\nshare = 0.5\nmean = 2\n", "postgres.payments", "one of rows, mean and share"),
+    ("users = 5\n[postgres.payments]\nper = 3\n", "postgres.payments.per", "name of the parent table"),
+    ("users = 5\n[postgres.payments]\ncolumns = { card_last4 = 4 }\n", "postgres.payments.columns.card_last4",
+     "must be a kind"),
+    ("users = 5\n[postgres.payments.columns]\ncard_last4 = { nulls = 2 }\n",
+     "postgres.payments.columns.card_last4.nulls", "between 0 and 1"),
+    ("users = 5\nwindow = { start = 'last year' }\n", "window.start", "must be now, an offset"),
+    ("users = 5\nwindow = { begin = '-1y' }\n", "window.begin", "unknown key"),
+    ("users = 5\n[postgres]\nusers = 6\n", "users", "is given twice"),
+    ("users = 5\n[mongo]\nreviews = { mean = 1 }\n", "mongo.reviews.per", "is required"),
+    ("users = 5\n[mongo]\nreviews = { per = 'users' }\n", "mongo.reviews", "one of mean and share"),
+    ("users = 5\n[mongo]\nreviews = { per = 'users', share = 2 }\n", "mongo.reviews.share", "between 0 and 1"),
     ("users = 5\n[redis]\nsession = -1\n", "redis.session", "0 or more"),
     ("users = 5\n[redis]\nsession = true\n", "redis.session", "0 or more"),
     ("users = 5\npostgres = 3\n", "postgres", "must be a table"),
@@ -66,7 +78,7 @@ def test_an_unknown_profile_lists_the_available_ones(tmp_path):
 
 def test_shares_are_only_the_entities_declared_as_shares():
     assert {n for n, e in ENTITIES.items() if e.kind == SHARE} == {
-        "payments", "scenario_simulations", "analytics_payloads", "session", "session_devices", "executive_cache",
+        "scenario_simulations", "analytics_payloads", "session", "session_devices", "executive_cache",
         "simulation_cache", "comms_status", "comms_dead"}
 
 
@@ -85,3 +97,24 @@ def test_an_encrypted_column_without_any_key_is_a_config_error(tmp_path, monkeyp
     monkeypatch.setenv("SOVREN_DB_ENCRYPTION_KEY", "k")
     assert [e.column for e in Targets.of(settings, load_profile(root / "seeds", "nokey")).encrypted["payments"]] \
         == ["provider_token"]
+
+
+@pytest.mark.parametrize("text, where, problem", [
+    ("users = 5\n[postgres]\nwidgets = 1\n", "postgres.widgets", "no table 'widgets' is declared"),
+    ("users = 5\n[postgres.users.columns]\nnickname = 'word'\n", "postgres.users.columns.nickname",
+     "table users declares no column 'nickname'"),
+    ("users = 5\n[postgres.payments]\nper = 'operations'\n", "postgres.payments.per",
+     "table payments has no foreign key to 'operations'"),
+    ("users = 5\n[postgres.users.columns]\nemail = 'telepathy'\n", "postgres.users.columns.email",
+     "unknown generator 'telepathy'"),
+    ("users = 5\n[postgres.operations]\nrows = 3\n", "postgres.operations.rows", "is a child of users"),
+])
+def test_a_profile_naming_what_the_schema_does_not_declare_names_the_file(tmp_path, text, where, problem):
+    from sovren_db.postgres.declared import load_schema
+    from sovren_db.seeds.declared import build_graph
+
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(DeclarationError) as caught:
+        build_graph(load_schema(REPO_SEEDS.parent / "postgres"), load_profile(tmp_path, "bad"), {})
+    assert caught.value.where == where and problem in caught.value.problem
+    assert str(tmp_path / "bad.toml") in str(caught.value)

@@ -54,7 +54,8 @@ def seeder(monkeypatch, events: list, found=None, mongo: bool = True, deleted: i
     monkeypatch.setattr(manifests, "read", lambda conn: found)
     run = object.__new__(Seeder)
     run.settings, run.runtime, run.conn, run.progress = None, None, Connection(), NoProgress()
-    run.targets = SimpleNamespace(all_collections=ALL_COLLECTIONS, names=lambda store: [], months=4)
+    run.targets = SimpleNamespace(all_collections=ALL_COLLECTIONS, names=lambda store: [], graph=None,
+                                  document_keys={})
     run.backends = {"mongo": SimpleNamespace(db=Deletions(events, deleted)) if mongo else None, "redis": None}
     run._anchor = lambda *args: ANCHOR
     run._validate = lambda plan, report: events.append("validate")
@@ -124,9 +125,10 @@ def test_reset_deletes_seeded_documents_of_every_declared_collection(monkeypatch
             pass
 
     run.conn = Conn()
-    run.targets.all_tables, run.targets.role, run.targets.all_families = [], "migrator", []
+    run.targets.graph = SimpleNamespace(names=lambda: [], declared=())
+    run.targets.role, run.targets.all_families = "migrator", []
     monkeypatch.setattr("sovren_db.seeds.engine.act_as", lambda conn, role: None)
-    monkeypatch.setattr("sovren_db.seeds.engine.delete_rows", lambda conn, tables, advance: {})
+    monkeypatch.setattr("sovren_db.seeds.engine.delete_rows", lambda conn, tables, graph, advance: {})
     monkeypatch.setattr(manifests, "forget", lambda conn: None)
     report = SeedReport("ci", 1, 1, "2026-05-01", "seeded")
     run._reset(report)

@@ -52,7 +52,11 @@ def test_seed_loads_postgres_and_redis_and_records_them(triad, pg_url, redis_url
         for table, rows in stores["postgres"].items():
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == rows > 0
         assert conn.execute("SELECT count(*) FROM payments WHERE raw_card_number IS NOT NULL").fetchone()[0] == 0
-        assert conn.execute("SELECT count(*) FROM operations_default").fetchone()[0] == 0
+        # the year up to now (the default window), never in the future: past months are in the default partition
+        future, oldest = conn.execute("SELECT count(*) FILTER (WHERE executed_at > now()), "
+                                      "min(executed_at) > now() - interval '13 months' FROM operations").fetchone()
+        assert future == 0 and oldest
+        assert conn.execute("SELECT count(*) FROM operations_default").fetchone()[0] == stores["postgres"]["operations"]
     keys = redis_snapshot(redis_url)
     assert sum(1 for k in keys if k.startswith(b"session:") and not k.startswith(b"session:devices:")) \
         == stores["redis"]["session"]
@@ -231,6 +235,7 @@ def test_a_generator_bug_is_reported_and_nothing_is_written(triad, pg_url, redis
             return documents
         monkeypatch.setitem(mongo_docs.COLLECTIONS, "executives", broken)
         expected = "mongo collection executives, record 4: (executiveId 5eed"
+        extra = () if mongo_available() else ("--validate-all",)
     else:
         def broken(block, family):
             batch = redis_keys.session_devices(block, family)
@@ -238,8 +243,9 @@ def test_a_generator_bug_is_reported_and_nothing_is_written(triad, pg_url, redis
             return batch
         monkeypatch.setitem(redis_keys.FAMILIES, "session_devices", broken)
         expected = "redis family session_devices, record 9: key 'session:5eed"
+        extra = ()
     before = redis_snapshot(redis_url)
-    result = run("seed", "--profile", "ci")
+    result = run("seed", "--profile", "ci", *extra)
     assert result.exit_code == 2
     line = only_line(result)
     assert line.startswith("error: Seed data rejected before anything was written: " + expected), line
@@ -249,7 +255,7 @@ def test_a_generator_bug_is_reported_and_nothing_is_written(triad, pg_url, redis
 
 
 def test_json_output_has_counts_per_store_and_no_progress(triad, pg_url):
-    report = json.loads(seeded("--format", "json").output)
+    report = json.loads(seeded("--format", "json", "--validate-all").output)
     assert report["status"] == "seeded" and report["exit_code"] == 0
     postgres = report["stores"]["postgres"]
     assert postgres["rows"] == sum(postgres["counts"].values()) == count(
@@ -258,6 +264,24 @@ def test_json_output_has_counts_per_store_and_no_progress(triad, pg_url):
                 "(SELECT count(*) FROM operations)")
     assert report["stores"]["redis"]["keys"] > 0
     assert report["anchor"].endswith("-01") and report["validated"]["executives"] > 0
+
+
+@pytest.mark.skipif(mongo_available(), reason="MongoDB is configured here")
+def test_an_unconfigured_store_is_neither_generated_nor_validated(triad, monkeypatch):
+    from sovren_db.seeds import prevalidate
+
+    built = []
+    original = prevalidate.DocumentCheck.__init__
+    monkeypatch.setattr(prevalidate.DocumentCheck, "__init__",
+                        lambda self, collections: built.append(dict(collections)) or original(self, collections))
+    report = json.loads(seeded("--format", "json").output)
+    assert not any(built), built   # no validator was built for any collection: none was generated
+    assert set(report["validated"]) == {"session", "session_devices", "executive_cache", "simulation_cache",
+                                        "analytics_cache", "comms_outbox", "comms_status", "comms_dead"}
+    assert any(note.startswith("mongo: not configured, so its seeded data was neither generated nor validated")
+               for note in report["notes"])
+    again = json.loads(seeded("--format", "json", "--validate-all", "--reset").output)
+    assert again["validated"]["executives"] > 0 and again["validated"]["communications"] > 0
 
 
 @pytest.mark.skipif(mongo_available(), reason="MongoDB is configured here")
@@ -285,16 +309,21 @@ def test_declared_encrypted_columns_are_encrypted_with_the_key_never_logged(tria
 
 def test_what_postgres_stored_is_exactly_the_generated_rows(triad, pg_url):
     """The loader sends binary COPY; the database must hold what the readable text form says."""
+    from sovren_db.core.config import load_settings
     from sovren_db.seeds.plan import Plan
-    from sovren_db.seeds.postgres_rows import JSONB, TABLES
+    from sovren_db.seeds.postgres_rows import JSONB
     from sovren_db.seeds.profiles import load_profile
+    from sovren_db.seeds.targets import Targets
 
     seeded()
     profile = load_profile(triad / "seeds", "ci")
+    targets = Targets.of(load_settings(triad), profile)
     with psycopg.connect(pg_url) as conn:
         anchor = conn.execute(f"SELECT anchor FROM {MANIFEST}").fetchone()[0]
-        plan = Plan(profile, 1, 1, anchor, 4)
-        for table in TABLES:
+        plan = Plan(profile, 1, 1, anchor, graph=targets.graph)
+        assert [t.table for t in targets.tables] == ["users", "operations", "subscriptions", "transactions",
+                                                     "payments"]
+        for table in targets.tables:
             expected = sorted([None if v == "\\N" else json.loads(v) if kind == JSONB else v
                                for v, (_, kind) in zip(line.split("\t"), table.columns)]
                               for block in plan.blocks() for line in table.lines(block))
@@ -357,3 +386,18 @@ def test_a_fresh_postgres_seed_first_removes_redis_keys_an_earlier_seed_left(tri
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{fresh_db}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("profile, where", [
+    ("users = 5\n[postgres.users.columns]\nnickname = 'word'\n", "postgres.users.columns.nickname"),
+    ("users = 5\n[postgres.users.columns]\nemail = 'nowhere.module:nothing'\n", "nowhere.module:nothing"),
+    ("users = 5\n[postgres.users.columns]\nemail = 'faker:no_such_provider'\n", "no_such_provider"),
+    ("users = 5\n[postgres]\napi_keys = 1\n", "postgres.api_keys"),
+])
+def test_a_profile_naming_what_is_not_there_is_one_sentence_and_nothing_written(triad, pg_url, profile, where):
+    (triad / "seeds" / "bad.toml").write_text(profile)
+    result = run("seed", "--profile", "bad")
+    assert result.exit_code == 2
+    line = only_line(result)
+    assert line.startswith("error: ") and "bad.toml" in line and where in line, line
+    assert count(pg_url, "SELECT count(*) FROM users") == 0 and not manifest_exists(pg_url)

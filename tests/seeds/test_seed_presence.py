@@ -10,6 +10,8 @@ from sovren_db import commands
 from sovren_db.core.config import load_settings
 from sovren_db.seeds.engine import seed
 from sovren_db.seeds.presence import missing_tables
+from sovren_db.seeds.profiles import load_profile
+from sovren_db.seeds.targets import Targets
 
 from .helpers import count, redis_snapshot
 
@@ -52,9 +54,10 @@ def test_redis_emptied_is_loaded_again_and_postgres_is_left_alone(triad, pg_url,
 def test_a_table_with_some_seeded_rows_left_is_still_seeded(triad, pg_url):
     settings = load_settings(triad)
     report = seed(settings, "ci")
+    graph = Targets.of(settings, load_profile(settings.seeds_dir, "ci")).graph
     with psycopg.connect(pg_url) as conn:
         conn.execute("SET ROLE sovren_migrator")
-        assert missing_tables(conn, report.stores["postgres"].counts) == []
+        assert missing_tables(conn, report.stores["postgres"].counts, graph) == []
         conn.execute("DELETE FROM payments")
-        assert missing_tables(conn, report.stores["postgres"].counts) == ["payments"]
+        assert missing_tables(conn, report.stores["postgres"].counts, graph) == ["payments"]
         conn.rollback()

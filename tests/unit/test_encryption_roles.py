@@ -39,7 +39,7 @@ MARKS = (Encrypted("vault", "note"), Encrypted("vault", "token", options=OPTIONS
 
 def seeding_side(schema: Schema, tables: tuple[str, ...] = ("vault", "other")) -> dict[str, postgres_load.Encryption]:
     """What the seeder encrypts: Targets' encryption of the loaded ``tables``."""
-    targets = Targets(tables=[SimpleNamespace(table=t) for t in tables], all_tables=[], role="r")
+    targets = Targets(tables=[SimpleNamespace(table=t) for t in tables], graph=None, role="r")
     targets._add_encryption(WHERE, schema, SimpleNamespace(encryption_key=KEY, path=Path("seeds/ci.toml")))
     return {e.mark.key: e for entries in targets.encrypted.values() for e in entries}
 

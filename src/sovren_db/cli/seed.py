@@ -84,10 +84,12 @@ def progress_bars(enabled: bool, items: dict[str, int] | None = None
               help="Seed of the generators (default: the profile's). Same profile, scale and seed: same data.")
 @click.option("--reset", is_flag=True, help="Delete previously seeded rows, documents and keys first.")
 @click.option("--allow-protected", is_flag=True, help="Allow seeding a protected environment.")
+@click.option("--validate-all", is_flag=True,
+              help="Also generate and validate the documents and keys of declared stores that are not configured.")
 @format_option
 @click.pass_obj
 def seed(state: AppState, profile: str, scale: float, seed_number: int | None, reset: bool, allow_protected: bool,
-         fmt: str) -> None:
+         validate_all: bool, fmt: str) -> None:
     """Seed PostgreSQL, MongoDB and Redis with one consistent, deterministic data set.
 
     Refused unless every configured store is at the head revision, and in a protected environment
@@ -102,7 +104,7 @@ def seed(state: AppState, profile: str, scale: float, seed_number: int | None, r
     items = estimate(Plan(chosen, scale, chosen.seed, dt.date.today()), settings.stores).items
     with progress_bars(users >= PROGRESS_FROM_USERS and (fmt == "text" or not sys.stderr.isatty()), items) as bars:
         report = run_seed(settings, profile, scale=scale, seed=seed_number, reset=reset,
-                          allow_protected=allow_protected, progress=bars)
+                          allow_protected=allow_protected, progress=bars, validate_all=validate_all)
     if fmt == "json":
         click.echo(json.dumps({**report.to_json(), "notes": report.notes, "exit_code": 0}, indent=2, sort_keys=True))
         return

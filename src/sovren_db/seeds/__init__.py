@@ -1,11 +1,15 @@
 """The seeding engine: deterministic data for the three stores, loaded fast and in lockstep.
 
-- ``profiles``: the profiles declared in ``seeds/*.toml`` (how many users, how
-  many of each thing per user);
+- ``profiles``: the profiles declared in ``seeds/*.toml`` (rows per root table,
+  children per parent, the time window, generators per column);
+- ``declared``, ``checks``, ``columns``, ``rows``, ``partitions``: the Postgres
+  tables read from the declared MetaData, every column generated from its type
+  and constraints, tables in foreign-key order with children per parent;
 - ``draws``, ``clock``, ``vocab``: deterministic random columns (SHAKE-256
   streams), timestamps anchored to a month, precomputed vocabularies;
-- ``plan`` and ``entities``: the data, generated in blocks of users so that
-  memory stays bounded and every block is independent;
+- ``plan`` and ``entities``: the data, generated in blocks of root rows so
+  that memory stays bounded and every block is independent (``entities``:
+  what Sovren's MongoDB and Redis generators draw, on the same id streams);
 - ``postgres_rows``, ``mongo_docs``, ``redis_keys``: that data in each store's
   form (COPY text, documents, key batches);
 - ``prevalidate``: every document against its ``$jsonSchema`` and every key

@@ -39,10 +39,15 @@ class Estimate:
 def estimate(plan: Plan, stores: tuple[str, ...]) -> Estimate:
     """Rows, documents and keys ``plan`` makes in ``stores`` (users are Postgres rows)."""
     items = dict.fromkeys(stores, 0)
-    items["postgres"] = items.get("postgres", 0) + plan.users
+    tables = plan.graph.names() if plan.graph else ["users"]
+    items["postgres"] = items.get("postgres", 0) + sum(round(plan.expected(name)) for name in tables)
     for name, entity in ENTITIES.items():
         if entity.store in items:
             items[entity.store] += round(plan.expected(name))
+    if "mongo" in items:
+        items["mongo"] += sum(round(plan.expected(name)) for name in plan.profile.documents)
+    if "redis" in items:
+        items["redis"] += sum(round(plan.expected(name)) for name in plan.profile.families)
     return Estimate(items)
 
 

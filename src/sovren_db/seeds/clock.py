@@ -12,10 +12,27 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import re
 from functools import lru_cache
 from typing import Sequence
 
 DAY = 86400
+_OFFSET = re.compile(r"([+-])(\d{1,4})([dmy])")
+
+
+def parse_moment(text: str) -> tuple[str, int] | dt.date | None:
+    """A window bound: ``now`` (the anchor), an offset from it (``-1y``, ``-90d``, ``+2m``) or a date."""
+    text = text.strip().lower()
+    if text == "now":
+        return ("d", 0)
+    found = _OFFSET.fullmatch(text)
+    if found:
+        sign, count, unit = found.groups()
+        return (unit, int(count) * (-1 if sign == "-" else 1))
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def add_months(day: dt.date, months: int) -> dt.date:
@@ -36,6 +53,16 @@ class Clock:
         self.origin = dt.datetime(anchor.year, anchor.month, anchor.day)
         self.epoch = calendar.timegm(anchor.timetuple())
         self._days: dict[int, str] = {}
+
+    def seconds_at(self, text: str) -> int:
+        """Seconds from the anchor to a window bound (:func:`parse_moment`)."""
+        moment = parse_moment(text)
+        if isinstance(moment, dt.date):
+            return (moment - self.anchor).days * DAY
+        unit, count = moment
+        if unit == "d":
+            return count * DAY
+        return (add_months(self.anchor, count * (12 if unit == "y" else 1)) - self.anchor).days * DAY
 
     def seconds_until(self, months: int) -> int:
         """Seconds from the anchor to the first day of the month ``months`` later."""

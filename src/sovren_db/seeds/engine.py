@@ -6,8 +6,9 @@ The order is what makes a seed safe to run anywhere and twice:
    configured store is at the head revision (:mod:`.lockstep`);
 2. read the manifest: the same seed already loaded in every configured store
    is a no-op; a different one needs ``--reset``;
-3. generate and validate every MongoDB document and Redis key (for declared
-   stores, configured or not: a generator bug is a bug on every machine);
+3. generate and validate every MongoDB document and Redis key of the
+   configured stores (with ``validate_all``, of every declared store: a
+   generator bug is a bug on every machine, and CI may check it without them);
 4. with ``--reset``, delete seeded rows, documents and keys (by their ids);
    without it, when Postgres holds no seed yet, delete MongoDB documents an
    earlier seed left (they would be kept, or doubled, beside the new ones);
@@ -31,6 +32,7 @@ from . import manifest as manifests
 from . import presence
 from .bounds import refuse_beyond_machine
 from .lockstep import check_lockstep, refuse_protected
+from .partitions import partition_ranges
 from .plan import Plan, normal_scale, seed_identity
 from .postgres_load import act_as, copy_tables, delete_seeded as delete_rows
 from .prevalidate import check_blocks
@@ -94,7 +96,7 @@ class SeedReport:
 
 @telemetry.traced("seed", "profile_name", "scale", "reset")
 def seed(settings: "Settings", profile_name: str, *, scale: float = 1, seed: int | None = None, reset: bool = False,
-         allow_protected: bool = False, progress: Progress | None = None) -> SeedReport:
+         allow_protected: bool = False, progress: Progress | None = None, validate_all: bool = False) -> SeedReport:
     """Seed every configured store with ``profile_name`` at ``scale``; see the module docstring."""
     started = time.perf_counter()
     refuse_protected(settings, allow_protected)
@@ -102,8 +104,10 @@ def seed(settings: "Settings", profile_name: str, *, scale: float = 1, seed: int
         raise ConfigError(f"--scale must be more than 0, not {scale}.")
     scale = normal_scale(scale)
     profile = for_region(load_profile(settings.seeds_dir, profile_name), settings.region)
-    refuse_beyond_machine(Plan(profile, scale, profile.seed, dt.date.today()), settings.stores, settings.root)
-    targets = Targets.of(settings, profile)
+    loaded = tuple(s for s in settings.stores if s == "postgres" or settings.configured(s))
+    targets = Targets.of(settings, profile, validate_all)
+    refuse_beyond_machine(Plan(profile, scale, profile.seed, dt.date.today(), graph=targets.graph), loaded,
+                          settings.root)
     runtime = Runtime(settings)
     engine, connection = connect(settings)
     raw = connection.connection.driver_connection
@@ -132,12 +136,16 @@ class Seeder:
     def __init__(self, settings: "Settings", runtime: Runtime, conn: "psycopg.Connection", targets: Targets,
                  progress: Progress):
         self.settings, self.runtime, self.conn, self.targets, self.progress = settings, runtime, conn, targets, progress
+        self.found = None
         self.backends = {store: runtime.backend(store) for store in runtime.stores}
 
     def run(self, profile: Profile, scale: int, seed: int, reset: bool) -> SeedReport:
-        found = manifests.read(self.conn)
+        found = self.found = manifests.read(self.conn)
         self.conn.rollback()
-        plan = Plan(profile, scale, seed, self._anchor(found, profile, scale, seed, reset), self.targets.months)
+        anchor = self._anchor(found, profile, scale, seed, reset)
+        plan = Plan(profile, scale, seed, anchor, graph=self.targets.graph)
+        if self.targets.graph is not None:
+            plan.partitions = partition_ranges(self.conn, self.targets.graph, anchor, plan.window)
         if found and not reset and found.identity() != plan.identity():
             raise Refused(f"Seeding refused: the database holds the seed of {found.describe()}; "
                           "pass --reset to replace it with this one.")
@@ -201,10 +209,10 @@ class Seeder:
         counts = found.stores[store]
         if store == "postgres":
             act_as(self.conn, self.targets.role)   # row security: seeded rows are every tenant's
-            missing = presence.missing_tables(self.conn, counts)
+            missing = presence.missing_tables(self.conn, counts, self.targets.graph)
             self.conn.rollback()
         elif store == "mongo":
-            missing = presence.missing_collections(self.backends["mongo"].db, counts)
+            missing = presence.missing_collections(self.backends["mongo"].db, counts, self.targets.document_keys)
         else:
             missing = presence.missing_families(self.backends["redis"], counts, self.targets.families)
         if missing:
@@ -231,11 +239,13 @@ class Seeder:
 
     def _delete_postgres_rows(self, report: SeedReport, forget: bool = False) -> None:
         conn = self.conn
-        tables = [t.table for t in self.targets.all_tables]
+        graph = self.targets.graph
+        named = set(graph.names()) | set((getattr(self, "found", None) or manifests.Manifest("", "", 1, 0, None)).stores.get("postgres", {}))
+        tables = [t for t in graph.declared if t.name in named]
         advance = self.progress.task("reset: deleting the seeded rows", len(tables))
         act_as(conn, self.targets.role)
         conn.execute("SET LOCAL statement_timeout = 0")
-        deleted = delete_rows(conn, tables, lambda rows: advance(1))
+        deleted = delete_rows(conn, tables, graph, lambda rows: advance(1))
         conn.execute("RESET ROLE")
         if forget:
             manifests.forget(conn)
@@ -247,10 +257,11 @@ class Seeder:
         if store == "mongo":
             from .mongo_load import delete_seeded as delete_documents
 
-            return delete_documents(self.backends["mongo"].db, self.targets.all_collections)
+            return delete_documents(self.backends["mongo"].db, self.targets.all_collections, self.targets.document_keys)
         from .redis_load import delete_seeded as delete_keys
 
-        return delete_keys(self.backends["redis"], self.targets.all_families)
+        return delete_keys(self.backends["redis"], self.targets.all_families,
+                           also=frozenset(f.name for f in self.targets.all_families))
 
     def _forget_stale_seed(self, todo: list[str], report: SeedReport) -> None:
         """Postgres is loaded afresh (it had no manifest): what an earlier seed (another run, anchor

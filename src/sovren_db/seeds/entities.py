@@ -42,25 +42,25 @@ class Block:
         self.start = start
         self.size = size
         self.draws = Draws(plan.seed, index, plan.profile.region)
+        self._tables: dict = {}
 
     def amount(self, entity: str) -> float:
+        if self.plan.graph is not None and entity in self.plan.seeded:
+            return self.plan.graph.table(entity).amount
         return self.plan.profile.amount(entity)
+
+    def rows(self, table: str):
+        """The declared table's rows in this block (:class:`.rows.TableBlock`)."""
+        found = self._tables.get(table)
+        if found is None:
+            from .rows import TableBlock
+
+            found = self._tables[table] = TableBlock(self, self.plan.graph.table(table))
+        return found
 
     @cached_property
     def users(self) -> "Users":
         return Users(self)
-
-    @cached_property
-    def subscriptions(self) -> "Subscriptions":
-        return Subscriptions(self)
-
-    @cached_property
-    def transactions(self) -> "Transactions":
-        return Transactions(self)
-
-    @cached_property
-    def payments(self) -> "Payments":
-        return Payments(self)
 
     @cached_property
     def operations(self) -> "Operations":
@@ -85,14 +85,6 @@ class Block:
     @cached_property
     def analytics(self) -> "Analytics":
         return Analytics(self)
-
-    @cached_property
-    def user_tier(self) -> list[str]:
-        """The tier of each user's latest subscription, or ``free``."""
-        subs = self.subscriptions
-        tier, status = subs.tier, subs.status
-        return [tier[start + k - 1] if k and status[start + k - 1] != "cancelled" else "free"
-                for start, k in zip(subs.offsets, subs.counts)]
 
 
 class Users:
@@ -192,110 +184,6 @@ class Children:
         return between([parent_times[p] for p in self.parent], end, self.unit(column))
 
 
-class Subscriptions(Children):
-    name = "subscriptions"
-
-    def _counts(self) -> list[int]:
-        return self._mean(self.block.size)
-
-    @cached_property
-    def tier(self) -> list[str]:
-        return self.pick("tier", vocab.TIERS)
-
-    @cached_property
-    def status(self) -> list[str]:
-        """A user's earlier subscriptions are cancelled; the latest has any status."""
-        parent, m = self.parent, self.size
-        latest = [i == m - 1 or parent[i + 1] != parent[i] for i in range(m)]
-        return [s if last else "cancelled" for s, last in zip(self.pick("status", vocab.SUBSCRIPTION_STATUSES), latest)]
-
-    @cached_property
-    def started(self) -> list[int]:
-        return self.since_parent("started", self.block.users.created)
-
-    @cached_property
-    def period_end(self) -> list[int | None]:
-        ends = [DAY + x for x in self.below("period_end", 30 * DAY)]
-        return [None if s == "cancelled" else e for s, e in zip(self.status, ends)]
-
-    @cached_property
-    def cancelled(self) -> list[int | None]:
-        at = between(self.started, 0, self.unit("cancelled"))
-        return [c if s == "cancelled" else None for s, c in zip(self.status, at)]
-
-
-class Transactions(Children):
-    name = "transactions"
-
-    def _counts(self) -> list[int]:
-        return self._mean(self.block.size)
-
-    @cached_property
-    def _charged(self) -> tuple[list[str | None], list[int]]:
-        """(subscription id, amount in cents): one of the user's subscriptions at its price, else a one-off."""
-        subs = self.block.subscriptions
-        subscription, amount = [], []
-        for p, x, one_off in zip(self.parent, self.d.u32("transactions.subscription", self.size),
-                                 self.below("one_off", 49500)):
-            mine = subs.of(p)
-            if mine:
-                chosen = mine[x % len(mine)]
-                subscription.append(subs.id[chosen])
-                amount.append(vocab.TIER_PRICE_CENTS[subs.tier[chosen]])
-            else:
-                subscription.append(None)
-                amount.append(500 + one_off)
-        return subscription, amount
-
-    @property
-    def subscription(self) -> list[str | None]:
-        return self._charged[0]
-
-    @property
-    def amount_cents(self) -> list[int]:
-        return self._charged[1]
-
-    @cached_property
-    def currency(self) -> list[str]:
-        region = self.block.users.region
-        return [vocab.CURRENCIES[region[p]][x % 10] for p, x in zip(self.parent, self.d.u32("transactions.currency",
-                                                                                               self.size))]
-
-    @cached_property
-    def status(self) -> list[str]:
-        return self.pick("status", vocab.TRANSACTION_STATUSES)
-
-    @cached_property
-    def created(self) -> list[int]:
-        return self.since_parent("created", self.block.users.created)
-
-
-class Payments(Children):
-    """One per paid (succeeded or refunded) transaction, for the profile's share of them."""
-
-    name = "payments"
-
-    def _counts(self) -> list[int]:
-        return self._share([s in vocab.PAID_STATUSES for s in self.block.transactions.status])
-
-    @cached_property
-    def provider(self) -> list[str]:
-        return self.pick("provider", vocab.PROVIDERS)
-
-    @cached_property
-    def token(self) -> list[str]:
-        return ["tok_" + t for t in self.d.tokens("payments.token", self.size, 18)]
-
-    @cached_property
-    def last4(self) -> list[str]:
-        return self.pick("last4", vocab.CARD_LAST4)
-
-    @cached_property
-    def created(self) -> list[int]:
-        created = self.block.transactions.created
-        return [created[p] + 1 + x for p, x in zip(self.parent, self.below("delay", 120))]
-
-
 class Operations(Children):
     name = "operations"
 
@@ -308,9 +196,12 @@ class Operations(Children):
 
     @cached_property
     def executed(self) -> list[int]:
-        """Spread over the partitions: from the anchor to ``plan.months`` months later."""
+        """The Postgres rows' ``executed_at`` where operations are seeded there, else in the profile's window."""
         plan = self.block.plan
-        return self.below("executed", plan.clock.seconds_until(plan.months))
+        if "operations" in plan.seeded and "executed_at" in {c.name for c in plan.graph.table("operations").columns}:
+            return self.block.rows("operations").values("executed_at")
+        low, high = plan.window
+        return [low + x for x in self.below("executed_at", max(1, high - low))]
 
     @cached_property
     def confidence_cents(self) -> list[int]:

@@ -75,6 +75,18 @@ def analytics_payloads(block: Block) -> Documents:
     return docs
 
 
+def documents(name: str, spec, block: Block) -> Documents:
+    """The documents of collection ``name`` in ``block``: Sovren's generator for it, else from its
+    ``$jsonSchema`` as the profile's ``[mongo] name = { per = ..., mean = ... }`` says (:mod:`.documents`)."""
+    from ..mongo.validate import validator_schema
+    from .documents import Documents as FromSchema, fit_to_schema
+
+    schema = validator_schema(spec.validator) or {}
+    if name in COLLECTIONS:
+        return fit_to_schema(COLLECTIONS[name](block), schema, block, name)
+    return FromSchema(name, schema, block.plan.profile.documents[name], block).build()
+
+
 # Collection -> documents of a block. The profile's [mongo] entries switch them on.
 COLLECTIONS: dict[str, Callable[[Block], Documents]] = {
     "executives": executives,

@@ -46,9 +46,15 @@ def insert_documents(db: Any, collection: str, documents: list[dict]) -> int:
     return inserted
 
 
-def delete_seeded(db: Any, collections: list[str]) -> dict[str, int]:
-    """Delete the documents of seeded users from each collection; returns how many per collection."""
+def seeded_documents(collection: str, filters: dict[str, dict] | None = None) -> dict:
+    """The filter of a collection's seeded documents: a seeded ``userId``, unless ``filters`` says."""
+    return (filters or {}).get(collection, {"userId": SEEDED_USER_ID})
+
+
+def delete_seeded(db: Any, collections: list[str], filters: dict[str, dict] | None = None) -> dict[str, int]:
+    """Delete the documents of seeded users (or of the seeded rows ``filters`` names per collection) from
+    each collection; returns how many per collection."""
     try:
-        return {name: db[name].delete_many({"userId": SEEDED_USER_ID}).deleted_count for name in collections}
+        return {name: db[name].delete_many(seeded_documents(name, filters)).deleted_count for name in collections}
     except PyMongoError as exc:
         raise SeedFailed(f"MongoDB failed while deleting seeded documents: {exc}.") from None

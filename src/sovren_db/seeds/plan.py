@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from .clock import Clock
 from .entities import Block
 from .profiles import ENTITIES, Profile
+
+if TYPE_CHECKING:
+    from .declared import TableGraph
 
 BLOCK_USERS = 8192
 
@@ -28,7 +31,11 @@ def normal_scale(scale: float) -> int | float:
 
 def scaled_users(profile: Profile, scale: float) -> int:
     """The users a profile makes at ``scale`` (fractions allowed, at least one user)."""
-    return max(1, round(profile.users * scale))
+    return scaled(profile.users, scale)
+
+
+def scaled(rows: int, scale: float) -> int:
+    return max(1, round(rows * scale)) if rows else 0
 
 
 def seed_identity(profile: Profile, scale: float, seed: int) -> dict:
@@ -42,23 +49,49 @@ class Plan:
     scale: int | float
     seed: int
     anchor: dt.date
-    months: int = 1                  # operation partitions: this month and the following ones
+    months: int = 1                  # kept for callers; partitions are read from the catalog (``partitions``)
+    graph: "TableGraph | None" = None
+    partitions: dict[str, tuple[int, int] | None] = field(default_factory=dict)   # table -> key range, seconds
     clock: Clock = field(init=False, repr=False)
+    block_rows: int = field(init=False, default=BLOCK_USERS)
 
     def __post_init__(self) -> None:
         self.clock = Clock(self.anchor)
+        self.window = (self.clock.seconds_at(self.profile.window[0]), self.clock.seconds_at(self.profile.window[1]))
+        self.seeded = frozenset(self.graph.names()) if self.graph else frozenset()
+        self._first: Block | None = None
 
     @property
     def users(self) -> int:
-        return scaled_users(self.profile, self.scale)
+        return self.rows_of("users") if "users" in self.seeded else scaled_users(self.profile, self.scale)
+
+    def rows_of(self, table: str) -> int:
+        """A root table's rows at this scale."""
+        plan = self.graph.table(table)
+        return scaled(plan.rows, self.scale)
 
     @property
     def block_count(self) -> int:
-        return -(-self.users // BLOCK_USERS)
+        roots = [self.rows_of(t.name) for t in self.graph.tables if t.parent is None] if self.graph else []
+        return -(-max([self.users, *roots]) // BLOCK_USERS)
 
     def block(self, index: int) -> Block:
+        if index == 0 and self._first is not None:
+            return self._first
         start = index * BLOCK_USERS
-        return Block(self, index, start, min(BLOCK_USERS, self.users - start))
+        block = Block(self, index, start, max(0, min(BLOCK_USERS, self.users - start)))
+        if index == 0:
+            self._first = block   # small lookup tables live in block 0: kept for every block's references
+        return block
+
+    def window_of(self, table: str, column: str) -> tuple[int, int]:
+        """Seconds from the anchor that a time column's values fall in: the profile's window, within the
+        partitions that exist when the column is its table's partition key (and no default partition)."""
+        low, high = self.window
+        if self.graph and self.graph.partition_keys.get(table) == column and self.partitions.get(table):
+            first, last = self.partitions[table]
+            low, high = max(low, first), min(high, last)
+        return low, max(low + 1, high)
 
     def blocks(self) -> Iterator[Block]:
         for index in range(self.block_count):
@@ -66,10 +99,18 @@ class Plan:
 
     def expected(self, name: str) -> float:
         """About how many ``name`` the plan makes (the profile's amounts along the parent chain)."""
+        if self.graph and name in self.seeded:
+            table = self.graph.table(name)
+            if table.parent is None:
+                return float(self.rows_of(name))
+            return self.expected(table.parent.target) * table.amount
         if name == "users":
             return float(self.users)
-        entity = ENTITIES[name]
-        return self.expected(entity.parent) * self.profile.amount(name)
+        generic = self.profile.documents.get(name) or self.profile.families.get(name)
+        if generic is not None:
+            return self.expected(generic.per) * generic.amount
+        entity = ENTITIES.get(name)
+        return self.expected(entity.parent) * self.profile.amount(name) if entity else 0.0
 
     def identity(self) -> dict:
         return seed_identity(self.profile, self.scale, self.seed)

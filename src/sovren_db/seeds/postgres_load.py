@@ -30,15 +30,39 @@ from ..postgres import roles
 from ..postgres.encryption import encrypt_sql
 from ..postgres.state import Encrypted
 from .draws import SEEDED_HIGH, SEEDED_LOW
-from .postgres_rows import BINARY_SIGNATURE, BINARY_TRAILER, RESET_ORDER, TableRows
+from .postgres_rows import BINARY_SIGNATURE, BINARY_TRAILER, TableRows
 from .prevalidate import SeedFailed
+from .rows import serial_range
 
 if TYPE_CHECKING:
+    from .declared import TableGraph, TablePlan
     from .plan import Plan
 
 Advance = Callable[[int], None]
 ENCRYPTION_KEY_VAR = "SOVREN_DB_ENCRYPTION_KEY"
-SEEDED_USER = "user_id BETWEEN %s::uuid AND %s::uuid AND substr(user_id::text, 15, 1) = '8'"
+SEEDED_UUID = "{0} BETWEEN %s::uuid AND %s::uuid AND substr({0}::text, 15, 1) = '8'"
+
+
+def seeded_condition(table: "TablePlan", graph: "TableGraph") -> tuple[sql.Composable, list] | None:
+    """SQL selecting the table's seeded rows by its marker column (a seeded uuid or integer key, or a
+    foreign key to a seeded one), with its parameters; None when the table has no such column."""
+    if table.marker is None:
+        return None
+    column, kind = table.marker
+    owner = table
+    if kind == "reference":
+        ref = next(r for r in ((table.parent,) if table.parent else ()) + table.references if r.columns[0] == column)
+        owner = next(t for t in graph.declared if t.name == ref.target)
+        if owner.marker is None or owner.marker[1] == "reference" or owner.marker[0] != ref.target_columns[0]:
+            return None
+        kind = owner.marker[1]
+        source = owner.column(ref.target_columns[0])
+    else:
+        source = owner.column(column)
+    name = sql.Identifier(column)
+    if kind == "uuid":
+        return sql.SQL(SEEDED_UUID).format(name), [SEEDED_LOW, SEEDED_HIGH]
+    return sql.SQL("{} BETWEEN %s AND %s").format(name), list(serial_range(source.encoding))
 
 
 def act_as(conn: psycopg.Connection, role: str) -> None:
@@ -75,14 +99,15 @@ def copy_tables(conn: psycopg.Connection, plan: "Plan", tables: Iterable[TableRo
     counts = {}
     with conn.cursor() as cursor:
         for table in tables:
-            staged = (encrypted or {}).get(table.table)
+            columns = (encrypted or {}).get(table.table, [])
+            staged = bool(columns) or table.keyless
             try:
                 if staged:
                     _stage(cursor, table)
                 counts[table.table] = _copy_blocks(cursor, plan, table, f"seed_{table.table}" if staged else None,
                                                    advance)
                 if staged:
-                    _insert_encrypted(cursor, table, staged)
+                    _insert_encrypted(cursor, table, columns)
             except psycopg.Error as exc:
                 raise SeedFailed(f"Postgres refused the seeded rows of {table.table} and nothing was kept: "
                                  f"{_reason(exc, conn)}") from None
@@ -92,14 +117,16 @@ def copy_tables(conn: psycopg.Connection, plan: "Plan", tables: Iterable[TableRo
 def _copy_blocks(cursor: psycopg.Cursor, plan: "Plan", table: TableRows, into: str | None, advance: Advance) -> int:
     rows = 0
     with cursor.copy(table.copy_sql(into), writer=QueuedLibpqWriter(cursor)) as copy:
-        copy.write(BINARY_SIGNATURE)
+        if table.in_binary:
+            copy.write(BINARY_SIGNATURE)
         for block in plan.blocks():
-            data, count = table.binary(block)
+            data, count = table.data(block)
             if count:
                 copy.write(data)
                 rows += count
             advance(count)
-        copy.write(BINARY_TRAILER)
+        if table.in_binary:
+            copy.write(BINARY_TRAILER)
     return rows
 
 
@@ -109,28 +136,34 @@ def _stage(cursor: psycopg.Cursor, table: TableRows) -> None:
 
 
 def _insert_encrypted(cursor: psycopg.Cursor, table: TableRows, columns: list[Encryption]) -> None:
+    """Insert the staged rows, encrypting ``columns``. A table whose seeded rows cannot be told apart
+    (a text key, no seeded id: --reset cannot find them) keeps the rows already there: the seed is
+    deterministic, so a row with the same key is the same row."""
     by_column = {e.column: e.expression() for e in columns}
     values = [by_column.get(c, sql.Identifier(c)) for c in table.names]
     staged = sql.Identifier(f"seed_{table.table}")
-    cursor.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+    cursor.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}" + (" ON CONFLICT DO NOTHING" if table.keyless
+                                                                       else "")).format(
         sql.Identifier(table.table), sql.SQL(", ").join(map(sql.Identifier, table.names)),
         sql.SQL(", ").join(values), staged), {k: v for e in columns for k, v in e.parameters().items()})
     cursor.execute(sql.SQL("DROP TABLE {}").format(staged))
 
 
-def delete_seeded(conn: psycopg.Connection, tables: Iterable[str], advance: Advance = lambda n: None) -> dict[str, int]:
-    """Delete the rows of seeded users (version 8 ids starting 5eed), children first; returns rows per table."""
-    wanted = set(tables)
+def delete_seeded(conn: psycopg.Connection, tables: Iterable["TablePlan"], graph: "TableGraph",
+                  advance: Advance = lambda n: None) -> dict[str, int]:
+    """Delete the seeded rows of ``tables`` (children first: the graph's declared order); rows per table."""
     deleted = {}
-    for table in RESET_ORDER:
-        if table not in wanted:
+    for table in tables:
+        condition = seeded_condition(table, graph)
+        if condition is None:
             continue
+        where, params = condition
         try:
-            cursor = conn.execute(sql.SQL("DELETE FROM {} WHERE " + SEEDED_USER).format(sql.Identifier(table)),
-                                  (SEEDED_LOW, SEEDED_HIGH))
+            cursor = conn.execute(sql.SQL("DELETE FROM {} WHERE ").format(sql.Identifier(table.name)) + where, params)
         except psycopg.Error as exc:
-            raise SeedFailed(f"Postgres refused to delete the seeded rows of {table}: {_reason(exc, conn)}") from None
-        deleted[table] = cursor.rowcount
+            raise SeedFailed(f"Postgres refused to delete the seeded rows of {table.name}: "
+                             f"{_reason(exc, conn)}") from None
+        deleted[table.name] = cursor.rowcount
         advance(cursor.rowcount)
     return deleted
 

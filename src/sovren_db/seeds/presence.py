@@ -25,36 +25,41 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from ..redis.patterns import KeyMatcher
-from .draws import SEEDED_HIGH, SEEDED_LOW
-from .postgres_load import SEEDED_USER
+from .postgres_load import seeded_condition
 from .redis_keys import is_seeded_value
 
 if TYPE_CHECKING:
     import psycopg
 
     from ..redis.backend import RedisBackend
+    from .declared import TableGraph
     from ..redis.state import KeyFamily
 
 SCAN_PAGE = 1000
 
 
-def missing_tables(conn: "psycopg.Connection", counts: dict[str, int]) -> list[str]:
-    """Tables the manifest counts rows for that hold no seeded row (one query)."""
-    tables = [table for table, count in counts.items() if count]
-    if not tables:
-        return []
-    probes = sql.SQL(" UNION ALL ").join(
-        sql.SQL("SELECT {} WHERE NOT EXISTS (SELECT 1 FROM {} WHERE " + SEEDED_USER + ")").format(
-            sql.Literal(table), sql.Identifier(table)) for table in tables)
-    params = [bound for _ in tables for bound in (SEEDED_LOW, SEEDED_HIGH)]
-    return [row[0] for row in conn.execute(probes, params).fetchall()]
+def missing_tables(conn: "psycopg.Connection", counts: dict[str, int], graph: "TableGraph") -> list[str]:
+    """Tables the manifest counts rows for that hold no seeded row (one query); a table no longer
+    declared counts as missing."""
+    declared = {t.name: t for t in graph.declared}
+    gone = [table for table, count in counts.items() if count and table not in declared]
+    probes, params = [], []
+    for table, count in counts.items():
+        condition = seeded_condition(declared[table], graph) if count and table in declared else None
+        if condition is not None:
+            probes.append(sql.SQL("SELECT {} WHERE NOT EXISTS (SELECT 1 FROM {} WHERE ").format(
+                sql.Literal(table), sql.Identifier(table)) + condition[0] + sql.SQL(")"))
+            params += condition[1]
+    if not probes:
+        return gone
+    return gone + [row[0] for row in conn.execute(sql.SQL(" UNION ALL ").join(probes), params).fetchall()]
 
 
-def missing_collections(db: Any, counts: dict[str, int]) -> list[str]:
-    from .mongo_load import SEEDED_USER_ID
+def missing_collections(db: Any, counts: dict[str, int], filters: dict[str, dict] | None = None) -> list[str]:
+    from .mongo_load import seeded_documents
 
     return [name for name, count in counts.items()
-            if count and db[name].find_one({"userId": SEEDED_USER_ID}, {"_id": 1}) is None]
+            if count and db[name].find_one(seeded_documents(name, filters), {"_id": 1}) is None]
 
 
 def missing_families(backend: "RedisBackend", counts: dict[str, int], families: dict[str, "KeyFamily"]) -> list[str]:

@@ -169,9 +169,9 @@ def _check_part(plan: "Plan", index: int, collections: Mapping[str, CollectionSp
     documents, keys = DocumentCheck(collections), KeyCheck(families)
     try:
         for name in collections:
-            documents.check(name, mongo_docs.COLLECTIONS[name](block))
+            documents.check(name, mongo_docs.documents(name, collections[name], block))
         for name, family in families.items():
-            keys.check(redis_keys.FAMILIES[name](block, family))
+            keys.check(redis_keys.keys_of(name, family, block))
     except SeedRejected as rejected:
         return documents.seen + keys.seen, keys.stream_entries, (rejected.store, rejected.where, rejected.index,
                                                                  rejected.reason, rejected.name)

@@ -63,7 +63,12 @@ def key_maker(family: KeyFamily) -> Callable[[str], bytes]:
 
 
 def is_seeded_value(value: bytes) -> bool:
+    """A seeded uuid, a seeded token (``5eed`` and 60 hex digits) or a seeded integer key (0x5eed in its
+    top 16 bits, see :mod:`.rows`)."""
     text = value.decode("ascii", "replace")
+    if text.isdigit() and len(text) < 20:
+        number = int(text)
+        return any(0x5EED <= number >> shift < 0x8000 for shift in (16, 48))   # int4 and int8 keys
     return SEEDED_UUID.fullmatch(text) is not None or SEEDED_HASH.fullmatch(text) is not None
 
 
@@ -152,6 +157,16 @@ def comms_dead(block: Block, family: KeyFamily) -> KeyBatch:
                 "reason": reason, "failedAt": iso(sent.at[i])}
                for i, ok, reason in zip(failed, shares, reasons) if ok]
     return KeyBatch(family, "stream", [family.parsed.render({})] * len(entries), entries, seed_ttl(family))
+
+
+def keys_of(name: str, family: KeyFamily, block: Block) -> KeyBatch:
+    """The keys of family ``name`` in ``block``: Sovren's generator for it, else from the family's
+    declaration as the profile's ``[redis] name = { per = ..., share = ... }`` says (:mod:`.families`)."""
+    if name in FAMILIES:
+        return FAMILIES[name](block, family)
+    from .families import family_keys
+
+    return family_keys(name, family, block.plan.profile.families[name], block)
 
 
 # Family -> keys of a block. The profile's [redis] entries switch them on.

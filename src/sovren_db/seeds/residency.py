@@ -16,9 +16,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..core.errors import ConfigError
-from .vocab import REGIONS
+from .vocab import CURRENCIES, REGIONS
 
 if TYPE_CHECKING:
+    from .declared import ColumnPlan
     from .profiles import Profile
 
 
@@ -35,3 +36,13 @@ def for_region(profile: "Profile", region: str | None) -> "Profile":
     if region is None:
         return profile
     return replace(profile, region=region, fingerprint=f"{profile.fingerprint}/region={region}")
+
+
+def in_region(plan: "ColumnPlan", region: str | None) -> "ColumnPlan":
+    """A currency column as ``region`` keeps its money: the profile's values that are the region's currencies
+    (their weights kept), or the region's own when the profile names none of them."""
+    if region is None or region not in CURRENCIES:
+        return plan
+    local = CURRENCIES[region]
+    kept = tuple(v for v in (plan.choices or ()) if v in local)
+    return replace(plan, kind="choice", choices=kept or local)

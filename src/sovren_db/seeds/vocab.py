@@ -124,3 +124,15 @@ MESSAGES = (
 )
 DEAD_LETTER_REASONS = ("mailbox unavailable", "recipient rejected", "rate limited by provider", "timeout")
 DEVICE_KINDS = ("web", "ios", "android", "desktop")
+
+# Generic words for columns the seed knows nothing about (labels, codes, tags).
+WORDS = (
+    "alpha", "amber", "anchor", "apex", "atlas", "aurora", "beacon", "birch", "bolt", "cedar", "cobalt", "comet",
+    "coral", "delta", "ember", "falcon", "fern", "flint", "gamma", "garnet", "harbor", "helix", "indigo", "iris",
+    "jade", "juniper", "kestrel", "lagoon", "lumen", "maple", "meadow", "nimbus", "nova", "onyx", "opal", "orbit",
+    "pebble", "prism", "quartz", "quill", "raven", "ridge", "sable", "sierra", "spruce", "summit", "tundra",
+    "umber", "vertex", "willow", "zenith", "zephyr",
+)
+COMPANY_KINDS = ("Ltd", "GmbH", "Inc", "SA", "AB", "Labs", "Partners", "Group")
+CURRENCY_CODES = ("EUR",) * 5 + ("USD",) * 5 + ("GBP",) * 2 + ("CHF", "SEK", "CAD", "JPY")
+COUNTRIES = ("DE", "FR", "ES", "IT", "NL", "SE", "PL", "US", "CA", "GB", "CH", "JP", "BR", "IN")

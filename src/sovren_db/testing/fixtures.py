@@ -7,7 +7,10 @@ MongoDB is only ever a real ``mongod``: without ``MONGO_URL`` or a ``mongod``
 binary the tests that need it are skipped, saying so.
 
 Each test gets its own Postgres database (``pg_url``), a flushed Redis
-database (``redis_url``) and its own Mongo database (``mongo_url``).
+database (``redis_url``) and its own Mongo database (``mongo_url``). These
+short names are sovren-db's own test harness (``tests/conftest.py`` loads
+this module); the pytest plugin users get registers only ``sovren_db_*``
+fixtures and ``sovren_triad``, built on :func:`postgres_server` and its kin.
 """
 
 from __future__ import annotations
@@ -42,12 +45,34 @@ def _started(server):
         shutil.rmtree(data.parent, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres_server_url(sovren_servers_dir: Path):
+def postgres_server(folder: Path):
+    """``POSTGRES_URL``, else a throwaway server under ``folder`` for as long as the generator runs."""
     if os.environ.get("POSTGRES_URL"):
         yield os.environ["POSTGRES_URL"]
         return
-    yield from _started(services.start_postgres(sovren_servers_dir / "postgres"))
+    yield from _started(services.start_postgres(folder / "postgres"))
+
+
+def redis_server(folder: Path):
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    yield from _started(services.start_redis(folder / "redis"))
+
+
+def mongo_server(folder: Path):
+    """``MONGO_URL``, else a mongod under ``folder``; a skip saying why where neither exists."""
+    if os.environ.get("MONGO_URL"):
+        yield os.environ["MONGO_URL"]
+        return
+    if not shutil.which("mongod"):
+        pytest.skip(NO_MONGO)
+    yield from _started(services.start_mongod(folder / "mongo"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(sovren_servers_dir: Path):
+    yield from postgres_server(sovren_servers_dir)
 
 
 @pytest.fixture
@@ -69,10 +94,7 @@ def fresh_database(server_url: str):
 
 @pytest.fixture(scope="session")
 def redis_server_url(sovren_servers_dir: Path):
-    if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
-        return
-    yield from _started(services.start_redis(sovren_servers_dir / "redis"))
+    yield from redis_server(sovren_servers_dir)
 
 
 @pytest.fixture
@@ -96,12 +118,7 @@ def redis_cluster(sovren_servers_dir: Path):
 
 @pytest.fixture(scope="session")
 def mongo_server_url(sovren_servers_dir: Path):
-    if os.environ.get("MONGO_URL"):
-        yield os.environ["MONGO_URL"]
-        return
-    if not shutil.which("mongod"):
-        pytest.skip(NO_MONGO)
-    yield from _started(services.start_mongod(sovren_servers_dir / "mongo"))
+    yield from mongo_server(sovren_servers_dir)
 
 
 @pytest.fixture

@@ -14,11 +14,19 @@ Each test asking for ``sovren_triad`` then gets:
   seeded options (validator, level, action...), indexes and documents, views
   from their definitions; collections a test created are gone.
 
-Servers come from ``sovren_db.testing.fixtures``: ``POSTGRES_URL``,
-``REDIS_URL`` and ``MONGO_URL`` when set (the Redis database there is flushed
-between tests), otherwise throwaway servers started for the session. A store
-the project declares but that cannot be had here (MongoDB without a mongod) is
-left out, as ``sovren-db`` does in development.
+Servers: ``POSTGRES_URL``, ``REDIS_URL`` and ``MONGO_URL`` when set (the Redis
+database there is flushed between tests), otherwise throwaway servers started
+for the session (fixtures ``sovren_db_postgres_url``, ``sovren_db_redis_url``,
+``sovren_db_mongo_url``: every name the plugin registers starts with
+``sovren``, so it never shadows a project's own ``pg_url`` or ``redis_url``).
+A store the project declares but that cannot be had here (MongoDB without a
+mongod) is left out, as ``sovren-db`` does in development.
+
+Options (ini, or the command line): ``sovren_db_profile`` / ``--sovren-db-profile``,
+``sovren_db_scale``, ``sovren_db_seed``, ``sovren_db_root`` / ``--sovren-db-root``
+(where pyproject.toml is), and ``sovren_db_seeding = false`` /
+``--sovren-db-no-seed``: the triad migrated to head, nothing seeded
+(``Triad.seed`` is None). Nothing assumes a table of Sovren's.
 
 This module is imported by every pytest run where sovren-db is installed: it
 imports nothing heavy until a fixture runs.
@@ -37,19 +45,34 @@ if TYPE_CHECKING:
     from ..core.config import Settings
     from ..seeds.engine import SeedReport
 
-pytest_plugins = ["sovren_db.testing.fixtures"]
-
 INI_OPTIONS = {
     "sovren_db_profile": ("seed profile of the session's triad (a file in seeds/)", "ci"),
     "sovren_db_scale": ("--scale of that seed", "1"),
     "sovren_db_seed": ("--seed of that seed (default: the profile's)", ""),
     "sovren_db_root": ("project root holding pyproject.toml (default: found from the rootdir)", ""),
+    "sovren_db_seeding": ("false: migrate the triad to head and seed nothing", "true"),
 }
+COMMAND_LINE = ("sovren_db_profile", "sovren_db_root")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sovren-db")
     for name, (help_text, default) in INI_OPTIONS.items():
         parser.addini(name, help_text, default=default)
+        if name in COMMAND_LINE:
+            group.addoption("--" + name.replace("_", "-"), dest=name, default=None, help=help_text)
+    group.addoption("--sovren-db-no-seed", action="store_true", dest="sovren_db_no_seed",
+                    help="migrate the triad to head and seed nothing (as sovren_db_seeding = false)")
+
+
+def _option(config: pytest.Config, name: str) -> str:
+    given = config.getoption(name, default=None) if name in COMMAND_LINE else None
+    return given if given is not None else config.getini(name)
+
+
+def _seeding(config: pytest.Config) -> bool:
+    return not config.getoption("sovren_db_no_seed", default=False) and \
+        str(config.getini("sovren_db_seeding")).strip().lower() not in ("false", "0", "no", "off")
 
 
 @dataclass
@@ -57,7 +80,7 @@ class Triad:
     """The servers of one test, at head and seeded; ``settings`` point at them."""
 
     settings: "Settings"
-    seed: "SeedReport"
+    seed: "SeedReport | None"          # None without seeding (--sovren-db-no-seed)
     postgres_url: str
     redis_url: str | None = None
     mongo_url: str | None = None
@@ -104,7 +127,7 @@ class Triad:
 @dataclass
 class Template:
     settings: "Settings"
-    seed: "SeedReport"
+    seed: "SeedReport | None"
     database: str
     admin_url: str
     redis_keys: list = field(default_factory=list)
@@ -113,18 +136,52 @@ class Template:
 
 def _project_root(config: pytest.Config) -> Path:
     from ..core.config import find_root
+    from ..core.errors import ConfigError
 
-    given = config.getini("sovren_db_root")
-    return (config.rootpath / given).resolve() if given else find_root(config.rootpath)
+    given = _option(config, "sovren_db_root")
+    root = (config.rootpath / given).resolve() if given else None
+    if root is not None and not (root / "pyproject.toml").is_file():
+        pytest.fail(f"sovren-db: sovren_db_root {given!r} holds no pyproject.toml ({root}).", pytrace=False)
+    try:
+        return root or find_root(config.rootpath)
+    except ConfigError:
+        pytest.fail(f"sovren-db: no pyproject.toml in {config.rootpath} or above it; set sovren_db_root in the "
+                    "pytest configuration or pass --sovren-db-root PATH.", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def sovren_db_servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sovren-db-servers")
+
+
+@pytest.fixture(scope="session")
+def sovren_db_postgres_url(sovren_db_servers_dir: Path):
+    from .fixtures import postgres_server
+
+    yield from postgres_server(sovren_db_servers_dir)
+
+
+@pytest.fixture(scope="session")
+def sovren_db_redis_url(sovren_db_servers_dir: Path):
+    from .fixtures import redis_server
+
+    yield from redis_server(sovren_db_servers_dir)
+
+
+@pytest.fixture(scope="session")
+def sovren_db_mongo_url(sovren_db_servers_dir: Path):
+    from .fixtures import mongo_server
+
+    yield from mongo_server(sovren_db_servers_dir)
 
 
 def _server_urls(request: pytest.FixtureRequest, stores: tuple[str, ...]) -> dict[str, str | None]:
-    urls: dict[str, str | None] = {"postgres": request.getfixturevalue("postgres_server_url")}
-    urls["redis"] = request.getfixturevalue("redis_server_url") if "redis" in stores else None
+    urls: dict[str, str | None] = {"postgres": request.getfixturevalue("sovren_db_postgres_url")}
+    urls["redis"] = request.getfixturevalue("sovren_db_redis_url") if "redis" in stores else None
     urls["mongo"] = None
     if "mongo" in stores:
         try:
-            urls["mongo"] = request.getfixturevalue("mongo_server_url")
+            urls["mongo"] = request.getfixturevalue("sovren_db_mongo_url")
         except pytest.skip.Exception:
             pass  # no mongod: MongoDB is left out, the seed report says so
     return urls
@@ -152,8 +209,9 @@ def sovren_triad_template(request: pytest.FixtureRequest):
         mongo_database=f"sovren_test_{name[-10:]}")
     try:
         commands.migrate(settings)
-        report = seed(settings, config.getini("sovren_db_profile"), scale=int(config.getini("sovren_db_scale")),
-                      seed=int(config.getini("sovren_db_seed")) if config.getini("sovren_db_seed") else None)
+        report = seed(settings, _option(config, "sovren_db_profile"), scale=float(config.getini("sovren_db_scale")),
+                      seed=int(config.getini("sovren_db_seed")) if config.getini("sovren_db_seed") else None
+                      ) if _seeding(config) else None
         template = Template(settings, report, name, admin, snapshots.dump_redis(settings),
                             snapshots.dump_mongo(settings))
         yield template
