@@ -60,9 +60,9 @@ PROFILES = [
     ("negative users", "users = 120", "users = -5", "users"),
     ("users as text", "users = 120", 'users = "many"', "users"),
     ("unknown key", "users = 120", "users = 120\nadmins = 3", "admins"),
-    ("unknown table", "subscriptions = 1.0", "subscriptions = 1.0\nno_such_table = 1.0", "no_such_table"),
+    ("unknown table", "operations = 6.0", "operations = 6.0\nno_such_table = 1.0", "no_such_table"),
     ("unknown family", "session = 0.6", "session = 0.6\nno_such_family = 0.5", "no_such_family"),
-    ("share above one", "payments = 1.0", "payments = 7.0", "payments"),
+    ("share above one", "share = 1.0", "share = 7.0", "payments"),
     ("not toml", "users = 120", "users = = 120", "ci.toml"),
 ]
 
