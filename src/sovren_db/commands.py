@@ -426,10 +426,12 @@ def inspect(settings: Settings, *, out: Path | None = None, fraction: float = 1.
 
 def baseline(settings: Settings, message: str = "baseline") -> Outcome:
     """Write the chain's first revision, equal to the declarations."""
-    from .adopt.baseline import write_baseline
+    from .adopt.baseline import create_revision_directory, write_baseline
 
+    created = create_revision_directory(settings)
     path = display_path(settings, write_baseline(settings, message))
-    return Outcome(lines=[f"wrote {path}"], data={"written": [path]},
+    lines = [f"created {display_path(settings, settings.migrations_dir)} (env.py, script.py.mako)"] if created else []
+    return Outcome(lines=[*lines, f"wrote {path}"], data={"written": [path]},
                    notes=["apply it to a new database with 'sovren-db migrate'; on the database it was "
                           "inspected from, record it with 'sovren-db stamp head'"])
 

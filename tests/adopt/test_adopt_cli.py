@@ -109,3 +109,41 @@ def test_inspect_never_overwrites_declarations_unasked(tmp_path, pg_url, monkeyp
     assert not (root / "postgres" / "schema.py").exists()
     assert run("inspect", "--force").exit_code == 0
     assert "thing = sa.Table(" in (root / "postgres" / "tables.py").read_text()
+
+
+def test_a_project_of_only_a_pyproject_adopts_its_database(tmp_path, pg_url, monkeypatch):
+    """A team's first steps: no revision directory yet; baseline creates it from the packaged templates."""
+    run_sql(pg_url, "CREATE TABLE thing (id int PRIMARY KEY, label text)")
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "pyproject.toml").write_text('[project]\nname = "p"\n\n[tool.sovren-db]\nstores = ["postgres"]\n')
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("POSTGRES_URL", pg_url)
+    assert run("inspect").exit_code == 0
+    baseline = run("baseline")
+    assert baseline.exit_code == 0, baseline.output
+    assert baseline.output.startswith("created migrations (env.py, script.py.mako)\nwrote migrations/versions/")
+    assert run("stamp", "head").exit_code == 0
+    assert run("check").exit_code == 0
+    autogenerate = run("revision", "-m", "nothing", "--autogenerate")
+    assert autogenerate.exit_code == 1 and "no differences found: no revision written" in autogenerate.output
+    assert len(list((root / "migrations" / "versions").glob("*.py"))) == 1
+
+
+def test_a_revision_directory_without_env_py_is_one_sentence_and_left_alone(tmp_path, pg_url, monkeypatch):
+    root = empty_project(tmp_path / "p")
+    (root / "migrations" / "env.py").unlink()
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("POSTGRES_URL", pg_url)
+    result = run("baseline")
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {root / 'migrations'} has no env.py: it is not a revision directory."
+    assert not (root / "migrations" / "env.py").exists()
+
+
+@pytest.mark.parametrize("name", ["env.py", "script.py.mako"])
+def test_the_packaged_revision_templates_are_sovrens_own(repo_root, name):
+    from importlib import resources
+
+    packaged = resources.files("sovren_db") / "templates" / "revisions" / name
+    assert packaged.read_text() == (repo_root / "migrations" / name).read_text()

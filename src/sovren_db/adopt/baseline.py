@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+from importlib import resources
 from contextlib import redirect_stdout
 from datetime import date
 from pathlib import Path
@@ -31,6 +32,7 @@ from ..postgres.state import Schema
 from .postgres_write import autogen_context
 
 BASELINE_SQL = "baseline.sql"
+REVISION_TEMPLATES = ("env.py", "script.py.mako")
 _VIEW = re.compile(r'^CREATE VIEW ("[^"]+"(?:\."[^"]+")?) AS', re.S)
 
 
@@ -114,10 +116,22 @@ def _downgrade_ops(upgrade: list) -> list:
     return down
 
 
+def create_revision_directory(settings: Settings) -> bool:
+    """A project adopting its databases has no chain yet: its revision directory is made from the
+    templates Sovren's own ``migrations/`` uses. False when the directory exists (left as it is)."""
+    folder = settings.migrations_dir
+    if folder.exists():
+        return False
+    (folder / "versions").mkdir(parents=True)
+    for name in REVISION_TEMPLATES:
+        (folder / name).write_text((resources.files("sovren_db") / "templates" / "revisions" / name).read_text())
+    return True
+
+
 def write_baseline(settings: Settings, message: str = "baseline") -> Path:
-    script = ScriptDirectory(str(settings.migrations_dir))
     if not (settings.migrations_dir / "env.py").is_file():
         raise RevisionError(f"{settings.migrations_dir} has no env.py: it is not a revision directory.")
+    script = ScriptDirectory(str(settings.migrations_dir))
     heads = script.get_heads()
     if heads:
         raise Refused(f"{settings.migrations_dir} already has revisions (head {heads[0]}): a baseline is the first "
