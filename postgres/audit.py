@@ -187,11 +187,17 @@ _COLUMNS = """(SELECT COALESCE(array_agg(a.attname::text) FILTER (WHERE NOT a.at
 _EVENT = """jsonb_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'accessed_at', v_at, 'query', v_query,
                    'user_id', {row} -> 'user_id',
                    'details', jsonb_build_object('key', {row} - c.other, 'changed', {changed}))"""
+# A statement's events are staged in chunks of STAGE_CHUNK (in order): a jsonb value holds at most
+# 256 MB, which a single COPY of about a million rows would pass as one array.
+STAGE_CHUNK = 10_000
+FLUSH_CHUNKS = 10
 _STAGE = "INSERT INTO audit_pending (xact, events) SELECT txid_current(), jsonb_agg({event})"
+_CHUNKED = "GROUP BY s.chunk ORDER BY s.chunk"
+_NUMBERED = f"(row_number() OVER () - 1) / {STAGE_CHUNK} AS chunk"
 _ALL_CHANGED = _EVENT.format(row="j", changed="c.cols")
-_UPDATED = _EVENT.format(row="COALESCE(p.nj, p.oj)", changed="""CASE WHEN p.nj IS NULL OR p.oj IS NULL THEN c.cols ELSE
-                       (SELECT COALESCE(jsonb_agg(k ORDER BY k), '[]') FROM jsonb_object_keys(p.nj) AS k
-                         WHERE p.nj -> k IS DISTINCT FROM p.oj -> k) END""")
+_UPDATED = _EVENT.format(row="COALESCE(s.nj, s.oj)", changed="""CASE WHEN s.nj IS NULL OR s.oj IS NULL THEN c.cols ELSE
+                       (SELECT COALESCE(jsonb_agg(k ORDER BY k), '[]') FROM jsonb_object_keys(s.nj) AS k
+                         WHERE s.nj -> k IS DISTINCT FROM s.oj -> k) END""")
 
 # One call per statement: every row of the transition table(s) becomes an event describing the
 # key, the subject and which columns changed, never their values, staged by one INSERT. An
@@ -208,40 +214,47 @@ DECLARE
 BEGIN
     IF TG_OP = 'INSERT' THEN
         {_STAGE.format(event=_ALL_CHANGED)}
-          FROM (SELECT to_jsonb(r) AS j FROM new_rows r) AS s, {_COLUMNS}
-        HAVING count(*) > 0;
+          FROM (SELECT to_jsonb(r) AS j, {_NUMBERED} FROM new_rows r) AS s, {_COLUMNS}
+        {_CHUNKED};
     ELSIF TG_OP = 'DELETE' THEN
         {_STAGE.format(event=_ALL_CHANGED)}
-          FROM (SELECT to_jsonb(r) AS j FROM old_rows r) AS s, {_COLUMNS}
-        HAVING count(*) > 0;
+          FROM (SELECT to_jsonb(r) AS j, {_NUMBERED} FROM old_rows r) AS s, {_COLUMNS}
+        {_CHUNKED};
     ELSE
         {_STAGE.format(event=_UPDATED)}
           FROM {_COLUMNS} CROSS JOIN LATERAL (
-               SELECT n.j AS nj, o.j AS oj FROM (SELECT to_jsonb(r) AS j FROM new_rows r) AS n
-                 FULL JOIN (SELECT to_jsonb(r) AS j FROM old_rows r) AS o ON n.j - c.other = o.j - c.other) AS p
-        HAVING count(*) > 0;
+               SELECT n.j AS nj, o.j AS oj, {_NUMBERED} FROM (SELECT to_jsonb(r) AS j FROM new_rows r) AS n
+                 FULL JOIN (SELECT to_jsonb(r) AS j FROM old_rows r) AS o ON n.j - c.other = o.j - c.other) AS s
+        {_CHUNKED};
     END IF;
     RETURN NULL;
 END
 """,
 )
 
-# At commit: everything this transaction staged, in order, chained in one call. A transaction's
+# At commit: everything this transaction staged, in order, chained in one call (in calls of at
+# most FLUSH_CHUNKS staged chunks for a bulk load, so no jsonb passes its 256 MB). A transaction's
 # own rows are found through the index on xact: the rows deleted by earlier commits are never read.
 flush_staged = _definer(
     name="sovren_audit_flush",
     args="",
     returns="trigger",
-    body="""
+    body=f"""
 DECLARE
     v_events jsonb;
+    v_staged int;
 BEGIN
-    WITH staged AS (DELETE FROM audit_pending WHERE xact = txid_current() RETURNING seq, events)
-    SELECT jsonb_agg(x.e ORDER BY s.seq, x.n) INTO v_events
-      FROM staged AS s CROSS JOIN LATERAL jsonb_array_elements(s.events) WITH ORDINALITY AS x(e, n);
-    IF v_events IS NOT NULL THEN  -- NULL in the later firings of the same commit: the first took everything
-        PERFORM sovren_audit_chain(v_events);
-    END IF;
+    LOOP  -- at most FLUSH_CHUNKS staged chunks per chain call; one pass for an ordinary transaction
+        WITH staged AS (DELETE FROM audit_pending WHERE seq IN (
+                            SELECT seq FROM audit_pending WHERE xact = txid_current() ORDER BY seq LIMIT {FLUSH_CHUNKS})
+                        RETURNING seq, events)
+        SELECT jsonb_agg(x.e ORDER BY s.seq, x.n), count(DISTINCT s.seq) INTO v_events, v_staged
+          FROM staged AS s CROSS JOIN LATERAL jsonb_array_elements(s.events) WITH ORDINALITY AS x(e, n);
+        IF v_events IS NOT NULL THEN  -- NULL in the later firings of the same commit: the first took everything
+            PERFORM sovren_audit_chain(v_events);
+        END IF;
+        EXIT WHEN v_staged < {FLUSH_CHUNKS};
+    END LOOP;
     RETURN NULL;
 END
 """,

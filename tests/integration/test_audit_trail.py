@@ -300,3 +300,30 @@ def test_the_walk_trusts_the_constraint_only_while_it_is_validated_and_unaltered
         conn.execute("ALTER TABLE audit_log ADD CONSTRAINT audit_log_columns_match CHECK (actor IS NOT NULL)")
     report = verified(migrated)
     assert report.every_row is True and report.broken is not None
+
+
+
+BULK_INSERT = ("INSERT INTO users (user_id, username, password_hash, email, subscription_tier) "
+               "SELECT gen_random_uuid(), 'chunk' || i, 'x', 'chunk' || i || '@x.io', 'pro' "
+               "FROM generate_series(1, 25000) i")
+BULK_UPDATE = "UPDATE users SET subscription_tier = 'business' WHERE username LIKE 'chunk%'"
+
+
+@pytest.mark.parametrize("statement", [BULK_INSERT, BULK_UPDATE])
+def test_a_bulk_statement_is_staged_in_chunks_and_chained_whole(migrated, statement):
+    """A jsonb value holds 256 MB: a million-row load staged as one array was refused by Postgres.
+    Events are staged 10,000 to a row (postgres/audit.py STAGE_CHUNK) and all chained at commit."""
+    with psycopg.connect(migrated) as conn:
+        if statement is BULK_UPDATE:
+            conn.execute(BULK_INSERT)
+            conn.commit()
+        before = events(conn)
+        conn.execute(statement)
+        staged = conn.execute("SELECT count(*), max(jsonb_array_length(events)), sum(jsonb_array_length(events)) "
+                              "FROM audit_pending WHERE xact = txid_current()").fetchone()
+        assert staged == (3, 10_000, 25_000)
+        conn.commit()
+        assert events(conn) - before == 25_000
+        assert conn.execute("SELECT count(*) FROM audit_pending").fetchone()[0] == 0
+    report = verified(migrated)
+    assert report.broken is None and report.rows == report.last_event == before + 25_000
