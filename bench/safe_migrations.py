@@ -237,6 +237,14 @@ def samples(prefix: Path) -> list[Sample]:
     return found
 
 
+def slices(found: list[Sample], width: float = 10.0) -> str:
+    """The p99 of each ``width`` seconds of the window: a burst shows as one slice, a steady cost as all."""
+    first, buckets = min(s.end for s in found), {}
+    for sample in found:
+        buckets.setdefault(int((sample.end - first) // width), []).append(sample.latency)
+    return " ".join(f"{p99(buckets[k]):.0f}" for k in sorted(buckets))
+
+
 def p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")
@@ -308,6 +316,8 @@ def phase(server, work: Path, name: str, seconds: int, args, migration=None) -> 
     if window is not None:
         found = [s for s in found if s.end >= window[0] and s.start <= window[1]]
     latencies = [s.latency for s in found]
+    if args.waits and found:
+        print(f"  {name}: p99 per 10 s of the window: " + slices(found) + f"; load {os.getloadavg()[0]:.1f}")
     return {"p99": p99(latencies), "max": max(latencies, default=float("nan")), "n": len(latencies),
             "seconds": (window[1] - window[0]) if window else float(seconds)}
 
