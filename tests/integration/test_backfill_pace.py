@@ -50,9 +50,8 @@ def test_a_batch_meeting_a_locked_row_never_makes_the_workload_queue_behind_it(p
 
 
 @pg
-def test_a_row_locked_past_the_deadline_stops_the_backfill_with_one_sentence_and_a_rerun_finishes(pg_url,
-                                                                                                 monkeypatch):
-    from sovren_db.core.errors import MigrationFailed
+def test_a_row_locked_past_the_deadline_stops_the_backfill_naming_the_holder_and_a_rerun_finishes(pg_url,
+                                                                                                  monkeypatch):
     from sovren_db.postgres import backfill
 
     monkeypatch.setattr(backfill, "MAX_PAUSE", 0.5)
@@ -61,8 +60,11 @@ def test_a_row_locked_past_the_deadline_stops_the_backfill_with_one_sentence_and
     holder.execute("UPDATE stuck_fill SET v = v WHERE id = 25")
     op = BackfillOp("stuck_fill", "v = 1", batch_size=10, batch_ms=None, nice=0)
     try:
-        with pytest.raises(MigrationFailed, match="a row of the next batch stayed locked by another transaction"):
+        with pytest.raises(backfill.RowLockWaitExpired) as stopped:
             _run(pg_url, op, report=lambda _: None)
+        assert stopped.value.exit_code == 1
+        assert "a row op.backfill on stuck_fill needs stayed locked likely by pid" in str(stopped.value)
+        assert "application 'forgetful-request', idle in transaction" in str(stopped.value)
         with psycopg.connect(pg_url) as conn:  # every batch before the locked row committed, none after
             assert conn.execute("SELECT min(id), max(id) FROM stuck_fill WHERE v = 1").fetchone() == (1, 24)
     finally:

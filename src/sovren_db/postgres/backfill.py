@@ -40,7 +40,8 @@ from sqlalchemy.exc import OperationalError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..core.errors import MigrationFailed
+from ..core.errors import MigrationFailed, SovrenError
+from .lockwait import SHARE, Blocker, LockWaitExpired, conflicting_holders
 from .throttle import DEFAULT_PROBE, Throttle
 
 PROGRESS_TABLE = "sovren_db.backfill_progress"
@@ -282,8 +283,8 @@ def _batch(connection: Any, op: BackfillOp, key: list[tuple[str, str]], last: An
                 raise
         waited, tries = waited + time.monotonic() - started, tries + 1
         if waited > MAX_PAUSE:
-            raise MigrationFailed(f"op.backfill on {op.table}: a row of the next batch stayed locked by another "
-                                  f"transaction for {MAX_PAUSE:.0f} s; rerun to resume after the last batch.")
+            holders = conflicting_holders(connection, {_oid(connection, op.table): SHARE})
+            raise RowLockWaitExpired(op.table, waited, holders[0] if holders else None)
         if tries == 1:
             progress.note(f"{op.describe()}: a row it would update is locked by another transaction; "
                           "retrying with fewer rows, never waiting in the lock queue")
@@ -291,6 +292,21 @@ def _batch(connection: Any, op: BackfillOp, key: list[tuple[str, str]], last: An
         rest = min(1.0, 0.01 * 2 ** tries) * random.uniform(0.5, 1.5)
         waited += rest
         sleep(rest)
+
+
+class RowLockWaitExpired(LockWaitExpired):
+    """A row the next batch needs stayed locked past the deadline (exit 1: pending work, resumable)."""
+
+    def __init__(self, table: str, waited: float, blocker: Blocker | None):
+        self.table, self.blocker = table, blocker
+        who = f"likely by {blocker.describe()}, the oldest transaction writing it" if blocker else "by another session"
+        SovrenError.__init__(self, f"Gave up after {waited:.1f} s: a row op.backfill on {table} needs stayed locked "
+                                   f"{who}; the batches before it are committed, and 'sovren-db migrate' resumes "
+                                   "after them once it ends.")
+
+
+def _oid(connection: Any, table: str) -> int:
+    return connection.execute(text("SELECT to_regclass(:t)::oid::int8"), {"t": table}).scalar()
 
 
 def _estimate(connection: Any, op: BackfillOp) -> float | None:
