@@ -110,7 +110,7 @@ FILL_SAFE = '''
 def upgrade() -> None:
     with op.get_context().autocommit_block():
         op.backfill("operations", "confidence = confidence + 0", batch_size=2000, max_probe_ms=20,
-                    probe="SELECT name FROM accounts WHERE account_id = 1")
+                    probe="SELECT name FROM accounts WHERE account_id = 1"{pace})
 
 
 def downgrade() -> None:
@@ -176,7 +176,7 @@ UPDATE accounts SET name = 'account ' || :aid WHERE account_id = :aid;
 """
 
 
-def write_project(root: Path) -> None:
+def write_project(root: Path, pace: str = "") -> None:
     versions = root / "migrations" / "versions"
     versions.mkdir(parents=True)
     shutil.copy2(REPO / "migrations" / "env.py", root / "migrations" / "env.py")
@@ -190,7 +190,7 @@ def write_project(root: Path) -> None:
                                  ("b1naive", "b0", "index and foreign key, naive forms", NAIVE),
                                  ("b2safe", "b0", "foreign key, safe form", KEY_SAFE),
                                  ("b2naive", "b0", "foreign key, naive form", KEY_NAIVE),
-                                 ("b3safe", "b0", "backfill in batches", FILL_SAFE),
+                                 ("b3safe", "b0", "backfill in batches", FILL_SAFE.format(pace=pace)),
                                  ("b3naive", "b0", "backfill in one UPDATE", FILL_NAIVE),
                                  ("b4safe", "b0", "a column added through the lock-wait guard", COLUMN),
                                  ("b5expand", "b0", "confidence to float, expand", TYPE_EXPAND),
@@ -237,6 +237,14 @@ def samples(prefix: Path) -> list[Sample]:
     return found
 
 
+def slices(found: list[Sample], width: float = 10.0) -> str:
+    """The p99 of each ``width`` seconds of the window: a burst shows as one slice, a steady cost as all."""
+    first, buckets = min(s.end for s in found), {}
+    for sample in found:
+        buckets.setdefault(int((sample.end - first) // width), []).append(sample.latency)
+    return " ".join(f"{p99(buckets[k]):.0f}" for k in sorted(buckets))
+
+
 def p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")
@@ -254,11 +262,41 @@ def drop_column(url: str) -> None:
         conn.execute("ALTER TABLE operations DROP COLUMN IF EXISTS note")
 
 
+WAITS = """
+SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') FROM pg_stat_activity
+WHERE application_name = 'pgbench' AND state = 'active' AND backend_type = 'client backend'
+"""
+
+
+class WaitSampler(threading.Thread):
+    """What the workload's sessions wait on while a migration runs: ``pg_stat_activity`` read every
+    ``every`` seconds, each active pgbench session counted under its wait event ('CPU' when none)."""
+
+    def __init__(self, url: str, every: float = 0.01):
+        super().__init__(daemon=True)
+        self.url, self.every, self.stop = url, every, threading.Event()
+        self.counts: dict[str, int] = {}
+        self.samples = 0
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True, application_name="bench-wait-sampler") as conn:
+            while not self.stop.wait(self.every):
+                self.samples += 1
+                for (event,) in conn.execute(WAITS):
+                    self.counts[event] = self.counts.get(event, 0) + 1
+
+    def summary(self) -> str:
+        top = sorted(self.counts.items(), key=lambda kv: -kv[1])[:6]
+        return ", ".join(f"{event} {count / max(self.samples, 1):.3f}" for event, count in top) or "none"
+
+
 def phase(server, work: Path, name: str, seconds: int, args, migration=None) -> dict:
     prefix = work / name
     bench = pgbench(server, work / "workload.sql", prefix, seconds, args)
-    window = None
+    window, sampler = None, WaitSampler(server.url) if args.waits else None
     try:
+        if sampler:
+            sampler.start()
         if migration is not None:
             time.sleep(args.warmup)
             started = time.time()
@@ -266,6 +304,10 @@ def phase(server, work: Path, name: str, seconds: int, args, migration=None) -> 
             window = (started, time.time())
         out, err = bench.communicate(timeout=seconds + 120)
     finally:
+        if sampler and sampler.is_alive():
+            sampler.stop.set()
+            sampler.join()
+            print(f"  {name}: workload sessions per sample by wait event: {sampler.summary()}")
         if bench.poll() is None:
             bench.kill()
     if bench.returncode != 0:
@@ -274,6 +316,8 @@ def phase(server, work: Path, name: str, seconds: int, args, migration=None) -> 
     if window is not None:
         found = [s for s in found if s.end >= window[0] and s.start <= window[1]]
     latencies = [s.latency for s in found]
+    if args.waits and found:
+        print(f"  {name}: p99 per 10 s of the window: " + slices(found) + f"; load {os.getloadavg()[0]:.1f}")
     return {"p99": p99(latencies), "max": max(latencies, default=float("nan")), "n": len(latencies),
             "seconds": (window[1] - window[0]) if window else float(seconds)}
 
@@ -306,7 +350,8 @@ def run(args) -> int:
     server = services.start_postgres(work / "pg")
     try:
         root = work / "project"
-        write_project(root)
+        write_project(root, "".join(f", {k}={v}" for k, v in (("batch_ms", args.batch_ms), ("nice", args.nice))
+                                    if v is not None))
         os.environ.update(POSTGRES_URL=server.url, SOVREN_DB_STORES="postgres")
         for var in ("CI", "MONGO_URL", "REDIS_URL", "SOVREN_ENV"):
             os.environ.pop(var, None)
@@ -404,6 +449,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--hold", type=float, default=3.0, help="seconds the blocking transaction stays open")
     parser.add_argument("--long", type=int, default=120, help="seconds of the backfill and type change phases")
+    parser.add_argument("--batch-ms", type=float, help="the backfill's target batch duration (default op.backfill's)")
+    parser.add_argument("--nice", type=float, help="the backfill's rest per batch second (default op.backfill's)")
+    parser.add_argument("--waits", action="store_true",
+                        help="sample the workload's wait events (pg_stat_activity) during each migration")
     parser.add_argument("--scenarios", type=lambda v: v.split(","), default=list(SCENARIOS),
                         help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)")
     args = parse_with_smoke(parser, rows=2_000, accounts=100, rounds=1, baseline=1, seconds=1, warmup=0.2, hold=0.3,

@@ -25,6 +25,7 @@ from .core.errors import StoreUnavailable
 from .core.runtime import ADVISORY_LOCK_KEY, Runtime
 from .plugin import AUTOGENERATE_PLUGINS, install
 from .postgres import backfill, expand  # noqa: F401  (register op.backfill, op.expand_column...)
+from .postgres.expand import keep_views_in_step
 from .postgres.lease import Lease
 from .postgres.lockwait import LockGuard, LockPolicy
 from .postgres.safe import with_safe_forms
@@ -213,6 +214,7 @@ def run(context) -> None:
                                   **_common_options(runtime, config))
                 guard = config.attributes.get(LockGuard.KEY) or LockGuard(LockPolicy.from_settings(settings))
                 guard.install(context.get_context().impl)
+                keep_views_in_step(context.get_context().impl)
                 try:
                     with runtime.tracking_commits(connection), context.begin_transaction():
                         context.run_migrations()

@@ -231,3 +231,20 @@ def test_autogenerate_on_sovrens_users_writes_the_expand_then_the_contract(proje
     assert one(pg_url, "SELECT format_type(atttypid, atttypmod), attnotnull FROM pg_attribute "
                        "WHERE attrelid = 'users'::regclass AND attname = 'subscription_tier'") == ("text", True)
     assert commands.check(load_settings(project)).exit_code == 0
+
+
+def test_columns_added_or_dropped_during_an_expand_follow_into_the_version_view(project, pg_url):
+    add_revision(project, "x1table", TABLE)
+    add_revision(project, "x2expand", EXPAND.format(batch=1000, pause=0))
+    add_revision(project, "x3region", '    op.add_column("ledger", sa.Column("region", sa.Text, server_default="eu"))')
+    add_revision(project, "x4note", '    op.drop_column("ledger", "note")')
+    migrate()  # the drop is not refused for the view that showed note
+    new = {"role": "sovren_app", "path": "sovren_v2, public"}
+    assert one(pg_url, "SELECT region, amount_total FROM ledger WHERE id = 3", **new) == ("eu", 3)
+    one(pg_url, "INSERT INTO ledger (amount_total, region) VALUES (4.00, 'us') RETURNING id", **new)
+    assert one(pg_url, "SELECT amount, region FROM ledger WHERE region = 'us'", role="sovren_app") == (4, "us")
+    with pytest.raises(psycopg.errors.UndefinedColumn):
+        one(pg_url, "SELECT note FROM ledger", **new)
+    add_revision(project, "x5contract", CONTRACT)
+    migrate()
+    assert one(pg_url, "SELECT amount_total, region FROM ledger WHERE region = 'us'") == (4, "us")

@@ -34,7 +34,8 @@ def test_a_backfill_pauses_while_a_replica_lags_and_names_it(urls):
     def backfill() -> None:
         with engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT")
-            run_backfill(connection, BackfillOp("lag_fill", "v = 1", batch_size=10, pause=0.05, max_lag=0.5),
+            run_backfill(connection, BackfillOp("lag_fill", "v = 1", batch_size=10, batch_ms=None, pause=0.05,
+                                                    max_lag=0.5),
                          report=said.append)
 
     worker = threading.Thread(target=backfill)

@@ -18,12 +18,13 @@ running client at once. The path pgroll made known instead:
 
 ``using`` and ``back`` are SQL expressions over the column's bare name (``using`` over the old
 column, ``back`` over the new one under its final name), e.g. ``using="amount_cents::numeric / 100"``.
-Indexes and constraints on the old column are the author's to recreate on the new one before the
-contract (concurrently, with the safe forms).
+Indexes, unique and check constraints on the old column are copied to the new one during the expand
+and take the old names back at the contract (:mod:`.expand_deps`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,10 +36,7 @@ from sqlalchemy.types import TypeEngine
 
 from ..core.errors import MigrationFailed
 from .backfill import BackfillOp, run_backfill
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+from .expand_deps import Copies, _q, swap_sql
 
 
 def _type_sql(type_: TypeEngine | str) -> str:
@@ -197,11 +195,11 @@ def _backfill_op(op: _ColumnChange, using: str = "NULL", **kw: Any) -> BackfillO
     return fill
 
 
-def _view(connection: Any, op: _ColumnChange) -> str:
+def _view(connection: Any, op: _ColumnChange, *, again: bool = False) -> str:
     names = [r[0] for r in connection.execute(text(_COLUMNS), {"t": op.table}) if r[0] != op.shadow]
     view = f"{_q(op.view_schema)}.{_q(op.table_name)}"
     shown = [r[0] for r in connection.execute(text(_COLUMNS), {"t": view})]
-    if shown and shown != [op.final if n == op.column_name else n for n in names]:
+    if shown and not again and shown != [op.final if n == op.column_name else n for n in names]:
         raise MigrationFailed(f"{op.op_name} of {op.table_name}.{op.column_name}: version {op.version} already "
                               f"shows {op.table_name} differently (another column's expand); expand one column "
                               "of a table per version.")
@@ -211,13 +209,75 @@ def _view(connection: Any, op: _ColumnChange) -> str:
             f"AS SELECT {select} FROM {op.table}")
 
 
-def _create_view(operations: Operations, op: _ColumnChange) -> None:
+def _create_view(operations: Any, op: _ColumnChange, *, again: bool = False) -> None:
+    """``operations``: anything with ``execute(sql)`` and ``get_bind()``. The view's comment is the
+    recipe that builds it again when a later revision adds or drops a column (:func:`keep_views_in_step`)."""
     connection = operations.get_bind()
     operations.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(op.view_schema)}")
-    operations.execute(_view(connection, op))
+    operations.execute(_view(connection, op, again=again))
+    recipe = json.dumps({RECIPE: op.column_name, "table": op.table_name, "schema": op.schema,
+                         "new_name": op.new_name, "typed": op.type_ is not None, "version": op.version})
+    operations.execute(f"COMMENT ON VIEW {_q(op.view_schema)}.{_q(op.table_name)} IS {_literal(recipe)}")
     for role, privileges in connection.execute(text(_GRANTS), {"t": op.table}).all():
         operations.execute(f"GRANT USAGE ON SCHEMA {_q(op.view_schema)} TO {_q(role)}")
         operations.execute(f"GRANT {privileges} ON {_q(op.view_schema)}.{_q(op.table_name)} TO {_q(role)}")
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+# -- per-version views follow the table's later columns ----------------------------------------
+
+RECIPE = "sovren_expand"
+_VIEWS = """
+SELECT d.description FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
+JOIN pg_description d ON d.objoid = v.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+WHERE v.relkind = 'v' AND v.relname = :t AND n.nspname LIKE 'sovren\\_%' AND d.description LIKE '{"sovren_expand"%'
+"""
+
+
+def version_views(connection: Any, table_name: str, schema: str | None) -> list[_ColumnChange]:
+    """The expands in progress whose per-version view shows ``table_name``, rebuilt from their recipes."""
+    recipes = [json.loads(r[0]) for r in connection.execute(text(_VIEWS), {"t": table_name})]
+    return [ExpandColumnOp(r["table"], r[RECIPE], new_name=r["new_name"], type_="-" if r["typed"] else None,
+                           version=r["version"], schema=r["schema"])
+            for r in recipes if r["schema"] == schema]
+
+
+class _ImplSteps:
+    """What :func:`_create_view` needs, from an Alembic impl."""
+
+    def __init__(self, impl: Any):
+        self.impl = impl
+
+    def execute(self, sql: str) -> None:
+        self.impl.execute(text(sql))
+
+    def get_bind(self) -> Any:
+        return self.impl.connection
+
+
+def keep_views_in_step(impl: Any) -> None:
+    """A column a later revision adds to (or drops from) a table with an expand in progress shows in
+    (or leaves) its per-version views in the same transaction: the next version's clients, which
+    read through the view until the contract, see the column they were written for, and the drop is
+    not refused by Postgres for the view depending on it. Installed on the impl by ``env.py``."""
+    for verb in ("add_column", "drop_column"):
+        setattr(impl, verb, _upkeeping(impl, getattr(impl, verb)))
+
+
+def _upkeeping(impl: Any, original: Any) -> Any:
+    def run(table_name: str, column: Any, schema: str | None = None, **kw: Any) -> Any:
+        views = [] if impl.as_sql else version_views(impl.connection, table_name, schema)
+        for view in views:
+            impl.execute(text(f"DROP VIEW {_q(view.view_schema)}.{_q(view.table_name)}"))
+        done = original(table_name, column, schema=schema, **kw)
+        for view in views:
+            _create_view(_ImplSteps(impl), view, again=True)
+        return done
+
+    return run
 
 
 def _drop_view(operations: Operations, op: _ColumnChange) -> None:
@@ -242,16 +302,19 @@ def _expand(operations: Operations, op: ExpandColumnOp) -> None:
         operations.execute(f"-- {op.describe()} (online only: columns, trigger and view read from the catalog)")
         return
     old_type, _ = _facts_or_fail(operations, op)
-    if op.type_ is not None:
+    copies = Copies.read(operations.get_bind(), op) if op.type_ is not None else None
+    if copies is not None:
         operations.execute(f"ALTER TABLE {op.table} ADD COLUMN IF NOT EXISTS {_q(op.shadow)} {_type_sql(op.type_)}")
         operations.execute(sync_function_sql(op, old_type))
         operations.execute(f"CREATE OR REPLACE TRIGGER {_q(op.sync_name)} BEFORE INSERT OR UPDATE ON {op.table} "
                            f"FOR EACH ROW EXECUTE FUNCTION {_function(op)}()")
+        copies.add_checks(operations, op)
     _create_view(operations, op)
-    if op.type_ is not None:  # committed first: from here on every write keeps both columns in step
+    if copies is not None:  # committed first: from here on every write keeps both columns in step
         with operations.get_context().autocommit_block():
             run_backfill(operations.get_bind(), _backfill_op(op, op.using_sql(), batch_size=op.batch_size,
                                                               **op.throttle))
+            copies.build(operations, op)  # after the backfill: it did not have to maintain them
 
 
 @Operations.implementation_for(UndoExpandColumnOp)
@@ -291,10 +354,13 @@ def _contract(operations: Operations, op: ContractColumnOp) -> None:
             name = not_null_check_name(op.table_name, op.shadow)
             operations.invoke(ValidateConstraintOp(op.table_name, name, schema=op.schema))
     _drop_view(operations, op)
+    swaps = swap_sql(operations.get_bind(), op)  # read while the originals exist: the drop takes them along
     operations.execute(f"DROP TRIGGER IF EXISTS {_q(op.sync_name)} ON {op.table}")
     set_not_null = f", ALTER COLUMN {_q(op.shadow)} SET NOT NULL" if not_null else ""
     operations.execute(f"ALTER TABLE {op.table} DROP COLUMN {_q(op.column_name)}{set_not_null}")
     operations.execute(f"ALTER TABLE {op.table} RENAME COLUMN {_q(op.shadow)} TO {_q(op.final)}")
+    for statement in swaps:
+        operations.execute(statement)
     if not_null:
         operations.invoke(DropNotNullCheckOp(op.table_name, op.shadow, schema=op.schema))
     operations.execute(f"DROP FUNCTION IF EXISTS {_function(op)}()")
