@@ -29,7 +29,7 @@ import redis
 from redis.crc import key_slot
 
 from ..core.errors import MigrationFailed
-from .patterns import KeyPattern, printable_key
+from .patterns import KeyPattern, Placeholder, printable_key
 
 if TYPE_CHECKING:
     from .backend import RedisBackend
@@ -80,6 +80,7 @@ class MoveCount:
     conflicts: int = 0     # settled by the on_conflict policy before the first pass
     rewritten: int = 0     # keys written again while they moved, settled for the registry's copy
     passes: int = 0
+    scanned: int = 0       # keys that reached the client: only keys under the old pattern
 
 
 @dataclass(frozen=True)
@@ -96,19 +97,58 @@ class Move:
         return [(key, render(found.groupdict())) for key in keys if (found := match(key)) is not None]
 
 
-def old_key_batches(backend: "RedisBackend", move: Move, pace: Pace) -> Iterator[tuple[redis.Redis, list]]:
+def old_key_batches(backend: "RedisBackend", move: Move, pace: Pace,
+                    count: MoveCount | None = None) -> Iterator[tuple[redis.Redis, list]]:
     """(client of a master, pairs) for one SCAN pass over every master, paced."""
-    glob, throttle = move.old.glob(), pace.throttle()
+    glob, throttle, only = move.old.glob(), pace.throttle(), lua_pattern(move.old)
     for _, client in backend.masters():
-        cursor = 0
+        step, cursor = _scan_step(client, only), 0
         while True:
-            cursor, keys = client.scan(cursor, match=glob, count=pace.batch)
+            cursor, keys = step(cursor, glob, pace.batch)
+            if count is not None:
+                count.scanned += len(keys)
             pairs = move.pairs(keys)
             if pairs:
                 yield client, pairs
                 throttle.after(len(pairs))
-            if cursor == 0:
+            if int(cursor) == 0:
                 break
+
+
+# One SCAN step on the server that returns only the keys following the pattern exactly: when the
+# new pattern falls under the old one's glob (``sess:*`` also matches ``sess:v2:*``) the moved keys
+# never cross the network again. SCAN's MATCH is a glob and cannot say "no ':' in a placeholder".
+_SCAN_EXACT = """
+local reply = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local keys = {}
+for _, key in ipairs(reply[2]) do
+  if string.find(key, ARGV[4]) then keys[#keys + 1] = key end
+end
+return {reply[1], keys}
+"""
+
+
+def _scan_step(client: redis.Redis, only: bytes | None):
+    """cursor, glob, count -> (cursor, keys): the filtered server step, or plain SCAN without a Lua form."""
+    if only is None:
+        return lambda cursor, glob, batch: client.scan(cursor, match=glob, count=batch)
+    script = client.register_script(_SCAN_EXACT)
+    return lambda cursor, glob, batch: script(args=[cursor, glob, batch, only], client=client)
+
+
+def lua_pattern(pattern: KeyPattern) -> bytes | None:
+    """The pattern as an anchored Lua pattern matching the same keys as its regex (a placeholder is
+    ``[^:{}]+``, every other byte escaped); None when a literal holds NUL, which Lua 5.1 patterns cannot."""
+    parts = [b"^"]
+    for token in pattern.tokens:
+        if isinstance(token, Placeholder):
+            parts.append(b"[^:{}]+")
+            continue
+        literal = token.encode("utf-8", "surrogateescape")
+        if b"\0" in literal:
+            return None
+        parts.extend(bytes([c]) if chr(c).isalnum() and c < 128 else b"%" + bytes([c]) for c in literal)
+    return b"".join(parts + [b"$"])
 
 
 def move_keys(backend: "RedisBackend", move: Move, pace: Pace, sweeps: int | None = None,
@@ -118,7 +158,7 @@ def move_keys(backend: "RedisBackend", move: Move, pace: Pace, sweeps: int | Non
     for _ in range(sweeps + 1):
         count.passes += 1
         found = 0
-        for client, pairs in old_key_batches(backend, move, pace):
+        for client, pairs in old_key_batches(backend, move, pace, count):
             found += len(pairs)
             move_pairs(backend, client, pairs, move, count)
         if not found:
