@@ -53,11 +53,15 @@ down:
 BENCH_HELPERS := alembic_utils_cost big_schema plain_env seed_legacy smoke
 BENCH_SCRIPTS := $(filter-out $(BENCH_HELPERS:%=bench/%.py),$(sort $(wildcard bench/*.py)))
 
-bench: setup
+$(VENV)/.bench-installed: pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: setup $(VENV)/.bench-installed
 	@for b in $(BENCH_SCRIPTS); do echo "== $$b"; $(BIN)/python $$b || exit $$?; done
 
 # Every benchmark at a tiny size, so one that no longer runs fails CI (.ci/run) the day it breaks.
-bench-smoke: setup
+bench-smoke: setup $(VENV)/.bench-installed
 	@failed=""; for b in $(BENCH_SCRIPTS); do \
 		echo "== $$b --smoke"; start=$$(date +%s); \
 		$(BIN)/python $$b --smoke || failed="$$failed $$b"; \

@@ -2,7 +2,7 @@
 
 (Not bench/inspect.py: a script of that name shadows the standard library's inspect.)
 
-Run as ``.venv/bin/python bench/adopt_inspect.py`` (``--smoke``: 20 tables, one run).
+Run as ``.venv/bin/python bench/adopt_inspect.py`` (``--smoke``: 20 tables, two runs).
 It starts its own Postgres, applies the schema as bench/postgres_check.py does
 (tables, policies, RLS, triggers, partitions; ANALYZE), then times in turns, in
 the same run, ``commands.inspect`` (reading the database and writing
@@ -99,7 +99,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=20260101)
     parser.add_argument("--redis-keys", type=int, default=1_000_000)
-    return parse_with_smoke(parser, tables=20, partitioned=3, runs=1, redis_keys=20_000)
+    return parse_with_smoke(parser, tables=20, partitioned=3, runs=2, redis_keys=20_000)
 
 
 def main() -> int:

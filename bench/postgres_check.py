@@ -205,7 +205,8 @@ def alembic_utils_cost(server_url: str, counts: list[int], timeout: float) -> No
         print(f"  alembic-utils: not done after {timeout:.0f} s")
         return
     except subprocess.CalledProcessError as exc:
-        print(f"  alembic-utils: skipped ({(exc.stderr.strip().splitlines() or ['failed'])[-1]})")
+        hint = ": pip install -e '.[bench]'" if "alembic_utils" in exc.stderr else ""
+        print(f"  alembic-utils: skipped ({(exc.stderr.strip().splitlines() or ['failed'])[-1]}{hint})")
         return
     print(done.stdout.rstrip())
     seconds = [float(line.split(":")[-1].split()[0]) for line in done.stdout.splitlines()]
