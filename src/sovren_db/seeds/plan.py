@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from .clock import Clock
 from .entities import Block
-from .profiles import ENTITIES, Profile
+from .profiles import Profile
 
 if TYPE_CHECKING:
     from .declared import TableGraph
@@ -52,6 +52,8 @@ class Plan:
     months: int = 1                  # kept for callers; partitions are read from the catalog (``partitions``)
     graph: "TableGraph | None" = None
     partitions: dict[str, tuple[int, int] | None] = field(default_factory=dict)   # table -> key range, seconds
+    # collection or family -> its $jsonSchema or KeyFamily (:meth:`.targets.Targets.declarations`)
+    declarations: dict[str, object] = field(default_factory=dict)
     clock: Clock = field(init=False, repr=False)
     block_rows: int = field(init=False, default=BLOCK_USERS)
 
@@ -106,11 +108,8 @@ class Plan:
             return self.expected(table.parent.target) * table.amount
         if name == "users":
             return float(self.users)
-        generic = self.profile.documents.get(name) or self.profile.families.get(name)
-        if generic is not None:
-            return self.expected(generic.per) * generic.amount
-        entity = ENTITIES.get(name)
-        return self.expected(entity.parent) * self.profile.amount(name) if entity else 0.0
+        records = self.profile.records(name)
+        return self.expected(records.per) * records.amount if records is not None else 0.0
 
     def identity(self) -> dict:
         return seed_identity(self.profile, self.scale, self.seed)
