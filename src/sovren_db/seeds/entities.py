@@ -36,6 +36,12 @@ class Block:
         self.draws = Draws(plan.seed, index, plan.profile.region)
         self._tables: dict = {}
 
+    def release(self) -> None:
+        """Forget the block's drawn rows now: each holds the block (a cycle), which reference counting alone
+        would never free, so a seed would keep blocks until the cycle collector's next full pass (a peak
+        that grew with --scale)."""
+        self._tables.clear()
+
     def rows(self, name: str):
         """The rows of table ``name`` in this block (:class:`.rows.TableBlock`), or the records of the
         profile's collection or family ``name`` (:class:`.records.RecordBlock`)."""

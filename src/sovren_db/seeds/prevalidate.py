@@ -176,6 +176,8 @@ def _check_part(plan: "Plan", index: int, collections: Mapping[str, CollectionSp
     except SeedRejected as rejected:
         return documents.seen + keys.seen, keys.stream_entries, (rejected.store, rejected.where, rejected.index,
                                                                  rejected.reason, rejected.name)
+    finally:
+        block.release()
     return documents.seen + keys.seen, keys.stream_entries, None
 
 

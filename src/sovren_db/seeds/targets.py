@@ -107,8 +107,11 @@ class Targets:
         for store, names, declared, folder in (("mongo", profile.documents, collections, settings.mongo_dir),
                                                ("redis", profile.families, families, settings.redis_dir)):
             for name in names:
+                if name not in declared and declared:
+                    raise DeclarationError(profile.path, f"{store}.{name}", f"{name!r} is not declared in "
+                                                                             f"{folder.name}/")
                 if name not in declared:
-                    self.notes.append(f"{store}: {name} is in the profile but not declared in {folder.name}/; "
+                    self.notes.append(f"{store}: {name} is in the profile but {folder.name}/ declares nothing; "
                                       "not seeded.")
                 elif store == "mongo":
                     self.declarations[name] = validator_schema(declared[name].validator) or {}
