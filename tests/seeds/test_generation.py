@@ -289,6 +289,8 @@ def test_a_left_out_field_stays_left_out_in_another_process():
     ('[mongo.executives]\nfields.mood = "word"\n', "mongo.executives.fields.mood", "declares no field 'mood'"),
     ('[mongo.executives]\nfields.updatedAt = { after = "bedtime" }\n', "mongo.executives.fields.updatedAt.after",
      "'bedtime' is not a field of executives"),
+    ('[redis.comms_dead]\nwhere = { state = "failed" }\n', "redis.comms_dead.where.state",
+     "communications has no field 'state'"),
     ('[mongo.executives]\nfields.name = { from = "users.nickname" }\n', "mongo.executives.fields.name.from",
      "table users has no generated column 'nickname'"),
 ])

@@ -200,6 +200,8 @@ def check_record(profile: "Profile", name: str, declarations: dict, graph: Table
             raise DeclarationError(profile.path, where + ".per", f"{name} is its own ancestor (through {per})")
         seen.add(per)
         per = profile.records(per).per
+    for field in spec.where:
+        _check_source(profile, f"{where}.where.{field}", f"{spec.per}.{field}", declarations, graph, profile.records)
     schema = declarations[name] if isinstance(declarations[name], dict) else None
     for field, given in spec.columns.items():
         at = f"{where}.fields.{field}"
@@ -213,11 +215,16 @@ def check_record(profile: "Profile", name: str, declarations: dict, graph: Table
             _check_source(profile, at + ".from", given.source, declarations, graph)
 
 
-def _check_source(profile: "Profile", where: str, source: str, declarations: dict, graph: TableGraph) -> None:
+def _check_source(profile: "Profile", where: str, source: str, declarations: dict, graph: TableGraph,
+                  fields_of=None) -> None:
     owner, _, column = source.partition(".")
     if owner in graph.names():
         if column not in {c.name for c in graph.table(owner).columns}:
             raise DeclarationError(profile.path, where, f"table {owner} has no generated column {column!r}")
     elif owner not in declarations or not column:
         raise DeclarationError(profile.path, where, f"{source!r} must be table.column or collection.field of "
-                                                    "something this profile seeds")
+                               "something this profile seeds")
+    elif fields_of is not None:
+        schema = declarations[owner] if isinstance(declarations[owner], dict) else {}
+        if column not in schema.get("properties", {}) and column not in fields_of(owner).columns:
+            raise DeclarationError(profile.path, where, f"{owner} has no field {column!r}")
