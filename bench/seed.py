@@ -62,7 +62,7 @@ from sovren_db import commands, services  # noqa: E402
 from sovren_db.core.config import load_settings  # noqa: E402
 from sovren_db.core.urls import with_database  # noqa: E402
 from sovren_db.redis.declared import load_declarations  # noqa: E402
-from sovren_db.seeds import redis_keys  # noqa: E402
+from sovren_db.seeds.families import keys_of  # noqa: E402
 from sovren_db.seeds.engine import seed  # noqa: E402
 from sovren_db.postgres.declared import load_schema  # noqa: E402
 from sovren_db.seeds.declared import build_graph  # noqa: E402
@@ -101,7 +101,7 @@ def write_project(dest: Path, rows: int, keys: int) -> Path:
         f'description = "bench: users only"\nusers = {rows}\nseed = 11\npassword = "bench"\n' + USERS_ONLY)
     (dest / "seeds" / "bench_sessions.toml").write_text(
         f'description = "bench: one session per user"\nusers = {keys}\nseed = 12\npassword = "bench"\n'
-        + USERS_ONLY + "[redis]\nsession = 1.0\n")
+        + USERS_ONLY + '[redis]\nsession = { per = "users", share = 1.0, value = "token" }\n')
     return dest
 
 
@@ -140,7 +140,8 @@ def declared_plan(root: Path, name: str) -> Plan:
     profile = load_profile(root / "seeds", name)
     schema = load_schema(root / "postgres")
     graph = build_graph(schema, profile, {})
-    return Plan(profile, 1, profile.seed, dt.date.today().replace(day=1), graph=graph)
+    declarations = {name: load_declarations(root / "redis").families[name] for name in profile.families}
+    return Plan(profile, 1, profile.seed, dt.date.today().replace(day=1), graph=graph, declarations=declarations)
 
 
 # -- generation alone: from the declarations against the hand-written generator -------------------------
@@ -316,9 +317,8 @@ def redis_round(servers: Servers, root: Path, keys: int) -> None:
     print(f"\n== Redis, {keys:,} session keys (string, TTL 1d)")
     base = servers.redis.url.rsplit("/", 1)[0]
     seeded, validation = min(time_redis_seed(servers, root, base + "/0", keys) for _ in range(REPEAT))
-    family = load_declarations(root / "redis").families["session"]
     plan = declared_plan(root, "bench_sessions")
-    items = [(k, v, batch.ttl) for batch in (redis_keys.session(b, family) for b in plan.blocks())
+    items = [(k, v, batch.ttl) for batch in (keys_of("session", b) for b in plan.blocks())
              for k, v in zip(batch.keys, batch.values)]
     raw = best(time_redis_pipeline, base + "/1", items)
     print(f"  seed's Redis path (generate, validate, load) {seeded:8.2f} s  {keys / seeded:>10,.0f} keys/s "

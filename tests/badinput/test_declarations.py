@@ -61,7 +61,8 @@ PROFILES = [
     ("users as text", "users = 120", 'users = "many"', "users"),
     ("unknown key", "users = 120", "users = 120\nadmins = 3", "admins"),
     ("unknown table", "operations = 6.0", "operations = 6.0\nno_such_table = 1.0", "no_such_table"),
-    ("unknown family", "session = 0.6", "session = 0.6\nno_such_family = 0.5", "no_such_family"),
+    ("unknown family", "[redis.session]", '[redis.no_such_family]\nper = "users"\nshare = 0.5\n[redis.session]',
+     "no_such_family"),
     ("share above one", "share = 1.0", "share = 7.0", "payments"),
     ("not toml", "users = 120", "users = = 120", "ci.toml"),
 ]

@@ -14,7 +14,8 @@ from sovren_db.redis.keyops import unlink_keys
 from sovren_db.redis.patterns import parse_pattern
 from sovren_db.redis.state import KeyFamily
 from sovren_db.seeds import redis_load
-from sovren_db.seeds.redis_keys import FAMILIES, is_seeded_value
+from sovren_db.seeds.profiles import load_profile
+from sovren_db.seeds.redis_keys import is_seeded_value
 
 from redis_helpers import REPO, connect
 
@@ -134,7 +135,9 @@ def test_erase_finds_the_same_keys_without_scanning(project, backend, client, co
 # -- (b) seeded keys: one SCAN per master for every family -------------------------------------
 
 def repo_families() -> list[KeyFamily]:
-    return list(load_declarations(REPO / "redis").families.values())
+    """The families the ci profile seeds (what the seed passes to delete_seeded)."""
+    seeded = load_profile(REPO / "seeds", "ci").families
+    return [f for f in load_declarations(REPO / "redis").families.values() if f.name in seeded]
 
 
 def write_mixed_keys(client) -> None:
@@ -158,8 +161,6 @@ def reference_delete_seeded(backend, families: list[KeyFamily]) -> dict[str, int
     """The former delete_seeded: one SCAN MATCH walk per family."""
     deleted = {}
     for family in families:
-        if family.name not in FAMILIES:
-            continue
         if family.fixed_key is not None:
             deleted[family.name] = redis_load._delete_entries(backend.client, family.fixed_key)
             continue

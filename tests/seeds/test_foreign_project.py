@@ -85,7 +85,7 @@ def test_documents_come_from_the_collections_validators_and_reference_seeded_row
     through the offline $jsonSchema validator, as the seed would before writing it."""
     import json
 
-    from sovren_db.seeds import mongo_docs
+    from sovren_db.seeds import documents
 
     from .foreign_schema import COLLECTIONS, MONGO_PROFILE
 
@@ -98,9 +98,9 @@ def test_documents_come_from_the_collections_validators_and_reference_seeded_row
     commands.revision(settings, "collections", autogenerate=True)
     commands.migrate(settings)
     made: dict[str, list] = {}
-    original = mongo_docs.documents
-    monkeypatch.setattr(mongo_docs, "documents", lambda name, spec, block: made.setdefault(name, []).extend(
-        found := original(name, spec, block)) or found)
+    original = documents.documents_of
+    monkeypatch.setattr(documents, "documents_of", lambda name, block: made.setdefault(name, []).extend(
+        found := original(name, block)) or found)
     report = seed(settings, "shop", validate_all=True)
     assert {n: report.validated[n] > 0 for n in COLLECTIONS} == dict.fromkeys(COLLECTIONS, True), report.validated
     accounts = {r[0]: r[1] for r in psycopg.connect(pg_url).execute("SELECT account_id, tenant_id FROM accounts")}

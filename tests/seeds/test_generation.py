@@ -14,7 +14,10 @@ import pytest
 
 from sovren_db.mongo.declared import load_declared
 from sovren_db.redis.declared import load_declarations
-from sovren_db.seeds import mongo_docs, redis_keys, vocab
+from sovren_db.mongo.validate import validator_schema
+from sovren_db.seeds import vocab
+from sovren_db.seeds.documents import documents_of
+from sovren_db.seeds.families import keys_of
 from sovren_db.seeds.draws import SEEDED_UUID, Draws, is_seeded
 from sovren_db.seeds.plan import BLOCK_USERS, Plan
 from sovren_db.postgres.declared import load_schema
@@ -33,7 +36,13 @@ FAMILIES = load_declarations(REPO / "redis").families
 
 # The ci profile at seed 1, anchored at 2026-11: these bytes on every machine and Python version.
 # Changing a generator changes this digest on purpose: update it, and say so in the commit.
-CI_DIGEST = "4daaf9a24882a44a3da578a45535aa4cd3837347c760d81d849f75ecb60f98fd"
+CI_DIGEST = "2ae74e8124443661b70ab73d662d5a0fd8a553be4f4fe41e3f05eae706a85869"
+
+
+def declarations_of(profile) -> dict:
+    """What the seed's Targets give the plan: each collection's $jsonSchema, each family's declaration."""
+    found = {n: validator_schema(COLLECTIONS[n].validator) or {} for n in profile.documents}
+    return {**found, **{n: FAMILIES[n] for n in profile.families}}
 
 
 def graph_of(profile):
@@ -46,7 +55,8 @@ def plan_of(name: str = "ci", *, seed: int | None = None, scale: int = 1, anchor
     if users:
         profile = replace(profile, users=users, tables={**profile.tables, "users": replace(
             profile.tables["users"], rows=users)})
-    return Plan(profile, scale, profile.seed if seed is None else seed, anchor, graph=graph_of(profile))
+    return Plan(profile, scale, profile.seed if seed is None else seed, anchor, graph=graph_of(profile),
+                declarations=declarations_of(profile))
 
 
 def tables_of(plan: Plan) -> list[TableRows]:
@@ -58,10 +68,10 @@ def everything(plan: Plan):
     for block in plan.blocks():
         for table in tables_of(plan):
             yield table.table, table.lines(block)
-        for name, build in mongo_docs.COLLECTIONS.items():
-            yield name, build(block)
-        for name, build in redis_keys.FAMILIES.items():
-            batch = build(block, FAMILIES[name])
+        for name in plan.profile.documents:
+            yield name, documents_of(name, block)
+        for name in plan.profile.families:
+            batch = keys_of(name, block)
             yield name, list(zip(batch.keys, batch.values, [batch.ttl_of(i) for i in range(len(batch))]))
 
 
@@ -108,7 +118,7 @@ def test_blocks_are_independent_and_cover_every_user():
     plan = Plan(profile, 1, 5, ANCHOR, graph=graph_of(profile))
     assert len(rows(plan, "users")) == BLOCK_USERS + 10 and len(rows(plan, "operations")) > BLOCK_USERS
     assert [b.size for b in plan.blocks()] == [BLOCK_USERS, 10]
-    ids = [i for b in plan.blocks() for i in b.users.id]
+    ids = [i for b in plan.blocks() for i in b.rows("users").values("user_id")]
     assert len(set(ids)) == BLOCK_USERS + 10
     assert all(is_seeded(i) for i in ids)
 
@@ -165,25 +175,42 @@ def test_documents_and_keys_reference_the_seeded_users_and_operations():
     users = {r[0]: r for r in rows(plan, "users")}
     operations = {r[0]: r for r in rows(plan, "operations")}
     block = plan.block(0)
-    executives = mongo_docs.executives(block)
+    executives = documents_of("executives", block)
     boards = {uid: {e["executiveId"] for e in executives if e["userId"] == uid} for uid in users}
     for name in ("communications", "scenario_simulations", "analytics_payloads"):
-        for document in mongo_docs.COLLECTIONS[name](block):
+        for document in documents_of(name, block):
             assert document["userId"] in users
             if "operationId" in document:
                 assert operations[document["operationId"]][1] == document["userId"]
-    for simulation in mongo_docs.scenario_simulations(block):
+    simulations = documents_of("scenario_simulations", block)
+    assert any(s["executiveIds"] for s in simulations)
+    for simulation in simulations:
         assert set(simulation["executiveIds"]) <= boards[simulation["userId"]]
-    sessions = redis_keys.session(block, FAMILIES["session"])
+    sessions = keys_of("session", block)
     signed_in = {k.split(b":")[1].decode() for k in sessions.keys}
-    assert signed_in <= set(users)
-    devices = redis_keys.session_devices(block, FAMILIES["session_devices"])
+    assert signed_in and signed_in <= set(users)
+    devices = keys_of("session_devices", block)
     assert {k.rsplit(b":", 1)[1].decode() for k in devices.keys} <= signed_in
-    queued = {e["messageId"] for e in redis_keys.comms_outbox(block, FAMILIES["comms_outbox"]).values}
-    statuses = redis_keys.comms_status(block, FAMILIES["comms_status"])
-    assert {k.rsplit(b":", 1)[1].decode() for k in statuses.keys} <= queued
-    failed = {c["messageId"] for c in mongo_docs.communications(block) if c["status"] == "failed"}
-    assert {e["messageId"] for e in redis_keys.comms_dead(block, FAMILIES["comms_dead"]).values} <= failed
+    queued = {e["messageId"] for e in keys_of("comms_outbox", block).values}
+    statuses = keys_of("comms_status", block)
+    assert statuses.keys and {k.rsplit(b":", 1)[1].decode() for k in statuses.keys} <= queued
+    failed = {c["messageId"] for c in documents_of("communications", block) if c["status"] == "failed"}
+    dead = keys_of("comms_dead", block).values
+    assert dead and {e["messageId"] for e in dead} <= failed
+    cached = keys_of("executive_cache", block)
+    by_id = {e["executiveId"]: e for e in executives}
+    for key, value in zip(cached.keys, cached.values):
+        executive = by_id[key.rsplit(b":", 1)[1].decode()]
+        assert value["role"] == executive["role"] and value["skills"] == ",".join(executive["skills"])
+
+
+def test_times_are_ordered_and_in_the_window():
+    block = plan_of().block(0)
+    low, high = dt.datetime(2025, 11, 1), dt.datetime(2026, 11, 1)
+    for executive in documents_of("executives", block):
+        assert low <= executive["createdAt"] <= executive["updatedAt"] < high
+    for simulation in documents_of("scenario_simulations", block):
+        assert simulation["completedAt"] is None or simulation["createdAt"] <= simulation["completedAt"] < high
 
 
 @pytest.mark.parametrize("name", ["ci", "dev"])
@@ -191,17 +218,17 @@ def test_every_document_and_key_passes_its_declaration(name):
     plan = plan_of(name, users=400)
     documents, keys = DocumentCheck(COLLECTIONS), KeyCheck(FAMILIES)
     block = plan.block(0)
-    for collection, build in mongo_docs.COLLECTIONS.items():
-        documents.check(collection, build(block))
-    for family, build in redis_keys.FAMILIES.items():
-        keys.check(build(block, FAMILIES[family]))
+    for collection in plan.profile.documents:
+        documents.check(collection, documents_of(collection, block))
+    for family in plan.profile.families:
+        keys.check(keys_of(family, block))
     assert min(documents.seen.values()) > 0 and min(keys.seen.values()) > 0
 
 
 def test_keys_follow_the_declared_ttl_rules():
     block = plan_of().block(0)
-    assert redis_keys.session(block, FAMILIES["session"]).ttl == FAMILIES["session"].ttl.default
-    assert redis_keys.comms_outbox(block, FAMILIES["comms_outbox"]).ttl is None
+    assert keys_of("session", block).ttl == FAMILIES["session"].ttl.default
+    assert keys_of("comms_outbox", block).ttl is None
 
 
 def test_profile_amounts_are_honoured_on_average():
@@ -212,8 +239,8 @@ def test_profile_amounts_are_honoured_on_average():
         assert abs(per_user - plan.graph.table(table).amount) < 0.3, table
     paid = rows(plan, "transactions")
     assert abs(len(rows(plan, "payments")) / len(paid) - plan.graph.table("payments").amount) < 0.03
-    signed_in = mean(len(redis_keys.session(b, FAMILIES["session"])) / b.size for b in plan.blocks())
-    assert abs(signed_in - plan.profile.amount("session")) < 0.03
+    signed_in = mean(len(keys_of("session", b)) / b.size for b in plan.blocks())
+    assert abs(signed_in - plan.profile.families["session"].amount) < 0.03
 
 
 def test_vocabularies_need_no_escaping_in_copy_text_or_json():
@@ -246,3 +273,38 @@ def test_binary_numeric_matches_psycopgs_own_encoder(cents):
 
     expected = bytes(DecimalBinaryDumper(Decimal).dump(Decimal(cents).scaleb(-2).quantize(Decimal("0.01"))))
     assert _numeric_cents(cents)[4:] == expected
+
+
+def test_a_left_out_field_stays_left_out_in_another_process():
+    import pickle
+
+    from sovren_db.seeds.records import MISSING
+
+    assert pickle.loads(pickle.dumps(MISSING)) is MISSING
+
+
+@pytest.mark.parametrize("entry, where, problem", [
+    ('[redis.x]\nper = "nowhere"\nshare = 1.0\n', "redis.x.per", "'nowhere' is not a table, collection or family"),
+    ('[redis.x]\nper = "y"\nshare = 1.0\n[redis.y]\nper = "x"\nshare = 1.0\n', "redis.x.per", "its own ancestor"),
+    ('[mongo.executives]\nfields.mood = "word"\n', "mongo.executives.fields.mood", "declares no field 'mood'"),
+    ('[mongo.executives]\nfields.updatedAt = { after = "bedtime" }\n', "mongo.executives.fields.updatedAt.after",
+     "'bedtime' is not a field of executives"),
+    ('[redis.comms_dead]\nwhere = { state = "failed" }\n', "redis.comms_dead.where.state",
+     "communications has no field 'state'"),
+    ('[mongo.executives]\nfields.name = { from = "users.nickname" }\n', "mongo.executives.fields.name.from",
+     "table users has no generated column 'nickname'"),
+])
+def test_a_record_entry_the_declarations_cannot_serve_names_the_profile_key(tmp_path, entry, where, problem):
+    from sovren_db.core.errors import DeclarationError
+    from sovren_db.seeds.targets import check_record
+
+    (tmp_path / "ci.toml").write_text((REPO / "seeds" / "ci.toml").read_text())
+    (tmp_path / "p.toml").write_text('extends = "ci"\n' + entry)
+    profile = load_profile(tmp_path, "p")
+    declarations = {**declarations_of(replace(profile, families={
+        n: f for n, f in profile.families.items() if n in FAMILIES})), "x": FAMILIES["session"], "y": FAMILIES["session"]}
+    with pytest.raises(DeclarationError) as caught:
+        for name in [*profile.documents, *profile.families]:
+            check_record(profile, name, declarations, graph_of(profile))
+    assert (caught.value.where, str(tmp_path / "p.toml") in str(caught.value)) == (where, True)
+    assert problem in caught.value.problem

@@ -10,7 +10,9 @@ import pytest
 
 from sovren_db.mongo.declared import load_declared
 from sovren_db.redis.declared import load_declarations
-from sovren_db.seeds import mongo_docs, redis_keys
+from sovren_db.seeds import redis_keys
+from sovren_db.seeds.documents import documents_of
+from sovren_db.seeds.families import keys_of
 from sovren_db.seeds.plan import Plan
 from sovren_db.seeds.prevalidate import DocumentCheck, KeyCheck, SeedRejected
 from sovren_db.seeds.profiles import load_profile
@@ -22,8 +24,9 @@ FAMILIES = load_declarations(REPO / "redis").families
 
 @pytest.fixture(scope="module")
 def block():
-    profile = load_profile(REPO / "seeds", "ci")
-    return Plan(profile, 1, 1, dt.date(2026, 11, 1), 4).block(0)
+    from tests.seeds.test_generation import plan_of
+
+    return plan_of().block(0)
 
 
 def spoil(documents: list[dict], index: int, **changes) -> list[dict]:
@@ -32,7 +35,7 @@ def spoil(documents: list[dict], index: int, **changes) -> list[dict]:
 
 
 def test_a_document_breaking_its_schema_is_reported_with_collection_index_and_reason(block):
-    documents = spoil(mongo_docs.executives(block), 7, skills=["pricing", "pricing"])
+    documents = spoil(documents_of("executives", block), 7, skills=["pricing", "pricing"])
     with pytest.raises(SeedRejected) as caught:
         DocumentCheck(COLLECTIONS).check("executives", documents)
     error = caught.value
@@ -45,10 +48,10 @@ def test_a_document_breaking_its_schema_is_reported_with_collection_index_and_re
 
 def test_record_indexes_count_across_blocks(block):
     check = DocumentCheck(COLLECTIONS)
-    good = mongo_docs.communications(block)
+    good = documents_of("communications", block)
     check.check("communications", good)
     with pytest.raises(SeedRejected) as caught:
-        check.check("communications", spoil(mongo_docs.communications(block), 2, status="bounced"))
+        check.check("communications", spoil(documents_of("communications", block), 2, status="bounced"))
     assert caught.value.index == len(good) + 2
     assert "bounced" in caught.value.reason
 
@@ -60,7 +63,7 @@ def test_record_indexes_count_across_blocks(block):
 ])
 def test_each_kind_of_schema_violation_is_caught(block, field, value, reason):
     with pytest.raises(SeedRejected, match=reason):
-        DocumentCheck(COLLECTIONS).check("communications", spoil(mongo_docs.communications(block), 0,
+        DocumentCheck(COLLECTIONS).check("communications", spoil(documents_of("communications", block), 0,
                                                                    **{field: value}))
 
 
@@ -72,14 +75,14 @@ def redis_reject(batch: redis_keys.KeyBatch) -> SeedRejected:
 
 
 def test_a_key_without_the_ttl_its_family_requires(block):
-    batch = redis_keys.session(block, FAMILIES["session"])
+    batch = keys_of("session", block)
     error = redis_reject(replace(batch, ttl=None))
     assert (error.where, error.index) == ("family session", 0)
     assert "gets no TTL but the family requires one" in error.reason
 
 
 def test_a_ttl_outside_the_family_bounds_names_the_bound(block):
-    batch = redis_keys.session(block, FAMILIES["session"])
+    batch = keys_of("session", block)
     ttls = [batch.ttl] * len(batch)
     ttls[3] = 60
     error = redis_reject(replace(batch, ttl=ttls))
@@ -88,7 +91,7 @@ def test_a_ttl_outside_the_family_bounds_names_the_bound(block):
 
 
 def test_a_key_of_another_family_or_of_none(block):
-    batch = redis_keys.session(block, FAMILIES["session"])
+    batch = keys_of("session", block)
     keys = list(batch.keys)
     keys[2] = b"session:devices:" + keys[2].split(b":")[1]
     error = redis_reject(replace(batch, keys=keys))
@@ -98,40 +101,43 @@ def test_a_key_of_another_family_or_of_none(block):
 
 
 def test_a_value_of_the_wrong_type_or_size(block):
-    batch = redis_keys.session(block, FAMILIES["session"])
+    batch = keys_of("session", block)
     assert "would be a hash but the family is declared string" in redis_reject(replace(batch, kind="hash")).reason
     values = list(batch.values)
     values[1] = b"x" * 5000
     error = redis_reject(replace(batch, values=values))
     assert error.index == 1 and "above max_bytes 4,096" in error.reason
-    devices = redis_keys.session_devices(block, FAMILIES["session_devices"])
+    devices = keys_of("session_devices", block)
     members = list(devices.values)
     members[0] = []
     assert "is an empty set" in redis_reject(replace(devices, values=members)).reason
 
 
 def test_a_ttl_on_a_family_that_never_expires(block):
-    batch = redis_keys.comms_outbox(block, FAMILIES["comms_outbox"])
+    batch = keys_of("comms_outbox", block)
     assert "never expire" in redis_reject(replace(batch, ttl=60)).reason
 
 
 def big_plan(users: int, thin: float = 1.0) -> Plan:
     """``users`` users with the ci amounts (``thin`` times the means, so that tests stay quick)."""
-    profile = load_profile(REPO / "seeds", "ci")
-    amounts = {n: a * thin if n in ("executives", "communications", "operations") else a
-               for n, a in profile.amounts.items()}
-    return Plan(replace(profile, users=users, amounts=amounts), 1, 1, dt.date(2026, 11, 1), 4)
+    from tests.seeds.test_generation import plan_of
+
+    plan = plan_of(users=users, seed=1)
+    documents = {n: replace(d, amount=d.amount * thin) if n in ("executives", "communications") else d
+                 for n, d in plan.profile.documents.items()}
+    return replace(plan, profile=replace(plan.profile, documents=documents))
 
 
 def test_blocks_checked_in_parallel_find_the_same_first_record_as_in_order(monkeypatch):
     from sovren_db.seeds import prevalidate
 
     plan = big_plan(3 * 8192, thin=0.02)
-    seeded = {name: FAMILIES[name] for name in redis_keys.FAMILIES}
+    seeded = {name: FAMILIES[name] for name in plan.profile.families}
+    collections = {name: COLLECTIONS[name] for name in plan.profile.documents}
     monkeypatch.setattr(prevalidate, "PARALLEL_FROM_DOCUMENTS", 10**12)
-    in_order = prevalidate.check_blocks(plan, COLLECTIONS, seeded)
+    in_order = prevalidate.check_blocks(plan, collections, seeded)
     monkeypatch.setattr(prevalidate, "PARALLEL_FROM_DOCUMENTS", 1)
-    assert prevalidate.check_blocks(plan, COLLECTIONS, seeded) == in_order
+    assert prevalidate.check_blocks(plan, collections, seeded) == in_order
     assert in_order["users"] == 0 and in_order["executives"] > 1000 and in_order["session"] > 10000
 
 
@@ -153,7 +159,7 @@ def test_a_stream_over_its_limit_across_blocks_names_the_first_entry_over_it():
 
     plan = big_plan(2 * 8192)
     family = replace(FAMILIES["comms_outbox"], max_elements=5000)
-    per_block = [len(redis_keys.comms_outbox(plan.block(i), family)) for i in range(2)]
+    per_block = [len(keys_of("comms_outbox", plan.block(i))) for i in range(2)]
     assert per_block[0] < 5000 < sum(per_block)
     with pytest.raises(SeedRejected) as caught:
         check_blocks(plan, {}, {"comms_outbox": family})

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sovren_db.core.errors import ConfigError, DeclarationError
-from sovren_db.seeds.profiles import ENTITIES, SHARE, load_profile, profile_names
+from sovren_db.seeds.profiles import load_profile, profile_names
 
 REPO_SEEDS = Path(__file__).resolve().parents[2] / "seeds"
 
@@ -19,9 +19,28 @@ def test_the_repository_declares_ci_dev_and_perf():
     assert not list(REPO_SEEDS.glob("__init__.py"))
 
 
-def test_ci_seeds_every_entity_so_that_ci_covers_every_generator():
+def test_ci_seeds_every_declared_collection_and_family_of_sovren_s_data():
     ci = load_profile(REPO_SEEDS, "ci")
-    assert [name for name in ENTITIES if ci.amount(name) <= 0] == []
+    collections = {p.name.split(".")[0] for p in (REPO_SEEDS.parent / "mongo").glob("*.schema.json")}
+    assert set(ci.documents) == collections and all(r.amount > 0 for r in ci.documents.values())
+    assert {"session", "session_devices", "executive_cache", "comms_dead"} <= set(ci.families)
+
+
+def test_dev_and_perf_extend_ci_keeping_its_fields_with_their_own_amounts():
+    ci, dev = load_profile(REPO_SEEDS, "ci"), load_profile(REPO_SEEDS, "dev")
+    assert dev.documents["executives"].columns == ci.documents["executives"].columns
+    assert (dev.documents["executives"].amount, dev.families["session"].share) == (4.0, True)
+    assert dev.tables["payments"].per == "transactions" and dev.tables["payments"].amount == 0.95
+
+
+def test_a_profile_extending_a_missing_or_circular_one_names_the_key(tmp_path):
+    (tmp_path / "a.toml").write_text('extends = "b"\nusers = 1\n')
+    (tmp_path / "b.toml").write_text('extends = "a"\nusers = 2\n')
+    with pytest.raises(DeclarationError, match="extends this one in turn"):
+        load_profile(tmp_path, "a")
+    (tmp_path / "b.toml").write_text('extends = "nowhere"\n')
+    with pytest.raises(DeclarationError, match="must name another profile"):
+        load_profile(tmp_path, "a")
 
 
 def test_fingerprint_follows_the_file_content(tmp_path):
@@ -37,7 +56,13 @@ def test_fingerprint_follows_the_file_content(tmp_path):
     ("users = 0\n", "users", "whole number"),
     ("users = 5\ncolour = 'red'\n", "colour", "unknown key"),
     ("users = 5\n[postgres]\nwidgets = 'many'\n", "postgres.widgets", "must be rows of a root table"),
-    ("users = 5\n[mongo]\nsubscriptions = 1\n", "mongo.subscriptions", "can be seeded in mongo"),
+    ("users = 5\n[mongo]\nsubscriptions = 1\n", "mongo.subscriptions", "must be a table { per"),
+    ("users = 5\n[mongo]\nnotes = { per = 'users', mean = 1, fields = 3 }\n", "mongo.notes.fields",
+     "table of field = generator"),
+    ("users = 5\n[mongo]\nnotes = { per = 'users', mean = 1, fields = { a = { from = 3 } } }\n",
+     "mongo.notes.fields.a.from", "must name a field"),
+    ("users = 5\n[mongo]\nnotes = { per = 'users', mean = 1, value = 'word' }\n", "mongo.notes.value",
+     "unknown key"),
     ("users = 5\n[postgres.payments]\nshare = 1.5\n", "postgres.payments.share", "between 0 and 1"),
     ("users = 5\n[postgres.payments]\nshare = 0.5\nmean = 2\n", "postgres.payments", "one of rows, mean and share"),
     ("users = 5\n[postgres.payments]\nper = 3\n", "postgres.payments.per", "name of the parent table"),
@@ -51,8 +76,8 @@ def test_fingerprint_follows_the_file_content(tmp_path):
     ("users = 5\n[mongo]\nreviews = { mean = 1 }\n", "mongo.reviews.per", "is required"),
     ("users = 5\n[mongo]\nreviews = { per = 'users' }\n", "mongo.reviews", "one of mean and share"),
     ("users = 5\n[mongo]\nreviews = { per = 'users', share = 2 }\n", "mongo.reviews.share", "between 0 and 1"),
-    ("users = 5\n[redis]\nsession = -1\n", "redis.session", "0 or more"),
-    ("users = 5\n[redis]\nsession = true\n", "redis.session", "0 or more"),
+    ("users = 5\n[redis]\nsession = { per = 'users', share = -1 }\n", "redis.session.share", "0 or more"),
+    ("users = 5\n[redis]\nsession = { per = 'users', mean = true }\n", "redis.session.mean", "0 or more"),
     ("users = 5\npostgres = 3\n", "postgres", "must be a table"),
 ])
 def test_malformed_profiles_name_the_file_and_the_key(tmp_path, text, where, problem):
@@ -74,12 +99,6 @@ def test_an_unknown_profile_lists_the_available_ones(tmp_path):
     (tmp_path / "small.toml").write_text("users = 1\n")
     with pytest.raises(ConfigError, match=r"No seed profile 'huge' .*profiles there: small\)"):
         load_profile(tmp_path, "huge")
-
-
-def test_shares_are_only_the_entities_declared_as_shares():
-    assert {n for n, e in ENTITIES.items() if e.kind == SHARE} == {
-        "scenario_simulations", "analytics_payloads", "session", "session_devices", "executive_cache",
-        "simulation_cache", "comms_status", "comms_dead"}
 
 
 def test_an_encrypted_column_without_any_key_is_a_config_error(tmp_path, monkeypatch):

@@ -55,7 +55,7 @@ def seeder(monkeypatch, events: list, found=None, mongo: bool = True, deleted: i
     run = object.__new__(Seeder)
     run.settings, run.runtime, run.conn, run.progress = None, None, Connection(), NoProgress()
     run.targets = SimpleNamespace(all_collections=ALL_COLLECTIONS, names=lambda store: [], graph=None,
-                                  document_keys={})
+                                  document_keys={}, declarations={})
     run.backends = {"mongo": SimpleNamespace(db=Deletions(events, deleted)) if mongo else None, "redis": None}
     run._anchor = lambda *args: ANCHOR
     run._validate = lambda plan, report: events.append("validate")

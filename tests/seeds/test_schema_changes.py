@@ -98,18 +98,77 @@ api_keys = Table(
     assert revoked == 0 and future == 0          # a server default is left to the server; no date after now
 
 
-def test_a_required_field_added_to_a_collection_and_a_field_removed_are_followed(triad, pg_url, monkeypatch):
-    """Sovren's own generators write communications; the declaration moves under them (no code changed)."""
+def edit_schema(root: Path, collection: str, add: dict | None = None, drop: str | None = None) -> None:
+    """Make each of ``add`` (field -> schema) required in the collection's $jsonSchema; remove ``drop``."""
     import json
 
-    path = triad / "mongo" / "communications.schema.json"
+    path = root / "mongo" / f"{collection}.schema.json"
     schema = json.loads(path.read_text())
-    schema["required"].append("channel")
-    schema["properties"]["channel"] = {"enum": ["email", "sms", "push"]}
-    schema["required"].remove("recipient")
-    del schema["properties"]["recipient"]
+    for field, spec in (add or {}).items():
+        schema["required"].append(field)
+        schema["properties"][field] = spec
+    if drop:
+        schema["required"].remove(drop)
+        del schema["properties"][drop]
     path.write_text(json.dumps(schema, indent=2))
-    moved(triad)
-    report = seed(load_settings(triad), "ci", validate_all=True)   # every document through the validator
-    assert report.validated["communications"] > 0
 
+
+def test_a_required_field_added_to_a_collection_and_a_field_removed_are_followed(triad, pg_url, monkeypatch):
+    """Sovren's collections are profile data on the generic engine: the declaration moves, no code changes."""
+    from sovren_db.seeds import documents
+
+    edit_schema(triad, "communications", add={"channel": {"enum": ["email", "sms", "push"]},
+                                              "priority": {"bsonType": "int", "minimum": 1, "maximum": 5}})
+    edit_schema(triad, "analytics_payloads", drop="payload")
+    moved(triad)
+    made: dict[str, list] = {}
+    original = documents.documents_of
+    monkeypatch.setattr(documents, "documents_of", lambda name, block: made.setdefault(name, []).extend(
+        found := original(name, block)) or found)
+    report = seed(load_settings(triad), "ci", validate_all=True)   # every document through the validator
+    assert report.validated["communications"] == len(made["communications"]) > 0
+    assert {d["channel"] for d in made["communications"]} == {"email", "sms", "push"}
+    assert {1 <= d["priority"] <= 5 for d in made["communications"]} == {True}
+    assert all("payload" not in d for d in made["analytics_payloads"]) and made["analytics_payloads"]
+
+
+def test_a_field_the_profile_names_but_the_collection_dropped_is_a_declaration_error(triad, pg_url):
+    import pytest
+
+    from sovren_db.core.errors import DeclarationError
+
+    edit_schema(triad, "communications", drop="recipient")
+    moved(triad)
+    with pytest.raises(DeclarationError) as caught:
+        seed(load_settings(triad), "ci", validate_all=True)
+    assert caught.value.where == "mongo.communications.fields.recipient"
+    assert str(triad / "seeds" / "ci.toml") in str(caught.value)
+    assert "declares no field 'recipient'" in caught.value.problem
+
+
+def test_a_new_key_family_named_in_the_profile_is_seeded_for_seeded_users_only(triad, pg_url, redis_url):
+    """A family added to redis/ and named in the profile: its keys appear, one per seeded parent, no code."""
+    import redis as redis_py
+
+    (triad / "redis" / "presence.toml").write_text(
+        '[families.presence]\npattern = "presence:{user_id}:{device}"\ntype = "hash"\n'
+        'ttl = { policy = "required", max = "1h", default = "5m" }\nmax_elements = 8\n'
+        'description = "Which screen a signed-in user has open, per device."\n')
+    with (triad / "seeds" / "ci.toml").open("a") as profile:
+        profile.write('\n[redis.presence]\nper = "session"\nshare = 0.5\n'
+                      'fields = { userId = {}, screen = { values = ["board", "inbox", "simulations"] }, '
+                      'since = { from = "executives.createdAt" } }\n')
+    moved(triad)
+    report = seed(load_settings(triad), "ci")
+    client = redis_py.Redis.from_url(redis_url, decode_responses=True)
+    keys = list(client.scan_iter("presence:*"))
+    assert len(keys) == report.stores["redis"].counts["presence"] > 0
+    users = {str(r[0]) for r in psycopg.connect(pg_url).execute("SELECT user_id FROM users")}
+    sessions = {k.split(":", 1)[1] for k in client.scan_iter("session:*") if k.count(":") == 1}
+    for key in keys:
+        _, user, device = key.split(":")
+        value = client.hgetall(key)
+        assert user in sessions and user in users and device.startswith("5eed")
+        assert value["userId"] == user and value["screen"] in ("board", "inbox", "simulations")
+        assert 0 < client.ttl(key) <= 300
+    assert seed(load_settings(triad), "ci", reset=True).stores["redis"].deleted["presence"] == len(keys)

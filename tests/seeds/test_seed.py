@@ -14,7 +14,6 @@ from sovren_db.core.config import load_settings
 from sovren_db.core.runtime import ensure_deferred_table
 from sovren_db.core.urls import with_database
 from sovren_db.env import connect
-from sovren_db.seeds import mongo_docs, redis_keys
 from sovren_db.seeds.engine import seed
 from sovren_db.seeds.manifest import TABLE as MANIFEST
 
@@ -228,20 +227,28 @@ def test_refused_in_a_protected_environment_unless_allowed(triad, pg_url, monkey
 
 @pytest.mark.parametrize("store", ["mongo", "redis"])
 def test_a_generator_bug_is_reported_and_nothing_is_written(triad, pg_url, redis_url, monkeypatch, store):
+    from sovren_db.seeds import documents, families
+
     if store == "mongo":
-        def broken(block):
-            documents = mongo_docs.executives(block)
-            documents[4] = {**documents[4], "active": "yes"}
-            return documents
-        monkeypatch.setitem(mongo_docs.COLLECTIONS, "executives", broken)
+        original = documents.documents_of
+
+        def broken(name, block):
+            found = original(name, block)
+            if name == "executives":
+                found[4] = {**found[4], "active": "yes"}
+            return found
+        monkeypatch.setattr(documents, "documents_of", broken)
         expected = "mongo collection executives, record 4: (executiveId 5eed"
         extra = () if mongo_available() else ("--validate-all",)
     else:
-        def broken(block, family):
-            batch = redis_keys.session_devices(block, family)
-            batch.keys[9] = b"session:" + batch.keys[9].rsplit(b":", 1)[1]
+        original = families.keys_of
+
+        def broken(name, block):
+            batch = original(name, block)
+            if name == "session_devices":
+                batch.keys[9] = b"session:" + batch.keys[9].rsplit(b":", 1)[1]
             return batch
-        monkeypatch.setitem(redis_keys.FAMILIES, "session_devices", broken)
+        monkeypatch.setattr(families, "keys_of", broken)
         expected = "redis family session_devices, record 9: key 'session:5eed"
         extra = ()
     before = redis_snapshot(redis_url)
@@ -336,7 +343,8 @@ def test_what_postgres_stored_is_exactly_the_generated_rows(triad, pg_url):
 
 def test_reset_also_cleans_what_the_new_profile_does_not_seed(triad, redis_url):
     seeded()
-    (triad / "seeds" / "lean.toml").write_text('users = 5\npassword = "x"\nencryption_key = "k"\n[redis]\nsession = 1.0\n')
+    (triad / "seeds" / "lean.toml").write_text('users = 5\npassword = "x"\nencryption_key = "k"\n[redis]\n'
+                                               'session = { per = "users", share = 1.0 }\n')
     result = run("seed", "--profile", "lean", "--reset")
     assert result.exit_code == 0, result.output
     left = [k for k in redis_snapshot(redis_url) if b"5eed" in k]   # keys named by a seeded id

@@ -12,14 +12,14 @@ import pytest
 import redis as redis_py
 
 from sovren_db.core.urls import with_database
-from sovren_db.seeds import mongo_docs
+from sovren_db.seeds.documents import documents_of
 from sovren_db.seeds.plan import Plan
 from sovren_db.seeds.profiles import load_profile
 from sovren_db.seeds.residency import for_region
 from sovren_db.seeds.snapshots import create_database, drop_database
 from sovren_db.seeds.vocab import CURRENCIES
 from tests.integration.conftest import copy_project
-from tests.seeds.test_generation import graph_of
+from tests.seeds.test_generation import declarations_of, graph_of
 from tests.topology.test_targets import run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -112,8 +112,8 @@ def test_a_target_region_the_seed_cannot_draw_is_one_sentence_naming_the_key(res
 @pytest.mark.parametrize("region", ["eu", "us"])
 def test_documents_of_a_region_s_seed_carry_its_region_the_shard_key_s_first_field(repo_root, region):
     profile = for_region(load_profile(repo_root / "seeds", "ci"), region)
-    block = next(Plan(profile, 1, profile.seed, dt.date(2026, 1, 1), graph=graph_of(profile)).blocks())
-    documents = [d for name in ("scenario_simulations", "analytics_payloads")
-                 for d in mongo_docs.COLLECTIONS[name](block)]
+    block = next(Plan(profile, 1, profile.seed, dt.date(2026, 1, 1), graph=graph_of(profile),
+                      declarations=declarations_of(profile)).blocks())
+    documents = [d for name in ("scenario_simulations", "analytics_payloads") for d in documents_of(name, block)]
     assert documents and {d["region"] for d in documents} == {region}
     assert profile.fingerprint.endswith(f"/region={region}")

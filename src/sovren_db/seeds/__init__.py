@@ -8,10 +8,11 @@
 - ``draws``, ``clock``, ``vocab``: deterministic random columns (SHAKE-256
   streams), timestamps anchored to a month, precomputed vocabularies;
 - ``plan`` and ``entities``: the data, generated in blocks of root rows so
-  that memory stays bounded and every block is independent (``entities``:
-  what Sovren's MongoDB and Redis generators draw, on the same id streams);
-- ``postgres_rows``, ``mongo_docs``, ``redis_keys``: that data in each store's
-  form (COPY text, documents, key batches);
+  that memory stays bounded and every block is independent;
+- ``records``: the fields of a collection's documents or a family's keys,
+  drawn under their parent from the profile and the declarations;
+- ``postgres_rows``, ``documents``, ``families`` (``redis_keys``): that data
+  in each store's form (COPY, documents, key batches);
 - ``prevalidate``: every document against its ``$jsonSchema`` and every key
   against its family, before anything is written;
 - ``postgres_load``, ``mongo_load``, ``redis_load``: COPY, unordered

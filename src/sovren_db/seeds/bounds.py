@@ -17,7 +17,6 @@ from pathlib import Path
 
 from ..core.errors import Refused
 from .plan import Plan
-from .profiles import ENTITIES
 
 # Average bytes one seeded item takes on its server (measured on the ci and dev profiles, rounded up).
 BYTES_PER = {"postgres": 600, "mongo": 1200, "redis": 250}
@@ -41,9 +40,6 @@ def estimate(plan: Plan, stores: tuple[str, ...]) -> Estimate:
     items = dict.fromkeys(stores, 0)
     tables = plan.graph.names() if plan.graph else ["users"]
     items["postgres"] = items.get("postgres", 0) + sum(round(plan.expected(name)) for name in tables)
-    for name, entity in ENTITIES.items():
-        if entity.store in items:
-            items[entity.store] += round(plan.expected(name))
     if "mongo" in items:
         items["mongo"] += sum(round(plan.expected(name)) for name in plan.profile.documents)
     if "redis" in items:

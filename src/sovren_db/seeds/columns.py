@@ -223,7 +223,7 @@ def _values(column: "ColumnPlan", d: Draw) -> list:
     if kind == "null":
         return [None] * d.rows
     if column.choices is not None and kind not in ("serial", "uuid", "position"):
-        return [coerce(column, v, d) for v in d.pick(column.choices)]
+        return d.pick([coerce(column, v, d) for v in column.choices])
     if kind == "constant":
         return [coerce(column, column.value, d)] * d.rows
     if ":" in kind:

@@ -1,16 +1,18 @@
-"""MongoDB documents from a collection's ``$jsonSchema``, for collections Sovren's generators do not know.
+"""MongoDB documents from a collection's ``$jsonSchema`` and the profile's fields (:mod:`.records`).
 
-A profile names the collection with its parent Postgres table
-(``[mongo] reviews = { per = "users", mean = 2 }``); each document belongs to
-one parent row of the block. A property whose name is a parent's (or an
-ancestor's) key or foreign key column in camelCase (``userId`` for
-``user_id``) holds that row's value, so documents reference seeded rows. Every other property is drawn from
-its schema: ``bsonType`` (or ``type``), ``enum``, ``minLength``/``maxLength``,
+A profile names the collection with its parent
+(``[mongo.reviews] per = "users", mean = 2``); each document belongs to one
+parent record of the block, and its fields are drawn as :mod:`.records` says:
+the profile's generator, else the nearest ancestor's field of that name (so
+``userId`` holds the user's seeded id), else the field's schema:
+``bsonType`` (or ``type``), ``enum``, ``minLength``/``maxLength``,
 ``minimum``/``maximum``, ``pattern`` (the uuid pattern, else words and digits
 tried against it), ``required`` (optional properties are present about half
 the time), nested objects and arrays (``minItems``/``maxItems``,
 ``uniqueItems``), and ``additionalProperties`` (only declared properties are
-written). The documents then go through the offline validator like any other.
+written). Each ``_id`` is deterministic (the window's last second, then eight
+bytes of the document's own draw), so a second load of the same seed inserts
+nothing new. The documents then go through the offline validator like any other.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bson import Decimal128, Int64, ObjectId
 from ..core.errors import ConfigError
 from . import vocab
 from .draws import Draws
+from .records import MISSING, RecordBlock, camel
 
 if TYPE_CHECKING:
     from .entities import Block
@@ -33,89 +36,27 @@ MAX_ITEMS = 3
 _CANDIDATES = ("seed", "a", "x1", "ab12", "item-1", "A1", "2026-01-01", "12:00", "US", "EUR", "0")
 
 
-def camel(column: str) -> str:
-    head, *rest = column.split("_")
-    return head + "".join(part.title() for part in rest)
+def documents_of(name: str, block: "Block") -> list[dict]:
+    """The documents of collection ``name`` in ``block``."""
+    return build(block.rows(name))
 
 
-def owners_of(block: "Block", spec: "TableProfile", prefix: str) -> tuple[Any, list[int]]:
-    """(the parent table's rows in the block, the parent row of each record): ``spec``'s mean or share."""
-    parents = block.rows(spec.per)
-    counts = ([int(x) for x in block.draws.chance(prefix + ".share", parents.size, spec.amount)]
-              if spec.share else block.draws.counts(prefix + ".n", parents.size, spec.amount))
-    return parents, [p for p, k in enumerate(counts) for _ in range(k)]
-
-
-def key_columns(parents, names) -> dict[str, tuple[str, str, list[int]]]:
-    """Name -> (table, column, ancestor row of each parent row) for the names that are a key or foreign key
-    column of the parent chain, as written or in camelCase."""
-    chain = {parents.name: list(range(parents.size)), **parents.ancestry()}
-    found: dict[str, tuple[str, str, list[int]]] = {}
-    for table, rows in chain.items():
-        plan = parents.block.plan.graph.table(table)
-        keys = {c for ref in ((plan.parent,) if plan.parent else ()) + plan.references for c in ref.columns}
-        for column in plan.columns:
-            if column.kind in ("uuid", "serial") or column.name in keys:
-                for name in names:
-                    if name not in found and name in (column.name, camel(column.name)):
-                        found[name] = (table, column.name, rows)
-    return found
-
-
-class Documents:
-    """The documents of one collection in one block."""
-
-    def __init__(self, name: str, schema: dict, spec: "TableProfile", block: "Block"):
-        self.name, self.schema, self.spec, self.block = name, schema, spec, block
-        self.draws: Draws = block.draws
-
-    def build(self) -> list[dict]:
-        prefix = f"mongo.{self.name}"
-        parents, owners = owners_of(self.block, self.spec, prefix)
-        linked = key_columns(parents, self.schema.get("properties", {}))
-        raw = self.draws.bytes(prefix + "._id", 8 * len(owners))
-        stamp = self.block.plan.clock.unix(self.block.plan.window[1] - 1).to_bytes(4, "big")
-        documents = []
-        for i, owner in enumerate(owners):
-            values = Values(self.draws, f"{prefix}.{i}", self.block.plan)
-            document = values.object(self.schema, "", skip={"_id", *linked})
-            for field, (table, column, rows) in linked.items():
-                document[field] = linked_value(self.block.rows(table).values(column)[rows[owner]],
-                                               self.schema["properties"][field])
-            if "_id" in self.schema.get("properties", {}) or self.schema.get("additionalProperties", True):
-                document = {"_id": ObjectId(stamp + raw[8 * i:8 * i + 8]), **document}
-            documents.append(document)
-        return documents
-
-
-def linked_value(value: Any, schema: dict) -> Any:
-    """A Postgres value in the BSON type the property declares (ids are strings unless it wants numbers)."""
-    kinds = schema.get("bsonType", schema.get("type", "string"))
-    kinds = {kinds} if isinstance(kinds, str) else set(kinds)
-    if isinstance(value, int) and not isinstance(value, bool) and kinds & {"int", "long", "number", "integer"}:
-        return value if "int" in kinds and -2**31 <= value < 2**31 else Int64(value)
-    return value if value is None else str(value)
-
-
-def fit_to_schema(documents: list[dict], schema: dict, block: "Block", name: str) -> list[dict]:
-    """Sovren's hand-written documents, kept valid when the declaration moves: a required property the
-    generator does not write is drawn from its schema; with ``additionalProperties: false``, a property
-    the schema no longer declares is left out."""
-    properties = schema.get("properties", {})
-    required = [p for p in schema.get("required", []) if p in properties]
-    closed = schema.get("additionalProperties", True) is False
-    if not documents or (all(p in documents[0] for p in required) and not (closed and set(documents[0]) - set(
-            properties))):
-        return documents
-    out = []
-    for i, document in enumerate(documents):
-        values = Values(block.draws, f"mongo.{name}.{i}", block.plan)
-        document = {k: v for k, v in document.items() if k in properties} if closed else dict(document)
-        for field in required:
-            if field not in document:
-                document[field] = values.value(properties[field], "." + field)
-        out.append(document)
-    return out
+def build(records: RecordBlock) -> list[dict]:
+    names = list(records.fields)
+    columns = [records.values(field) for field in names]
+    schema = records.schema or {}
+    if "_id" in schema.get("properties", {}) or schema.get("additionalProperties", True):
+        raw = records.draws.bytes(records.prefix + "._id", 8 * records.size)
+        stamp = records.plan.clock.unix(records.plan.window[1] - 1).to_bytes(4, "big")
+        names.insert(0, "_id")
+        columns.insert(0, [ObjectId(stamp + raw[i:i + 8]) for i in range(0, len(raw), 8)])
+    documents = [dict(zip(names, row)) for row in zip(*columns)] if names else [{} for _ in range(records.size)]
+    for name, values in zip(names, columns):
+        if any(v is MISSING for v in values):   # optional fields a document leaves out
+            for document, value in zip(documents, values):
+                if value is MISSING:
+                    del document[name]
+    return documents
 
 
 class Values:
@@ -216,14 +157,18 @@ class Values:
 _KIND = {"double": "number", "number": "number", "integer": "int", "boolean": "bool"}
 
 
-def seeded_filter(schema: dict, spec: "TableProfile", graph) -> dict:
+def seeded_filter(schema: dict, spec: "TableProfile", graph, profile=None) -> dict:
     """The filter finding seeded documents: a property holding a seeded id (uuid or integer key) of the
-    parent chain (what --reset and the presence probe ask for)."""
+    parent chain, through the collections and families of ``profile`` up to a table (what --reset and the
+    presence probe ask for)."""
     from .mongo_load import SEEDED_USER_ID
     from .rows import serial_range
 
     properties = schema.get("properties", {})
-    table = graph.table(spec.per)
+    per = spec.per
+    while per not in graph.names() and profile is not None and profile.records(per) is not None:
+        per = profile.records(per).per
+    table = graph.table(per)
     while table is not None:
         if table.marker and table.marker[1] in ("uuid", "serial") and camel(table.marker[0]) in properties:
             field = camel(table.marker[0])
@@ -232,5 +177,6 @@ def seeded_filter(schema: dict, spec: "TableProfile", graph) -> dict:
             low, high = serial_range(table.column(table.marker[0]).encoding)
             return {field: {"$gte": low, "$lte": high}}
         table = graph.table(table.parent.target) if table.parent else None
+    marker = graph.table(per).marker
     raise ConfigError(f"MongoDB collection documents per {spec.per} need a property holding a seeded id of "
-                      f"{spec.per} or its parents (such as {camel(graph.table(spec.per).marker[0]) if graph.table(spec.per).marker else 'userId'}).")
+                      f"{per} or its parents (such as {camel(marker[0]) if marker else 'userId'}).")

@@ -143,7 +143,7 @@ class Seeder:
         found = self.found = manifests.read(self.conn)
         self.conn.rollback()
         anchor = self._anchor(found, profile, scale, seed, reset)
-        plan = Plan(profile, scale, seed, anchor, graph=self.targets.graph)
+        plan = Plan(profile, scale, seed, anchor, graph=self.targets.graph, declarations=self.targets.declarations)
         if self.targets.graph is not None:
             plan.partitions = partition_ranges(self.conn, self.targets.graph, anchor, plan.window)
         if found and not reset and found.identity() != plan.identity():
@@ -260,8 +260,7 @@ class Seeder:
             return delete_documents(self.backends["mongo"].db, self.targets.all_collections, self.targets.document_keys)
         from .redis_load import delete_seeded as delete_keys
 
-        return delete_keys(self.backends["redis"], self.targets.all_families,
-                           also=frozenset(f.name for f in self.targets.all_families))
+        return delete_keys(self.backends["redis"], self.targets.all_families)
 
     def _forget_stale_seed(self, todo: list[str], report: SeedReport) -> None:
         """Postgres is loaded afresh (it had no manifest): what an earlier seed (another run, anchor

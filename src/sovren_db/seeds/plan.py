@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from .clock import Clock
 from .entities import Block
-from .profiles import ENTITIES, Profile
+from .profiles import Profile
 
 if TYPE_CHECKING:
     from .declared import TableGraph
@@ -52,6 +52,8 @@ class Plan:
     months: int = 1                  # kept for callers; partitions are read from the catalog (``partitions``)
     graph: "TableGraph | None" = None
     partitions: dict[str, tuple[int, int] | None] = field(default_factory=dict)   # table -> key range, seconds
+    # collection or family -> its $jsonSchema or KeyFamily (:meth:`.targets.Targets.declarations`)
+    declarations: dict[str, object] = field(default_factory=dict)
     clock: Clock = field(init=False, repr=False)
     block_rows: int = field(init=False, default=BLOCK_USERS)
 
@@ -59,7 +61,7 @@ class Plan:
         self.clock = Clock(self.anchor)
         self.window = (self.clock.seconds_at(self.profile.window[0]), self.clock.seconds_at(self.profile.window[1]))
         self.seeded = frozenset(self.graph.names()) if self.graph else frozenset()
-        self._first: Block | None = None
+        self._lookups: Block | None = None
 
     @property
     def users(self) -> int:
@@ -76,13 +78,16 @@ class Plan:
         return -(-max([self.users, *roots]) // BLOCK_USERS)
 
     def block(self, index: int) -> Block:
-        if index == 0 and self._first is not None:
-            return self._first
+        """Block ``index``, drawn afresh: nothing of a block outlives its pass (memory stays one block's)."""
         start = index * BLOCK_USERS
-        block = Block(self, index, start, max(0, min(BLOCK_USERS, self.users - start)))
-        if index == 0:
-            self._first = block   # small lookup tables live in block 0: kept for every block's references
-        return block
+        return Block(self, index, start, max(0, min(BLOCK_USERS, self.users - start)))
+
+    def lookup(self, table: str):
+        """Block 0's rows of ``table``, for the blocks that have none of their own (small lookup tables);
+        kept on a block of their own, so that only the tables referenced this way stay in memory."""
+        if self._lookups is None:
+            self._lookups = self.block(0)
+        return self._lookups.rows(table)
 
     def window_of(self, table: str, column: str) -> tuple[int, int]:
         """Seconds from the anchor that a time column's values fall in: the profile's window, within the
@@ -94,8 +99,11 @@ class Plan:
         return low, max(low + 1, high)
 
     def blocks(self) -> Iterator[Block]:
+        """Each block in turn, released once the caller moves on to the next."""
         for index in range(self.block_count):
-            yield self.block(index)
+            block = self.block(index)
+            yield block
+            block.release()
 
     def expected(self, name: str) -> float:
         """About how many ``name`` the plan makes (the profile's amounts along the parent chain)."""
@@ -106,11 +114,8 @@ class Plan:
             return self.expected(table.parent.target) * table.amount
         if name == "users":
             return float(self.users)
-        generic = self.profile.documents.get(name) or self.profile.families.get(name)
-        if generic is not None:
-            return self.expected(generic.per) * generic.amount
-        entity = ENTITIES.get(name)
-        return self.expected(entity.parent) * self.profile.amount(name) if entity else 0.0
+        records = self.profile.records(name)
+        return self.expected(records.per) * records.amount if records is not None else 0.0
 
     def identity(self) -> dict:
         return seed_identity(self.profile, self.scale, self.seed)

@@ -20,9 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
+import threading
+from queue import Queue
+
 import psycopg
 from psycopg import sql
-from psycopg.copy import QueuedLibpqWriter
+from psycopg.copy import LibpqWriter
 
 from ..core.errors import first_line
 from ..core.urls import redact_text
@@ -39,6 +42,8 @@ if TYPE_CHECKING:
     from .plan import Plan
 
 Advance = Callable[[int], None]
+CHUNK = 128 * 1024          # bytes of COPY data a queued item holds
+QUEUED_CHUNKS = 32          # at most 4 MiB of COPY data waits for the server
 ENCRYPTION_KEY_VAR = "SOVREN_DB_ENCRYPTION_KEY"
 SEEDED_UUID = "{0} BETWEEN %s::uuid AND %s::uuid AND substr({0}::text, 15, 1) = '8'"
 
@@ -116,7 +121,7 @@ def copy_tables(conn: psycopg.Connection, plan: "Plan", tables: Iterable[TableRo
 
 def _copy_blocks(cursor: psycopg.Cursor, plan: "Plan", table: TableRows, into: str | None, advance: Advance) -> int:
     rows = 0
-    with cursor.copy(table.copy_sql(into), writer=QueuedLibpqWriter(cursor)) as copy:
+    with cursor.copy(table.copy_sql(into), writer=BoundedWriter(cursor)) as copy:
         if table.in_binary:
             copy.write(BINARY_SIGNATURE)
         for block in plan.blocks():
@@ -128,6 +133,48 @@ def _copy_blocks(cursor: psycopg.Cursor, plan: "Plan", table: TableRows, into: s
         if table.in_binary:
             copy.write(BINARY_TRAILER)
     return rows
+
+
+class BoundedWriter(LibpqWriter):
+    """COPY data sent from a thread while the next block is generated, never more than QUEUED_CHUNKS behind.
+
+    Written here because psycopg's QueuedLibpqWriter queues up to 1,024 items of 128 KiB: when the server
+    is slower than generation (audit triggers), most of a table's COPY data waited in memory, so the seed's
+    peak grew with --scale. Here ``write`` blocks once 4 MiB wait for the server."""
+
+    def __init__(self, cursor: psycopg.Cursor):
+        super().__init__(cursor)
+        self._queue: Queue = Queue(maxsize=QUEUED_CHUNKS)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def write(self, data) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._send, name="seed-copy", daemon=True)
+            self._thread.start()
+        if self._error is not None:
+            raise self._error
+        view = memoryview(data)
+        for start in range(0, len(view), CHUNK):
+            self._queue.put(view[start:start + CHUNK])
+
+    def _send(self) -> None:
+        try:
+            while data := self._queue.get():
+                super().write(data)
+        except BaseException as exc:   # handed to the main thread; the queue is drained so write() never hangs
+            self._error = exc
+            while self._queue.get():
+                pass
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        self._queue.put(b"")
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
+        super().finish(exc)
 
 
 def _stage(cursor: psycopg.Cursor, table: TableRows) -> None:

@@ -163,18 +163,21 @@ def _check_part(plan: "Plan", index: int, collections: Mapping[str, CollectionSp
                 families: Mapping[str, KeyFamily]) -> tuple[Counter, Counter, tuple | None]:
     """Check some collections or families of one block: (records per name, stream entries per key,
     first rejection or None)."""
-    from . import mongo_docs, redis_keys
+    from .documents import documents_of
+    from .families import keys_of
 
     block = plan.block(index)
     documents, keys = DocumentCheck(collections), KeyCheck(families)
     try:
         for name in collections:
-            documents.check(name, mongo_docs.documents(name, collections[name], block))
+            documents.check(name, documents_of(name, block))
         for name, family in families.items():
-            keys.check(redis_keys.keys_of(name, family, block))
+            keys.check(keys_of(name, block))
     except SeedRejected as rejected:
         return documents.seen + keys.seen, keys.stream_entries, (rejected.store, rejected.where, rejected.index,
                                                                  rejected.reason, rejected.name)
+    finally:
+        block.release()
     return documents.seen + keys.seen, keys.stream_entries, None
 
 

@@ -21,13 +21,22 @@ so a table or column added to the schema is seeded without a profile change::
     share = 0.9               # or mean = 1.5
     columns = { provider = { values = ["stripe", "adyen"] }, card_last4 = "digits" }
 
-    [redis]
-    session = 0.6             # Sovren's MongoDB and Redis generators: mean or share per parent
+    [mongo.executives]        # documents from the collection's $jsonSchema, per row of a parent
+    per = "users"             # a table, or another collection or key family of the profile
+    mean = 3.0
+    fields.role = { values = ["Chief Strategy Officer", "Chief Financial Officer"] }
+    fields.updatedAt = { after = "createdAt" }
 
-``users = N`` at the top is short for ``[postgres] users = N``. :data:`ENTITIES`
-lists the MongoDB and Redis names with their parent. An unknown table or
-column is a declaration error naming the file (checked against the schema
-when the seed starts).
+    [redis.comms_dead]        # keys from the family's declaration
+    per = "communications"
+    share = 1.0
+    where = { status = "failed" }              # only under parents whose field holds this value
+    fields.failedAt = { from = "communications.timestamp" }
+
+``users = N`` at the top is short for ``[postgres] users = N``. What fields
+take (``from``, ``after``, kinds, values) is in :mod:`.records`. An unknown
+table, column, collection or field is a declaration error naming the file
+(checked against the declarations when the seed starts).
 """
 
 from __future__ import annotations
@@ -44,34 +53,15 @@ MEAN, SHARE = "mean", "share"
 MAX_MEAN = 1000
 
 
-@dataclass(frozen=True)
-class Entity:
-    store: str
-    parent: str
-    kind: str  # MEAN children per parent, or SHARE of parents with one
-    what: str
-
-
-ENTITIES: dict[str, Entity] = {
-    "executives": Entity("mongo", "users", MEAN, "executives per user (the user's shadow board)"),
-    "communications": Entity("mongo", "users", MEAN, "sent messages per user"),
-    "scenario_simulations": Entity("mongo", "operations", SHARE, "share of operations with a simulation"),
-    "analytics_payloads": Entity("mongo", "operations", SHARE, "share of operations with an analytics payload"),
-    "session": Entity("redis", "users", SHARE, "share of users signed in"),
-    "session_devices": Entity("redis", "session", SHARE, "share of sessions with a device set"),
-    "executive_cache": Entity("redis", "executives", SHARE, "share of executives cached"),
-    "simulation_cache": Entity("redis", "scenario_simulations", SHARE, "share of simulations cached"),
-    "analytics_cache": Entity("redis", "users", MEAN, "cached analytics queries per user"),
-    "comms_outbox": Entity("redis", "users", MEAN, "queued messages per user"),
-    "comms_status": Entity("redis", "comms_outbox", SHARE, "share of queued messages with a status"),
-    "comms_dead": Entity("redis", "communications", SHARE, "share of failed messages dead-lettered"),
-}
 STORE_TABLES = ("postgres", "mongo", "redis")
-TOP_KEYS = frozenset({"description", "users", "seed", "password", "encryption_key", "window", "locale",
+TOP_KEYS = frozenset({"description", "users", "seed", "password", "encryption_key", "window", "locale", "extends",
                       *STORE_TABLES})
+AMOUNT_KEYS = ("rows", "mean", "share")   # one of them: a profile that extends another replaces the base's
 TABLE_KEYS = frozenset({"rows", "per", "mean", "share", "columns"})
 WINDOW_KEYS = frozenset({"start", "end"})
 COLUMN_KEYS = frozenset({"kind", "values", "min", "max", "value", "nulls"})
+FIELD_KEYS = COLUMN_KEYS | {"from", "after"}     # a document's or key's field: also an ancestor's value, a later time
+RECORD_KEYS = frozenset({"per", "mean", "share", "fields", "where", "value"})
 DEFAULT_WINDOW = ("-1y", "now")
 MAX_USERS = 1_000_000_000
 
@@ -87,6 +77,8 @@ class ColumnSpec:
     high: float | None = None
     value: object = None
     nulls: float | None = None
+    source: str | None = None        # fields: "table.column" or "collection.field" of an ancestor (or a sibling)
+    after: str | None = None         # fields: a time after this field's, before the window's end
 
 
 @dataclass(frozen=True)
@@ -96,7 +88,9 @@ class TableProfile:
     amount: float | None = None      # a child's mean per parent, or share of parents (share=True)
     share: bool = False
     number: float | None = None      # the short form: rows of a root, mean of a child
-    columns: dict[str, ColumnSpec] = field(default_factory=dict)
+    columns: dict[str, ColumnSpec] = field(default_factory=dict)   # or a document's or key's fields
+    where: dict[str, object] = field(default_factory=dict)          # records only under parents with these values
+    value: ColumnSpec | None = None                                  # a key family's members or string value
 
 
 @dataclass(frozen=True)
@@ -108,7 +102,6 @@ class Profile:
     password: str = "sovren"
     description: str = ""
     encryption_key: str | None = None
-    amounts: dict[str, float] = field(default_factory=dict)
     fingerprint: str = ""
     tables: dict[str, TableProfile] = field(default_factory=dict)
     documents: dict[str, TableProfile] = field(default_factory=dict)   # collections generated from $jsonSchema
@@ -117,8 +110,9 @@ class Profile:
     locale: str | None = None
     region: str | None = None   # a target's residency: every user drawn there (see .residency)
 
-    def amount(self, entity: str) -> float:
-        return self.amounts.get(entity, 0.0)
+    def records(self, name: str) -> "TableProfile | None":
+        """The profile's entry for collection or key family ``name`` (collections first)."""
+        return self.documents.get(name) or self.families.get(name)
 
 
 def profile_names(seeds_dir: Path) -> list[str]:
@@ -131,12 +125,39 @@ def load_profile(seeds_dir: Path, name: str) -> Profile:
     if not name or "/" in name or not path.is_file():
         known = ", ".join(profile_names(seeds_dir)) or "none"
         raise ConfigError(f"No seed profile {name!r} in {seeds_dir} (profiles there: {known}).")
+    table, raw = _with_base(Path(seeds_dir), path, (name,))
+    return parse_profile(name, path, table, fingerprint=hashlib.sha256(raw).hexdigest()[:16])
+
+
+def _read(path: Path) -> tuple[dict, bytes]:
     raw = path.read_bytes()
     try:
-        table = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8")), raw
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise DeclarationError(path, None, f"is not valid TOML ({exc})") from None
-    return parse_profile(name, path, table, fingerprint=hashlib.sha256(raw).hexdigest()[:16])
+
+
+def _with_base(seeds_dir: Path, path: Path, chain: tuple[str, ...]) -> tuple[dict, bytes]:
+    """The profile's table over the one it ``extends`` (tables merged key by key), and the bytes of both."""
+    table, raw = _read(path)
+    base = table.pop("extends", None)
+    if base is None:
+        return table, raw
+    if not isinstance(base, str) or not (seeds_dir / f"{base}.toml").is_file() or "/" in base:
+        raise DeclarationError(path, "extends", f"must name another profile in {seeds_dir}, not {base!r}")
+    if base in chain:
+        raise DeclarationError(path, "extends", f"profile {base!r} extends this one in turn")
+    under, more = _with_base(seeds_dir, seeds_dir / f"{base}.toml", chain + (base,))
+    return _merged(under, table), more + raw
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    if any(key in over for key in AMOUNT_KEYS):
+        out = {k: v for k, v in out.items() if k not in AMOUNT_KEYS}
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def parse_profile(name: str, path: Path, table: dict, *, fingerprint: str = "") -> Profile:
@@ -156,16 +177,12 @@ def parse_profile(name: str, path: Path, table: dict, *, fingerprint: str = "") 
         tables["users"] = replace(given, rows=_integer(path, table, "users", 1, MAX_USERS))
     if not any(t.rows or t.number for t in tables.values()):
         raise DeclarationError(path, "postgres", "names no table with rows (e.g. users = 100: how many at --scale 1)")
-    amounts = {entity: _amount(path, store, entity, value) for store in ("mongo", "redis")
-               for entity, value in table.get(store, {}).items() if not isinstance(value, dict)}
-    documents = {name: _documents(path, name, value) for name, value in table.get("mongo", {}).items()
-                 if isinstance(value, dict)}
-    families = {name: _documents(path, name, value, "redis") for name, value in table.get("redis", {}).items()
-                if isinstance(value, dict)}
+    documents = {name: _documents(path, name, value) for name, value in table.get("mongo", {}).items()}
+    families = {name: _documents(path, name, value, "redis") for name, value in table.get("redis", {}).items()}
     users = (tables["users"].rows or int(tables["users"].number or 0)) if "users" in tables else 0
     return Profile(name=name, path=path, users=users, seed=seed, password=table.get("password", "sovren"),
                    description=table.get("description", ""), encryption_key=table.get("encryption_key"),
-                   amounts=amounts, fingerprint=fingerprint, tables=tables, documents=documents, families=families,
+                   fingerprint=fingerprint, tables=tables, documents=documents, families=families,
                    window=_window(path, table),
                    locale=table.get("locale"))
 
@@ -220,21 +237,35 @@ def _long_table(path: Path, where: str, value: dict) -> TableProfile:
                         columns={c: _column(path, f"{where}.columns.{c}", spec) for c, spec in columns.items()})
 
 
-def _documents(path: Path, name: str, value: dict, store: str = "mongo") -> TableProfile:
-    """``[mongo] name = { per = "users", mean = 2 }``: documents from the collection's $jsonSchema (or
-    ``[redis]``: keys from the family's declaration)."""
+def _documents(path: Path, name: str, value: object, store: str = "mongo") -> TableProfile:
+    """``[mongo] name = { per = "users", mean = 2, fields = {...} }``: documents from the collection's $jsonSchema
+    (or ``[redis]``: keys from the family's declaration), each under a row of ``per`` (a table, or another
+    collection or family of the profile), optionally only under parents whose fields hold ``where``'s values."""
     where = f"{store}.{name}"
-    _known_keys(path, where + ".", value, frozenset({"per", "mean", "share"}))
+    if not isinstance(value, dict):
+        raise DeclarationError(path, where, 'must be a table { per = "users", mean = 2 } (or share = 0.5): the '
+                                            "records per row of their parent")
+    _known_keys(path, where + ".", value, RECORD_KEYS if store == "redis" else RECORD_KEYS - {"value"})
     if not isinstance(value.get("per"), str):
-        raise DeclarationError(path, where + ".per", "is required: the Postgres table each record belongs to")
+        raise DeclarationError(path, where + ".per", "is required: the table, collection or family each record "
+                                                     "belongs to")
     if len({"mean", "share"} & set(value)) != 1:
         raise DeclarationError(path, where, "takes one of mean and share (records per parent row)")
     share = "share" in value
     amount = _amount(path, store, name, value["share" if share else "mean"], SHARE if share else MEAN)
-    return TableProfile(per=value["per"], amount=amount, share=share)
+    fields, filters = value.get("fields", {}), value.get("where", {})
+    if isinstance(fields, list) and all(isinstance(f, str) for f in fields):
+        fields = dict.fromkeys(fields, {})   # fields = ["userId", "role"]: each its ancestor's value
+    for key, given in (("fields", fields), ("where", filters)):
+        if not isinstance(given, dict):
+            raise DeclarationError(path, f"{where}.{key}", "must be a table of field = " +
+                                   ("generator" if key == "fields" else "value"))
+    return TableProfile(per=value["per"], amount=amount, share=share, where=dict(filters),
+                        columns={f: _column(path, f"{where}.fields.{f}", spec, FIELD_KEYS) for f, spec in fields.items()},
+                        value=_column(path, where + ".value", value["value"]) if "value" in value else None)
 
 
-def _column(path: Path, where: str, spec: object) -> ColumnSpec:
+def _column(path: Path, where: str, spec: object, known: frozenset = COLUMN_KEYS) -> ColumnSpec:
     if isinstance(spec, str):
         return ColumnSpec(kind=spec)
     if isinstance(spec, list):
@@ -242,7 +273,11 @@ def _column(path: Path, where: str, spec: object) -> ColumnSpec:
     if not isinstance(spec, dict):
         raise DeclarationError(path, where, 'must be a kind ("email"), "module:function", a list of values, '
                                             "or a table { kind, values, min, max, value, nulls }")
-    _known_keys(path, where + ".", spec, COLUMN_KEYS)
+    _known_keys(path, where + ".", spec, known)
+    for key in ("from", "after"):
+        if key in spec and not isinstance(spec[key], str):
+            raise DeclarationError(path, f"{where}.{key}", "must name a field" + (" (table.column or collection.field)"
+                                                                                 if key == "from" else ""))
     values = spec.get("values")
     if values is not None and (not isinstance(values, list) or not values):
         raise DeclarationError(path, where + ".values", "must be a list of one or more values")
@@ -255,7 +290,8 @@ def _column(path: Path, where: str, spec: object) -> ColumnSpec:
     if kind is not None and not isinstance(kind, str):
         raise DeclarationError(path, where + ".kind", "must be a string")
     return ColumnSpec(kind=kind, values=tuple(values) if values else None, low=spec.get("min"),
-                      high=spec.get("max"), value=spec.get("value"), nulls=spec.get("nulls"))
+                      high=spec.get("max"), value=spec.get("value"), nulls=spec.get("nulls"), source=spec.get("from"),
+                      after=spec.get("after"))
 
 
 def _integer(path: Path, table: dict, key: str, low: int, high: int, *, default: int = 0, where: str = "") -> int:
@@ -267,16 +303,13 @@ def _integer(path: Path, table: dict, key: str, low: int, high: int, *, default:
     return value
 
 
-def _amount(path: Path, store: str, name: str, value: object, kind: str | None = None) -> float:
-    where = f"{store}.{name}" + ({MEAN: ".mean", SHARE: ".share"}[kind] if kind else "")
-    entity = ENTITIES.get(name) if kind is None else Entity(store, "", kind, f"rows of {name} per parent")
-    if entity is None or entity.store != store:
-        known = ", ".join(n for n, e in ENTITIES.items() if e.store == store)
-        raise DeclarationError(path, where, f"nothing named {name!r} can be seeded in {store} (known: {known})")
+def _amount(path: Path, store: str, name: str, value: object, kind: str) -> float:
+    where = f"{store}.{name}.{kind}"
+    what = f"rows of {name} per parent" if kind == MEAN else f"share of parents with a row of {name}"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise DeclarationError(path, where, f"must be a number of {entity.what}, 0 or more")
-    if entity.kind == SHARE and value > 1:
-        raise DeclarationError(path, where, f"is a share ({entity.what}): it must be between 0 and 1")
+        raise DeclarationError(path, where, f"must be a number of {what}, 0 or more")
+    if kind == SHARE and value > 1:
+        raise DeclarationError(path, where, f"is a share ({what}): it must be between 0 and 1")
     if value > MAX_MEAN:
-        raise DeclarationError(path, where, f"must be at most {MAX_MEAN} ({entity.what})")
+        raise DeclarationError(path, where, f"must be at most {MAX_MEAN} ({what})")
     return float(value)

@@ -25,7 +25,7 @@ from ..redis.keyops import unlink_keys
 from ..redis.patterns import KeyMatcher
 from ..redis.scan import RawNode, bulk
 from .prevalidate import SeedFailed
-from .redis_keys import FAMILIES, KeyBatch, is_seeded_value
+from .redis_keys import KeyBatch, is_seeded_value
 
 if TYPE_CHECKING:
     from ..redis.backend import RedisBackend
@@ -173,12 +173,12 @@ def seeded_entries(client, key: bytes) -> set[bytes]:
 
 
 def delete_seeded(backend: "RedisBackend", families: list["KeyFamily"],
-                  advance: Callable[[int], None] = lambda n: None, also: frozenset[str] = frozenset()) -> dict[str, int]:
-    """Delete seeded keys (and seeded stream entries) of each family Sovren's generators or the profile
-    (``also``: families generated from their declaration) seed; returns how many per family.
+                  advance: Callable[[int], None] = lambda n: None) -> dict[str, int]:
+    """Delete seeded keys (and seeded stream entries) of each family (those a profile seeds); returns how
+    many per family.
 
     The keys of every family with placeholders are found in one SCAN pass per master."""
-    ours = [family for family in families if family.name in FAMILIES or family.name in also]
+    ours = list(families)
     deleted = {family.name: 0 for family in ours}
     for family in ours:
         if family.fixed_key is not None:

@@ -146,7 +146,7 @@ class TableBlock:
         if common is not None:
             return target, self._under(ref, target, chain[common], target.ancestry()[common])
         if not target.size:
-            target = self.block.plan.block(0).rows(ref.target)
+            target = self.block.plan.lookup(ref.target)
         if not target.size:
             return self._absent(ref, f"{ref.target} has no seeded rows")
         return target, [x % target.size for x in self.draws.u32(f"{self.name}.{ref.columns[0]}#ref", self.size)]
