@@ -26,7 +26,9 @@ def refuse_standby(conn: psycopg.Connection, url: str) -> None:
 def wait_for_replicas(conn: psycopg.Connection, revision: str, timeout: float, poll: float = 0.05) -> str:
     """Wait until every replica streaming from ``conn``'s server replayed the WAL written so far;
     returns one line with the lag seen. Past ``timeout`` seconds, one sentence naming the replicas behind."""
-    target = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+    # The insert position, not pg_current_wal_lsn() (what is written out): with synchronous_commit off
+    # a commit can sit in the WAL buffers, behind the write position, for up to wal_writer_delay.
+    target = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
     started = time.monotonic()
     first_behind: dict[str, int] = {}
     while True:
