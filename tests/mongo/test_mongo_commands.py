@@ -26,6 +26,7 @@ from sovren_db.mongo.ops import (
     ShardCollectionOp,
     UnshardCollectionOp,
 )
+from sovren_db.mongo.live import state_from_replies
 from sovren_db.mongo.state import IndexSpec, ShardKey, ZoneRange
 
 VALIDATOR = {"$jsonSchema": {"bsonType": "object", "required": ["status"]}}
@@ -345,3 +346,28 @@ def test_finer_time_series_buckets_are_refused(old, new):
     assert commands.options_commands("m", prior, {"timeseries": {"timeField": "t", **new}}) == [
         {"collMod": "m", "timeseries": old}
     ]
+
+
+def _filtered(reply_documents, namespace, field, key):
+    """A find/listCollections reply holding the documents the command's filter selects."""
+    return lambda command: R.cursor_reply(namespace, [d for d in reply_documents
+                                                      if d[field] == command["filter"][key]])
+
+
+def test_a_drop_keeps_as_its_undo_the_collection_the_server_holds_just_before():
+    infos = R.LIST_COLLECTIONS["cursor"]["firstBatch"]
+    db = RecordingDatabase(replies={
+        "hello": R.HELLO_MONGOS,
+        "listCollections": _filtered(infos, "sovren_ai.$cmd.listCollections", "name", "name"),
+        ("sovren_ai", "listIndexes", "communications"): R.LIST_INDEXES_COMMUNICATIONS,
+        ("config", "find", "collections"): _filtered(R.CONFIG_COLLECTIONS, "config.collections", "_id", "_id"),
+        ("config", "find", "tags"): _filtered(R.CONFIG_TAGS, "config.tags", "ns", "ns"),
+    })
+    undo = DropCollectionOp("communications").undo(db)
+    held = state_from_replies("sovren_ai", infos, {"communications": R.LIST_INDEXES_COMMUNICATIONS["cursor"]["firstBatch"]},
+                              R.CONFIG_COLLECTIONS, R.CONFIG_TAGS, sharded=True).collections["communications"]
+    assert undo == CreateCollectionOp.of(held) and undo.spec().shard_key == ShardKey((("userId", "hashed"),))
+    assert db.verbs() == ["sovren_ai.listCollections", "sovren_ai.listIndexes", "sovren_ai.hello",
+                          "config.find", "config.find"]
+    assert DropCollectionOp("gone").undo(db) is None  # nothing to recreate: the drop's undo is no step
+    assert DropCollectionOp("recent_failures").undo(db) is None  # a view is not a managed collection

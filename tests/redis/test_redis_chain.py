@@ -55,13 +55,13 @@ def test_families_are_declared_updated_and_retired():
     steps = [ops.RedisDeclareFamily(SESSION.to_json()),
              ops.RedisDeclareFamily(described.to_json(), SESSION.to_json())]
     assert replay(steps).registry.families == {"session": described}
-    assert replay([*steps, ops.RedisRetireFamily(described.to_json())]).registry.families == {}
+    assert replay([*steps, ops.RedisRetireFamily("session")]).registry.families == {}
 
 
 def test_channels_are_declared_and_retired():
     steps = [ops.RedisDeclareChannel(LIVE.to_json())]
     assert replay(steps).registry.channels == {"live": LIVE}
-    assert replay([*steps, ops.RedisRetireChannel(LIVE.to_json())]).registry.channels == {}
+    assert replay([*steps, ops.RedisRetireChannel("live")]).registry.channels == {}
 
 
 def test_server_configuration_keeps_the_last_value_set():
@@ -117,7 +117,7 @@ def test_a_rename_keeping_the_existing_destination_leaves_its_groups():
 
 def test_deleting_a_family_takes_its_streams_groups_and_touches_nothing_else():
     steps = [ops.RedisDeclareFamily(OUTBOX.to_json()), ops.RedisCreateGroup("{acme}:outbox", "workers"),
-             ops.RedisCreateGroup("other", "workers"), ops.RedisRetireFamily(OUTBOX.to_json()),
+             ops.RedisCreateGroup("other", "workers"), ops.RedisRetireFamily(OUTBOX.name),
              ops.RedisDeleteFamily(OUTBOX.to_json())]
     live = replay(steps)
     assert live.registry.families == {} and live.groups == {"other": {"workers"}}
@@ -154,13 +154,13 @@ def test_the_replay_reads_as_the_server_does_after_the_same_steps(project, backe
     steps = [*(ops.RedisDeclareFamily(f.to_json()) for f in family.values()),
              ops.RedisDeclareChannel(declared.channels["live"].to_json()),
              ops.RedisDeclareChannel(LIVE.to_json() | {"name": "gone", "pattern": "gone:{user_id}"}),
-             ops.RedisRetireChannel(LIVE.to_json() | {"name": "gone", "pattern": "gone:{user_id}"}),
+             ops.RedisRetireChannel("gone"),
              ops.RedisCreateGroup("{q}:outbox", "workers"), ops.RedisCreateGroup("{q}:outbox", "extra"),
              ops.RedisDropGroup("{q}:outbox", "extra"),
              ops.RedisRenameFamily(profile.to_json(), prof.to_json()),
              ops.RedisDeclareFamily(replace(outbox, description="the outbox").to_json(), outbox.to_json()),
              ops.RedisBackfillTtl(family["session"].to_json(), 3600),
-             ops.RedisRetireFamily(family["session"].to_json()), ops.RedisDeleteFamily(family["session"].to_json()),
+             ops.RedisRetireFamily("session"), ops.RedisDeleteFamily(family["session"].to_json()),
              ops.RedisSetConfig("maxmemory-policy", "volatile-lru", before),
              ops.RedisSkipReverse("nothing")]
     client.hset("profile:1", "name", "Ada")

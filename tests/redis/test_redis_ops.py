@@ -55,8 +55,8 @@ def test_declare_and_retire_publish_the_registry(backend):
     assert backend.registry()["family:session"] == KeyFamily.from_json(NEW).to_json()
     assert backend.registry()["channel:live"]["pattern"] == "live:{u}"
     ops.RedisDeclareFamily(NEW).execute(backend)  # convergent
-    ops.RedisRetireFamily(NEW).execute(backend)
-    ops.RedisRetireChannel({"name": "live", "pattern": "live:{u}"}).execute(backend)
+    ops.RedisRetireFamily(NEW["name"]).execute(backend)
+    ops.RedisRetireChannel("live").execute(backend)
     assert backend.registry() == {}
 
 
@@ -145,7 +145,7 @@ def test_delete_family_is_guarded(project, backend, client, redis_url, monkeypat
     ops.RedisDeclareFamily(family).execute(backend)
     with pytest.raises(Refused, match="still published; retire it first"):
         backend.execute(ops.RedisDeleteFamily(family))
-    ops.RedisRetireFamily(family).execute(backend)
+    ops.RedisRetireFamily(family["name"]).execute(backend)
 
     # In a protected environment the runtime refuses the step unless migrate --allow-destructive.
     production = connect(project, redis_url, SOVREN_ENV="production")

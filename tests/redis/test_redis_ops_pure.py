@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sovren_db.core.storeops import STORE_OPS, StoreOp, op_from_record
+from sovren_db.core.storeops import STORE_OPS, IrreversibleOp, StoreOp, op_from_record
 from sovren_db.redis import ops
+from sovren_db.redis.chain import with_past
 from sovren_db.redis.declared import load_declarations
 
 from redis_helpers import REPO
@@ -19,14 +20,14 @@ ALL = [
     ops.RedisDeclareFamily(SESSION),
     ops.RedisDeclareFamily(SESSION, dict(SESSION, description="before")),
     ops.RedisDeclareFamily(PRIORITY),
-    ops.RedisRetireFamily(SESSION),
+    ops.RedisRetireFamily("session", past=SESSION),
     ops.RedisRenameFamily(dict(SESSION, name="sess", pattern="sess:{user_id}"), SESSION, "keep-new"),
     ops.RedisRenameFamily(dict(SESSION, pattern="sess:{user_id}"), SESSION, overlap=True, batch=200, rate=5000),
     ops.RedisContractFamily(dict(SESSION, name="sess", pattern="sess:{user_id}"), SESSION, batch=100),
     ops.RedisBackfillTtl(SESSION, 3600),
     ops.RedisDeleteFamily(SESSION),
     ops.RedisDeclareChannel(CHANNEL),
-    ops.RedisRetireChannel(CHANNEL),
+    ops.RedisRetireChannel("user_live", past=CHANNEL),
     ops.RedisSetConfig("maxmemory-policy", "volatile-lru", "noeviction"),
     ops.RedisSetConfig("maxmemory-policy", "volatile-lru"),
     ops.RedisCreateGroup("{comms}:outbox", "dispatchers"),
@@ -55,13 +56,13 @@ def test_describe_reverse_render(op):
             return lambda **kwargs: calls.append((name, kwargs))
 
     exec(op.render(), {"op": Recorder()})
-    assert calls == [(op.op_name, op.arguments())]
-    assert op_from_record(op.op_name, op.arguments()) == op
+    assert [name for name, _ in calls] == [op.op_name]  # a revision leaves defaults out; the op has them again
+    assert op_from_record(op.op_name, calls[0][1]) == op_from_record(op.op_name, op.arguments()) == op
 
 
 def test_reverses_undo():
     declare = ops.RedisDeclareFamily(SESSION)
-    assert declare.reverse() == ops.RedisRetireFamily(SESSION)
+    assert declare.reverse() == ops.RedisRetireFamily("session")
     assert declare.reverse().reverse() == declare
     update = ops.RedisDeclareFamily(SESSION, dict(SESSION, description="before"))
     assert update.reverse() == ops.RedisDeclareFamily(dict(SESSION, description="before"), SESSION)
@@ -69,6 +70,36 @@ def test_reverses_undo():
     assert config.reverse() == ops.RedisSetConfig("maxmemory-policy", "noeviction", "volatile-lru")
     assert isinstance(ops.RedisSetConfig("x", "y").reverse(), ops.RedisSkipReverse)
     assert "set a TTL of 1h" in ops.RedisBackfillTtl(SESSION, 3600).reverse().describe()
+
+
+def test_a_retirement_carries_the_name_and_takes_its_reverse_from_the_chain():
+    retire = ops.RedisRetireFamily("session")
+    assert retire.render() == "op.redis_retire_family(family='session')"
+    with pytest.raises(IrreversibleOp, match="known only to the revision chain"):
+        retire.reverse()
+    declare = ops.RedisDeclareFamily(SESSION)
+    assert with_past([declare, ops.RedisSetConfig("x", "y"), retire])[2].reverse() == declare
+    channel = ops.RedisDeclareChannel(CHANNEL)
+    assert with_past([channel, ops.RedisRetireChannel("user_live")])[1].reverse() == channel
+
+
+def test_a_retirement_written_in_the_full_form_keeps_its_reverse_and_stores_only_its_name():
+    retire = op_from_record("redis_retire_family", {"family": SESSION})
+    assert retire.arguments() == {"family": "session"} and retire.reverse() == ops.RedisDeclareFamily(SESSION)
+    assert "(session:{user_id})" in retire.describe()
+
+
+def test_a_declaration_renders_what_differs_from_the_defaults_and_reads_back_whole():
+    text = ops.RedisDeclareFamily(PRIORITY).render()
+    assert "'hash_tag'" not in text and "previous" not in text and "'foreign': True" in text
+    assert eval(text, {"op": _Revision()}) == ops.RedisDeclareFamily(PRIORITY)
+
+
+class _Revision:
+    """What ``op`` is to a revision file: op.<op_name>(**arguments) builds the operation."""
+
+    def __getattr__(self, name):
+        return lambda **arguments: STORE_OPS[name].from_arguments(arguments)
 
 
 def test_import_redis_inside_the_package_is_redis_py():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from types import SimpleNamespace
 
 import pytest
@@ -44,7 +46,9 @@ def test_autogenerate_writes_redis_ops_and_their_reverses(project, redis_url, cl
     assert [type(op) for op in downgrade.ops].count(ops.RedisRetireFamily) == 3
     code = render_python_code(upgrade)
     assert "op.redis_declare_family(" in code and "op.redis_set_config(" in code
-    assert "op.redis_create_group(\n        key='{q}:outbox',\n        group='workers'," in code
+    assert "op.redis_create_group(key='{q}:outbox', group='workers')" in code  # fits: one line, no defaults
+    retired = [line.strip() for line in render_python_code(downgrade).splitlines() if "redis_retire_family" in line]
+    assert len(retired) == 3 and all(re.fullmatch(r"op\.redis_retire_family\(family='\w+'\)", r) for r in retired)
 
 
 def test_without_redis_the_comparator_adds_nothing(project):

@@ -40,7 +40,15 @@ class StoreOp(RevisionOp):
     store: ClassVar[str]
 
     def arguments(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                if f.metadata.get("argument", True)}
+
+    def rendered_arguments(self) -> dict[str, Any]:
+        """The arguments a revision writes: those that differ from their default, as Alembic leaves
+        out ``nullable=True``; the op built from them has every argument again."""
+        defaults = {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+                    for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {k: v for k, v in self.arguments().items() if defaults[k] is dataclasses.MISSING or v != defaults[k]}
 
     def drift(self) -> tuple[str, str]:
         """(object, message) as ``check`` reports this difference."""
@@ -70,6 +78,13 @@ class StoreOp(RevisionOp):
     @classmethod
     def from_arguments(cls, arguments: dict[str, Any]) -> "StoreOp":
         return cls(**arguments)  # type: ignore[call-arg]
+
+
+def past_field() -> Any:
+    """What a drop removes, where the code that made the drop knew it (autogenerate, adopt, a revision
+    written in the full form): its ``reverse()`` and description use it. Never rendered nor stored:
+    executing a drop needs only the name, and the ledger reads the step's undo from the store."""
+    return dataclasses.field(default=None, compare=False, repr=False, metadata={"argument": False})
 
 
 def _invoke_collected(operations: Operations, operation: StoreOp) -> None:

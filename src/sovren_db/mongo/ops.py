@@ -16,8 +16,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.storeops import StoreOp, store_operation
+from ..core.storeops import IrreversibleOp, StoreOp, past_field, store_operation
 from . import execute
+from .live import read_collection
 from .state import (
     DEFAULT_ACTION,
     DEFAULT_LEVEL,
@@ -37,9 +38,22 @@ class MongoOp(StoreOp):
     store = "mongo"
 
 
+def contents(spec: CollectionSpec) -> str:
+    """What a collection holds besides its documents, in one clause."""
+    parts = ["validator" if spec.validator else "no validator", f"{len(spec.indexes)} index(es)"]
+    if spec.shard_key:
+        parts.append(f"sharded on {show_pairs(spec.shard_key.key)}")
+    if spec.zones:
+        parts.append(f"{len(spec.zones)} zone range(s)")
+    return ", ".join(parts)
+
+
+@store_operation
 @dataclass
-class _WholeCollectionOp(MongoOp):
-    """A collection with everything it holds: what creating it makes and dropping it loses."""
+class CreateCollectionOp(MongoOp):
+    """A collection with everything it holds: validator, options, indexes, shard key and zones."""
+
+    op_name = "mongo_create_collection"
 
     collection: str
     validator: dict | None = None
@@ -51,34 +65,20 @@ class _WholeCollectionOp(MongoOp):
     zones: list = field(default_factory=list)
 
     @classmethod
-    def of(cls, spec: CollectionSpec) -> "_WholeCollectionOp":
+    def of(cls, spec: CollectionSpec) -> "CreateCollectionOp":
         return cls(**spec.to_json())
 
     def spec(self) -> CollectionSpec:
         return CollectionSpec.from_json(self.arguments())
 
-    def contents(self) -> str:
-        parts = ["validator" if self.validator else "no validator", f"{len(self.indexes)} index(es)"]
-        if self.shard_key:
-            parts.append(f"sharded on {show_pairs(as_pairs(self.shard_key['key']))}")
-        if self.zones:
-            parts.append(f"{len(self.zones)} zone range(s)")
-        return ", ".join(parts)
-
-
-@store_operation
-@dataclass
-class CreateCollectionOp(_WholeCollectionOp):
-    op_name = "mongo_create_collection"
-
     def describe(self) -> str:
-        return f"create collection {self.collection} ({self.contents()})"
+        return f"create collection {self.collection} ({contents(self.spec())})"
 
     def drift(self) -> tuple[str, str]:
         return f"collection {self.collection}", MISSING
 
     def reverse(self) -> "DropCollectionOp":
-        return DropCollectionOp(**self.arguments())
+        return DropCollectionOp(self.collection, past=self.arguments())
 
     def execute(self, db: Any) -> None:
         execute.create_collection(db, self.spec())
@@ -86,18 +86,44 @@ class CreateCollectionOp(_WholeCollectionOp):
 
 @store_operation
 @dataclass
-class DropCollectionOp(_WholeCollectionOp):
+class DropCollectionOp(MongoOp):
+    """Drop a collection by name, as Alembic's ``drop_table('x')``; ``past`` (not rendered) is the
+    collection as the code that wrote the drop knew it, for ``reverse()``. The ledger's undo step
+    is read from the server just before the drop."""
+
     op_name = "mongo_drop_collection"
     destructive = True
 
+    collection: str
+    past: dict | None = past_field()
+
+    @classmethod
+    def of(cls, spec: CollectionSpec) -> "DropCollectionOp":
+        return cls(spec.name, past=spec.to_json())
+
+    @classmethod
+    def from_arguments(cls, arguments: dict[str, Any]) -> "DropCollectionOp":
+        """Revisions written before drops carried only the name pass the whole collection: kept as
+        ``past``, the reverse they always had."""
+        past = arguments if set(arguments) - {"collection"} else None
+        return cls(arguments["collection"], past=CreateCollectionOp(**past).arguments() if past else None)
+
     def describe(self) -> str:
-        return f"drop collection {self.collection} and its documents (had {self.contents()})"
+        had = f" (had {contents(CollectionSpec.from_json(self.past))})" if self.past else ""
+        return f"drop collection {self.collection} and its documents{had}"
 
     def drift(self) -> tuple[str, str]:
         return f"collection {self.collection}", UNDECLARED
 
     def reverse(self) -> CreateCollectionOp:
-        return CreateCollectionOp(**self.arguments())
+        if self.past is None:
+            raise IrreversibleOp(f"{self.describe()} cannot be reversed here: the collection it drops is "
+                                 "known only to the revision chain before it")
+        return CreateCollectionOp(**self.past)
+
+    def undo(self, db: Any) -> "CreateCollectionOp | None":
+        spec = read_collection(db, self.collection)
+        return None if spec is None else CreateCollectionOp.of(spec)
 
     def execute(self, db: Any) -> None:
         execute.drop_collection(db, self.collection)

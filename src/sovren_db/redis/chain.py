@@ -11,6 +11,7 @@ it, except that deleting or moving a stream takes its groups along.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable
 
 from ..core.storeops import StoreOp
@@ -28,7 +29,7 @@ def _declare_family(op: ops.RedisDeclareFamily, live: LiveRedis) -> None:
 
 
 def _retire_family(op: ops.RedisRetireFamily, live: LiveRedis) -> None:
-    live.registry.families.pop(op.family["name"], None)
+    live.registry.families.pop(op.family, None)
 
 
 def _declare_channel(op: ops.RedisDeclareChannel, live: LiveRedis) -> None:
@@ -36,7 +37,7 @@ def _declare_channel(op: ops.RedisDeclareChannel, live: LiveRedis) -> None:
 
 
 def _retire_channel(op: ops.RedisRetireChannel, live: LiveRedis) -> None:
-    live.registry.channels.pop(op.channel["name"], None)
+    live.registry.channels.pop(op.channel, None)
 
 
 def _streams_of(family: dict, live: LiveRedis) -> dict[str, dict[str, str]]:
@@ -116,6 +117,20 @@ def replay(steps: list[StoreOp]) -> LiveRedis:
         if op.store == "redis":
             APPLY[type(op)](op, live)
     return live
+
+
+def with_past(steps: list[StoreOp]) -> list[StoreOp]:
+    """``steps`` with each retirement given the entry it retires as the steps before it published it,
+    so that its ``reverse()`` declares it again (Django's ``state_forwards``)."""
+    live, bound = LiveRedis(RedisState()), []
+    for op in steps:
+        if isinstance(op, (ops.RedisRetireFamily, ops.RedisRetireChannel)):
+            published = live.registry.families if op.kind == "family" else live.registry.channels
+            op = replace(op, past=published[op.name].to_json()) if op.name in published else op
+        if op.store == "redis":
+            APPLY[type(op)](op, live)
+        bound.append(op)
+    return bound
 
 
 def read_chain(steps: list[StoreOp], declared: RedisState) -> LiveRedis:

@@ -69,7 +69,7 @@ def diff_families(declared: dict[str, KeyFamily], published: dict[str, KeyFamily
         elif before != family:
             ops.append(RedisDeclareFamily(family.to_json(), before.to_json()))
             ops.extend(_backfill(before, family))
-    ops.extend(RedisRetireFamily(f.to_json()) for name, f in published.items()
+    ops.extend(RedisRetireFamily(name, past=f.to_json()) for name, f in published.items()
                if name not in declared and name not in renamed)
     return ops
 
@@ -104,7 +104,7 @@ def diff_channels(declared: RedisState, published: RedisState) -> list[StoreOp]:
         before = published.channels.get(channel.name)
         if before != channel:
             ops.append(RedisDeclareChannel(channel.to_json(), before.to_json() if before else None))
-    ops.extend(RedisRetireChannel(c.to_json()) for name, c in published.channels.items()
+    ops.extend(RedisRetireChannel(name, past=c.to_json()) for name, c in published.channels.items()
                if name not in declared.channels)
     return ops
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import redis
 
 from ..core.errors import MigrationFailed, Refused
-from ..core.storeops import StoreOp, store_operation
+from ..core.storeops import IrreversibleOp, StoreOp, past_field, store_operation
 from .keyops import backfill_ttl, delete_family
 from .live import stream_groups
 from .moves import BATCH, Move, MoveCount, Pace, move_keys, settle_existing
@@ -92,6 +92,26 @@ class _DeclareEntry(RedisOp):
     def document(self) -> dict[str, Any]:
         return getattr(self, self.kind)
 
+    @classmethod
+    def from_arguments(cls, arguments: dict[str, Any]) -> StoreOp:
+        """A revision writes only the fields that differ from the declaration's defaults (name and
+        pattern always): the step holds the whole published form again."""
+        whole = {k: None if v is None else cls.state.from_json(v).to_json() for k, v in arguments.items()
+                 if k in (cls.kind, "previous")}
+        return cls(**{**arguments, **whole})
+
+    def rendered_arguments(self) -> dict[str, Any]:
+        arguments = super().rendered_arguments()
+        for key in (self.kind, "previous"):
+            if arguments.get(key):
+                arguments[key] = self._without_defaults(arguments[key])
+        return arguments
+
+    def _without_defaults(self, document: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: document[k] for k in ("name", "pattern", "type") if k in document}
+        defaults = self.state.from_json(kept).to_json()
+        return {k: v for k, v in document.items() if k in kept or v != defaults.get(k, ...)}
+
     def describe(self) -> str:
         return f"{'update' if self.previous else 'declare'} {self.state.from_json(self.document).describe()}"
 
@@ -106,11 +126,13 @@ class _DeclareEntry(RedisOp):
     def reverse(self) -> StoreOp:
         if self.previous:
             return type(self)(self.previous, self.document)
-        return self.retire_class(self.document)
+        return self.retire_class(self.document["name"], past=self.document)
 
     def undo(self, target: "RedisBackend") -> StoreOp:
         current = target.published(registry_entry(self.kind, self.document["name"]))
-        return self.retire_class(self.document) if current is None else type(self)(current, self.document)
+        if current is None:
+            return self.retire_class(self.document["name"], past=self.document)
+        return type(self)(current, self.document)
 
     def execute(self, target: "RedisBackend") -> None:
         entry = registry_entry(self.kind, self.document["name"])
@@ -118,31 +140,48 @@ class _DeclareEntry(RedisOp):
 
 
 class _RetireEntry(RedisOp):
-    """Take an entry out of the registry; keys of a retired family stay (see redis_delete_family)."""
+    """Take an entry out of the registry by name; keys of a retired family stay (see redis_delete_family).
+
+    ``past`` (not rendered) is the published document where the code that wrote the retirement knew
+    it, for ``reverse()``; the ledger's undo step is read from the registry just before."""
 
     kind: ClassVar[str]
     declare_class: ClassVar[type[_DeclareEntry]]
+    past: dict[str, Any] | None
 
     @property
-    def document(self) -> dict[str, Any]:
+    def name(self) -> str:
         return getattr(self, self.kind)
 
+    @classmethod
+    def from_arguments(cls, arguments: dict[str, Any]) -> StoreOp:
+        """Revisions written before retirements carried only the name pass the whole document: kept
+        as ``past``, the reverse they always had."""
+        entry = arguments[cls.kind]
+        if isinstance(entry, dict):
+            return cls(entry["name"], past=entry)
+        return cls(entry)
+
     def describe(self) -> str:
+        pattern = f" ({printable(self.past['pattern'])})" if self.past else ""
         kept = "; its keys are left as they are" if self.kind == "family" else ""
-        return f"retire {_WHAT[self.kind]} {self.document['name']} ({printable(self.document['pattern'])}){kept}"
+        return f"retire {_WHAT[self.kind]} {self.name}{pattern}{kept}"
 
     def drift(self) -> tuple[str, str]:
-        return (f"{_WHAT[self.kind]} {self.document['name']}", "published in the registry but no longer declared")
+        return (f"{_WHAT[self.kind]} {self.name}", "published in the registry but no longer declared")
 
     def reverse(self) -> StoreOp:
-        return self.declare_class(self.document)
+        if self.past is None:
+            raise IrreversibleOp(f"{self.describe()} cannot be reversed here: its declaration is known only "
+                                 "to the revision chain before it")
+        return self.declare_class(self.past)
 
     def undo(self, target: "RedisBackend") -> StoreOp:
-        current = target.published(registry_entry(self.kind, self.document["name"]))
+        current = target.published(registry_entry(self.kind, self.name))
         return RedisSkipReverse(self.describe()) if current is None else self.declare_class(current)
 
     def execute(self, target: "RedisBackend") -> None:
-        target.unpublish(registry_entry(self.kind, self.document["name"]))
+        target.unpublish(registry_entry(self.kind, self.name))
 
 
 @store_operation
@@ -157,7 +196,8 @@ class RedisDeclareFamily(_DeclareEntry):
 @store_operation
 @dataclass
 class RedisRetireFamily(_RetireEntry):
-    family: dict[str, Any]
+    family: str
+    past: dict[str, Any] | None = past_field()
     op_name = "redis_retire_family"
     kind = "family"
 
@@ -174,7 +214,8 @@ class RedisDeclareChannel(_DeclareEntry):
 @store_operation
 @dataclass
 class RedisRetireChannel(_RetireEntry):
-    channel: dict[str, Any]
+    channel: str
+    past: dict[str, Any] | None = past_field()
     op_name = "redis_retire_channel"
     kind = "channel"
 
