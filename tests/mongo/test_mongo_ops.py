@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,7 +10,7 @@ from alembic.autogenerate import render_python_code
 from alembic.operations import ops as alembic_ops
 
 from sovren_db.core.storeops import STORE_OPS, IrreversibleOp, op_from_record
-from sovren_db.mongo import commands
+from sovren_db.mongo import commands, toimpl
 from sovren_db.mongo.chain import with_past
 from sovren_db.mongo.ops import (
     MONGO_OPS,
@@ -172,3 +173,9 @@ def test_descriptions_are_one_line(sovren_declared):
 def test_validator_drift_messages(prior, message):
     op = SetValidatorOp("c", {"$jsonSchema": {"bsonType": "object"}}, prior=prior)
     assert op.drift() == ("validator of c", message)
+
+
+def test_operations_are_frozen_data_each_run_by_one_function_of_toimpl():
+    assert all(dataclasses.fields(cls) and cls.__dataclass_params__.frozen for cls in MONGO_OPS)
+    assert set(MONGO_OPS) <= set(toimpl.execute.registry)
+    assert all(cls.__name__.endswith("Op") and "execute" not in vars(cls) for cls in MONGO_OPS)

@@ -36,14 +36,14 @@ def test_autogenerate_writes_redis_ops_and_their_reverses(project, redis_url, cl
     finally:
         runtime.close()
     kinds = [type(op) for op in upgrade.ops]
-    assert kinds.count(ops.RedisDeclareFamily) == 3 and ops.RedisDeclareChannel in kinds
-    assert ops.RedisCreateGroup in kinds and ops.RedisSetConfig in kinds
-    config = next(op for op in upgrade.ops if isinstance(op, ops.RedisSetConfig))
+    assert kinds.count(ops.DeclareKeyFamilyOp) == 3 and ops.DeclareChannelOp in kinds
+    assert ops.CreateGroupOp in kinds and ops.SetConfigOp in kinds
+    config = next(op for op in upgrade.ops if isinstance(op, ops.SetConfigOp))
     assert (config.value, config.previous) == ("Ex", "")
 
     downgrade = DowngradeOps(ops=[])
     upgrade.reverse_into(downgrade)
-    assert [type(op) for op in downgrade.ops].count(ops.RedisRetireFamily) == 3
+    assert [type(op) for op in downgrade.ops].count(ops.RetireKeyFamilyOp) == 3
     code = render_python_code(upgrade)
     assert "op.redis_declare_family(" in code and "op.redis_set_config(" in code
     assert "op.redis_create_group(key='{q}:outbox', group='workers')" in code  # fits: one line, no defaults
@@ -62,11 +62,11 @@ def test_without_redis_the_chain_stands_in_for_the_server(project):
     """No REDIS_URL, but the chain's steps were read: compared with their replay, and said so."""
     declared = load_declarations(project / "redis")
     runtime = Runtime(settings_for(project, None))
-    runtime.chain_steps = [ops.RedisDeclareFamily(f.to_json()) for f in declared.families.values()]
+    runtime.chain_steps = [ops.DeclareKeyFamilyOp(f.to_json()) for f in declared.families.values()]
     upgrade = UpgradeOps(ops=[])
     assert compare_redis(autogen_context(runtime), upgrade) is PriorityDispatchResult.CONTINUE
-    assert upgrade.ops == [ops.RedisDeclareChannel(declared.channels["live"].to_json()),
-                           ops.RedisCreateGroup("{q}:outbox", "workers")]
+    assert upgrade.ops == [ops.DeclareChannelOp(declared.channels["live"].to_json()),
+                           ops.CreateGroupOp("{q}:outbox", "workers")]
     assert runtime.notes[-1] == "redis: no server; compared the declarations with the revision chain's redis steps."
 
     runtime.chain_steps += upgrade.ops

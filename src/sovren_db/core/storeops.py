@@ -1,8 +1,9 @@
 """Operations on Mongo and Redis that ride in the Alembic revision chain.
 
-Each operation is a small data class (``CreateCollectionOp``,
-``DeclareKeyFamilyOp``...) with ``describe()``, ``reverse()``, a rendering
-into a revision file and an ``execute(target)`` against the store's client.
+Each operation is a small frozen data class (``CreateCollectionOp``,
+``DeclareKeyFamilyOp``...) with ``describe()``, ``reverse()`` and a rendering
+into a revision file; each store's ``toimpl`` module runs it against the
+store's client, one function per operation dispatched by type.
 Registering one with ``@store_operation`` makes it:
 
 - callable from a revision as ``op.<op_name>(**arguments)``;
@@ -57,15 +58,12 @@ class StoreOp(RevisionOp):
     def reverse(self) -> "StoreOp":
         raise IrreversibleOp(f"{self.describe()} cannot be reversed automatically")
 
-    def execute(self, target: Any) -> None:
-        raise NotImplementedError
-
     def undo(self, target: Any) -> "StoreOp | None":
         """The step that puts ``target`` back as it is now, read before this step runs.
 
         The ledger keeps it, so that a revision that fails or dies half-way is undone
-        (:mod:`sovren_db.resync`). By default the declared reverse; an operation whose
-        store can say what is there now overrides it. None: nothing can undo it.
+        (:mod:`sovren_db.resync`). By default the declared reverse; where the store can say
+        what is there now, its ``toimpl.undo`` reads it instead. None: nothing can undo it.
         """
         try:
             return self.reverse()

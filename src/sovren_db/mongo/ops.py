@@ -5,9 +5,9 @@ absent store is kept as op_name + JSON and replayed later). Orders MongoDB
 cares about (index keys, shard keys, zone bounds) are ``[[field, value], ...]``
 lists, because JSON objects may come back reordered (Postgres ``jsonb`` does).
 
-``execute(db)`` takes the connected pymongo ``Database``
-(:class:`~sovren_db.mongo.backend.MongoBackend` passes its own); the work is
-done by the convergent functions of :mod:`.execute`.
+Frozen data classes named VerbNounOp; :mod:`.toimpl` runs each against the
+connected pymongo ``Database`` (:class:`~sovren_db.mongo.backend.MongoBackend`
+passes its own) through the convergent functions of :mod:`.execute`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.storeops import IrreversibleOp, StoreOp, past_field, store_operation
-from . import execute
-from .live import read_collection
 from .state import (
     DEFAULT_ACTION,
     DEFAULT_LEVEL,
@@ -49,7 +47,7 @@ def contents(spec: CollectionSpec) -> str:
 
 
 @store_operation
-@dataclass
+@dataclass(frozen=True)
 class CreateCollectionOp(MongoOp):
     """A collection with everything it holds: validator, options, indexes, shard key and zones."""
 
@@ -80,16 +78,13 @@ class CreateCollectionOp(MongoOp):
     def reverse(self) -> "DropCollectionOp":
         return DropCollectionOp(self.collection, past=self.arguments())
 
-    def execute(self, db: Any) -> None:
-        execute.create_collection(db, self.spec())
-
 
 @store_operation
-@dataclass
+@dataclass(frozen=True)
 class DropCollectionOp(MongoOp):
     """Drop a collection by name, as Alembic's ``drop_table('x')``; ``past`` (not rendered) is the
     collection as the code that wrote the drop knew it, for ``reverse()``. The ledger's undo step
-    is read from the server just before the drop."""
+    is read from the server just before the drop (:func:`.toimpl.undo`)."""
 
     op_name = "mongo_drop_collection"
     destructive = True
@@ -121,16 +116,9 @@ class DropCollectionOp(MongoOp):
                                  "known only to the revision chain before it")
         return CreateCollectionOp(**self.past)
 
-    def undo(self, db: Any) -> "CreateCollectionOp | None":
-        spec = read_collection(db, self.collection)
-        return None if spec is None else CreateCollectionOp.of(spec)
-
-    def execute(self, db: Any) -> None:
-        execute.drop_collection(db, self.collection)
-
 
 @store_operation
-@dataclass
+@dataclass(frozen=True)
 class SetValidatorOp(MongoOp):
     """collMod to an exact validator; ``prior`` (None: no validator) makes it reversible.
 
@@ -182,19 +170,9 @@ class SetValidatorOp(MongoOp):
             prior=current,
         )
 
-    def execute(self, db: Any) -> None:
-        execute.set_validation(
-            db,
-            self.collection,
-            self.validator,
-            self.validation_level,
-            self.validation_action,
-            allow_violations=self.allow_violations,
-        )
-
 
 @store_operation
-@dataclass
+@dataclass(frozen=True)
 class CreateIndexOp(MongoOp):
     """``index`` is ``{"name": ..., "key": [[field, 1 | -1 | "hashed" | "text"...], ...], options...}``."""
 
@@ -215,12 +193,9 @@ class CreateIndexOp(MongoOp):
     def reverse(self) -> "DropIndexOp":
         return DropIndexOp(self.collection, self.index)
 
-    def execute(self, db: Any) -> None:
-        execute.create_indexes(db, self.collection, [self.spec()])
-
 
 @store_operation
-@dataclass
+@dataclass(frozen=True)
 class DropIndexOp(MongoOp):
     """Carries the whole index spec so that its reverse recreates it."""
 
@@ -239,12 +214,9 @@ class DropIndexOp(MongoOp):
     def reverse(self) -> CreateIndexOp:
         return CreateIndexOp(self.collection, self.index)
 
-    def execute(self, db: Any) -> None:
-        execute.drop_index(db, self.collection, self.index["name"])
-
 
 @store_operation
-@dataclass
+@dataclass(frozen=True)
 class ShardCollectionOp(MongoOp):
     """Shard on ``key``; from ``prior_key`` it refines (key extends it) or reshards."""
 
@@ -272,12 +244,9 @@ class ShardCollectionOp(MongoOp):
             return ShardCollectionOp(self.collection, self.prior_key, prior_key=self.key)
         return UnshardCollectionOp(self.collection, self.key, self.unique)
 
-    def execute(self, db: Any) -> None:
-        execute.shard_collection(db, self.collection, ShardKey(as_pairs(self.key), self.unique))
-
 
 @store_operation
-@dataclass
+@dataclass(frozen=True)
 class UnshardCollectionOp(MongoOp):
     """unshardCollection (MongoDB 8.0+); ``key`` is kept for the reverse."""
 
@@ -296,12 +265,9 @@ class UnshardCollectionOp(MongoOp):
     def reverse(self) -> ShardCollectionOp:
         return ShardCollectionOp(self.collection, self.key, self.unique)
 
-    def execute(self, db: Any) -> None:
-        execute.unshard_collection(db, self.collection)
-
 
 @store_operation
-@dataclass
+@dataclass(frozen=True)
 class SetZonesOp(MongoOp):
     """The exact zone ranges of a collection: ``[{"zone", "min": [[f, v]...], "max": [...]}]``."""
 
@@ -330,12 +296,9 @@ class SetZonesOp(MongoOp):
     def reverse(self) -> "SetZonesOp":
         return SetZonesOp(self.collection, self.prior, prior=self.zones)
 
-    def execute(self, db: Any) -> None:
-        execute.set_zones(db, self.collection, self.ranges(self.zones))
-
 
 @store_operation
-@dataclass
+@dataclass(frozen=True)
 class ModifyCollectionOp(MongoOp):
     """Creation options changed in place (capped size/max, time series bucketing, TTL)."""
 
@@ -362,9 +325,6 @@ class ModifyCollectionOp(MongoOp):
 
     def reverse(self) -> "ModifyCollectionOp":
         return ModifyCollectionOp(self.collection, self.prior, prior=self.options)
-
-    def execute(self, db: Any) -> None:
-        execute.modify_collection(db, self.collection, self.options, self.prior)
 
 
 MONGO_OPS = (

@@ -16,15 +16,15 @@ from dataclasses import replace
 from ..core.storeops import StoreOp
 from .live import LiveRedis
 from .ops import (
-    RedisBackfillTtl,
-    RedisContractFamily,
-    RedisCreateGroup,
-    RedisDeclareChannel,
-    RedisDeclareFamily,
-    RedisRenameFamily,
-    RedisRetireChannel,
-    RedisRetireFamily,
-    RedisSetConfig,
+    BackfillTtlOp,
+    ContractKeyFamilyOp,
+    CreateGroupOp,
+    DeclareChannelOp,
+    DeclareKeyFamilyOp,
+    RenameKeyFamilyOp,
+    RetireChannelOp,
+    RetireKeyFamilyOp,
+    SetConfigOp,
 )
 from .state import KeyFamily, RedisState
 
@@ -60,16 +60,16 @@ def diff_families(declared: dict[str, KeyFamily], published: dict[str, KeyFamily
         before = published.get(family.name)
         source = by_pattern.get(family.renamed_from) if family.renamed_from else None
         if source is not None and family.pattern not in by_pattern:
-            ops.append(RedisRenameFamily(source.to_json(), family.to_json(), overlap=family.overlap))
+            ops.append(RenameKeyFamilyOp(source.to_json(), family.to_json(), overlap=family.overlap))
             renamed.add(source.name)
         elif before is not None and before.fallback:
             ops.extend(_overlap(family, before, by_pattern, renamed))
         elif before is None:
-            ops.append(RedisDeclareFamily(family.to_json()))
+            ops.append(DeclareKeyFamilyOp(family.to_json()))
         elif before != family:
-            ops.append(RedisDeclareFamily(family.to_json(), before.to_json()))
+            ops.append(DeclareKeyFamilyOp(family.to_json(), before.to_json()))
             ops.extend(_backfill(before, family))
-    ops.extend(RedisRetireFamily(name, past=f.to_json()) for name, f in published.items()
+    ops.extend(RetireKeyFamilyOp(name, past=f.to_json()) for name, f in published.items()
                if name not in declared and name not in renamed)
     return ops
 
@@ -81,11 +81,11 @@ def _overlap(family: KeyFamily, before: KeyFamily, by_pattern: dict[str, KeyFami
     kept.add(old.name)
     ops: list[StoreOp] = []
     if before != family:
-        ops.append(RedisDeclareFamily(family.with_fallback(before.fallback).to_json(), before.to_json()))
+        ops.append(DeclareKeyFamilyOp(family.with_fallback(before.fallback).to_json(), before.to_json()))
         ops.extend(_backfill(before, family))
     kept_open = family.fallback == before.fallback or (family.overlap and family.renamed_from == before.fallback)
     if not kept_open:  # (a family replayed from the chain carries the fallback itself)
-        ops.append(RedisContractFamily(old.with_fallback(None).to_json(), family.to_json()))
+        ops.append(ContractKeyFamilyOp(old.with_fallback(None).to_json(), family.to_json()))
     return ops
 
 
@@ -95,7 +95,7 @@ def _backfill(before: KeyFamily, after: KeyFamily) -> list[StoreOp]:
         return []
     newly_required = old.policy != "required"
     max_shrank = rule.max is not None and (old.max is None or rule.max < old.max)
-    return [RedisBackfillTtl(after.to_json(), rule.default)] if newly_required or max_shrank else []
+    return [BackfillTtlOp(after.to_json(), rule.default)] if newly_required or max_shrank else []
 
 
 def diff_channels(declared: RedisState, published: RedisState) -> list[StoreOp]:
@@ -103,8 +103,8 @@ def diff_channels(declared: RedisState, published: RedisState) -> list[StoreOp]:
     for channel in declared.channels.values():
         before = published.channels.get(channel.name)
         if before != channel:
-            ops.append(RedisDeclareChannel(channel.to_json(), before.to_json() if before else None))
-    ops.extend(RedisRetireChannel(name, past=c.to_json()) for name, c in published.channels.items()
+            ops.append(DeclareChannelOp(channel.to_json(), before.to_json() if before else None))
+    ops.extend(RetireChannelOp(name, past=c.to_json()) for name, c in published.channels.items()
                if name not in declared.channels)
     return ops
 
@@ -114,7 +114,7 @@ def diff_groups(declared: RedisState, live: LiveRedis) -> list[StoreOp]:
     for family in declared.families.values():
         key = family.fixed_key.decode() if family.fixed_key is not None else None
         if key in live.groups:
-            ops.extend(RedisCreateGroup(key, group) for group in family.groups if group not in live.groups[key])
+            ops.extend(CreateGroupOp(key, group) for group in family.groups if group not in live.groups[key])
     return ops
 
 
@@ -125,5 +125,5 @@ def diff_config(expected: dict[str, str], live: dict[str, list[str]]) -> list[St
         wanted = normalize_config(name, value)
         wrong = [v for v in values if normalize_config(name, v) != wanted]
         if wrong or not values:
-            ops.append(RedisSetConfig(name, value, wrong[0] if wrong else None))
+            ops.append(SetConfigOp(name, value, wrong[0] if wrong else None))
     return ops
