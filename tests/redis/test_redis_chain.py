@@ -12,7 +12,8 @@ from sovren_db.mongo import ops as mongo_ops
 from sovren_db.redis import ops
 from sovren_db.redis.chain import APPLY, read_chain, replay
 from sovren_db.redis.declared import load_declarations
-from sovren_db.redis.diff import diff_redis, normalize_config
+from sovren_db.redis.compare.config import normalize_config
+from sovren_db.redis.diff import diff_redis
 from sovren_db.redis.live import read_live
 from sovren_db.redis.state import Channel, KeyFamily, RedisState, TtlRule
 from sovren_db.resync import chain_steps

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sovren_db.redis.diff import diff_config, diff_families, diff_redis, normalize_config
+from sovren_db.redis.compare.config import diff_config, normalize_config
+from sovren_db.redis.compare.families import diff_families
+from sovren_db.redis.diff import diff_redis
 from sovren_db.redis.live import LiveRedis, registry_state
 from sovren_db.redis.ops import (
     ContractKeyFamilyOp,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
 import re
-
 from types import SimpleNamespace
 
 import pytest
@@ -13,17 +13,24 @@ from alembic.runtime.plugins import Plugin
 from alembic.util import DispatchPriority, PriorityDispatchResult
 
 from sovren_db.core.runtime import Runtime
-from sovren_db.redis import ops
+from sovren_db.redis import compare, ops
 from sovren_db.redis.declared import load_declarations
 from sovren_db.redis.plugin import compare_redis, setup
 
 from redis_helpers import settings_for
 
 pytestmark = pytest.mark.redis
+_names = itertools.count()
 
 
 def autogen_context(runtime: Runtime):
-    return SimpleNamespace(migration_context=SimpleNamespace(opts={Runtime.OPTS_KEY: runtime}))
+    """What the comparator reads of Alembic's AutogenContext: the runtime, and the comparators
+    registered by the store's setup (the kinds it dispatches to)."""
+    kinds = Plugin(f"test.sovren_redis_kinds_{next(_names)}")
+    compare.setup(kinds)
+    kinds.remove()  # out of Alembic's global list; its comparators stay
+    return SimpleNamespace(migration_context=SimpleNamespace(opts={Runtime.OPTS_KEY: runtime}),
+                           comparators=kinds.autogenerate_comparators)
 
 
 def test_autogenerate_writes_redis_ops_and_their_reverses(project, redis_url, client):
@@ -75,11 +82,15 @@ def test_without_redis_the_chain_stands_in_for_the_server(project):
     assert again.ops == []
 
 
-def test_setup_registers_the_comparator_last():
+def test_setup_registers_the_comparator_last_and_one_comparator_per_kind():
     plugin = Plugin("sovren_db.redis_test_only")
     try:
         setup(plugin)
         registry = plugin.autogenerate_comparators._registry
         assert registry[("autogenerate", "default", DispatchPriority.LAST)] == [(compare_redis, None)]
+        kinds = registry[("redis", "default", DispatchPriority.MEDIUM)]
+        assert [(fn.__name__, kind) for fn, kind in kinds] == [
+            ("compare_redis_families", "families"), ("compare_redis_channels", "channels"),
+            ("compare_redis_groups", "groups"), ("compare_redis_config", "config")]
     finally:
         plugin.remove()

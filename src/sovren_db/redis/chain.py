@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Callable
 
 from ..core.storeops import StoreOp
 from . import ops
-from .diff import diff_channels, diff_config, diff_families
+from .compare.channels import diff_channels
+from .compare.config import diff_config
+from .compare.families import diff_families
 from .live import LiveRedis, grouped_streams, registry_state, stream_groups
 from .state import Channel, KeyFamily, RedisState
 
