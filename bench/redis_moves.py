@@ -104,8 +104,8 @@ def move_with_sovren(settings) -> None:
     backend = RedisBackend(settings)
     backend.connect()
     try:
-        ops.RedisDeclareFamily(MID).execute(backend)
-        ops.RedisRenameFamily(MID, NEW).execute(backend)
+        backend.execute(ops.DeclareKeyFamilyOp(MID))
+        backend.execute(ops.RenameKeyFamilyOp(MID, NEW))
     finally:
         backend.close()
 
@@ -114,7 +114,7 @@ def backfill_with_sovren(settings) -> None:
     backend = RedisBackend(settings)
     backend.connect()
     try:
-        ops.RedisBackfillTtl(NEW, 3600).execute(backend)
+        backend.execute(ops.BackfillTtlOp(NEW, 3600))
     finally:
         backend.close()
 

@@ -109,24 +109,10 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('payment_id')
     )
     op.create_index('ix_payments_user_id', 'payments', ['user_id'], unique=False)
-    op.create_extension(
-        name='pgcrypto',
-    )
-    op.ensure_role(
-        name='sovren_app',
-        login=False,
-        bypass_rls=False,
-    )
-    op.ensure_role(
-        name='sovren_readonly',
-        login=False,
-        bypass_rls=False,
-    )
-    op.ensure_role(
-        name='sovren_migrator',
-        login=False,
-        bypass_rls=True,
-    )
+    op.create_extension(name='pgcrypto')
+    op.ensure_role(name='sovren_app', login=False, bypass_rls=False)
+    op.ensure_role(name='sovren_readonly', login=False, bypass_rls=False)
+    op.ensure_role(name='sovren_migrator', login=False, bypass_rls=True)
     op.create_function(
         name='sovren_audit_append',
         args='p_table text, p_action text, p_user uuid, p_details jsonb',
@@ -197,26 +183,10 @@ def upgrade() -> None:
         security_definer=False,
         search_path=None,
     )
-    op.set_row_security(
-        table='users',
-        enabled=True,
-        forced=True,
-    )
-    op.set_row_security(
-        table='operations',
-        enabled=True,
-        forced=True,
-    )
-    op.set_row_security(
-        table='transactions',
-        enabled=True,
-        forced=True,
-    )
-    op.set_row_security(
-        table='payments',
-        enabled=True,
-        forced=True,
-    )
+    op.set_row_security(table='users', enabled=True, forced=True)
+    op.set_row_security(table='operations', enabled=True, forced=True)
+    op.set_row_security(table='transactions', enabled=True, forced=True)
+    op.set_row_security(table='payments', enabled=True, forced=True)
     op.create_policy(
         name='users_tenant_isolation',
         table='users',
@@ -334,21 +304,9 @@ def upgrade() -> None:
         level='STATEMENT',
         enabled=True,
     )
-    op.grant_privileges(
-        role='sovren_app',
-        table='audit_log',
-        privileges=('SELECT',),
-    )
-    op.grant_privileges(
-        role='sovren_migrator',
-        table='audit_log',
-        privileges=('SELECT',),
-    )
-    op.grant_privileges(
-        role='sovren_readonly',
-        table='audit_log',
-        privileges=('SELECT',),
-    )
+    op.grant_privileges(role='sovren_app', table='audit_log', privileges=('SELECT',))
+    op.grant_privileges(role='sovren_migrator', table='audit_log', privileges=('SELECT',))
+    op.grant_privileges(role='sovren_readonly', table='audit_log', privileges=('SELECT',))
     op.grant_privileges(
         role='sovren_app',
         table='operations',
@@ -359,11 +317,7 @@ def upgrade() -> None:
         table='operations',
         privileges=('SELECT', 'INSERT', 'UPDATE', 'DELETE'),
     )
-    op.grant_privileges(
-        role='sovren_readonly',
-        table='operations',
-        privileges=('SELECT',),
-    )
+    op.grant_privileges(role='sovren_readonly', table='operations', privileges=('SELECT',))
     op.grant_privileges(
         role='sovren_app',
         table='payments',
@@ -374,11 +328,7 @@ def upgrade() -> None:
         table='payments',
         privileges=('SELECT', 'INSERT', 'UPDATE', 'DELETE'),
     )
-    op.grant_privileges(
-        role='sovren_readonly',
-        table='payments',
-        privileges=('SELECT',),
-    )
+    op.grant_privileges(role='sovren_readonly', table='payments', privileges=('SELECT',))
     op.grant_privileges(
         role='sovren_app',
         table='subscriptions',
@@ -389,11 +339,7 @@ def upgrade() -> None:
         table='subscriptions',
         privileges=('SELECT', 'INSERT', 'UPDATE', 'DELETE'),
     )
-    op.grant_privileges(
-        role='sovren_readonly',
-        table='subscriptions',
-        privileges=('SELECT',),
-    )
+    op.grant_privileges(role='sovren_readonly', table='subscriptions', privileges=('SELECT',))
     op.grant_privileges(
         role='sovren_app',
         table='transactions',
@@ -404,11 +350,7 @@ def upgrade() -> None:
         table='transactions',
         privileges=('SELECT', 'INSERT', 'UPDATE', 'DELETE'),
     )
-    op.grant_privileges(
-        role='sovren_readonly',
-        table='transactions',
-        privileges=('SELECT',),
-    )
+    op.grant_privileges(role='sovren_readonly', table='transactions', privileges=('SELECT',))
     op.grant_privileges(
         role='sovren_app',
         table='users',
@@ -419,1129 +361,443 @@ def upgrade() -> None:
         table='users',
         privileges=('SELECT', 'INSERT', 'UPDATE', 'DELETE'),
     )
-    op.grant_privileges(
-        role='sovren_readonly',
-        table='users',
-        privileges=('SELECT',),
-    )
-    op.ensure_partitions(
-        table='operations',
-        column='executed_at',
-        months_ahead=3,
-        default=True,
-    )
-    op.ensure_partitions(
-        table='audit_log',
-        column='created_at',
-        months_ahead=3,
-        default=True,
-    )
+    op.grant_privileges(role='sovren_readonly', table='users', privileges=('SELECT',))
+    op.ensure_partitions(table='operations', column='executed_at', months_ahead=3, default=True)
+    op.ensure_partitions(table='audit_log', column='created_at', months_ahead=3, default=True)
     op.mongo_create_collection(
         collection='analytics_payloads',
-        validator={'$jsonSchema': {'bsonType': 'object',
-                                   'title': 'analytics_payloads',
-                                   'description': 'Transient analytics of an operation (architecture '
-                                                  '§4), expired after 30 days.',
-                                   'required': ['_id',
-                                                'operationId',
-                                                'userId',
-                                                'region',
-                                                'kind',
-                                                'payload',
-                                                'createdAt'],
-                                   'additionalProperties': False,
-                                   'properties': {'_id': {'bsonType': 'objectId'},
-                                                  'operationId': {'bsonType': 'string',
-                                                                  'description': 'operations.operation_id '
-                                                                                 'in Postgres.',
-                                                                  'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'userId': {'bsonType': 'string',
-                                                             'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'region': {'enum': ['eu', 'us']},
-                                                  'kind': {'bsonType': 'string',
-                                                           'pattern': '^[a-z][a-z0-9_.]{0,63}$'},
-                                                  'payload': {'bsonType': 'object'},
-                                                  'sizeBytes': {'bsonType': ['int', 'long'],
-                                                                'minimum': 0},
-                                                  'createdAt': {'bsonType': 'date'}}}},
-        validation_level='strict',
-        validation_action='error',
-        options={},
-        indexes=[{'name': 'createdAt_1', 'key': [['createdAt', 1]], 'expireAfterSeconds': 2592000},
-                 {'name': 'operationId_1', 'key': [['operationId', 1]]},
-                 {'name': 'region_1_userId_1_kind_1_createdAt_-1',
-                  'key': [['region', 1], ['userId', 1], ['kind', 1], ['createdAt', -1]]}],
+        validator={
+            '$jsonSchema': {
+                'bsonType': 'object', 'title': 'analytics_payloads',
+                'description': ('Transient analytics of an operation (architecture §4), expired '
+                                'after 30 days.'),
+                'required': [
+                    '_id', 'operationId', 'userId', 'region', 'kind', 'payload', 'createdAt',
+                ],
+                'additionalProperties': False,
+                'properties': {
+                    '_id': {'bsonType': 'objectId'},
+                    'operationId': {
+                        'bsonType': 'string', 'description': 'operations.operation_id in Postgres.',
+                        'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+                    },
+                    'userId': {
+                        'bsonType': 'string',
+                        'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+                    },
+                    'region': {'enum': ['eu', 'us']},
+                    'kind': {'bsonType': 'string', 'pattern': '^[a-z][a-z0-9_.]{0,63}$'},
+                    'payload': {'bsonType': 'object'},
+                    'sizeBytes': {'bsonType': ['int', 'long'], 'minimum': 0},
+                    'createdAt': {'bsonType': 'date'},
+                },
+            },
+        },
+        indexes=[
+            {'name': 'createdAt_1', 'key': [['createdAt', 1]], 'expireAfterSeconds': 2592000},
+            {'name': 'operationId_1', 'key': [['operationId', 1]]},
+            {
+                'name': 'region_1_userId_1_kind_1_createdAt_-1',
+                'key': [['region', 1], ['userId', 1], ['kind', 1], ['createdAt', -1]],
+            },
+        ],
         shard_key={'key': [['region', 1], ['userId', 1]], 'unique': False},
-        zones=[{'zone': 'eu',
-                'min': [['region', 'eu'], ['userId', {'$minKey': 1}]],
-                'max': [['region', 'eu'], ['userId', {'$maxKey': 1}]]},
-               {'zone': 'us',
-                'min': [['region', 'us'], ['userId', {'$minKey': 1}]],
-                'max': [['region', 'us'], ['userId', {'$maxKey': 1}]]}],
+        zones=[
+            {
+                'zone': 'eu', 'min': [['region', 'eu'], ['userId', {'$minKey': 1}]],
+                'max': [['region', 'eu'], ['userId', {'$maxKey': 1}]],
+            },
+            {
+                'zone': 'us', 'min': [['region', 'us'], ['userId', {'$minKey': 1}]],
+                'max': [['region', 'us'], ['userId', {'$maxKey': 1}]],
+            },
+        ],
     )
     op.mongo_create_collection(
         collection='communications',
-        validator={'$jsonSchema': {'bsonType': 'object',
-                                   'title': 'communications',
-                                   'description': 'A message sent on behalf of a user, persisted after '
-                                                  'the Redis queue (architecture §3, §4).',
-                                   'required': ['_id',
-                                                'messageId',
-                                                'userId',
-                                                'recipient',
-                                                'message',
-                                                'status',
-                                                'timestamp'],
-                                   'additionalProperties': False,
-                                   'properties': {'_id': {'bsonType': 'objectId'},
-                                                  'messageId': {'bsonType': 'string',
-                                                                'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'userId': {'bsonType': 'string',
-                                                             'description': 'users.user_id in Postgres; '
-                                                                            'the shard key.',
-                                                             'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'recipient': {'bsonType': 'string',
-                                                                'minLength': 1,
-                                                                'maxLength': 320},
-                                                  'message': {'bsonType': 'string', 'maxLength': 65536},
-                                                  'status': {'enum': ['sent', 'delivered', 'failed']},
-                                                  'timestamp': {'bsonType': 'date'}}}},
-        validation_level='strict',
-        validation_action='error',
-        options={},
-        indexes=[{'name': 'failed_by_timestamp',
-                  'key': [['timestamp', 1]],
-                  'partialFilterExpression': {'status': 'failed'}},
-                 {'name': 'userId_1_messageId_1',
-                  'key': [['userId', 1], ['messageId', 1]],
-                  'unique': True},
-                 {'name': 'userId_1_timestamp_-1', 'key': [['userId', 1], ['timestamp', -1]]},
-                 {'name': 'userId_hashed', 'key': [['userId', 'hashed']]}],
+        validator={
+            '$jsonSchema': {
+                'bsonType': 'object', 'title': 'communications',
+                'description': ('A message sent on behalf of a user, persisted after the Redis '
+                                'queue (architecture §3, §4).'),
+                'required': [
+                    '_id', 'messageId', 'userId', 'recipient', 'message', 'status', 'timestamp',
+                ],
+                'additionalProperties': False,
+                'properties': {
+                    '_id': {'bsonType': 'objectId'},
+                    'messageId': {
+                        'bsonType': 'string',
+                        'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+                    },
+                    'userId': {
+                        'bsonType': 'string',
+                        'description': 'users.user_id in Postgres; the shard key.',
+                        'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+                    },
+                    'recipient': {'bsonType': 'string', 'minLength': 1, 'maxLength': 320},
+                    'message': {'bsonType': 'string', 'maxLength': 65536},
+                    'status': {'enum': ['sent', 'delivered', 'failed']},
+                    'timestamp': {'bsonType': 'date'},
+                },
+            },
+        },
+        indexes=[
+            {
+                'name': 'failed_by_timestamp', 'key': [['timestamp', 1]],
+                'partialFilterExpression': {'status': 'failed'},
+            },
+            {
+                'name': 'userId_1_messageId_1', 'key': [['userId', 1], ['messageId', 1]],
+                'unique': True,
+            },
+            {'name': 'userId_1_timestamp_-1', 'key': [['userId', 1], ['timestamp', -1]]},
+            {'name': 'userId_hashed', 'key': [['userId', 'hashed']]},
+        ],
         shard_key={'key': [['userId', 'hashed']], 'unique': False},
-        zones=[],
     )
     op.mongo_create_collection(
         collection='executives',
-        validator={'$jsonSchema': {'bsonType': 'object',
-                                   'title': 'executives',
-                                   'description': "An executive persona of a user's shadow board "
-                                                  '(architecture §3); the Postgres user is userId.',
-                                   'required': ['_id',
-                                                'executiveId',
-                                                'userId',
-                                                'role',
-                                                'name',
-                                                'skills',
-                                                'voiceProfile',
-                                                'active',
-                                                'createdAt',
-                                                'updatedAt'],
-                                   'additionalProperties': False,
-                                   'properties': {'_id': {'bsonType': 'objectId'},
-                                                  'executiveId': {'bsonType': 'string',
-                                                                  'description': 'UUID of the executive, '
-                                                                                 'lower-case canonical '
-                                                                                 'form.',
-                                                                  'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'userId': {'bsonType': 'string',
-                                                             'description': 'users.user_id in Postgres.',
-                                                             'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'role': {'bsonType': 'string',
-                                                           'minLength': 1,
-                                                           'maxLength': 150,
-                                                           'description': 'e.g. Chief Strategy Officer'},
-                                                  'name': {'bsonType': 'string',
-                                                           'minLength': 1,
-                                                           'maxLength': 200},
-                                                  'skills': {'bsonType': 'array',
-                                                             'maxItems': 64,
-                                                             'uniqueItems': True,
-                                                             'items': {'bsonType': 'string',
-                                                                       'minLength': 1,
-                                                                       'maxLength': 100}},
-                                                  'voiceProfile': {'bsonType': 'string',
-                                                                   'minLength': 1,
-                                                                   'maxLength': 512,
-                                                                   'description': 'Reference to the '
-                                                                                  'linked text-to-speech '
-                                                                                  'asset.'},
-                                                  'active': {'bsonType': 'bool'},
-                                                  'createdAt': {'bsonType': 'date'},
-                                                  'updatedAt': {'bsonType': 'date'}}}},
-        validation_level='strict',
-        validation_action='error',
-        options={},
-        indexes=[{'name': 'executiveId_1', 'key': [['executiveId', 1]], 'unique': True},
-                 {'name': 'userId_1_role_1', 'key': [['userId', 1], ['role', 1]]},
-                 {'name': 'userId_active_only',
-                  'key': [['userId', 1], ['active', 1]],
-                  'partialFilterExpression': {'active': True}}],
-        shard_key=None,
-        zones=[],
+        validator={
+            '$jsonSchema': {
+                'bsonType': 'object', 'title': 'executives',
+                'description': ("An executive persona of a user's shadow board (architecture §3); "
+                                'the Postgres user is userId.'),
+                'required': [
+                    '_id', 'executiveId', 'userId', 'role', 'name', 'skills', 'voiceProfile',
+                    'active', 'createdAt', 'updatedAt',
+                ],
+                'additionalProperties': False,
+                'properties': {
+                    '_id': {'bsonType': 'objectId'},
+                    'executiveId': {
+                        'bsonType': 'string',
+                        'description': 'UUID of the executive, lower-case canonical form.',
+                        'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+                    },
+                    'userId': {
+                        'bsonType': 'string', 'description': 'users.user_id in Postgres.',
+                        'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+                    },
+                    'role': {
+                        'bsonType': 'string', 'minLength': 1, 'maxLength': 150,
+                        'description': 'e.g. Chief Strategy Officer',
+                    },
+                    'name': {'bsonType': 'string', 'minLength': 1, 'maxLength': 200},
+                    'skills': {
+                        'bsonType': 'array', 'maxItems': 64, 'uniqueItems': True,
+                        'items': {'bsonType': 'string', 'minLength': 1, 'maxLength': 100},
+                    },
+                    'voiceProfile': {
+                        'bsonType': 'string', 'minLength': 1, 'maxLength': 512,
+                        'description': 'Reference to the linked text-to-speech asset.',
+                    },
+                    'active': {'bsonType': 'bool'}, 'createdAt': {'bsonType': 'date'},
+                    'updatedAt': {'bsonType': 'date'},
+                },
+            },
+        },
+        indexes=[
+            {'name': 'executiveId_1', 'key': [['executiveId', 1]], 'unique': True},
+            {'name': 'userId_1_role_1', 'key': [['userId', 1], ['role', 1]]},
+            {
+                'name': 'userId_active_only', 'key': [['userId', 1], ['active', 1]],
+                'partialFilterExpression': {'active': True},
+            },
+        ],
     )
     op.mongo_create_collection(
         collection='scenario_simulations',
-        validator={'$jsonSchema': {'bsonType': 'object',
-                                   'title': 'scenario_simulations',
-                                   'description': 'The payload of a simulation run (architecture §4): '
-                                                  'logged in Postgres operations, payload here.',
-                                   'required': ['_id',
-                                                'simulationId',
-                                                'operationId',
-                                                'userId',
-                                                'region',
-                                                'scenario',
-                                                'parameters',
-                                                'status',
-                                                'createdAt'],
-                                   'additionalProperties': False,
-                                   'properties': {'_id': {'bsonType': 'objectId'},
-                                                  'simulationId': {'bsonType': 'string',
-                                                                   'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'operationId': {'bsonType': 'string',
-                                                                  'description': 'operations.operation_id '
-                                                                                 'in Postgres.',
-                                                                  'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'userId': {'bsonType': 'string',
-                                                             'description': 'users.user_id in Postgres.',
-                                                             'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'region': {'enum': ['eu', 'us'],
-                                                             'description': 'Data residency of the user; '
-                                                                            "the shard key's first "
-                                                                            'field.'},
-                                                  'executiveIds': {'bsonType': 'array',
-                                                                   'maxItems': 64,
-                                                                   'items': {'bsonType': 'string',
-                                                                             'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'}},
-                                                  'scenario': {'bsonType': 'string',
-                                                               'minLength': 1,
-                                                               'maxLength': 500},
-                                                  'parameters': {'bsonType': 'object'},
-                                                  'result': {'bsonType': ['object', 'null']},
-                                                  'confidence': {'bsonType': ['double',
-                                                                              'decimal',
-                                                                              'int',
-                                                                              'null'],
-                                                                 'minimum': 0,
-                                                                 'maximum': 100,
-                                                                 'description': 'As '
-                                                                                'operations.confidence '
-                                                                                'NUMERIC(5,2).'},
-                                                  'status': {'enum': ['queued',
-                                                                      'running',
-                                                                      'completed',
-                                                                      'failed']},
-                                                  'createdAt': {'bsonType': 'date'},
-                                                  'completedAt': {'bsonType': ['date', 'null']}}}},
-        validation_level='strict',
-        validation_action='error',
-        options={},
-        indexes=[{'name': 'operationId_1', 'key': [['operationId', 1]]},
-                 {'name': 'region_1_userId_1_createdAt_-1',
-                  'key': [['region', 1], ['userId', 1], ['createdAt', -1]]},
-                 {'name': 'region_1_userId_1_simulationId_1',
-                  'key': [['region', 1], ['userId', 1], ['simulationId', 1]],
-                  'unique': True}],
+        validator={
+            '$jsonSchema': {
+                'bsonType': 'object', 'title': 'scenario_simulations',
+                'description': ('The payload of a simulation run (architecture §4): logged in '
+                                'Postgres operations, payload here.'),
+                'required': [
+                    '_id', 'simulationId', 'operationId', 'userId', 'region', 'scenario',
+                    'parameters', 'status', 'createdAt',
+                ],
+                'additionalProperties': False,
+                'properties': {
+                    '_id': {'bsonType': 'objectId'},
+                    'simulationId': {
+                        'bsonType': 'string',
+                        'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+                    },
+                    'operationId': {
+                        'bsonType': 'string', 'description': 'operations.operation_id in Postgres.',
+                        'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+                    },
+                    'userId': {
+                        'bsonType': 'string', 'description': 'users.user_id in Postgres.',
+                        'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+                    },
+                    'region': {
+                        'enum': ['eu', 'us'],
+                        'description': "Data residency of the user; the shard key's first field.",
+                    },
+                    'executiveIds': {
+                        'bsonType': 'array', 'maxItems': 64,
+                        'items': {
+                            'bsonType': 'string',
+                            'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+                        },
+                    },
+                    'scenario': {'bsonType': 'string', 'minLength': 1, 'maxLength': 500},
+                    'parameters': {'bsonType': 'object'},
+                    'result': {'bsonType': ['object', 'null']},
+                    'confidence': {
+                        'bsonType': ['double', 'decimal', 'int', 'null'], 'minimum': 0,
+                        'maximum': 100, 'description': 'As operations.confidence NUMERIC(5,2).',
+                    },
+                    'status': {'enum': ['queued', 'running', 'completed', 'failed']},
+                    'createdAt': {'bsonType': 'date'},
+                    'completedAt': {'bsonType': ['date', 'null']},
+                },
+            },
+        },
+        indexes=[
+            {'name': 'operationId_1', 'key': [['operationId', 1]]},
+            {
+                'name': 'region_1_userId_1_createdAt_-1',
+                'key': [['region', 1], ['userId', 1], ['createdAt', -1]],
+            },
+            {
+                'name': 'region_1_userId_1_simulationId_1',
+                'key': [['region', 1], ['userId', 1], ['simulationId', 1]], 'unique': True,
+            },
+        ],
         shard_key={'key': [['region', 1], ['userId', 1]], 'unique': False},
-        zones=[{'zone': 'eu',
-                'min': [['region', 'eu'], ['userId', {'$minKey': 1}]],
-                'max': [['region', 'eu'], ['userId', {'$maxKey': 1}]]},
-               {'zone': 'us',
-                'min': [['region', 'us'], ['userId', {'$minKey': 1}]],
-                'max': [['region', 'us'], ['userId', {'$maxKey': 1}]]}],
+        zones=[
+            {
+                'zone': 'eu', 'min': [['region', 'eu'], ['userId', {'$minKey': 1}]],
+                'max': [['region', 'eu'], ['userId', {'$maxKey': 1}]],
+            },
+            {
+                'zone': 'us', 'min': [['region', 'us'], ['userId', {'$minKey': 1}]],
+                'max': [['region', 'us'], ['userId', {'$maxKey': 1}]],
+            },
+        ],
     )
     op.redis_declare_family(
-        family={'name': 'analytics_cache',
-                'pattern': 'cache:analytics:{query_hash}',
-                'type': 'string',
-                'ttl': {'policy': 'required', 'min': 30, 'max': 3600, 'default': 900},
-                'pii': False,
-                'subject': None,
-                'owner': 'analytics',
-                'description': 'Result of an analytics query (serialised rows), keyed by the hash of '
-                               'the normalised query.',
-                'max_elements': None,
-                'max_bytes': 1048576,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': False},
-        previous=None,
+        family={
+            'name': 'analytics_cache', 'pattern': 'cache:analytics:{query_hash}', 'type': 'string',
+            'ttl': {'policy': 'required', 'min': 30, 'max': 3600, 'default': 900},
+            'owner': 'analytics',
+            'description': ('Result of an analytics query (serialised rows), keyed by the hash of '
+                            'the normalised query.'),
+            'max_bytes': 1048576,
+        },
     )
     op.redis_declare_family(
-        family={'name': 'simulation_cache',
-                'pattern': 'cache:simulation:{operation_id}',
-                'type': 'string',
-                'ttl': {'policy': 'required', 'min': None, 'max': 86400, 'default': 21600},
-                'pii': False,
-                'subject': None,
-                'owner': 'simulations',
-                'description': "Result of an operation's simulation; the payload of record is in "
-                               'MongoDB.',
-                'max_elements': None,
-                'max_bytes': 4194304,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': False},
-        previous=None,
+        family={
+            'name': 'simulation_cache', 'pattern': 'cache:simulation:{operation_id}',
+            'type': 'string',
+            'ttl': {'policy': 'required', 'min': None, 'max': 86400, 'default': 21600},
+            'owner': 'simulations',
+            'description': ("Result of an operation's simulation; the payload of record is in "
+                            'MongoDB.'),
+            'max_bytes': 4194304,
+        },
     )
     op.redis_declare_family(
-        family={'name': 'executive_cache',
-                'pattern': 'cache:executive:{executive_id}',
-                'type': 'hash',
-                'ttl': {'policy': 'required', 'min': None, 'max': 3600, 'default': 600},
-                'pii': False,
-                'subject': None,
-                'owner': 'executives',
-                'description': 'An executive persona read from MongoDB (role, name, skills, voice '
-                               'profile, active).',
-                'max_elements': 64,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': False},
-        previous=None,
+        family={
+            'name': 'executive_cache', 'pattern': 'cache:executive:{executive_id}', 'type': 'hash',
+            'ttl': {'policy': 'required', 'min': None, 'max': 3600, 'default': 600},
+            'owner': 'executives',
+            'description': ('An executive persona read from MongoDB (role, name, skills, voice '
+                            'profile, active).'),
+            'max_elements': 64,
+        },
     )
     op.redis_declare_family(
-        family={'name': 'celery_queue',
-                'pattern': 'celery',
-                'type': 'list',
-                'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'celery',
-                'description': "Celery's default queue (kombu list).",
-                'max_elements': None,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': True},
-        previous=None,
+        family={
+            'name': 'celery_queue', 'pattern': 'celery', 'type': 'list',
+            'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None}, 'owner': 'celery',
+            'description': "Celery's default queue (kombu list).", 'foreign': True,
+        },
     )
     op.redis_declare_family(
-        family={'name': 'celery_priority_queue',
-                'pattern': 'celery\x06\x16{priority}',
-                'type': 'list',
-                'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'celery',
-                'description': "kombu's per-priority lists of the default queue.",
-                'max_elements': None,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': True},
-        previous=None,
+        family={
+            'name': 'celery_priority_queue', 'pattern': 'celery\x06\x16{priority}', 'type': 'list',
+            'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None}, 'owner': 'celery',
+            'description': "kombu's per-priority lists of the default queue.", 'foreign': True,
+        },
     )
     op.redis_declare_family(
-        family={'name': 'celery_task_meta',
-                'pattern': 'celery-task-meta-{task_id}',
-                'type': 'string',
-                'ttl': {'policy': 'required', 'min': None, 'max': 604800, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'celery',
-                'description': 'Task results (result_expires, one day by default).',
-                'max_elements': None,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': True},
-        previous=None,
+        family={
+            'name': 'celery_task_meta', 'pattern': 'celery-task-meta-{task_id}', 'type': 'string',
+            'ttl': {'policy': 'required', 'min': None, 'max': 604800, 'default': None},
+            'owner': 'celery', 'description': 'Task results (result_expires, one day by default).',
+            'foreign': True,
+        },
     )
     op.redis_declare_family(
-        family={'name': 'celery_group_meta',
-                'pattern': 'celery-taskset-meta-{group_id}',
-                'type': 'string',
-                'ttl': {'policy': 'required', 'min': None, 'max': 604800, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'celery',
-                'description': 'Group results.',
-                'max_elements': None,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': True},
-        previous=None,
+        family={
+            'name': 'celery_group_meta', 'pattern': 'celery-taskset-meta-{group_id}',
+            'type': 'string',
+            'ttl': {'policy': 'required', 'min': None, 'max': 604800, 'default': None},
+            'owner': 'celery', 'description': 'Group results.', 'foreign': True,
+        },
     )
     op.redis_declare_family(
-        family={'name': 'kombu_binding',
-                'pattern': '_kombu.binding.{exchange}',
-                'type': 'set',
-                'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'celery',
-                'description': "kombu's exchange bindings.",
-                'max_elements': None,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': True},
-        previous=None,
+        family={
+            'name': 'kombu_binding', 'pattern': '_kombu.binding.{exchange}', 'type': 'set',
+            'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None}, 'owner': 'celery',
+            'description': "kombu's exchange bindings.", 'foreign': True,
+        },
     )
     op.redis_declare_family(
-        family={'name': 'kombu_unacked',
-                'pattern': 'unacked',
-                'type': 'hash',
-                'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'celery',
-                'description': 'Messages delivered and not yet acknowledged (visibility timeout).',
-                'max_elements': None,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': True},
-        previous=None,
+        family={
+            'name': 'kombu_unacked', 'pattern': 'unacked', 'type': 'hash',
+            'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None}, 'owner': 'celery',
+            'description': 'Messages delivered and not yet acknowledged (visibility timeout).',
+            'foreign': True,
+        },
     )
     op.redis_declare_family(
-        family={'name': 'kombu_unacked_index',
-                'pattern': 'unacked_index',
-                'type': 'zset',
-                'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'celery',
-                'description': 'Delivery times of the unacknowledged messages.',
-                'max_elements': None,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': True},
-        previous=None,
+        family={
+            'name': 'kombu_unacked_index', 'pattern': 'unacked_index', 'type': 'zset',
+            'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None}, 'owner': 'celery',
+            'description': 'Delivery times of the unacknowledged messages.', 'foreign': True,
+        },
     )
     op.redis_declare_family(
-        family={'name': 'kombu_unacked_mutex',
-                'pattern': 'unacked_mutex',
-                'type': 'string',
-                'ttl': {'policy': 'optional', 'min': None, 'max': None, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'celery',
-                'description': 'Lock held while restoring unacknowledged messages.',
-                'max_elements': None,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': True},
-        previous=None,
+        family={
+            'name': 'kombu_unacked_mutex', 'pattern': 'unacked_mutex', 'type': 'string',
+            'owner': 'celery', 'description': 'Lock held while restoring unacknowledged messages.',
+            'foreign': True,
+        },
     )
     op.redis_declare_family(
-        family={'name': 'comms_outbox',
-                'pattern': '{{comms}}:outbox',
-                'type': 'stream',
-                'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'communications',
-                'description': 'Messages to send; dispatchers read with XREADGROUP, persist to '
-                               'MongoDB communications, then XACK.',
-                'max_elements': 1000000,
-                'max_bytes': None,
-                'hash_tag': 'comms',
-                'groups': ['dispatchers'],
-                'foreign': False},
-        previous=None,
+        family={
+            'name': 'comms_outbox', 'pattern': '{{comms}}:outbox', 'type': 'stream',
+            'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None},
+            'owner': 'communications',
+            'description': ('Messages to send; dispatchers read with XREADGROUP, persist to '
+                            'MongoDB communications, then XACK.'),
+            'max_elements': 1000000, 'hash_tag': 'comms', 'groups': ['dispatchers'],
+        },
     )
     op.redis_declare_family(
-        family={'name': 'comms_dead',
-                'pattern': '{{comms}}:dead',
-                'type': 'stream',
-                'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'communications',
-                'description': 'Messages that failed delivery after every retry, kept for review.',
-                'max_elements': 100000,
-                'max_bytes': None,
-                'hash_tag': 'comms',
-                'groups': [],
-                'foreign': False},
-        previous=None,
+        family={
+            'name': 'comms_dead', 'pattern': '{{comms}}:dead', 'type': 'stream',
+            'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None},
+            'owner': 'communications',
+            'description': 'Messages that failed delivery after every retry, kept for review.',
+            'max_elements': 100000, 'hash_tag': 'comms',
+        },
     )
     op.redis_declare_family(
-        family={'name': 'comms_status',
-                'pattern': 'comms:status:{message_id}',
-                'type': 'hash',
-                'ttl': {'policy': 'required', 'min': None, 'max': 604800, 'default': 172800},
-                'pii': False,
-                'subject': None,
-                'owner': 'communications',
-                'description': 'Delivery status (sent | delivered | failed) until MongoDB holds it.',
-                'max_elements': 16,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': False},
-        previous=None,
+        family={
+            'name': 'comms_status', 'pattern': 'comms:status:{message_id}', 'type': 'hash',
+            'ttl': {'policy': 'required', 'min': None, 'max': 604800, 'default': 172800},
+            'owner': 'communications',
+            'description': 'Delivery status (sent | delivered | failed) until MongoDB holds it.',
+            'max_elements': 16,
+        },
     )
     op.redis_declare_family(
-        family={'name': 'ratelimit_user',
-                'pattern': 'ratelimit:user:{user_id}:{window}',
-                'type': 'string',
-                'ttl': {'policy': 'required', 'min': None, 'max': 3600, 'default': 60},
-                'pii': True,
-                'subject': 'user_id',
-                'owner': 'platform',
-                'description': 'Requests by a signed-in user in the window starting at epoch second '
-                               '{window}.',
-                'max_elements': None,
-                'max_bytes': 64,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': False},
-        previous=None,
+        family={
+            'name': 'ratelimit_user', 'pattern': 'ratelimit:user:{user_id}:{window}',
+            'type': 'string',
+            'ttl': {'policy': 'required', 'min': None, 'max': 3600, 'default': 60}, 'pii': True,
+            'subject': 'user_id', 'owner': 'platform',
+            'description': ('Requests by a signed-in user in the window starting at epoch second '
+                            '{window}.'),
+            'max_bytes': 64,
+        },
     )
     op.redis_declare_family(
-        family={'name': 'ratelimit_ip',
-                'pattern': 'ratelimit:ip:{ip}:{window}',
-                'type': 'string',
-                'ttl': {'policy': 'required', 'min': None, 'max': 3600, 'default': 60},
-                'pii': True,
-                'subject': 'ip',
-                'owner': 'platform',
-                'description': "Anonymous requests by client address ({ip}: IPv6 written with '-' for "
-                               "':') in a window.",
-                'max_elements': None,
-                'max_bytes': 64,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': False},
-        previous=None,
+        family={
+            'name': 'ratelimit_ip', 'pattern': 'ratelimit:ip:{ip}:{window}', 'type': 'string',
+            'ttl': {'policy': 'required', 'min': None, 'max': 3600, 'default': 60}, 'pii': True,
+            'subject': 'ip', 'owner': 'platform',
+            'description': ("Anonymous requests by client address ({ip}: IPv6 written with '-' for "
+                            "':') in a window."),
+            'max_bytes': 64,
+        },
     )
     op.redis_declare_family(
-        family={'name': 'session',
-                'pattern': 'session:{user_id}',
-                'type': 'string',
-                'ttl': {'policy': 'required', 'min': 300, 'max': 2592000, 'default': 86400},
-                'pii': True,
-                'subject': 'user_id',
-                'owner': 'identity',
-                'description': "Session token of a signed-in user; erased by 'DEL session:<user_id>' "
-                               '(GDPR, Appendix G.1).',
-                'max_elements': None,
-                'max_bytes': 4096,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': False},
-        previous=None,
+        family={
+            'name': 'session', 'pattern': 'session:{user_id}', 'type': 'string',
+            'ttl': {'policy': 'required', 'min': 300, 'max': 2592000, 'default': 86400},
+            'pii': True, 'subject': 'user_id', 'owner': 'identity',
+            'description': ("Session token of a signed-in user; erased by 'DEL session:<user_id>' "
+                            '(GDPR, Appendix G.1).'),
+            'max_bytes': 4096,
+        },
     )
     op.redis_declare_family(
-        family={'name': 'session_devices',
-                'pattern': 'session:devices:{user_id}',
-                'type': 'set',
-                'ttl': {'policy': 'required', 'min': None, 'max': 2592000, 'default': 2592000},
-                'pii': True,
-                'subject': 'user_id',
-                'owner': 'identity',
-                'description': "Device fingerprints with a live session for a user, for 'sign out "
-                               "everywhere'.",
-                'max_elements': 64,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': False},
-        previous=None,
+        family={
+            'name': 'session_devices', 'pattern': 'session:devices:{user_id}', 'type': 'set',
+            'ttl': {'policy': 'required', 'min': None, 'max': 2592000, 'default': 2592000},
+            'pii': True, 'subject': 'user_id', 'owner': 'identity',
+            'description': ("Device fingerprints with a live session for a user, for 'sign out "
+                            "everywhere'."),
+            'max_elements': 64,
+        },
     )
     op.redis_declare_channel(
-        channel={'name': 'executive_live',
-                 'pattern': 'live:executive:{executive_id}',
-                 'owner': 'executives',
-                 'description': 'Events of one executive persona (speaking, decisions) fanned out to '
-                                'every WebSocket node.',
-                 'pii': False,
-                 'subject': None},
-        previous=None,
+        channel={
+            'name': 'executive_live', 'pattern': 'live:executive:{executive_id}',
+            'owner': 'executives',
+            'description': ('Events of one executive persona (speaking, decisions) fanned out to '
+                            'every WebSocket node.'),
+        },
     )
     op.redis_declare_channel(
-        channel={'name': 'user_live',
-                 'pattern': 'live:user:{user_id}',
-                 'owner': 'realtime',
-                 'description': "Everything to push to one user's open WebSockets.",
-                 'pii': True,
-                 'subject': 'user_id'},
-        previous=None,
+        channel={
+            'name': 'user_live', 'pattern': 'live:user:{user_id}', 'owner': 'realtime',
+            'description': "Everything to push to one user's open WebSockets.", 'pii': True,
+            'subject': 'user_id',
+        },
     )
     op.redis_declare_channel(
-        channel={'name': 'broadcast',
-                 'pattern': 'live:broadcast',
-                 'owner': 'realtime',
-                 'description': 'System notices for every connected client.',
-                 'pii': False,
-                 'subject': None},
-        previous=None,
+        channel={
+            'name': 'broadcast', 'pattern': 'live:broadcast', 'owner': 'realtime',
+            'description': 'System notices for every connected client.',
+        },
     )
-    op.redis_create_group(
-        key='{comms}:outbox',
-        group='dispatchers',
-        start='$',
-    )
-    op.redis_set_config(
-        name='maxmemory-policy',
-        value='volatile-lru',
-        previous='noeviction',
-    )
-    op.redis_set_config(
-        name='notify-keyspace-events',
-        value='Ex',
-        previous='',
-    )
+    op.redis_create_group(key='{comms}:outbox', group='dispatchers')
+    op.redis_set_config(name='maxmemory-policy', value='volatile-lru', previous='noeviction')
+    op.redis_set_config(name='notify-keyspace-events', value='Ex', previous='')
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
-    op.mongo_drop_collection(
-        collection='scenario_simulations',
-        validator={'$jsonSchema': {'bsonType': 'object',
-                                   'title': 'scenario_simulations',
-                                   'description': 'The payload of a simulation run (architecture §4): '
-                                                  'logged in Postgres operations, payload here.',
-                                   'required': ['_id',
-                                                'simulationId',
-                                                'operationId',
-                                                'userId',
-                                                'region',
-                                                'scenario',
-                                                'parameters',
-                                                'status',
-                                                'createdAt'],
-                                   'additionalProperties': False,
-                                   'properties': {'_id': {'bsonType': 'objectId'},
-                                                  'simulationId': {'bsonType': 'string',
-                                                                   'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'operationId': {'bsonType': 'string',
-                                                                  'description': 'operations.operation_id '
-                                                                                 'in Postgres.',
-                                                                  'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'userId': {'bsonType': 'string',
-                                                             'description': 'users.user_id in Postgres.',
-                                                             'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'region': {'enum': ['eu', 'us'],
-                                                             'description': 'Data residency of the user; '
-                                                                            "the shard key's first "
-                                                                            'field.'},
-                                                  'executiveIds': {'bsonType': 'array',
-                                                                   'maxItems': 64,
-                                                                   'items': {'bsonType': 'string',
-                                                                             'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'}},
-                                                  'scenario': {'bsonType': 'string',
-                                                               'minLength': 1,
-                                                               'maxLength': 500},
-                                                  'parameters': {'bsonType': 'object'},
-                                                  'result': {'bsonType': ['object', 'null']},
-                                                  'confidence': {'bsonType': ['double',
-                                                                              'decimal',
-                                                                              'int',
-                                                                              'null'],
-                                                                 'minimum': 0,
-                                                                 'maximum': 100,
-                                                                 'description': 'As '
-                                                                                'operations.confidence '
-                                                                                'NUMERIC(5,2).'},
-                                                  'status': {'enum': ['queued',
-                                                                      'running',
-                                                                      'completed',
-                                                                      'failed']},
-                                                  'createdAt': {'bsonType': 'date'},
-                                                  'completedAt': {'bsonType': ['date', 'null']}}}},
-        validation_level='strict',
-        validation_action='error',
-        options={},
-        indexes=[{'name': 'operationId_1', 'key': [['operationId', 1]]},
-                 {'name': 'region_1_userId_1_createdAt_-1',
-                  'key': [['region', 1], ['userId', 1], ['createdAt', -1]]},
-                 {'name': 'region_1_userId_1_simulationId_1',
-                  'key': [['region', 1], ['userId', 1], ['simulationId', 1]],
-                  'unique': True}],
-        shard_key={'key': [['region', 1], ['userId', 1]], 'unique': False},
-        zones=[{'zone': 'eu',
-                'min': [['region', 'eu'], ['userId', {'$minKey': 1}]],
-                'max': [['region', 'eu'], ['userId', {'$maxKey': 1}]]},
-               {'zone': 'us',
-                'min': [['region', 'us'], ['userId', {'$minKey': 1}]],
-                'max': [['region', 'us'], ['userId', {'$maxKey': 1}]]}],
-    )
-    op.mongo_drop_collection(
-        collection='executives',
-        validator={'$jsonSchema': {'bsonType': 'object',
-                                   'title': 'executives',
-                                   'description': "An executive persona of a user's shadow board "
-                                                  '(architecture §3); the Postgres user is userId.',
-                                   'required': ['_id',
-                                                'executiveId',
-                                                'userId',
-                                                'role',
-                                                'name',
-                                                'skills',
-                                                'voiceProfile',
-                                                'active',
-                                                'createdAt',
-                                                'updatedAt'],
-                                   'additionalProperties': False,
-                                   'properties': {'_id': {'bsonType': 'objectId'},
-                                                  'executiveId': {'bsonType': 'string',
-                                                                  'description': 'UUID of the executive, '
-                                                                                 'lower-case canonical '
-                                                                                 'form.',
-                                                                  'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'userId': {'bsonType': 'string',
-                                                             'description': 'users.user_id in Postgres.',
-                                                             'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'role': {'bsonType': 'string',
-                                                           'minLength': 1,
-                                                           'maxLength': 150,
-                                                           'description': 'e.g. Chief Strategy Officer'},
-                                                  'name': {'bsonType': 'string',
-                                                           'minLength': 1,
-                                                           'maxLength': 200},
-                                                  'skills': {'bsonType': 'array',
-                                                             'maxItems': 64,
-                                                             'uniqueItems': True,
-                                                             'items': {'bsonType': 'string',
-                                                                       'minLength': 1,
-                                                                       'maxLength': 100}},
-                                                  'voiceProfile': {'bsonType': 'string',
-                                                                   'minLength': 1,
-                                                                   'maxLength': 512,
-                                                                   'description': 'Reference to the '
-                                                                                  'linked text-to-speech '
-                                                                                  'asset.'},
-                                                  'active': {'bsonType': 'bool'},
-                                                  'createdAt': {'bsonType': 'date'},
-                                                  'updatedAt': {'bsonType': 'date'}}}},
-        validation_level='strict',
-        validation_action='error',
-        options={},
-        indexes=[{'name': 'executiveId_1', 'key': [['executiveId', 1]], 'unique': True},
-                 {'name': 'userId_1_role_1', 'key': [['userId', 1], ['role', 1]]},
-                 {'name': 'userId_active_only',
-                  'key': [['userId', 1], ['active', 1]],
-                  'partialFilterExpression': {'active': True}}],
-        shard_key=None,
-        zones=[],
-    )
-    op.mongo_drop_collection(
-        collection='communications',
-        validator={'$jsonSchema': {'bsonType': 'object',
-                                   'title': 'communications',
-                                   'description': 'A message sent on behalf of a user, persisted after '
-                                                  'the Redis queue (architecture §3, §4).',
-                                   'required': ['_id',
-                                                'messageId',
-                                                'userId',
-                                                'recipient',
-                                                'message',
-                                                'status',
-                                                'timestamp'],
-                                   'additionalProperties': False,
-                                   'properties': {'_id': {'bsonType': 'objectId'},
-                                                  'messageId': {'bsonType': 'string',
-                                                                'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'userId': {'bsonType': 'string',
-                                                             'description': 'users.user_id in Postgres; '
-                                                                            'the shard key.',
-                                                             'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'recipient': {'bsonType': 'string',
-                                                                'minLength': 1,
-                                                                'maxLength': 320},
-                                                  'message': {'bsonType': 'string', 'maxLength': 65536},
-                                                  'status': {'enum': ['sent', 'delivered', 'failed']},
-                                                  'timestamp': {'bsonType': 'date'}}}},
-        validation_level='strict',
-        validation_action='error',
-        options={},
-        indexes=[{'name': 'failed_by_timestamp',
-                  'key': [['timestamp', 1]],
-                  'partialFilterExpression': {'status': 'failed'}},
-                 {'name': 'userId_1_messageId_1',
-                  'key': [['userId', 1], ['messageId', 1]],
-                  'unique': True},
-                 {'name': 'userId_1_timestamp_-1', 'key': [['userId', 1], ['timestamp', -1]]},
-                 {'name': 'userId_hashed', 'key': [['userId', 'hashed']]}],
-        shard_key={'key': [['userId', 'hashed']], 'unique': False},
-        zones=[],
-    )
-    op.mongo_drop_collection(
-        collection='analytics_payloads',
-        validator={'$jsonSchema': {'bsonType': 'object',
-                                   'title': 'analytics_payloads',
-                                   'description': 'Transient analytics of an operation (architecture '
-                                                  '§4), expired after 30 days.',
-                                   'required': ['_id',
-                                                'operationId',
-                                                'userId',
-                                                'region',
-                                                'kind',
-                                                'payload',
-                                                'createdAt'],
-                                   'additionalProperties': False,
-                                   'properties': {'_id': {'bsonType': 'objectId'},
-                                                  'operationId': {'bsonType': 'string',
-                                                                  'description': 'operations.operation_id '
-                                                                                 'in Postgres.',
-                                                                  'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'userId': {'bsonType': 'string',
-                                                             'pattern': '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'},
-                                                  'region': {'enum': ['eu', 'us']},
-                                                  'kind': {'bsonType': 'string',
-                                                           'pattern': '^[a-z][a-z0-9_.]{0,63}$'},
-                                                  'payload': {'bsonType': 'object'},
-                                                  'sizeBytes': {'bsonType': ['int', 'long'],
-                                                                'minimum': 0},
-                                                  'createdAt': {'bsonType': 'date'}}}},
-        validation_level='strict',
-        validation_action='error',
-        options={},
-        indexes=[{'name': 'createdAt_1', 'key': [['createdAt', 1]], 'expireAfterSeconds': 2592000},
-                 {'name': 'operationId_1', 'key': [['operationId', 1]]},
-                 {'name': 'region_1_userId_1_kind_1_createdAt_-1',
-                  'key': [['region', 1], ['userId', 1], ['kind', 1], ['createdAt', -1]]}],
-        shard_key={'key': [['region', 1], ['userId', 1]], 'unique': False},
-        zones=[{'zone': 'eu',
-                'min': [['region', 'eu'], ['userId', {'$minKey': 1}]],
-                'max': [['region', 'eu'], ['userId', {'$maxKey': 1}]]},
-               {'zone': 'us',
-                'min': [['region', 'us'], ['userId', {'$minKey': 1}]],
-                'max': [['region', 'us'], ['userId', {'$maxKey': 1}]]}],
-    )
-    op.redis_set_config(
-        name='notify-keyspace-events',
-        value='',
-        previous='Ex',
-    )
-    op.redis_set_config(
-        name='maxmemory-policy',
-        value='noeviction',
-        previous='volatile-lru',
-    )
-    op.redis_drop_group(
-        key='{comms}:outbox',
-        group='dispatchers',
-    )
-    op.redis_retire_channel(
-        channel={'name': 'broadcast',
-                 'pattern': 'live:broadcast',
-                 'owner': 'realtime',
-                 'description': 'System notices for every connected client.',
-                 'pii': False,
-                 'subject': None},
-    )
-    op.redis_retire_channel(
-        channel={'name': 'user_live',
-                 'pattern': 'live:user:{user_id}',
-                 'owner': 'realtime',
-                 'description': "Everything to push to one user's open WebSockets.",
-                 'pii': True,
-                 'subject': 'user_id'},
-    )
-    op.redis_retire_channel(
-        channel={'name': 'executive_live',
-                 'pattern': 'live:executive:{executive_id}',
-                 'owner': 'executives',
-                 'description': 'Events of one executive persona (speaking, decisions) fanned out to '
-                                'every WebSocket node.',
-                 'pii': False,
-                 'subject': None},
-    )
-    op.redis_retire_family(
-        family={'name': 'session_devices',
-                'pattern': 'session:devices:{user_id}',
-                'type': 'set',
-                'ttl': {'policy': 'required', 'min': None, 'max': 2592000, 'default': 2592000},
-                'pii': True,
-                'subject': 'user_id',
-                'owner': 'identity',
-                'description': "Device fingerprints with a live session for a user, for 'sign out "
-                               "everywhere'.",
-                'max_elements': 64,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': False},
-    )
-    op.redis_retire_family(
-        family={'name': 'session',
-                'pattern': 'session:{user_id}',
-                'type': 'string',
-                'ttl': {'policy': 'required', 'min': 300, 'max': 2592000, 'default': 86400},
-                'pii': True,
-                'subject': 'user_id',
-                'owner': 'identity',
-                'description': "Session token of a signed-in user; erased by 'DEL session:<user_id>' "
-                               '(GDPR, Appendix G.1).',
-                'max_elements': None,
-                'max_bytes': 4096,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': False},
-    )
-    op.redis_retire_family(
-        family={'name': 'ratelimit_ip',
-                'pattern': 'ratelimit:ip:{ip}:{window}',
-                'type': 'string',
-                'ttl': {'policy': 'required', 'min': None, 'max': 3600, 'default': 60},
-                'pii': True,
-                'subject': 'ip',
-                'owner': 'platform',
-                'description': "Anonymous requests by client address ({ip}: IPv6 written with '-' for "
-                               "':') in a window.",
-                'max_elements': None,
-                'max_bytes': 64,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': False},
-    )
-    op.redis_retire_family(
-        family={'name': 'ratelimit_user',
-                'pattern': 'ratelimit:user:{user_id}:{window}',
-                'type': 'string',
-                'ttl': {'policy': 'required', 'min': None, 'max': 3600, 'default': 60},
-                'pii': True,
-                'subject': 'user_id',
-                'owner': 'platform',
-                'description': 'Requests by a signed-in user in the window starting at epoch second '
-                               '{window}.',
-                'max_elements': None,
-                'max_bytes': 64,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': False},
-    )
-    op.redis_retire_family(
-        family={'name': 'comms_status',
-                'pattern': 'comms:status:{message_id}',
-                'type': 'hash',
-                'ttl': {'policy': 'required', 'min': None, 'max': 604800, 'default': 172800},
-                'pii': False,
-                'subject': None,
-                'owner': 'communications',
-                'description': 'Delivery status (sent | delivered | failed) until MongoDB holds it.',
-                'max_elements': 16,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': False},
-    )
-    op.redis_retire_family(
-        family={'name': 'comms_dead',
-                'pattern': '{{comms}}:dead',
-                'type': 'stream',
-                'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'communications',
-                'description': 'Messages that failed delivery after every retry, kept for review.',
-                'max_elements': 100000,
-                'max_bytes': None,
-                'hash_tag': 'comms',
-                'groups': [],
-                'foreign': False},
-    )
-    op.redis_retire_family(
-        family={'name': 'comms_outbox',
-                'pattern': '{{comms}}:outbox',
-                'type': 'stream',
-                'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'communications',
-                'description': 'Messages to send; dispatchers read with XREADGROUP, persist to '
-                               'MongoDB communications, then XACK.',
-                'max_elements': 1000000,
-                'max_bytes': None,
-                'hash_tag': 'comms',
-                'groups': ['dispatchers'],
-                'foreign': False},
-    )
-    op.redis_retire_family(
-        family={'name': 'kombu_unacked_mutex',
-                'pattern': 'unacked_mutex',
-                'type': 'string',
-                'ttl': {'policy': 'optional', 'min': None, 'max': None, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'celery',
-                'description': 'Lock held while restoring unacknowledged messages.',
-                'max_elements': None,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': True},
-    )
-    op.redis_retire_family(
-        family={'name': 'kombu_unacked_index',
-                'pattern': 'unacked_index',
-                'type': 'zset',
-                'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'celery',
-                'description': 'Delivery times of the unacknowledged messages.',
-                'max_elements': None,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': True},
-    )
-    op.redis_retire_family(
-        family={'name': 'kombu_unacked',
-                'pattern': 'unacked',
-                'type': 'hash',
-                'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'celery',
-                'description': 'Messages delivered and not yet acknowledged (visibility timeout).',
-                'max_elements': None,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': True},
-    )
-    op.redis_retire_family(
-        family={'name': 'kombu_binding',
-                'pattern': '_kombu.binding.{exchange}',
-                'type': 'set',
-                'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'celery',
-                'description': "kombu's exchange bindings.",
-                'max_elements': None,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': True},
-    )
-    op.redis_retire_family(
-        family={'name': 'celery_group_meta',
-                'pattern': 'celery-taskset-meta-{group_id}',
-                'type': 'string',
-                'ttl': {'policy': 'required', 'min': None, 'max': 604800, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'celery',
-                'description': 'Group results.',
-                'max_elements': None,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': True},
-    )
-    op.redis_retire_family(
-        family={'name': 'celery_task_meta',
-                'pattern': 'celery-task-meta-{task_id}',
-                'type': 'string',
-                'ttl': {'policy': 'required', 'min': None, 'max': 604800, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'celery',
-                'description': 'Task results (result_expires, one day by default).',
-                'max_elements': None,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': True},
-    )
-    op.redis_retire_family(
-        family={'name': 'celery_priority_queue',
-                'pattern': 'celery\x06\x16{priority}',
-                'type': 'list',
-                'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'celery',
-                'description': "kombu's per-priority lists of the default queue.",
-                'max_elements': None,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': True},
-    )
-    op.redis_retire_family(
-        family={'name': 'celery_queue',
-                'pattern': 'celery',
-                'type': 'list',
-                'ttl': {'policy': 'none', 'min': None, 'max': None, 'default': None},
-                'pii': False,
-                'subject': None,
-                'owner': 'celery',
-                'description': "Celery's default queue (kombu list).",
-                'max_elements': None,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': True},
-    )
-    op.redis_retire_family(
-        family={'name': 'executive_cache',
-                'pattern': 'cache:executive:{executive_id}',
-                'type': 'hash',
-                'ttl': {'policy': 'required', 'min': None, 'max': 3600, 'default': 600},
-                'pii': False,
-                'subject': None,
-                'owner': 'executives',
-                'description': 'An executive persona read from MongoDB (role, name, skills, voice '
-                               'profile, active).',
-                'max_elements': 64,
-                'max_bytes': None,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': False},
-    )
-    op.redis_retire_family(
-        family={'name': 'simulation_cache',
-                'pattern': 'cache:simulation:{operation_id}',
-                'type': 'string',
-                'ttl': {'policy': 'required', 'min': None, 'max': 86400, 'default': 21600},
-                'pii': False,
-                'subject': None,
-                'owner': 'simulations',
-                'description': "Result of an operation's simulation; the payload of record is in "
-                               'MongoDB.',
-                'max_elements': None,
-                'max_bytes': 4194304,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': False},
-    )
-    op.redis_retire_family(
-        family={'name': 'analytics_cache',
-                'pattern': 'cache:analytics:{query_hash}',
-                'type': 'string',
-                'ttl': {'policy': 'required', 'min': 30, 'max': 3600, 'default': 900},
-                'pii': False,
-                'subject': None,
-                'owner': 'analytics',
-                'description': 'Result of an analytics query (serialised rows), keyed by the hash of '
-                               'the normalised query.',
-                'max_elements': None,
-                'max_bytes': 1048576,
-                'hash_tag': None,
-                'groups': [],
-                'foreign': False},
-    )
-    op.keep_partitions(
-        table='audit_log',
-        column='created_at',
-        months_ahead=3,
-        default=True,
-    )
-    op.keep_partitions(
-        table='operations',
-        column='executed_at',
-        months_ahead=3,
-        default=True,
-    )
-    op.revoke_privileges(
-        role='sovren_readonly',
-        table='users',
-        privileges=('SELECT',),
-    )
+    op.mongo_drop_collection(collection='scenario_simulations')
+    op.mongo_drop_collection(collection='executives')
+    op.mongo_drop_collection(collection='communications')
+    op.mongo_drop_collection(collection='analytics_payloads')
+    op.redis_set_config(name='notify-keyspace-events', value='', previous='Ex')
+    op.redis_set_config(name='maxmemory-policy', value='noeviction', previous='volatile-lru')
+    op.redis_drop_group(key='{comms}:outbox', group='dispatchers')
+    op.redis_retire_channel(channel='broadcast')
+    op.redis_retire_channel(channel='user_live')
+    op.redis_retire_channel(channel='executive_live')
+    op.redis_retire_family(family='session_devices')
+    op.redis_retire_family(family='session')
+    op.redis_retire_family(family='ratelimit_ip')
+    op.redis_retire_family(family='ratelimit_user')
+    op.redis_retire_family(family='comms_status')
+    op.redis_retire_family(family='comms_dead')
+    op.redis_retire_family(family='comms_outbox')
+    op.redis_retire_family(family='kombu_unacked_mutex')
+    op.redis_retire_family(family='kombu_unacked_index')
+    op.redis_retire_family(family='kombu_unacked')
+    op.redis_retire_family(family='kombu_binding')
+    op.redis_retire_family(family='celery_group_meta')
+    op.redis_retire_family(family='celery_task_meta')
+    op.redis_retire_family(family='celery_priority_queue')
+    op.redis_retire_family(family='celery_queue')
+    op.redis_retire_family(family='executive_cache')
+    op.redis_retire_family(family='simulation_cache')
+    op.redis_retire_family(family='analytics_cache')
+    op.keep_partitions(table='audit_log', column='created_at', months_ahead=3, default=True)
+    op.keep_partitions(table='operations', column='executed_at', months_ahead=3, default=True)
+    op.revoke_privileges(role='sovren_readonly', table='users', privileges=('SELECT',))
     op.revoke_privileges(
         role='sovren_migrator',
         table='users',
@@ -1552,11 +808,7 @@ def downgrade() -> None:
         table='users',
         privileges=('SELECT', 'INSERT', 'UPDATE', 'DELETE'),
     )
-    op.revoke_privileges(
-        role='sovren_readonly',
-        table='transactions',
-        privileges=('SELECT',),
-    )
+    op.revoke_privileges(role='sovren_readonly', table='transactions', privileges=('SELECT',))
     op.revoke_privileges(
         role='sovren_migrator',
         table='transactions',
@@ -1567,11 +819,7 @@ def downgrade() -> None:
         table='transactions',
         privileges=('SELECT', 'INSERT', 'UPDATE', 'DELETE'),
     )
-    op.revoke_privileges(
-        role='sovren_readonly',
-        table='subscriptions',
-        privileges=('SELECT',),
-    )
+    op.revoke_privileges(role='sovren_readonly', table='subscriptions', privileges=('SELECT',))
     op.revoke_privileges(
         role='sovren_migrator',
         table='subscriptions',
@@ -1582,11 +830,7 @@ def downgrade() -> None:
         table='subscriptions',
         privileges=('SELECT', 'INSERT', 'UPDATE', 'DELETE'),
     )
-    op.revoke_privileges(
-        role='sovren_readonly',
-        table='payments',
-        privileges=('SELECT',),
-    )
+    op.revoke_privileges(role='sovren_readonly', table='payments', privileges=('SELECT',))
     op.revoke_privileges(
         role='sovren_migrator',
         table='payments',
@@ -1597,11 +841,7 @@ def downgrade() -> None:
         table='payments',
         privileges=('SELECT', 'INSERT', 'UPDATE', 'DELETE'),
     )
-    op.revoke_privileges(
-        role='sovren_readonly',
-        table='operations',
-        privileges=('SELECT',),
-    )
+    op.revoke_privileges(role='sovren_readonly', table='operations', privileges=('SELECT',))
     op.revoke_privileges(
         role='sovren_migrator',
         table='operations',
@@ -1612,21 +852,9 @@ def downgrade() -> None:
         table='operations',
         privileges=('SELECT', 'INSERT', 'UPDATE', 'DELETE'),
     )
-    op.revoke_privileges(
-        role='sovren_readonly',
-        table='audit_log',
-        privileges=('SELECT',),
-    )
-    op.revoke_privileges(
-        role='sovren_migrator',
-        table='audit_log',
-        privileges=('SELECT',),
-    )
-    op.revoke_privileges(
-        role='sovren_app',
-        table='audit_log',
-        privileges=('SELECT',),
-    )
+    op.revoke_privileges(role='sovren_readonly', table='audit_log', privileges=('SELECT',))
+    op.revoke_privileges(role='sovren_migrator', table='audit_log', privileges=('SELECT',))
+    op.revoke_privileges(role='sovren_app', table='audit_log', privileges=('SELECT',))
     op.drop_trigger(
         name='audit_log_no_truncate',
         table='audit_log',
@@ -1744,26 +972,10 @@ def downgrade() -> None:
         roles=('sovren_app',),
         permissive=True,
     )
-    op.set_row_security(
-        table='payments',
-        enabled=False,
-        forced=False,
-    )
-    op.set_row_security(
-        table='transactions',
-        enabled=False,
-        forced=False,
-    )
-    op.set_row_security(
-        table='operations',
-        enabled=False,
-        forced=False,
-    )
-    op.set_row_security(
-        table='users',
-        enabled=False,
-        forced=False,
-    )
+    op.set_row_security(table='payments', enabled=False, forced=False)
+    op.set_row_security(table='transactions', enabled=False, forced=False)
+    op.set_row_security(table='operations', enabled=False, forced=False)
+    op.set_row_security(table='users', enabled=False, forced=False)
     op.drop_function(
         name='sovren_audit_immutable',
         args='',
@@ -1834,24 +1046,10 @@ def downgrade() -> None:
         security_definer=True,
         search_path='public, pg_temp',
     )
-    op.drop_role(
-        name='sovren_migrator',
-        login=False,
-        bypass_rls=True,
-    )
-    op.drop_role(
-        name='sovren_readonly',
-        login=False,
-        bypass_rls=False,
-    )
-    op.drop_role(
-        name='sovren_app',
-        login=False,
-        bypass_rls=False,
-    )
-    op.drop_extension(
-        name='pgcrypto',
-    )
+    op.drop_role(name='sovren_migrator', login=False, bypass_rls=True)
+    op.drop_role(name='sovren_readonly', login=False, bypass_rls=False)
+    op.drop_role(name='sovren_app', login=False, bypass_rls=False)
+    op.drop_extension(name='pgcrypto')
     op.drop_index('ix_payments_user_id', table_name='payments')
     op.drop_table('payments')
     op.drop_index('ix_transactions_user_id_created_at', table_name='transactions')

@@ -6,9 +6,13 @@ fix through ``drift()``; Alembic's table operations are described here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from alembic.operations import ops as alembic_ops
 
 from .core.findings import Finding
+
 
 def findings_from_ops(operations: list) -> list[Finding]:
     findings: list[Finding] = []
@@ -28,31 +32,33 @@ def _finding(op, table: str | None) -> Finding:
     return Finding("postgres", obj, message)
 
 
+MISSING, UNDECLARED = "missing in database", "in database but not declared"
+
+# (object, message) of each Alembic operation, looked up by type (the first class of its MRO here)
+_DESCRIBE: dict[type, Callable[[Any], tuple[str, str]]] = {
+    alembic_ops.CreateTableOp: lambda op: (f"table {op.table_name}", MISSING),
+    alembic_ops.DropTableOp: lambda op: (f"table {op.table_name}", UNDECLARED),
+    alembic_ops.AddColumnOp: lambda op: (f"column {op.table_name}.{op.column.name}", MISSING),
+    alembic_ops.DropColumnOp: lambda op: (f"column {op.table_name}.{op.column_name}", UNDECLARED),
+    alembic_ops.AlterColumnOp: lambda op: (f"column {op.table_name}.{op.column_name}", _column_change(op)),
+    alembic_ops.CreateIndexOp: lambda op: (f"index {op.index_name} on {op.table_name}", MISSING),
+    alembic_ops.DropIndexOp: lambda op: (f"index {op.index_name} on {op.table_name}", UNDECLARED),
+    alembic_ops.CreateForeignKeyOp: lambda op: (
+        f"foreign key {op.constraint_name or '(unnamed)'} on {op.source_table}", MISSING),
+    alembic_ops.AddConstraintOp: lambda op: (f"constraint {op.constraint_name} on {op.table_name}", MISSING),
+    alembic_ops.DropConstraintOp: lambda op: (
+        f"{'foreign key' if op.constraint_type == 'foreignkey' else 'constraint'} {op.constraint_name} "
+        f"on {op.table_name}", UNDECLARED),
+    alembic_ops.CreateTableCommentOp: lambda op: (f"comment on table {op.table_name}", "differs from the declaration"),
+    alembic_ops.DropTableCommentOp: lambda op: (f"comment on table {op.table_name}", "differs from the declaration"),
+}
+
+
 def _describe_alembic(op, table: str | None) -> tuple[str, str]:
-    if isinstance(op, alembic_ops.CreateTableOp):
-        return (f"table {op.table_name}", "missing in database")
-    if isinstance(op, alembic_ops.DropTableOp):
-        return (f"table {op.table_name}", "in database but not declared")
-    if isinstance(op, alembic_ops.AddColumnOp):
-        return (f"column {op.table_name}.{op.column.name}", "missing in database")
-    if isinstance(op, alembic_ops.DropColumnOp):
-        return (f"column {op.table_name}.{op.column_name}", "in database but not declared")
-    if isinstance(op, alembic_ops.AlterColumnOp):
-        return (f"column {op.table_name}.{op.column_name}", _column_change(op))
-    if isinstance(op, alembic_ops.CreateIndexOp):
-        return (f"index {op.index_name} on {op.table_name}", "missing in database")
-    if isinstance(op, alembic_ops.DropIndexOp):
-        return (f"index {op.index_name} on {op.table_name}", "in database but not declared")
-    if isinstance(op, alembic_ops.CreateForeignKeyOp):
-        return (f"foreign key {op.constraint_name or '(unnamed)'} on {op.source_table}", "missing in database")
-    if isinstance(op, alembic_ops.AddConstraintOp):
-        return (f"constraint {op.constraint_name} on {op.table_name}", "missing in database")
-    if isinstance(op, alembic_ops.DropConstraintOp):
-        kind = "foreign key" if op.constraint_type == "foreignkey" else "constraint"
-        return (f"{kind} {op.constraint_name} on {op.table_name}", "in database but not declared")
-    if isinstance(op, (alembic_ops.CreateTableCommentOp, alembic_ops.DropTableCommentOp)):
-        return (f"comment on table {op.table_name}", "differs from the declaration")
-    return (f"{type(op).__name__} on {table or '?'}", str(op.to_diff_tuple()))
+    describe = next((_DESCRIBE[cls] for cls in type(op).__mro__ if cls in _DESCRIBE), None)
+    if describe is None:
+        return (f"{type(op).__name__} on {table or '?'}", str(op.to_diff_tuple()))
+    return describe(op)
 
 
 def _column_change(op: alembic_ops.AlterColumnOp) -> str:

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from sovren_db.cli.main import cli
-from sovren_db.redis.ops import RedisDeclareFamily
+from sovren_db.redis.ops import DeclareKeyFamilyOp
 
 pytestmark = pytest.mark.postgres
 
@@ -67,7 +67,7 @@ def test_mongo_and_redis_findings_carry_file_and_line(project):
 def test_redis_drift_names_each_field_and_both_values():
     published = {"name": "cache", "pattern": "c:{id}", "max_elements": 128, "ttl": {"policy": "required", "max": 60}}
     declared = {**published, "max_elements": 256, "ttl": {"policy": "required", "max": 3600}}
-    _, message = RedisDeclareFamily(declared, published).drift()
+    _, message = DeclareKeyFamilyOp(declared, published).drift()
     assert message == ("published with another declaration (published -> declared: max_elements: 128 -> 256; "
                        "ttl.max: 1m -> 1h)")
 

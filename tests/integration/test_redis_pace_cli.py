@@ -7,7 +7,7 @@ import redis as redis_py
 from click.testing import CliRunner
 
 from sovren_db.cli.main import cli
-from sovren_db.redis import moves, ops
+from sovren_db.redis import moves, toimpl
 from tests.integration.chain_moves import FAMILY
 from tests.integration.conftest import add_revision
 
@@ -28,13 +28,13 @@ def test_the_command_pace_reaches_a_family_move(project, redis_url, monkeypatch,
     add_revision(project, "c0ffee0000a1", f"    op.redis_declare_family(family={FAMILY!r})\n"
                                           f"    op.redis_rename_family(old={FAMILY!r}, new={MOVED!r}, "
                                           "batch=10, rate=50000)")
-    seen, real = [], ops.move_keys
+    seen, real = [], toimpl.move_keys
 
     def recording(backend, move, given, *args, **kwargs):
         seen.append(given)
         return real(backend, move, given, *args, **kwargs)
 
-    monkeypatch.setattr(ops, "move_keys", recording)
+    monkeypatch.setattr(toimpl, "move_keys", recording)  # the executor of the move step
     result = CliRunner().invoke(cli, ["migrate", *flags])
     assert result.exit_code == 0, result.output
     assert seen == [pace]

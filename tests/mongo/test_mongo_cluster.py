@@ -19,6 +19,7 @@ from sovren_db.core.errors import Refused
 from sovren_db.mongo.declared import load_declared
 from sovren_db.mongo.diff import diff_states
 from sovren_db.mongo.ops import CreateCollectionOp
+from sovren_db.mongo.toimpl import execute
 from sovren_db.services import mongo_cluster
 
 pytestmark = pytest.mark.mongo
@@ -120,7 +121,7 @@ def test_a_zone_no_shard_serves_is_refused_before_the_collection_exists(cluster_
     )
     [spec] = load_declared(tmp_path / "mongo").collections.values()
     with pytest.raises(Refused, match="apac"):
-        CreateCollectionOp.of(spec).execute(cluster_backend.db)
+        execute(CreateCollectionOp.of(spec), cluster_backend.db)
     assert "apac" not in cluster_backend.db.list_collection_names()
 
 

@@ -26,6 +26,8 @@ from sovren_db.mongo.ops import (
     ShardCollectionOp,
     UnshardCollectionOp,
 )
+from sovren_db.mongo.toimpl import execute, undo
+from sovren_db.mongo.live import state_from_replies
 from sovren_db.mongo.state import IndexSpec, ShardKey, ZoneRange
 
 VALIDATOR = {"$jsonSchema": {"bsonType": "object", "required": ["status"]}}
@@ -55,7 +57,7 @@ def mongos(collections=(), tags=(), shards=R.CONFIG_SHARDS) -> RecordingDatabase
 
 def test_create_collection_sends_create_then_indexes_and_skips_sharding_off_mongos(sovren_declared):
     db = RecordingDatabase(replies={"hello": R.HELLO_MONGOD})
-    CreateCollectionOp.of(sovren_declared.collections["communications"]).execute(db)
+    execute(CreateCollectionOp.of(sovren_declared.collections["communications"]), db)
     assert db.verbs() == ["sovren_ai.hello", "sovren_ai.create", "sovren_ai.createIndexes"]
     create = db.commands("create")[0]
     assert (create["create"], create["validationLevel"], create["validationAction"]) == (
@@ -75,7 +77,7 @@ def test_create_collection_sends_create_then_indexes_and_skips_sharding_off_mong
 
 def test_create_collection_shards_and_zones_on_a_mongos(sovren_declared):
     db = mongos()
-    CreateCollectionOp.of(sovren_declared.collections["scenario_simulations"]).execute(db)
+    execute(CreateCollectionOp.of(sovren_declared.collections["scenario_simulations"]), db)
     shard = db.commands("shardCollection")[0]
     assert shard["shardCollection"] == "sovren_ai.scenario_simulations"
     assert list(shard["key"].items()) == [("region", 1), ("userId", 1)] and shard["unique"] is False
@@ -97,13 +99,13 @@ def test_create_collection_shards_and_zones_on_a_mongos(sovren_declared):
 def test_a_zone_without_a_shard_refuses_the_creation_before_anything_is_sent(sovren_declared):
     db = mongos(shards=R.CONFIG_SHARDS[:1])
     with pytest.raises(Refused, match=r"Zone\(s\) us of scenario_simulations have no shard"):
-        CreateCollectionOp.of(sovren_declared.collections["scenario_simulations"]).execute(db)
+        execute(CreateCollectionOp.of(sovren_declared.collections["scenario_simulations"]), db)
     assert db.verbs() == ["sovren_ai.hello", "config.find"]
 
 
 def test_creating_an_existing_collection_converges_its_validation():
     db = RecordingDatabase(replies={"create": R.NAMESPACE_EXISTS, "aggregate": R.VIOLATIONS_NONE})
-    CreateCollectionOp("communications", validator=VALIDATOR).execute(db)
+    execute(CreateCollectionOp("communications", validator=VALIDATOR), db)
     assert db.verbs() == ["sovren_ai.create", "sovren_ai.aggregate", "sovren_ai.collMod"]
     assert db.commands("collMod")[0] == {
         "collMod": "communications",
@@ -115,7 +117,7 @@ def test_creating_an_existing_collection_converges_its_validation():
 
 def test_set_validator_counts_violations_server_side_before_collmod():
     db = RecordingDatabase(replies={"aggregate": R.VIOLATIONS_NONE, "collMod": R.COLLMOD_OK})
-    SetValidatorOp("communications", VALIDATOR).execute(db)
+    execute(SetValidatorOp("communications", VALIDATOR), db)
     aggregate = db.commands("aggregate")[0]
     assert aggregate["pipeline"][0] == {"$match": {"$nor": [VALIDATOR]}}
     assert aggregate["pipeline"][1]["$facet"]["sample"] == [{"$limit": 5}, {"$project": {"_id": 1}}]
@@ -125,7 +127,7 @@ def test_set_validator_counts_violations_server_side_before_collmod():
 def test_tightening_over_violating_documents_is_refused_with_count_and_ids():
     db = RecordingDatabase(replies={"aggregate": R.VIOLATIONS_THREE})
     with pytest.raises(Refused) as refused:
-        SetValidatorOp("communications", VALIDATOR).execute(db)
+        execute(SetValidatorOp("communications", VALIDATOR), db)
     message = str(refused.value)
     assert "3 existing document(s) violate it" in message
     assert '65f1a2b3c4d5e6f708091b01, 65f1a2b3c4d5e6f708091b02, "legacy-7"' in message
@@ -137,13 +139,13 @@ def test_tightening_over_violating_documents_is_refused_with_count_and_ids():
 )
 def test_a_revision_that_says_how_to_proceed_is_not_counted(how):
     db = RecordingDatabase(replies={"aggregate": R.VIOLATIONS_THREE})
-    SetValidatorOp("communications", VALIDATOR, **how).execute(db)
+    execute(SetValidatorOp("communications", VALIDATOR, **how), db)
     assert db.verbs() == ["sovren_ai.collMod"]
 
 
 def test_removing_a_validator_sends_an_empty_one():
     db = RecordingDatabase()
-    SetValidatorOp("c", None).execute(db)
+    execute(SetValidatorOp("c", None), db)
     assert db.sent == [
         (
             "sovren_ai",
@@ -161,9 +163,9 @@ def test_index_commands_and_convergent_drops():
         }
     )
     index = {"name": "createdAt_1", "key": [["createdAt", 1]], "expireAfterSeconds": 2592000}
-    CreateIndexOp("a", index).execute(db)
-    DropIndexOp("a", index).execute(db)
-    DropCollectionOp("a").execute(db)
+    execute(CreateIndexOp("a", index), db)
+    execute(DropIndexOp("a", index), db)
+    execute(DropCollectionOp("a"), db)
     assert [cmd for _, cmd in db.sent] == [
         {
             "createIndexes": "a",
@@ -179,12 +181,12 @@ def test_an_unexpected_error_is_not_swallowed():
 
     db = RecordingDatabase(replies={"dropIndexes": {"ok": 0.0, "errmsg": "not authorized", "code": 13}})
     with pytest.raises(OperationFailure):
-        DropIndexOp("a", {"name": "x_1", "key": [["x", 1]]}).execute(db)
+        execute(DropIndexOp("a", {"name": "x_1", "key": [["x", 1]]}), db)
 
 
 def test_sharding_an_already_sharded_collection_sends_nothing_to_admin():
     db = mongos(collections=R.CONFIG_COLLECTIONS[:1])
-    ShardCollectionOp("communications", [["userId", "hashed"]]).execute(db)
+    execute(ShardCollectionOp("communications", [["userId", "hashed"]]), db)
     assert db.verbs() == ["sovren_ai.hello", "config.find"]
     assert db.commands("find")[0]["filter"] == {"_id": "sovren_ai.communications"}
 
@@ -205,17 +207,17 @@ def test_shard_key_command_choice(current, key, verb):
 def test_unshard_on_mongos_and_not_elsewhere():
     sharded = mongos(collections=R.CONFIG_COLLECTIONS[:1])
     sharded.replies["hello"] = R.HELLO_MONGOS_8
-    UnshardCollectionOp("communications", [["userId", "hashed"]]).execute(sharded)
+    execute(UnshardCollectionOp("communications", [["userId", "hashed"]]), sharded)
     assert sharded.commands("unshardCollection") == [{"unshardCollection": "sovren_ai.communications"}]
     before_8 = mongos(collections=R.CONFIG_COLLECTIONS[:1])  # 7.0 has no unshardCollection
     with pytest.raises(Refused, match="needs MongoDB 8.0 or later"):
-        UnshardCollectionOp("communications", [["userId", "hashed"]]).execute(before_8)
+        execute(UnshardCollectionOp("communications", [["userId", "hashed"]]), before_8)
     assert before_8.commands("unshardCollection") == []
     standalone = RecordingDatabase(replies={"hello": R.HELLO_MONGOD})
-    UnshardCollectionOp("communications", [["userId", "hashed"]]).execute(standalone)
+    execute(UnshardCollectionOp("communications", [["userId", "hashed"]]), standalone)
     assert standalone.verbs() == ["sovren_ai.hello"]
     tracked = mongos(collections=[d for d in R.CONFIG_COLLECTIONS if d.get("unsplittable")])
-    UnshardCollectionOp("executives", [["_id", 1]]).execute(tracked)  # 8.0's unsplittable: not sharded
+    execute(UnshardCollectionOp("executives", [["_id", 1]]), tracked)  # 8.0's unsplittable: not sharded
     assert tracked.commands("unshardCollection") == []
 
 
@@ -226,7 +228,7 @@ def test_set_zones_removes_stale_ranges_then_adds_new_ones():
         "max": {"region": "uz", "userId": MaxKey()},
     }
     db = mongos(tags=[R.CONFIG_TAGS[0], stale])
-    SetZonesOp("scenario_simulations", [EU, US]).execute(db)
+    execute(SetZonesOp("scenario_simulations", [EU, US]), db)
     updates = db.commands("updateZoneKeyRange")
     assert [(u["zone"], u["max"]["region"]) for u in updates] == [(None, "uz"), ("us", "us")]
 
@@ -234,7 +236,7 @@ def test_set_zones_removes_stale_ranges_then_adds_new_ones():
 def test_zones_without_a_shard_are_refused():
     db = mongos(shards=R.CONFIG_SHARDS[:1])
     with pytest.raises(Refused, match=r"Zone\(s\) us of scenario_simulations have no shard"):
-        SetZonesOp("scenario_simulations", [EU, US]).execute(db)
+        execute(SetZonesOp("scenario_simulations", [EU, US]), db)
     assert db.commands("updateZoneKeyRange") == []
 
 
@@ -265,7 +267,7 @@ def test_zones_without_a_shard_are_refused():
 )
 def test_options_changed_in_place(options, prior, expected):
     db = RecordingDatabase()
-    ModifyCollectionOp("c", options, prior).execute(db)
+    execute(ModifyCollectionOp("c", options, prior), db)
     assert [cmd for _, cmd in db.sent] == expected
 
 
@@ -279,7 +281,7 @@ def test_options_changed_in_place(options, prior, expected):
 )
 def test_options_mongodb_cannot_change_are_refused(options, prior):
     with pytest.raises(Refused, match="cannot change .* in place"):
-        ModifyCollectionOp("c", options, prior).execute(RecordingDatabase())
+        execute(ModifyCollectionOp("c", options, prior), RecordingDatabase())
 
 
 def test_violation_sample_ids_keep_their_types():
@@ -311,13 +313,13 @@ def test_integer_zone_bounds_go_out_as_number_long():
 def test_changing_only_the_uniqueness_of_a_shard_key_is_refused():
     db = mongos(collections=R.CONFIG_COLLECTIONS[:1])  # communications: {userId: "hashed"}, not unique
     with pytest.raises(Refused, match="not unique on the server"):
-        ShardCollectionOp("communications", [["userId", "hashed"]], True).execute(db)
+        execute(ShardCollectionOp("communications", [["userId", "hashed"]], True), db)
     assert db.commands("shardCollection") == db.commands("reshardCollection") == []
 
 
 def test_an_existing_time_series_collection_gets_no_validation_collmod():
     db = RecordingDatabase(replies={"hello": R.HELLO_MONGOD, "create": R.NAMESPACE_EXISTS})
-    CreateCollectionOp("metrics", options={"timeseries": {"timeField": "ts", "granularity": "minutes"}}).execute(db)
+    execute(CreateCollectionOp("metrics", options={"timeseries": {"timeField": "ts", "granularity": "minutes"}}), db)
     assert db.verbs() == ["sovren_ai.create"]
 
 
@@ -327,7 +329,7 @@ def test_an_index_conflicting_with_an_existing_one_is_refused_in_one_sentence():
                           "Requested index: { v: 2, key: { a: 1 }, name: \"x_1\" }"}
     db = RecordingDatabase(replies={"createIndexes": conflict})
     with pytest.raises(Refused, match=r"An index of a already exists .*same name"):
-        CreateIndexOp("a", {"name": "x_1", "key": [["a", 1]]}).execute(db)
+        execute(CreateIndexOp("a", {"name": "x_1", "key": [["a", 1]]}), db)
 
 
 @pytest.mark.parametrize(
@@ -345,3 +347,28 @@ def test_finer_time_series_buckets_are_refused(old, new):
     assert commands.options_commands("m", prior, {"timeseries": {"timeField": "t", **new}}) == [
         {"collMod": "m", "timeseries": old}
     ]
+
+
+def _filtered(reply_documents, namespace, field, key):
+    """A find/listCollections reply holding the documents the command's filter selects."""
+    return lambda command: R.cursor_reply(namespace, [d for d in reply_documents
+                                                      if d[field] == command["filter"][key]])
+
+
+def test_a_drop_keeps_as_its_undo_the_collection_the_server_holds_just_before():
+    infos = R.LIST_COLLECTIONS["cursor"]["firstBatch"]
+    db = RecordingDatabase(replies={
+        "hello": R.HELLO_MONGOS,
+        "listCollections": _filtered(infos, "sovren_ai.$cmd.listCollections", "name", "name"),
+        ("sovren_ai", "listIndexes", "communications"): R.LIST_INDEXES_COMMUNICATIONS,
+        ("config", "find", "collections"): _filtered(R.CONFIG_COLLECTIONS, "config.collections", "_id", "_id"),
+        ("config", "find", "tags"): _filtered(R.CONFIG_TAGS, "config.tags", "ns", "ns"),
+    })
+    undo_step = undo(DropCollectionOp("communications"), db)
+    held = state_from_replies("sovren_ai", infos, {"communications": R.LIST_INDEXES_COMMUNICATIONS["cursor"]["firstBatch"]},
+                              R.CONFIG_COLLECTIONS, R.CONFIG_TAGS, sharded=True).collections["communications"]
+    assert undo_step == CreateCollectionOp.of(held) and undo_step.spec().shard_key == ShardKey((("userId", "hashed"),))
+    assert db.verbs() == ["sovren_ai.listCollections", "sovren_ai.listIndexes", "sovren_ai.hello",
+                          "config.find", "config.find"]
+    assert undo(DropCollectionOp("gone"), db) is None  # nothing to recreate: the drop's undo is no step
+    assert undo(DropCollectionOp("recent_failures"), db) is None  # a view is not a managed collection

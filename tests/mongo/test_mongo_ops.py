@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 from alembic.autogenerate import render_python_code
 from alembic.operations import ops as alembic_ops
 
-from sovren_db.core.storeops import STORE_OPS, op_from_record
-from sovren_db.mongo import commands
+from sovren_db.core.storeops import STORE_OPS, IrreversibleOp, op_from_record
+from sovren_db.mongo import commands, toimpl
+from sovren_db.mongo.chain import with_past
 from sovren_db.mongo.ops import (
     MONGO_OPS,
     CreateCollectionOp,
@@ -92,11 +94,30 @@ def test_reverse_always_returns_an_operation_and_twice_is_the_same(sovren_declar
 
 def test_reverses_carry_what_they_need(sovren_declared):
     create = CreateCollectionOp.of(sovren_declared.collections["communications"])
-    assert create.reverse().spec() == sovren_declared.collections["communications"]
+    assert create.reverse().reverse().spec() == sovren_declared.collections["communications"]
     assert DropIndexOp("c", INDEX).reverse() == CreateIndexOp("c", INDEX)
     assert ShardCollectionOp("c", [["a", 1]]).reverse() == UnshardCollectionOp("c", [["a", 1]])
     validator = SetValidatorOp("c", {"$jsonSchema": {"bsonType": "object"}}).reverse()
     assert (validator.validator, validator.validation_level) == (None, "strict")
+
+
+def test_a_drop_carries_its_name_and_takes_its_reverse_from_the_chain(sovren_declared):
+    spec = sovren_declared.collections["executives"]
+    drop = DropCollectionOp("executives")
+    assert drop.arguments() == {"collection": "executives"} and drop.describe() == (
+        "drop collection executives and its documents")
+    with pytest.raises(IrreversibleOp, match="known only to the revision chain"):
+        drop.reverse()
+    create = CreateCollectionOp.of(spec)
+    assert with_past([create, drop])[1].reverse() == create
+    assert with_past([drop]) == [drop]  # a drop of what the chain never created stays as it is
+
+
+def test_a_drop_written_in_the_full_form_keeps_its_reverse_and_stores_only_its_name(sovren_declared):
+    whole = sovren_declared.collections["executives"].to_json()
+    drop = op_from_record("mongo_drop_collection", whole)
+    assert drop.reverse() == CreateCollectionOp(**whole) and drop.arguments() == {"collection": "executives"}
+    assert "had validator" in drop.describe()
 
 
 def test_destructive_operations():
@@ -152,3 +173,9 @@ def test_descriptions_are_one_line(sovren_declared):
 def test_validator_drift_messages(prior, message):
     op = SetValidatorOp("c", {"$jsonSchema": {"bsonType": "object"}}, prior=prior)
     assert op.drift() == ("validator of c", message)
+
+
+def test_operations_are_frozen_data_each_run_by_one_function_of_toimpl():
+    assert all(dataclasses.fields(cls) and cls.__dataclass_params__.frozen for cls in MONGO_OPS)
+    assert set(MONGO_OPS) <= set(toimpl.execute.registry)
+    assert all(cls.__name__.endswith("Op") and "execute" not in vars(cls) for cls in MONGO_OPS)

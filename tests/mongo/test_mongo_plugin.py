@@ -23,6 +23,7 @@ from mongo_support import SOVREN_MONGO_DIR, make_settings
 from sovren_db.core.runtime import Runtime
 from sovren_db.mongo import plugin as mongo_plugin
 from sovren_db.mongo.live import state_from_replies
+from sovren_db.plugin import add_kind_comparator
 
 _names = itertools.count()
 
@@ -66,12 +67,25 @@ def runtime_with(tmp_path, backend, mongo_dir=SOVREN_MONGO_DIR) -> Runtime:
     return runtime
 
 
-def test_setup_registers_one_last_priority_comparator_on_autogenerate(plugin):
+def test_setup_registers_the_store_comparator_last_and_one_comparator_per_kind(plugin):
     registry = plugin.autogenerate_comparators._registry
     assert registry[("autogenerate", "default", DispatchPriority.LAST)] == [
         (mongo_plugin.compare_mongo, None)
     ]
-    assert len(registry) == 1
+    kinds = registry[("mongo", "default", DispatchPriority.MEDIUM)]
+    assert [(fn.__name__, kind) for fn, kind in kinds] == [
+        ("compare_mongo_collections", "collections"), ("compare_mongo_indexes", "indexes"),
+        ("compare_mongo_sharding", "sharding")]
+    assert len(registry) == 2
+
+
+def test_a_plugin_adds_a_kind_of_object_without_editing_the_store(tmp_path, plugin):
+    seen = []
+    add_kind_comparator(plugin, "mongo", "views", lambda declared, live: seen.append(sorted(live.collections)) or [])
+    live = state_from_replies("sovren_ai", [R.LIST_COLLECTIONS["cursor"]["firstBatch"][0]],
+                              {"communications": R.LIST_INDEXES_COMMUNICATIONS["cursor"]["firstBatch"]}, sharded=False)
+    autogenerate(plugin, runtime_with(tmp_path, LiveStateBackend(live)))
+    assert seen == [["communications"]]  # called once, with the states the store read once
 
 
 def test_autogenerate_writes_mongo_operations_and_their_reverses(tmp_path, plugin):

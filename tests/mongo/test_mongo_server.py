@@ -18,6 +18,7 @@ from sovren_db.mongo.checks import check_findings
 from sovren_db.mongo.declared import load_declared
 from sovren_db.mongo.diff import diff_states
 from sovren_db.mongo.ops import CreateCollectionOp, CreateIndexOp, DropIndexOp, SetValidatorOp
+from sovren_db.mongo.toimpl import execute
 from sovren_db.mongo.validate import DocumentValidator
 
 pytestmark = pytest.mark.mongo
@@ -143,11 +144,11 @@ def test_drift_after_a_manual_collmod_and_drop_index(mongo_backend, sovren_decla
 def test_add_and_drop_an_index(mongo_backend, sovren_declared):
     converge(mongo_backend, sovren_declared)
     index = {"name": "recipient_1", "key": [["recipient", 1]]}
-    CreateIndexOp("communications", index).execute(mongo_backend.db)
-    CreateIndexOp("communications", index).execute(mongo_backend.db)  # exists: converges
+    execute(CreateIndexOp("communications", index), mongo_backend.db)
+    execute(CreateIndexOp("communications", index), mongo_backend.db)  # exists: converges
     assert "recipient_1" in mongo_backend.db["communications"].index_information()
-    DropIndexOp("communications", index).execute(mongo_backend.db)
-    DropIndexOp("communications", index).execute(mongo_backend.db)  # gone: converges
+    execute(DropIndexOp("communications", index), mongo_backend.db)
+    execute(DropIndexOp("communications", index), mongo_backend.db)  # gone: converges
     assert "recipient_1" not in mongo_backend.db["communications"].index_information()
 
 
@@ -158,7 +159,7 @@ def test_tightening_counts_violations_before_changing_anything(mongo_backend, so
     db["communications"].insert_many([message(), *bad])
     validator = sovren_declared.collections["communications"].validator
     with pytest.raises(Refused) as refused:
-        SetValidatorOp("communications", validator).execute(db)
+        execute(SetValidatorOp("communications", validator), db)
     assert "3 existing document(s) violate it" in str(refused.value)
     assert str(bad[0]["_id"]) in str(refused.value)
     assert (
@@ -167,7 +168,7 @@ def test_tightening_counts_violations_before_changing_anything(mongo_backend, so
             "firstBatch"
         ][0]["options"]
     )
-    SetValidatorOp("communications", validator, validation_level="moderate").execute(db)
+    execute(SetValidatorOp("communications", validator, validation_level="moderate"), db)
     [finding] = check_findings(mongo_backend.settings, mongo_backend, data=True)
     assert (finding.object, finding.message.split(" (")[0]) == (
         "collection communications",

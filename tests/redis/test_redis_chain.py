@@ -12,7 +12,8 @@ from sovren_db.mongo import ops as mongo_ops
 from sovren_db.redis import ops
 from sovren_db.redis.chain import APPLY, read_chain, replay
 from sovren_db.redis.declared import load_declarations
-from sovren_db.redis.diff import diff_redis, normalize_config
+from sovren_db.redis.compare.config import normalize_config
+from sovren_db.redis.diff import diff_redis
 from sovren_db.redis.live import read_live
 from sovren_db.redis.state import Channel, KeyFamily, RedisState, TtlRule
 from sovren_db.resync import chain_steps
@@ -46,100 +47,100 @@ def test_every_redis_operation_kind_has_a_replay():
 
 
 def test_steps_of_other_stores_are_left_out():
-    steps = [mongo_ops.DropCollectionOp(collection="session"), ops.RedisDeclareFamily(SESSION.to_json())]
+    steps = [mongo_ops.DropCollectionOp(collection="session"), ops.DeclareKeyFamilyOp(SESSION.to_json())]
     assert replay(steps).registry == RedisState({"session": SESSION})
 
 
 def test_families_are_declared_updated_and_retired():
     described = replace(SESSION, description="the token")
-    steps = [ops.RedisDeclareFamily(SESSION.to_json()),
-             ops.RedisDeclareFamily(described.to_json(), SESSION.to_json())]
+    steps = [ops.DeclareKeyFamilyOp(SESSION.to_json()),
+             ops.DeclareKeyFamilyOp(described.to_json(), SESSION.to_json())]
     assert replay(steps).registry.families == {"session": described}
-    assert replay([*steps, ops.RedisRetireFamily(described.to_json())]).registry.families == {}
+    assert replay([*steps, ops.RetireKeyFamilyOp("session")]).registry.families == {}
 
 
 def test_channels_are_declared_and_retired():
-    steps = [ops.RedisDeclareChannel(LIVE.to_json())]
+    steps = [ops.DeclareChannelOp(LIVE.to_json())]
     assert replay(steps).registry.channels == {"live": LIVE}
-    assert replay([*steps, ops.RedisRetireChannel(LIVE.to_json())]).registry.channels == {}
+    assert replay([*steps, ops.RetireChannelOp("live")]).registry.channels == {}
 
 
 def test_server_configuration_keeps_the_last_value_set():
-    steps = [ops.RedisSetConfig("maxmemory-policy", "volatile-lru", "noeviction"),
-             ops.RedisSetConfig("maxmemory-policy", "allkeys-lru", "volatile-lru")]
+    steps = [ops.SetConfigOp("maxmemory-policy", "volatile-lru", "noeviction"),
+             ops.SetConfigOp("maxmemory-policy", "allkeys-lru", "volatile-lru")]
     live = replay(steps)
     assert live.registry.server == {"maxmemory-policy": "allkeys-lru"}
     assert live.config == {"maxmemory-policy": ["allkeys-lru"]}
 
 
 def test_groups_are_created_and_dropped_per_stream_key():
-    steps = [ops.RedisCreateGroup("{acme}:outbox", "workers"), ops.RedisCreateGroup("{acme}:outbox", "audit"),
-             ops.RedisCreateGroup("{zeta}:outbox", "workers"), ops.RedisDropGroup("{acme}:outbox", "workers")]
+    steps = [ops.CreateGroupOp("{acme}:outbox", "workers"), ops.CreateGroupOp("{acme}:outbox", "audit"),
+             ops.CreateGroupOp("{zeta}:outbox", "workers"), ops.DropGroupOp("{acme}:outbox", "workers")]
     assert replay(steps).groups == {"{acme}:outbox": {"audit"}, "{zeta}:outbox": {"workers"}}
-    assert replay([ops.RedisDropGroup("{none}:outbox", "workers")]).groups == {}
+    assert replay([ops.DropGroupOp("{none}:outbox", "workers")]).groups == {}
 
 
 def test_a_renamed_family_is_republished_and_its_streams_keep_their_groups():
     mailbox = replace(OUTBOX, name="mailbox", pattern="{{{tenant}}}:mailbox")
-    steps = [ops.RedisDeclareFamily(OUTBOX.to_json()), ops.RedisCreateGroup("{acme}:outbox", "workers"),
-             ops.RedisCreateGroup("other", "workers"), ops.RedisRenameFamily(OUTBOX.to_json(), mailbox.to_json())]
+    steps = [ops.DeclareKeyFamilyOp(OUTBOX.to_json()), ops.CreateGroupOp("{acme}:outbox", "workers"),
+             ops.CreateGroupOp("other", "workers"), ops.RenameKeyFamilyOp(OUTBOX.to_json(), mailbox.to_json())]
     live = replay(steps)
     assert live.registry.families == {"mailbox": mailbox}
     assert live.groups == {"{acme}:mailbox": {"workers"}, "other": {"workers"}}
     kept = replace(SESSION, pattern="session:v2:{user_id}")
-    renamed_in_place = [ops.RedisDeclareFamily(SESSION.to_json()),
-                        ops.RedisRenameFamily(SESSION.to_json(), kept.to_json())]
+    renamed_in_place = [ops.DeclareKeyFamilyOp(SESSION.to_json()),
+                        ops.RenameKeyFamilyOp(SESSION.to_json(), kept.to_json())]
     assert replay(renamed_in_place).registry.families == {"session": kept}
 
 
 def test_an_overlap_keeps_the_old_family_until_the_contract():
     sess = KeyFamily("sess", "sess:{user_id}", "string")
     session = KeyFamily("session", "session:{user_id}", "string")
-    expanded = replay([ops.RedisDeclareFamily(sess.to_json()),
-                       ops.RedisRenameFamily(sess.to_json(), session.to_json(), overlap=True)])
+    expanded = replay([ops.DeclareKeyFamilyOp(sess.to_json()),
+                       ops.RenameKeyFamilyOp(sess.to_json(), session.to_json(), overlap=True)])
     assert set(expanded.registry.families) == {"sess", "session"}
     assert expanded.registry.families["session"].fallback == "sess:{user_id}"
-    contracted = replay([ops.RedisDeclareFamily(sess.to_json()),
-                         ops.RedisRenameFamily(sess.to_json(), session.to_json(), overlap=True),
-                         ops.RedisContractFamily(sess.to_json(), session.to_json())])
+    contracted = replay([ops.DeclareKeyFamilyOp(sess.to_json()),
+                         ops.RenameKeyFamilyOp(sess.to_json(), session.to_json(), overlap=True),
+                         ops.ContractKeyFamilyOp(sess.to_json(), session.to_json())])
     assert list(contracted.registry.families) == ["session"]
     assert contracted.registry.families["session"].fallback is None
 
 
 def test_a_rename_keeping_the_existing_destination_leaves_its_groups():
     mailbox = replace(OUTBOX, name="mailbox", pattern="{{{tenant}}}:mailbox")
-    steps = [ops.RedisCreateGroup("{acme}:outbox", "old"), ops.RedisCreateGroup("{acme}:mailbox", "new")]
-    keep_new = replay([*steps, ops.RedisRenameFamily(OUTBOX.to_json(), mailbox.to_json(), "keep-new")])
+    steps = [ops.CreateGroupOp("{acme}:outbox", "old"), ops.CreateGroupOp("{acme}:mailbox", "new")]
+    keep_new = replay([*steps, ops.RenameKeyFamilyOp(OUTBOX.to_json(), mailbox.to_json(), "keep-new")])
     assert keep_new.groups == {"{acme}:mailbox": {"new"}}
-    keep_old = replay([*steps, ops.RedisRenameFamily(OUTBOX.to_json(), mailbox.to_json(), "keep-old")])
+    keep_old = replay([*steps, ops.RenameKeyFamilyOp(OUTBOX.to_json(), mailbox.to_json(), "keep-old")])
     assert keep_old.groups == {"{acme}:mailbox": {"old"}}
 
 
 def test_deleting_a_family_takes_its_streams_groups_and_touches_nothing_else():
-    steps = [ops.RedisDeclareFamily(OUTBOX.to_json()), ops.RedisCreateGroup("{acme}:outbox", "workers"),
-             ops.RedisCreateGroup("other", "workers"), ops.RedisRetireFamily(OUTBOX.to_json()),
-             ops.RedisDeleteFamily(OUTBOX.to_json())]
+    steps = [ops.DeclareKeyFamilyOp(OUTBOX.to_json()), ops.CreateGroupOp("{acme}:outbox", "workers"),
+             ops.CreateGroupOp("other", "workers"), ops.RetireKeyFamilyOp(OUTBOX.name),
+             ops.DeleteKeyFamilyOp(OUTBOX.to_json())]
     live = replay(steps)
     assert live.registry.families == {} and live.groups == {"other": {"workers"}}
 
 
 def test_steps_on_keys_values_and_ttls_change_nothing_compared():
-    before = replay([ops.RedisDeclareFamily(SESSION.to_json())])
-    after = replay([ops.RedisDeclareFamily(SESSION.to_json()), ops.RedisBackfillTtl(SESSION.to_json(), 3600),
-                    ops.RedisSkipReverse("something")])
+    before = replay([ops.DeclareKeyFamilyOp(SESSION.to_json())])
+    after = replay([ops.DeclareKeyFamilyOp(SESSION.to_json()), ops.BackfillTtlOp(SESSION.to_json(), 3600),
+                    ops.SkipReverseOp("something")])
     assert after == before
 
 
 def test_a_declared_stream_the_chain_gave_no_group_has_none():
     fixed = KeyFamily("jobs", "{{q}}:jobs", "stream", TtlRule("none"), groups=("workers",), hash_tag="q")
     declared = RedisState({"jobs": fixed}, server={"maxmemory-policy": "volatile-lru"})
-    steps = [ops.RedisDeclareFamily(fixed.to_json())]
+    steps = [ops.DeclareKeyFamilyOp(fixed.to_json())]
     assert read_chain(steps, declared).groups == {"{q}:jobs": set()}
     changes = diff_redis(declared, read_chain(steps, declared))
-    assert changes == [ops.RedisCreateGroup("{q}:jobs", "workers"), ops.RedisSetConfig("maxmemory-policy",
+    assert changes == [ops.CreateGroupOp("{q}:jobs", "workers"), ops.SetConfigOp("maxmemory-policy",
                                                                                         "volatile-lru")]
     assert changes[1].drift() == ("server configuration maxmemory-policy", "is not set to 'volatile-lru'")
-    done = [*steps, ops.RedisCreateGroup("{q}:jobs", "workers"), *changes[1:]]
+    done = [*steps, ops.CreateGroupOp("{q}:jobs", "workers"), *changes[1:]]
     assert diff_redis(declared, read_chain(done, declared)) == []
 
 
@@ -151,18 +152,18 @@ def test_the_replay_reads_as_the_server_does_after_the_same_steps(project, backe
     profile, outbox = family["profile"], family["outbox"]
     prof = replace(profile, name="prof", pattern="prof:{user_id}")
     before = client.config_get("maxmemory-policy")["maxmemory-policy"]
-    steps = [*(ops.RedisDeclareFamily(f.to_json()) for f in family.values()),
-             ops.RedisDeclareChannel(declared.channels["live"].to_json()),
-             ops.RedisDeclareChannel(LIVE.to_json() | {"name": "gone", "pattern": "gone:{user_id}"}),
-             ops.RedisRetireChannel(LIVE.to_json() | {"name": "gone", "pattern": "gone:{user_id}"}),
-             ops.RedisCreateGroup("{q}:outbox", "workers"), ops.RedisCreateGroup("{q}:outbox", "extra"),
-             ops.RedisDropGroup("{q}:outbox", "extra"),
-             ops.RedisRenameFamily(profile.to_json(), prof.to_json()),
-             ops.RedisDeclareFamily(replace(outbox, description="the outbox").to_json(), outbox.to_json()),
-             ops.RedisBackfillTtl(family["session"].to_json(), 3600),
-             ops.RedisRetireFamily(family["session"].to_json()), ops.RedisDeleteFamily(family["session"].to_json()),
-             ops.RedisSetConfig("maxmemory-policy", "volatile-lru", before),
-             ops.RedisSkipReverse("nothing")]
+    steps = [*(ops.DeclareKeyFamilyOp(f.to_json()) for f in family.values()),
+             ops.DeclareChannelOp(declared.channels["live"].to_json()),
+             ops.DeclareChannelOp(LIVE.to_json() | {"name": "gone", "pattern": "gone:{user_id}"}),
+             ops.RetireChannelOp("gone"),
+             ops.CreateGroupOp("{q}:outbox", "workers"), ops.CreateGroupOp("{q}:outbox", "extra"),
+             ops.DropGroupOp("{q}:outbox", "extra"),
+             ops.RenameKeyFamilyOp(profile.to_json(), prof.to_json()),
+             ops.DeclareKeyFamilyOp(replace(outbox, description="the outbox").to_json(), outbox.to_json()),
+             ops.BackfillTtlOp(family["session"].to_json(), 3600),
+             ops.RetireKeyFamilyOp("session"), ops.DeleteKeyFamilyOp(family["session"].to_json()),
+             ops.SetConfigOp("maxmemory-policy", "volatile-lru", before),
+             ops.SkipReverseOp("nothing")]
     client.hset("profile:1", "name", "Ada")
     client.set("session:1", "token")
     try:

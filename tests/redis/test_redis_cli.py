@@ -29,10 +29,10 @@ def migrate(root, url):
     backend = connect(root, url)
     declared = load_declarations(root / "redis")
     for family in declared.families.values():
-        backend.execute(ops.RedisDeclareFamily(family.to_json()))
+        backend.execute(ops.DeclareKeyFamilyOp(family.to_json()))
     for channel in declared.channels.values():
-        backend.execute(ops.RedisDeclareChannel(channel.to_json()))
-    backend.execute(ops.RedisCreateGroup("{q}:outbox", "workers"))
+        backend.execute(ops.DeclareChannelOp(channel.to_json()))
+    backend.execute(ops.CreateGroupOp("{q}:outbox", "workers"))
     backend.close()
 
 

@@ -41,16 +41,16 @@ def test_audit_covers_every_master(project, cluster_backend, cluster_client):
 
 def test_registry_ledger_and_config_on_a_cluster(cluster_backend, redis_cluster):
     family = KeyFamily("session", "session:{u}", "string").to_json()
-    ops.RedisDeclareFamily(family).execute(cluster_backend)
+    cluster_backend.execute(ops.DeclareKeyFamilyOp(family))
     cluster_backend.set_position("r1")
-    cluster_backend.ledger_record("r1:up:0", ops.RedisDeclareFamily(family))
+    cluster_backend.ledger_record("r1:up:0", ops.DeclareKeyFamilyOp(family))
     assert cluster_backend.registry()["family:session"]["pattern"] == "session:{u}"
     assert (cluster_backend.position(), cluster_backend.ledger_keys("r1:")) == ("r1", {"r1:up:0"})
-    ops.RedisSetConfig("maxmemory-policy", "volatile-lru", "noeviction").execute(cluster_backend)
+    cluster_backend.execute(ops.SetConfigOp("maxmemory-policy", "volatile-lru", "noeviction"))
     try:
         assert cluster_backend.config_values(["maxmemory-policy"]) == {"maxmemory-policy": ["volatile-lru"] * 3}
     finally:
-        ops.RedisSetConfig("maxmemory-policy", "noeviction").execute(cluster_backend)
+        cluster_backend.execute(ops.SetConfigOp("maxmemory-policy", "noeviction"))
 
 
 def test_drift_on_a_cluster(project, cluster_backend):
@@ -75,16 +75,16 @@ def test_rename_across_slots_dies_and_is_finished(cluster_backend, cluster_clien
             raise redis.ConnectionError("killed")
 
     monkeypatch.setattr(moves, "_copy_across_slots", dies_after_30)
-    op = ops.RedisRenameFamily(OLD, NEW)
+    op = ops.RenameKeyFamilyOp(OLD, NEW)
     with pytest.raises(redis.ConnectionError):
-        op.execute(cluster_backend)
+        cluster_backend.execute(op)
     # a copy made, its source not yet deleted: the rerun must finish it too
     left = [i for i in range(80) if cluster_client.exists(f"sess:{i}")]
     assert len(left) == 50
     cluster_client.restore(f"session:v2:{left[0]}", max(0, cluster_client.pttl(f"sess:{left[0]}")),
                            cluster_client.dump(f"sess:{left[0]}"))
     monkeypatch.setattr(moves, "_copy_across_slots", real)
-    op.execute(cluster_backend)
+    cluster_backend.execute(op)
     assert [cluster_client.exists(f"sess:{i}") for i in range(80)] == [0] * 80
     for i in range(80):
         assert cluster_client.get(f"session:v2:{i}") == f"v{i}".encode()
@@ -97,7 +97,7 @@ def test_rename_within_a_hash_tag_uses_renamenx(cluster_backend, cluster_client,
     for i in range(20):
         cluster_client.set(f"sess:{{{i}}}", i)
     monkeypatch.setattr(moves, "_copy_across_slots", lambda *a, **k: pytest.fail("no copy expected in one slot"))
-    ops.RedisRenameFamily(old, new).execute(cluster_backend)
+    cluster_backend.execute(ops.RenameKeyFamilyOp(old, new))
     assert sorted(int(cluster_client.get(f"session:{{{i}}}")) for i in range(20)) == list(range(20))
 
 

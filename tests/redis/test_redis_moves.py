@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from sovren_db.core.errors import MigrationFailed
-from sovren_db.redis import moves, ops
+from sovren_db.redis import moves, ops, toimpl
 from sovren_db.redis.checks import check_findings
 from sovren_db.redis.follow import FamilyFollower
 from sovren_db.redis.state import KeyFamily, TtlRule
@@ -49,8 +49,8 @@ def test_keys_written_again_behind_the_cursor_are_moved_with_their_last_value(ba
             rewritten.update(writes)
 
     monkeypatch.setattr(moves, "move_pairs", rewrite_each_batch)
-    ops.RedisDeclareFamily(OLD).execute(backend)
-    ops.RedisRenameFamily(OLD, NEW, batch=50).execute(backend)
+    backend.execute(ops.DeclareKeyFamilyOp(OLD))
+    backend.execute(ops.RenameKeyFamilyOp(OLD, NEW, batch=50))
     assert old_keys(client) == []
     assert len(rewritten) >= 8
     assert {key: client.get(new_of(key)) for key in rewritten} == rewritten
@@ -67,16 +67,16 @@ def test_a_writer_that_never_stops_is_refused_naming_the_count(backend, client, 
 
     monkeypatch.setattr(moves, "move_pairs", writer_never_stops)
     monkeypatch.setattr(moves, "SWEEPS", 2)
-    ops.RedisDeclareFamily(OLD).execute(backend)
-    op = ops.RedisRenameFamily(OLD, NEW, batch=30)
+    backend.execute(ops.DeclareKeyFamilyOp(OLD))
+    op = ops.RenameKeyFamilyOp(OLD, NEW, batch=30)
     refusal = r"\d+ keys still follow the old pattern after 2 sweeps \(a client keeps writing them\)"
     with pytest.raises(MigrationFailed, match=refusal):
-        op.execute(backend)
+        backend.execute(op)
     registry = backend.registry()
     assert "family:sess" in registry and "family:session" not in registry  # still the old family
     assert "move:session" in registry
     monkeypatch.setattr(moves, "move_pairs", real)
-    op.execute(backend)  # the writer stopped: the rerun finishes, the last value kept
+    backend.execute(op)  # the writer stopped: the rerun finishes, the last value kept
     assert old_keys(client) == [] and client.dbsize() == 101
 
 
@@ -131,9 +131,9 @@ def writer_through_a_move(backend, client, writer_client, monkeypatch) -> None:
         real(backend, node, pairs, move, count)
 
     monkeypatch.setattr(moves, "move_pairs", stop_writer_when_sweeping)
-    ops.RedisDeclareFamily(OLD).execute(backend)
+    backend.execute(ops.DeclareKeyFamilyOp(OLD))
     writer.start()
-    ops.RedisRenameFamily(OLD, NEW, batch=200, rate=10_000).execute(backend)
+    backend.execute(ops.RenameKeyFamilyOp(OLD, NEW, batch=200, rate=10_000))
     stop.set()
     writer.join()
     assert len(writer.last) > 300
@@ -169,19 +169,19 @@ def test_registry_followers_see_no_miss_through_an_overlap_move_on_a_cluster(clu
 
 def readers_through_an_overlap_move(backend, client, connect_reader) -> None:
     seed(client, 20_000)
-    ops.RedisDeclareFamily(OLD).execute(backend)
+    backend.execute(ops.DeclareKeyFamilyOp(OLD))
     stop = threading.Event()
     readers = [Reader(connect_reader(), 20_000, stop) for _ in range(2)]
     for reader in readers:
         reader.start()
-    ops.RedisRenameFamily(OLD, NEW, overlap=True, batch=200, rate=10_000).execute(backend)
+    backend.execute(ops.RenameKeyFamilyOp(OLD, NEW, overlap=True, batch=200, rate=10_000))
     registry = backend.registry()
     assert registry["family:session"]["fallback"] == "sess:{user_id}" and "family:sess" in registry
     assert "move:session" not in registry and old_keys(client) == []
     follower = FamilyFollower(client, "sess")
     assert follower.key(user_id="7") == b"session:v2:7"  # the old name's service writes the new pattern
     client.set("sess:late", "written by a service that ignores the registry")
-    ops.RedisContractFamily(OLD, NEW).execute(backend)
+    backend.execute(ops.ContractKeyFamilyOp(OLD, NEW))
     stop.set()
     for reader in readers:
         reader.join()
@@ -193,11 +193,11 @@ def readers_through_an_overlap_move(backend, client, connect_reader) -> None:
 
 def test_during_an_overlap_the_new_key_wins_over_an_old_write(backend, client):
     client.set("sess:1", "old")
-    ops.RedisDeclareFamily(OLD).execute(backend)
-    ops.RedisRenameFamily(OLD, NEW, overlap=True).execute(backend)
+    backend.execute(ops.DeclareKeyFamilyOp(OLD))
+    backend.execute(ops.RenameKeyFamilyOp(OLD, NEW, overlap=True))
     client.set("session:v2:1", "new")   # a registry-following writer
     client.set("sess:1", "legacy")      # a writer that ignores the registry
-    ops.RedisContractFamily(OLD, NEW).execute(backend)
+    backend.execute(ops.ContractKeyFamilyOp(OLD, NEW))
     assert old_keys(client) == [] and client.get("session:v2:1") == b"new"
 
 
@@ -238,15 +238,15 @@ class FakeClock:
 
 
 def test_the_command_pace_wins_over_the_revision_and_the_rate_is_held(backend, client, monkeypatch):
-    step = ops.RedisRenameFamily(OLD, NEW, batch=50, rate=100)
-    assert step.pace(backend) == moves.Pace(50, 100)
+    step = ops.RenameKeyFamilyOp(OLD, NEW, batch=50, rate=100)
+    assert toimpl.pace(step, backend) == moves.Pace(50, 100)
     backend.pace = {"rate": 1000}  # migrate --redis-rate 1000
-    assert step.pace(backend) == moves.Pace(50, 1000)
+    assert toimpl.pace(step, backend) == moves.Pace(50, 1000)
     seed(client, 400)
     clock = FakeClock()
     monkeypatch.setattr(moves, "time", clock)
-    ops.RedisDeclareFamily(OLD).execute(backend)
-    step.execute(backend)
+    backend.execute(ops.DeclareKeyFamilyOp(OLD))
+    backend.execute(step)
     assert old_keys(client) == []
     # 400 keys at 1000 a second: the moves wait 0.4 s in all (the clock only moves when they sleep)
     assert sum(clock.slept) == pytest.approx(0.4)
@@ -261,14 +261,14 @@ def test_a_bad_pace_is_one_sentence_naming_the_revision(backend, arguments, mess
 
     sentence = rf"Revision abc123, redis step 0 \(rename key family sess .*\) failed: {message}"
     with pytest.raises(MigrationFailed, match=sentence):
-        run_step(backend, "abc123:up:0", ops.RedisRenameFamily(OLD, NEW, **arguments), "abc123")
+        run_step(backend, "abc123:up:0", ops.RenameKeyFamilyOp(OLD, NEW, **arguments), "abc123")
 
 
 def test_backfill_without_a_maximum_sets_only_missing_ttls(backend, client):
     family = KeyFamily("session", "session:{u}", "string", TtlRule("required", default=600)).to_json()
     client.set("session:none", 1)
     client.set("session:long", 1, ex=86400)
-    ops.RedisBackfillTtl(family, 600, batch=1).execute(backend)
+    backend.execute(ops.BackfillTtlOp(family, 600, batch=1))
     assert 590_000 < client.pttl("session:none") <= 600_000
     assert client.pttl("session:long") > 86_000_000
 
@@ -285,7 +285,7 @@ def test_a_key_written_again_while_copied_across_slots_keeps_its_write(cluster_b
         return real(backend, copies, replace)
 
     monkeypatch.setattr(moves, "_restore", write_while_copying)
-    ops.RedisDeclareFamily(OLD).execute(cluster_backend)
-    ops.RedisRenameFamily(OLD, NEW, batch=10).execute(cluster_backend)
+    cluster_backend.execute(ops.DeclareKeyFamilyOp(OLD))
+    cluster_backend.execute(ops.RenameKeyFamilyOp(OLD, NEW, batch=10))
     assert not [k for k in cluster_client.scan_iter("sess:*")]
     assert written and {k: cluster_client.get(new_of(k)) for k in written} == written

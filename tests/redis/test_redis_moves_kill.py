@@ -28,7 +28,7 @@ sys.path.insert(0, {helpers!r})
 from redis_helpers import connect
 from sovren_db.redis import ops
 backend = connect({project!r}, {url!r})
-ops.RedisRenameFamily({old!r}, {new!r}, batch=100, rate=4000).execute(backend)
+backend.execute(ops.RenameKeyFamilyOp({old!r}, {new!r}, batch=100, rate=4000))
 """
 
 
@@ -65,7 +65,7 @@ def rerun_converges(backend, client) -> None:
     again = {f"sess:{i}": f"again-{i}" for i in range(0, COUNT, 400)}
     for key, value in {**again, "sess:fresh": "fresh"}.items():
         client.set(key, value)
-    ops.RedisRenameFamily(OLD, NEW, batch=100).execute(backend)
+    backend.execute(ops.RenameKeyFamilyOp(OLD, NEW, batch=100))
     assert count(client, "sess:*") == 0 and count(client, "session:v2:*") == COUNT + 1
     for i in range(0, COUNT, 97):
         expected = again.get(f"sess:{i}", f"v0-{i}")
@@ -77,13 +77,13 @@ def rerun_converges(backend, client) -> None:
 
 def test_kill_9_mid_move_then_rerun_converges(project, backend, client, redis_url):
     seed(client)
-    ops.RedisDeclareFamily(OLD).execute(backend)
+    backend.execute(ops.DeclareKeyFamilyOp(OLD))
     kill_mid_move(project, redis_url, client)
     rerun_converges(backend, client)
 
 
 def test_kill_9_mid_move_on_a_cluster_then_rerun_converges(project, cluster_backend, cluster_client, cluster_url):
     seed(cluster_client)
-    ops.RedisDeclareFamily(OLD).execute(cluster_backend)
+    cluster_backend.execute(ops.DeclareKeyFamilyOp(OLD))
     kill_mid_move(project, cluster_url, cluster_client)
     rerun_converges(cluster_backend, cluster_client)

@@ -50,23 +50,23 @@ def assert_moved_once(client, before: dict[bytes, tuple[bytes, int]]) -> None:
 
 
 def test_declare_and_retire_publish_the_registry(backend):
-    ops.RedisDeclareFamily(NEW).execute(backend)
-    ops.RedisDeclareChannel({"name": "live", "pattern": "live:{u}"}).execute(backend)
+    backend.execute(ops.DeclareKeyFamilyOp(NEW))
+    backend.execute(ops.DeclareChannelOp({"name": "live", "pattern": "live:{u}"}))
     assert backend.registry()["family:session"] == KeyFamily.from_json(NEW).to_json()
     assert backend.registry()["channel:live"]["pattern"] == "live:{u}"
-    ops.RedisDeclareFamily(NEW).execute(backend)  # convergent
-    ops.RedisRetireFamily(NEW).execute(backend)
-    ops.RedisRetireChannel({"name": "live", "pattern": "live:{u}"}).execute(backend)
+    backend.execute(ops.DeclareKeyFamilyOp(NEW))  # convergent
+    backend.execute(ops.RetireKeyFamilyOp(NEW["name"]))
+    backend.execute(ops.RetireChannelOp("live"))
     assert backend.registry() == {}
 
 
 def test_rename_moves_values_and_ttls(backend, client):
     before = seed_old_keys(client)
-    ops.RedisDeclareFamily(OLD).execute(backend)
-    ops.RedisRenameFamily(OLD, NEW).execute(backend)
+    backend.execute(ops.DeclareKeyFamilyOp(OLD))
+    backend.execute(ops.RenameKeyFamilyOp(OLD, NEW))
     assert_moved_once(client, before)
     assert set(backend.registry()) == {"family:session"}
-    ops.RedisRenameFamily(OLD, NEW).execute(backend)  # nothing left: a rerun is harmless
+    backend.execute(ops.RenameKeyFamilyOp(OLD, NEW))  # nothing left: a rerun is harmless
     assert_moved_once(client, before)
 
 
@@ -82,14 +82,14 @@ def test_a_rename_that_dies_half_way_is_finished_by_the_next_run(backend, client
             raise ConnectionError("the runner was killed")
 
     monkeypatch.setattr(moves, "move_pairs", dies_after_25_keys)
-    op = ops.RedisRenameFamily(OLD, NEW, batch=10)
+    op = ops.RenameKeyFamilyOp(OLD, NEW, batch=10)
     with pytest.raises(ConnectionError):
-        op.execute(backend)
+        backend.execute(op)
     assert len(list(client.scan_iter("session:v2:*"))) == 25
     assert "family:session" not in backend.registry()
 
     monkeypatch.setattr(moves, "move_pairs", real)
-    op.execute(backend)
+    backend.execute(op)
     assert_moved_once(client, before)
     assert "family:session" in backend.registry()
 
@@ -108,17 +108,17 @@ def test_rename_conflicts(backend, client, policy, survivor):
     client.set("sess:1", "older")
     client.set("session:v2:1", "newer")
     with pytest.raises(MigrationFailed, match=r"Cannot move Redis key 'sess:1' to 'session:v2:1': the destination"):
-        ops.RedisRenameFamily(OLD, NEW).execute(backend)
+        backend.execute(ops.RenameKeyFamilyOp(OLD, NEW))
     assert client.get("sess:1") == b"older"  # nothing half-done
-    ops.RedisRenameFamily(OLD, NEW, on_conflict=policy).execute(backend)
+    backend.execute(ops.RenameKeyFamilyOp(OLD, NEW, on_conflict=policy))
     assert not client.exists("sess:1") and client.get("session:v2:1") == survivor
 
 
 def test_rename_refuses_patterns_that_overlap_or_differ(backend):
     with pytest.raises(MigrationFailed, match="matches both patterns"):
-        ops.RedisRenameFamily(dict(OLD, pattern="a{user_id}"), dict(NEW, pattern="ab{user_id}")).execute(backend)
+        backend.execute(ops.RenameKeyFamilyOp(dict(OLD, pattern="a{user_id}"), dict(NEW, pattern="ab{user_id}")))
     with pytest.raises(MigrationFailed, match="same placeholders"):
-        ops.RedisRenameFamily(OLD, dict(NEW, pattern="s:{id}")).execute(backend)
+        backend.execute(ops.RenameKeyFamilyOp(OLD, dict(NEW, pattern="s:{id}")))
 
 
 def test_backfill_ttl_only_where_missing_or_above_the_maximum(backend, client):
@@ -127,8 +127,8 @@ def test_backfill_ttl_only_where_missing_or_above_the_maximum(backend, client):
     client.set("session:long", 1, ex=86400)
     client.set("session:fine", 1, ex=60)
     client.set("other:none", 1)
-    op = ops.RedisBackfillTtl(family, 600)
-    op.execute(backend)
+    op = ops.BackfillTtlOp(family, 600)
+    backend.execute(op)
     assert 590_000 < client.pttl("session:none") <= 600_000
     assert 590_000 < client.pttl("session:long") <= 600_000
     assert client.pttl("session:fine") <= 60_000
@@ -142,20 +142,20 @@ def test_delete_family_is_guarded(project, backend, client, redis_url, monkeypat
     client.set("old:1", 1)
     client.set("old:2", 1)
     client.set("old:1:keep", 1)
-    ops.RedisDeclareFamily(family).execute(backend)
+    backend.execute(ops.DeclareKeyFamilyOp(family))
     with pytest.raises(Refused, match="still published; retire it first"):
-        backend.execute(ops.RedisDeleteFamily(family))
-    ops.RedisRetireFamily(family).execute(backend)
+        backend.execute(ops.DeleteKeyFamilyOp(family))
+    backend.execute(ops.RetireKeyFamilyOp(family["name"]))
 
     # In a protected environment the runtime refuses the step unless migrate --allow-destructive.
     production = connect(project, redis_url, SOVREN_ENV="production")
     try:
         refusing = Runtime(production.settings)
         with pytest.raises(Refused, match="environment 'production' is protected"):
-            refusing.collect(ops.RedisDeleteFamily(family), _Operations())
+            refusing.collect(ops.DeleteKeyFamilyOp(family), _Operations())
         assert client.exists("old:1")
         allowing = Runtime(production.settings, allow_destructive=True)
-        allowing.collect(ops.RedisDeleteFamily(family), _Operations())
+        allowing.collect(ops.DeleteKeyFamilyOp(family), _Operations())
         production.execute(allowing._pending.pop())
     finally:
         production.close()
@@ -164,29 +164,29 @@ def test_delete_family_is_guarded(project, backend, client, redis_url, monkeypat
 
 def test_set_config_and_its_reverse(backend, client):
     before = client.config_get("maxmemory-policy")["maxmemory-policy"]
-    op = ops.RedisSetConfig("maxmemory-policy", "volatile-lru", before)
+    op = ops.SetConfigOp("maxmemory-policy", "volatile-lru", before)
     try:
-        op.execute(backend)
+        backend.execute(op)
         assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "volatile-lru"
         assert backend.config_values(["maxmemory-policy"]) == {"maxmemory-policy": ["volatile-lru"]}
     finally:
-        op.reverse().execute(backend)
+        backend.execute(op.reverse())
     assert client.config_get("maxmemory-policy")["maxmemory-policy"] == before
 
 
 def test_consumer_groups(backend, client):
-    op = ops.RedisCreateGroup("{q}:outbox", "workers")
-    op.execute(backend)
-    op.execute(backend)  # BUSYGROUP is success
+    op = ops.CreateGroupOp("{q}:outbox", "workers")
+    backend.execute(op)
+    backend.execute(op)  # BUSYGROUP is success
     assert [g["name"] for g in client.xinfo_groups("{q}:outbox")] == [b"workers"]
-    op.reverse().execute(backend)
+    backend.execute(op.reverse())
     assert client.xinfo_groups("{q}:outbox") == []
 
 
 def test_ledger_and_position(backend):
     assert backend.position() is None
-    run_step(backend, "abc:up:0", ops.RedisDeclareFamily(NEW), "abc")
-    run_step(backend, "abc:up:1", ops.RedisDeclareFamily(OLD), "abc")
+    run_step(backend, "abc:up:0", ops.DeclareKeyFamilyOp(NEW), "abc")
+    run_step(backend, "abc:up:1", ops.DeclareKeyFamilyOp(OLD), "abc")
     assert backend.ledger_keys("abc:up:") == {"abc:up:0", "abc:up:1"}
     backend.ledger_forget("abc:up:")
     assert backend.ledger_keys("abc:") == set()
@@ -199,7 +199,7 @@ def test_ledger_and_position(backend):
 def test_a_failing_step_is_one_sentence_and_not_recorded(backend, client):
     client.set("{q}:outbox", "not a stream")
     with pytest.raises(MigrationFailed, match=r"^Revision r1, redis step 0 \(create consumer group workers"):
-        run_step(backend, "r1:up:0", ops.RedisCreateGroup("{q}:outbox", "workers"), "r1")
+        run_step(backend, "r1:up:0", ops.CreateGroupOp("{q}:outbox", "workers"), "r1")
     assert backend.ledger_keys("r1:") == set()
 
 

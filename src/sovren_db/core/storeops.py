@@ -1,8 +1,9 @@
 """Operations on Mongo and Redis that ride in the Alembic revision chain.
 
-Each operation is a small data class (``CreateCollectionOp``,
-``DeclareKeyFamilyOp``...) with ``describe()``, ``reverse()``, a rendering
-into a revision file and an ``execute(target)`` against the store's client.
+Each operation is a small frozen data class (``CreateCollectionOp``,
+``DeclareKeyFamilyOp``...) with ``describe()``, ``reverse()`` and a rendering
+into a revision file; each store's ``toimpl`` module runs it against the
+store's client, one function per operation dispatched by type.
 Registering one with ``@store_operation`` makes it:
 
 - callable from a revision as ``op.<op_name>(**arguments)``;
@@ -40,7 +41,15 @@ class StoreOp(RevisionOp):
     store: ClassVar[str]
 
     def arguments(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                if f.metadata.get("argument", True)}
+
+    def rendered_arguments(self) -> dict[str, Any]:
+        """The arguments a revision writes: those that differ from their default, as Alembic leaves
+        out ``nullable=True``; the op built from them has every argument again."""
+        defaults = {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+                    for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {k: v for k, v in self.arguments().items() if defaults[k] is dataclasses.MISSING or v != defaults[k]}
 
     def drift(self) -> tuple[str, str]:
         """(object, message) as ``check`` reports this difference."""
@@ -49,15 +58,12 @@ class StoreOp(RevisionOp):
     def reverse(self) -> "StoreOp":
         raise IrreversibleOp(f"{self.describe()} cannot be reversed automatically")
 
-    def execute(self, target: Any) -> None:
-        raise NotImplementedError
-
     def undo(self, target: Any) -> "StoreOp | None":
         """The step that puts ``target`` back as it is now, read before this step runs.
 
         The ledger keeps it, so that a revision that fails or dies half-way is undone
-        (:mod:`sovren_db.resync`). By default the declared reverse; an operation whose
-        store can say what is there now overrides it. None: nothing can undo it.
+        (:mod:`sovren_db.resync`). By default the declared reverse; where the store can say
+        what is there now, its ``toimpl.undo`` reads it instead. None: nothing can undo it.
         """
         try:
             return self.reverse()
@@ -70,6 +76,13 @@ class StoreOp(RevisionOp):
     @classmethod
     def from_arguments(cls, arguments: dict[str, Any]) -> "StoreOp":
         return cls(**arguments)  # type: ignore[call-arg]
+
+
+def past_field() -> Any:
+    """What a drop removes, where the code that made the drop knew it (autogenerate, adopt, a revision
+    written in the full form): its ``reverse()`` and description use it. Never rendered nor stored:
+    executing a drop needs only the name, and the ledger reads the step's undo from the store."""
+    return dataclasses.field(default=None, compare=False, repr=False, metadata={"argument": False})
 
 
 def _invoke_collected(operations: Operations, operation: StoreOp) -> None:

@@ -18,6 +18,7 @@ from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError, S
 
 from ..core.errors import StoreUnavailable
 from ..core.storeops import op_record, undo_from_record
+from . import toimpl
 from .live import introspect, is_mongos
 from .state import LEDGER_COLLECTION, DatabaseState
 
@@ -57,7 +58,7 @@ class MongoBackend:
             raise StoreUnavailable("mongo", url, unavailable_reason(exc, self.server_timeout_ms)) from None
 
     def execute(self, op: "StoreOp") -> None:
-        op.execute(self.db)
+        toimpl.execute(op, self.db)
 
     def introspect(self) -> DatabaseState:
         try:
@@ -77,7 +78,7 @@ class MongoBackend:
         return {doc["_id"] for doc in found}
 
     def undo_of(self, op: "StoreOp") -> "StoreOp | None":
-        return op.undo(self.db)
+        return toimpl.undo(op, self.db)
 
     def ledger_record(self, key: str, op: "StoreOp", undo: "StoreOp | None" = None) -> None:
         # arguments as JSON text: validators hold "$"-prefixed field names

@@ -88,3 +88,17 @@ def replay(steps: list[StoreOp]) -> DatabaseState:
         if op.store == "mongo":
             APPLY[type(op)](op, state)
     return DatabaseState(state, sharded=True)
+
+
+def with_past(steps: list[StoreOp]) -> list[StoreOp]:
+    """``steps`` with each drop given the collection it drops as the steps before it left it, so
+    that its ``reverse()`` recreates it (Django's ``state_forwards``): a drop carries its name only."""
+    state: Collections = {}
+    bound: list[StoreOp] = []
+    for op in steps:
+        if isinstance(op, ops.DropCollectionOp) and op.collection in state:
+            op = replace(op, past=state[op.collection].to_json())
+        if op.store == "mongo":
+            APPLY[type(op)](op, state)
+        bound.append(op)
+    return bound

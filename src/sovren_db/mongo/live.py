@@ -72,6 +72,28 @@ def introspect(db: Any, *, exclude: Iterable[str] = (LEDGER_COLLECTION,)) -> Dat
     return state_from_replies(db.name, infos, indexes, sharding, tags, sharded=sharded)
 
 
+def read_collection(db: Any, name: str) -> CollectionSpec | None:
+    """One collection as the server holds it now (None: there is none), in the commands pymongo's
+    Database.command sends: listCollections filtered to it, its listIndexes, and on a mongos its
+    config.collections and config.tags documents. The first batches hold every answer: one name
+    matches at most one collection, and a collection has at most 64 indexes."""
+    infos = _first_batch(db.command({"listCollections": 1, "filter": {"name": name}}))
+    if not infos or not managed(infos[0]):
+        return None
+    indexes = _first_batch(db.command({"listIndexes": name}))
+    shard_doc, tags = None, []
+    if is_mongos(db.command({"hello": 1})):
+        config, namespace = db.client.get_database("config"), f"{db.name}.{name}"
+        found = _first_batch(config.command({"find": "collections", "filter": {"_id": namespace}}))
+        shard_doc = next((d for d in found if not d.get("dropped")), None)
+        tags = _first_batch(config.command({"find": "tags", "filter": {"ns": namespace}}))
+    return collection_from_info(infos[0], indexes, shard_doc, tags)
+
+
+def _first_batch(reply: Mapping) -> list:
+    return list(reply["cursor"]["firstBatch"])
+
+
 def state_from_replies(
     database: str,
     collection_infos: Iterable[Mapping],

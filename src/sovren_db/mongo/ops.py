@@ -5,9 +5,9 @@ absent store is kept as op_name + JSON and replayed later). Orders MongoDB
 cares about (index keys, shard keys, zone bounds) are ``[[field, value], ...]``
 lists, because JSON objects may come back reordered (Postgres ``jsonb`` does).
 
-``execute(db)`` takes the connected pymongo ``Database``
-(:class:`~sovren_db.mongo.backend.MongoBackend` passes its own); the work is
-done by the convergent functions of :mod:`.execute`.
+Frozen data classes named VerbNounOp; :mod:`.toimpl` runs each against the
+connected pymongo ``Database`` (:class:`~sovren_db.mongo.backend.MongoBackend`
+passes its own) through the convergent functions of :mod:`.execute`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.storeops import StoreOp, store_operation
-from . import execute
+from ..core.storeops import IrreversibleOp, StoreOp, past_field, store_operation
 from .state import (
     DEFAULT_ACTION,
     DEFAULT_LEVEL,
@@ -37,9 +36,22 @@ class MongoOp(StoreOp):
     store = "mongo"
 
 
-@dataclass
-class _WholeCollectionOp(MongoOp):
-    """A collection with everything it holds: what creating it makes and dropping it loses."""
+def contents(spec: CollectionSpec) -> str:
+    """What a collection holds besides its documents, in one clause."""
+    parts = ["validator" if spec.validator else "no validator", f"{len(spec.indexes)} index(es)"]
+    if spec.shard_key:
+        parts.append(f"sharded on {show_pairs(spec.shard_key.key)}")
+    if spec.zones:
+        parts.append(f"{len(spec.zones)} zone range(s)")
+    return ", ".join(parts)
+
+
+@store_operation
+@dataclass(frozen=True)
+class CreateCollectionOp(MongoOp):
+    """A collection with everything it holds: validator, options, indexes, shard key and zones."""
+
+    op_name = "mongo_create_collection"
 
     collection: str
     validator: dict | None = None
@@ -51,60 +63,62 @@ class _WholeCollectionOp(MongoOp):
     zones: list = field(default_factory=list)
 
     @classmethod
-    def of(cls, spec: CollectionSpec) -> "_WholeCollectionOp":
+    def of(cls, spec: CollectionSpec) -> "CreateCollectionOp":
         return cls(**spec.to_json())
 
     def spec(self) -> CollectionSpec:
         return CollectionSpec.from_json(self.arguments())
 
-    def contents(self) -> str:
-        parts = ["validator" if self.validator else "no validator", f"{len(self.indexes)} index(es)"]
-        if self.shard_key:
-            parts.append(f"sharded on {show_pairs(as_pairs(self.shard_key['key']))}")
-        if self.zones:
-            parts.append(f"{len(self.zones)} zone range(s)")
-        return ", ".join(parts)
-
-
-@store_operation
-@dataclass
-class CreateCollectionOp(_WholeCollectionOp):
-    op_name = "mongo_create_collection"
-
     def describe(self) -> str:
-        return f"create collection {self.collection} ({self.contents()})"
+        return f"create collection {self.collection} ({contents(self.spec())})"
 
     def drift(self) -> tuple[str, str]:
         return f"collection {self.collection}", MISSING
 
     def reverse(self) -> "DropCollectionOp":
-        return DropCollectionOp(**self.arguments())
-
-    def execute(self, db: Any) -> None:
-        execute.create_collection(db, self.spec())
+        return DropCollectionOp(self.collection, past=self.arguments())
 
 
 @store_operation
-@dataclass
-class DropCollectionOp(_WholeCollectionOp):
+@dataclass(frozen=True)
+class DropCollectionOp(MongoOp):
+    """Drop a collection by name, as Alembic's ``drop_table('x')``; ``past`` (not rendered) is the
+    collection as the code that wrote the drop knew it, for ``reverse()``. The ledger's undo step
+    is read from the server just before the drop (:func:`.toimpl.undo`)."""
+
     op_name = "mongo_drop_collection"
     destructive = True
 
+    collection: str
+    past: dict | None = past_field()
+
+    @classmethod
+    def of(cls, spec: CollectionSpec) -> "DropCollectionOp":
+        return cls(spec.name, past=spec.to_json())
+
+    @classmethod
+    def from_arguments(cls, arguments: dict[str, Any]) -> "DropCollectionOp":
+        """Revisions written before drops carried only the name pass the whole collection: kept as
+        ``past``, the reverse they always had."""
+        past = arguments if set(arguments) - {"collection"} else None
+        return cls(arguments["collection"], past=CreateCollectionOp(**past).arguments() if past else None)
+
     def describe(self) -> str:
-        return f"drop collection {self.collection} and its documents (had {self.contents()})"
+        had = f" (had {contents(CollectionSpec.from_json(self.past))})" if self.past else ""
+        return f"drop collection {self.collection} and its documents{had}"
 
     def drift(self) -> tuple[str, str]:
         return f"collection {self.collection}", UNDECLARED
 
     def reverse(self) -> CreateCollectionOp:
-        return CreateCollectionOp(**self.arguments())
-
-    def execute(self, db: Any) -> None:
-        execute.drop_collection(db, self.collection)
+        if self.past is None:
+            raise IrreversibleOp(f"{self.describe()} cannot be reversed here: the collection it drops is "
+                                 "known only to the revision chain before it")
+        return CreateCollectionOp(**self.past)
 
 
 @store_operation
-@dataclass
+@dataclass(frozen=True)
 class SetValidatorOp(MongoOp):
     """collMod to an exact validator; ``prior`` (None: no validator) makes it reversible.
 
@@ -156,19 +170,9 @@ class SetValidatorOp(MongoOp):
             prior=current,
         )
 
-    def execute(self, db: Any) -> None:
-        execute.set_validation(
-            db,
-            self.collection,
-            self.validator,
-            self.validation_level,
-            self.validation_action,
-            allow_violations=self.allow_violations,
-        )
-
 
 @store_operation
-@dataclass
+@dataclass(frozen=True)
 class CreateIndexOp(MongoOp):
     """``index`` is ``{"name": ..., "key": [[field, 1 | -1 | "hashed" | "text"...], ...], options...}``."""
 
@@ -189,12 +193,9 @@ class CreateIndexOp(MongoOp):
     def reverse(self) -> "DropIndexOp":
         return DropIndexOp(self.collection, self.index)
 
-    def execute(self, db: Any) -> None:
-        execute.create_indexes(db, self.collection, [self.spec()])
-
 
 @store_operation
-@dataclass
+@dataclass(frozen=True)
 class DropIndexOp(MongoOp):
     """Carries the whole index spec so that its reverse recreates it."""
 
@@ -213,12 +214,9 @@ class DropIndexOp(MongoOp):
     def reverse(self) -> CreateIndexOp:
         return CreateIndexOp(self.collection, self.index)
 
-    def execute(self, db: Any) -> None:
-        execute.drop_index(db, self.collection, self.index["name"])
-
 
 @store_operation
-@dataclass
+@dataclass(frozen=True)
 class ShardCollectionOp(MongoOp):
     """Shard on ``key``; from ``prior_key`` it refines (key extends it) or reshards."""
 
@@ -246,12 +244,9 @@ class ShardCollectionOp(MongoOp):
             return ShardCollectionOp(self.collection, self.prior_key, prior_key=self.key)
         return UnshardCollectionOp(self.collection, self.key, self.unique)
 
-    def execute(self, db: Any) -> None:
-        execute.shard_collection(db, self.collection, ShardKey(as_pairs(self.key), self.unique))
-
 
 @store_operation
-@dataclass
+@dataclass(frozen=True)
 class UnshardCollectionOp(MongoOp):
     """unshardCollection (MongoDB 8.0+); ``key`` is kept for the reverse."""
 
@@ -270,12 +265,9 @@ class UnshardCollectionOp(MongoOp):
     def reverse(self) -> ShardCollectionOp:
         return ShardCollectionOp(self.collection, self.key, self.unique)
 
-    def execute(self, db: Any) -> None:
-        execute.unshard_collection(db, self.collection)
-
 
 @store_operation
-@dataclass
+@dataclass(frozen=True)
 class SetZonesOp(MongoOp):
     """The exact zone ranges of a collection: ``[{"zone", "min": [[f, v]...], "max": [...]}]``."""
 
@@ -304,12 +296,9 @@ class SetZonesOp(MongoOp):
     def reverse(self) -> "SetZonesOp":
         return SetZonesOp(self.collection, self.prior, prior=self.zones)
 
-    def execute(self, db: Any) -> None:
-        execute.set_zones(db, self.collection, self.ranges(self.zones))
-
 
 @store_operation
-@dataclass
+@dataclass(frozen=True)
 class ModifyCollectionOp(MongoOp):
     """Creation options changed in place (capped size/max, time series bucketing, TTL)."""
 
@@ -336,9 +325,6 @@ class ModifyCollectionOp(MongoOp):
 
     def reverse(self) -> "ModifyCollectionOp":
         return ModifyCollectionOp(self.collection, self.prior, prior=self.options)
-
-    def execute(self, db: Any) -> None:
-        execute.modify_collection(db, self.collection, self.options, self.prior)
 
 
 MONGO_OPS = (

@@ -2,8 +2,10 @@
 
 Registered by :func:`sovren_db.plugin.install` as ``sovren_db.mongo``. The
 comparator runs last (``DispatchPriority.LAST``) on the ``autogenerate``
-target, so its operations follow the Postgres ones in ``upgrade()``; Alembic
-writes ``downgrade()`` from each operation's ``reverse()``.
+target, so its operations follow the Postgres ones in ``upgrade()``: it reads
+the declared and live states once and dispatches the ``mongo`` target, where
+each kind of object has its comparator (:mod:`.compare`); Alembic writes
+``downgrade()`` from each operation's ``reverse()``.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 from alembic.util import DispatchPriority, PriorityDispatchResult
 
 from ..core.runtime import Runtime
+from ..plugin import compare_kinds
+from . import compare
 from . import ops  # noqa: F401  (registers op.mongo_* and their renderers)
 from .chain import replay
 from .declared import has_declarations, load_declared
-from .diff import diff_states, unsharded_note
+from .diff import unsharded_note
 
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
@@ -42,9 +46,10 @@ def compare_mongo(autogen_context: "AutogenContext", upgrade_ops: "UpgradeOps") 
     note = unsharded_note(declared, live)
     if note:
         runtime.note(note)
-    upgrade_ops.ops.extend(diff_states(declared, live))
+    compare_kinds(autogen_context, upgrade_ops, "mongo", declared, live)
     return PriorityDispatchResult.CONTINUE
 
 
 def setup(plugin: "Plugin") -> None:
     plugin.add_autogenerate_comparator(compare_mongo, "autogenerate", priority=DispatchPriority.LAST)
+    compare.setup(plugin)

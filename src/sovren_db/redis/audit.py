@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 
 import redis
 
-from .backend import as_text
+from .state import as_text
 from .live import stream_groups
 from .patterns import KeyMatcher, key_prefix, prefix_head, printable_key
 from .probes import MEMORY_HEADER, FamilyProbe, FamilyStats, Tally, ask, bulks

@@ -19,8 +19,9 @@ from redis.exceptions import RedisClusterException
 
 from ..core.errors import StoreUnavailable
 from ..core.storeops import op_record, undo_from_record
+from . import toimpl
 from .replication import await_replicas, confirm_master, connection_facts
-from .state import RESERVED_KEYS
+from .state import RESERVED_KEYS, as_text  # as_text: read from here by adopt
 
 if TYPE_CHECKING:
     from ..core.config import Settings
@@ -172,7 +173,7 @@ class RedisBackend:
     def execute(self, op: "StoreOp") -> None:
         # Destructive steps in protected environments are refused by the runtime (core.guard).
         self.confirm_master()
-        op.execute(self)
+        toimpl.execute(op, self)
 
     def chain_drift(self, steps: list["StoreOp"]) -> list["StoreOp"]:
         """What the server lost of the state ``steps`` leave (see :func:`.chain.chain_drift`)."""
@@ -227,7 +228,7 @@ class RedisBackend:
         return {as_text(k) for k in self.client.hkeys(RESERVED_KEYS["ledger"]) if as_text(k).startswith(prefix)}
 
     def undo_of(self, op: "StoreOp") -> "StoreOp | None":
-        return op.undo(self)
+        return toimpl.undo(op, self)
 
     def ledger_record(self, key: str, op: "StoreOp", undo: "StoreOp | None" = None) -> None:
         self.confirm_master()
@@ -259,7 +260,3 @@ class RedisBackend:
 
 def _matches(match: "re.Match[bytes] | None", wanted: dict[str, bytes]) -> bool:
     return match is not None and all(match[name] == value for name, value in wanted.items())
-
-
-def as_text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -11,11 +11,14 @@ it, except that deleting or moving a stream takes its groups along.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable
 
 from ..core.storeops import StoreOp
 from . import ops
-from .diff import diff_channels, diff_config, diff_families
+from .compare.channels import diff_channels
+from .compare.config import diff_config
+from .compare.families import diff_families
 from .live import LiveRedis, grouped_streams, registry_state, stream_groups
 from .state import Channel, KeyFamily, RedisState
 
@@ -23,20 +26,20 @@ if TYPE_CHECKING:
     from .backend import RedisBackend
 
 
-def _declare_family(op: ops.RedisDeclareFamily, live: LiveRedis) -> None:
+def _declare_family(op: ops.DeclareKeyFamilyOp, live: LiveRedis) -> None:
     live.registry.families[op.family["name"]] = KeyFamily.from_json(op.family)
 
 
-def _retire_family(op: ops.RedisRetireFamily, live: LiveRedis) -> None:
-    live.registry.families.pop(op.family["name"], None)
+def _retire_family(op: ops.RetireKeyFamilyOp, live: LiveRedis) -> None:
+    live.registry.families.pop(op.family, None)
 
 
-def _declare_channel(op: ops.RedisDeclareChannel, live: LiveRedis) -> None:
+def _declare_channel(op: ops.DeclareChannelOp, live: LiveRedis) -> None:
     live.registry.channels[op.channel["name"]] = Channel.from_json(op.channel)
 
 
-def _retire_channel(op: ops.RedisRetireChannel, live: LiveRedis) -> None:
-    live.registry.channels.pop(op.channel["name"], None)
+def _retire_channel(op: ops.RetireChannelOp, live: LiveRedis) -> None:
+    live.registry.channels.pop(op.channel, None)
 
 
 def _streams_of(family: dict, live: LiveRedis) -> dict[str, dict[str, str]]:
@@ -46,7 +49,7 @@ def _streams_of(family: dict, live: LiveRedis) -> dict[str, dict[str, str]]:
     return {key: {k: v.decode() for k, v in m.groupdict().items()} for key, m in matches.items() if m}
 
 
-def _rename_family(op: ops.RedisRenameFamily, live: LiveRedis) -> None:
+def _rename_family(op: ops.RenameKeyFamilyOp, live: LiveRedis) -> None:
     new = KeyFamily.from_json(op.new)
     for key, values in _streams_of(op.old, live).items():  # a moved stream keeps its groups
         groups, destination = live.groups.pop(key), new.parsed.render(values).decode()
@@ -60,27 +63,27 @@ def _rename_family(op: ops.RedisRenameFamily, live: LiveRedis) -> None:
     live.registry.families[new.name] = new
 
 
-def _contract_family(op: ops.RedisContractFamily, live: LiveRedis) -> None:
+def _contract_family(op: ops.ContractKeyFamilyOp, live: LiveRedis) -> None:
     if op.new["name"] != op.old["name"]:
         live.registry.families.pop(op.old["name"], None)
     live.registry.families[op.new["name"]] = KeyFamily.from_json(op.new).with_fallback(None)
 
 
-def _delete_family(op: ops.RedisDeleteFamily, live: LiveRedis) -> None:
+def _delete_family(op: ops.DeleteKeyFamilyOp, live: LiveRedis) -> None:
     for key in _streams_of(op.family, live):
         del live.groups[key]
 
 
-def _set_config(op: ops.RedisSetConfig, live: LiveRedis) -> None:
+def _set_config(op: ops.SetConfigOp, live: LiveRedis) -> None:
     live.registry.server[op.name] = op.value
     live.config[op.name] = [op.value]
 
 
-def _create_group(op: ops.RedisCreateGroup, live: LiveRedis) -> None:
+def _create_group(op: ops.CreateGroupOp, live: LiveRedis) -> None:
     live.groups.setdefault(op.key, set()).add(op.group)
 
 
-def _drop_group(op: ops.RedisDropGroup, live: LiveRedis) -> None:
+def _drop_group(op: ops.DropGroupOp, live: LiveRedis) -> None:
     live.groups.get(op.key, set()).discard(op.group)
 
 
@@ -89,18 +92,18 @@ def _keys_only(op: StoreOp, live: LiveRedis) -> None:
 
 
 APPLY: dict[type, Callable] = {
-    ops.RedisDeclareFamily: _declare_family,
-    ops.RedisRetireFamily: _retire_family,
-    ops.RedisDeclareChannel: _declare_channel,
-    ops.RedisRetireChannel: _retire_channel,
-    ops.RedisRenameFamily: _rename_family,
-    ops.RedisContractFamily: _contract_family,
-    ops.RedisDeleteFamily: _delete_family,
-    ops.RedisBackfillTtl: _keys_only,
-    ops.RedisSetConfig: _set_config,
-    ops.RedisCreateGroup: _create_group,
-    ops.RedisDropGroup: _drop_group,
-    ops.RedisSkipReverse: _keys_only,
+    ops.DeclareKeyFamilyOp: _declare_family,
+    ops.RetireKeyFamilyOp: _retire_family,
+    ops.DeclareChannelOp: _declare_channel,
+    ops.RetireChannelOp: _retire_channel,
+    ops.RenameKeyFamilyOp: _rename_family,
+    ops.ContractKeyFamilyOp: _contract_family,
+    ops.DeleteKeyFamilyOp: _delete_family,
+    ops.BackfillTtlOp: _keys_only,
+    ops.SetConfigOp: _set_config,
+    ops.CreateGroupOp: _create_group,
+    ops.DropGroupOp: _drop_group,
+    ops.SkipReverseOp: _keys_only,
 }
 
 
@@ -116,6 +119,20 @@ def replay(steps: list[StoreOp]) -> LiveRedis:
         if op.store == "redis":
             APPLY[type(op)](op, live)
     return live
+
+
+def with_past(steps: list[StoreOp]) -> list[StoreOp]:
+    """``steps`` with each retirement given the entry it retires as the steps before it published it,
+    so that its ``reverse()`` declares it again (Django's ``state_forwards``)."""
+    live, bound = LiveRedis(RedisState()), []
+    for op in steps:
+        if isinstance(op, (ops.RetireKeyFamilyOp, ops.RetireChannelOp)):
+            published = live.registry.families if op.kind == "family" else live.registry.channels
+            op = replace(op, past=published[op.name].to_json()) if op.name in published else op
+        if op.store == "redis":
+            APPLY[type(op)](op, live)
+        bound.append(op)
+    return bound
 
 
 def read_chain(steps: list[StoreOp], declared: RedisState) -> LiveRedis:
@@ -136,5 +153,5 @@ def chain_drift(backend: "RedisBackend", steps: list[StoreOp]) -> list[StoreOp]:
     return [*diff_families(want.registry.families, live.registry.families),
             *diff_channels(want.registry, live.registry),
             *diff_config(want.registry.server, live.config),
-            *(ops.RedisCreateGroup(key, group) for key, groups in sorted(want.groups.items())
+            *(ops.CreateGroupOp(key, group) for key, groups in sorted(want.groups.items())
               for group in sorted(groups - live.groups[key]))]

@@ -16,7 +16,7 @@ from .audit import AuditOptions, AuditReport, FamilyStats, KeyspaceAudit
 from .declared import load_declarations
 from .diff import diff_redis
 from .live import read_live
-from .ops import RedisCreateGroup, RedisSetConfig
+from .ops import CreateGroupOp, SetConfigOp
 from .moves import Move, Pace, keys_follow, old_key_batches
 from .patterns import parse_pattern, printable_key
 from .state import FRAMEWORK_FAMILIES, KeyFamily, RedisState, format_duration
@@ -76,8 +76,8 @@ def drift_findings(settings: "Settings", declared: RedisState, backend: "RedisBa
         live = read_live(backend, declared)
     for op in diff_redis(declared, live):
         obj, message = op.drift()
-        code = ("redis-config" if isinstance(op, RedisSetConfig)
-                else "redis-group" if isinstance(op, RedisCreateGroup) else "redis-registry")
+        code = ("redis-config" if isinstance(op, SetConfigOp)
+                else "redis-group" if isinstance(op, CreateGroupOp) else "redis-registry")
         findings.append(Finding("redis", obj, message, code=code, file=_source(settings, declared, _op_entry(op))))
     return findings
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from .backend import as_text
+from .state import as_text
 from .state import Channel, KeyFamily, RedisState
 
 if TYPE_CHECKING:

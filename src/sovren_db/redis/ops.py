@@ -1,5 +1,6 @@
 """Redis operations of the revision chain (``op.redis_declare_family(...)`` and the rest).
 
+Frozen data classes named VerbNounOp; what each does to a server is in :mod:`.toimpl`.
 Families and channels travel as their JSON form (:meth:`KeyFamily.to_json`),
 so that a deferred step can be stored and replayed. Every operation is
 convergent: publishing a document, moving what is left to move, setting a
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import redis
 
 from ..core.errors import MigrationFailed, Refused
-from ..core.storeops import StoreOp, store_operation
+from ..core.storeops import IrreversibleOp, StoreOp, past_field, store_operation
 from .keyops import backfill_ttl, delete_family
 from .live import stream_groups
 from .moves import BATCH, Move, MoveCount, Pace, move_keys, settle_existing
@@ -40,8 +41,8 @@ class RedisOp(StoreOp):
 
 
 @store_operation
-@dataclass
-class RedisSkipReverse(RedisOp):
+@dataclass(frozen=True)
+class SkipReverseOp(RedisOp):
     """The documented inverse of a step that cannot be undone: it does nothing."""
 
     of: str
@@ -52,9 +53,6 @@ class RedisSkipReverse(RedisOp):
 
     def reverse(self) -> StoreOp:
         return self
-
-    def execute(self, target: "RedisBackend") -> None:
-        return None
 
 
 def field_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[tuple[str, str, str]]:
@@ -92,6 +90,26 @@ class _DeclareEntry(RedisOp):
     def document(self) -> dict[str, Any]:
         return getattr(self, self.kind)
 
+    @classmethod
+    def from_arguments(cls, arguments: dict[str, Any]) -> StoreOp:
+        """A revision writes only the fields that differ from the declaration's defaults (name and
+        pattern always): the step holds the whole published form again."""
+        whole = {k: None if v is None else cls.state.from_json(v).to_json() for k, v in arguments.items()
+                 if k in (cls.kind, "previous")}
+        return cls(**{**arguments, **whole})
+
+    def rendered_arguments(self) -> dict[str, Any]:
+        arguments = super().rendered_arguments()
+        for key in (self.kind, "previous"):
+            if arguments.get(key):
+                arguments[key] = self._without_defaults(arguments[key])
+        return arguments
+
+    def _without_defaults(self, document: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: document[k] for k in ("name", "pattern", "type") if k in document}
+        defaults = self.state.from_json(kept).to_json()
+        return {k: v for k, v in document.items() if k in kept or v != defaults.get(k, ...)}
+
     def describe(self) -> str:
         return f"{'update' if self.previous else 'declare'} {self.state.from_json(self.document).describe()}"
 
@@ -106,48 +124,50 @@ class _DeclareEntry(RedisOp):
     def reverse(self) -> StoreOp:
         if self.previous:
             return type(self)(self.previous, self.document)
-        return self.retire_class(self.document)
-
-    def undo(self, target: "RedisBackend") -> StoreOp:
-        current = target.published(registry_entry(self.kind, self.document["name"]))
-        return self.retire_class(self.document) if current is None else type(self)(current, self.document)
-
-    def execute(self, target: "RedisBackend") -> None:
-        entry = registry_entry(self.kind, self.document["name"])
-        target.publish(entry, self.state.from_json(self.document).to_json())
+        return self.retire_class(self.document["name"], past=self.document)
 
 
 class _RetireEntry(RedisOp):
-    """Take an entry out of the registry; keys of a retired family stay (see redis_delete_family)."""
+    """Take an entry out of the registry by name; keys of a retired family stay (see redis_delete_family).
+
+    ``past`` (not rendered) is the published document where the code that wrote the retirement knew
+    it, for ``reverse()``; the ledger's undo step is read from the registry just before."""
 
     kind: ClassVar[str]
     declare_class: ClassVar[type[_DeclareEntry]]
+    past: dict[str, Any] | None
 
     @property
-    def document(self) -> dict[str, Any]:
+    def name(self) -> str:
         return getattr(self, self.kind)
 
+    @classmethod
+    def from_arguments(cls, arguments: dict[str, Any]) -> StoreOp:
+        """Revisions written before retirements carried only the name pass the whole document: kept
+        as ``past``, the reverse they always had."""
+        entry = arguments[cls.kind]
+        if isinstance(entry, dict):
+            return cls(entry["name"], past=entry)
+        return cls(entry)
+
     def describe(self) -> str:
+        pattern = f" ({printable(self.past['pattern'])})" if self.past else ""
         kept = "; its keys are left as they are" if self.kind == "family" else ""
-        return f"retire {_WHAT[self.kind]} {self.document['name']} ({printable(self.document['pattern'])}){kept}"
+        return f"retire {_WHAT[self.kind]} {self.name}{pattern}{kept}"
 
     def drift(self) -> tuple[str, str]:
-        return (f"{_WHAT[self.kind]} {self.document['name']}", "published in the registry but no longer declared")
+        return (f"{_WHAT[self.kind]} {self.name}", "published in the registry but no longer declared")
 
     def reverse(self) -> StoreOp:
-        return self.declare_class(self.document)
-
-    def undo(self, target: "RedisBackend") -> StoreOp:
-        current = target.published(registry_entry(self.kind, self.document["name"]))
-        return RedisSkipReverse(self.describe()) if current is None else self.declare_class(current)
-
-    def execute(self, target: "RedisBackend") -> None:
-        target.unpublish(registry_entry(self.kind, self.document["name"]))
+        if self.past is None:
+            raise IrreversibleOp(f"{self.describe()} cannot be reversed here: its declaration is known only "
+                                 "to the revision chain before it")
+        return self.declare_class(self.past)
 
 
 @store_operation
-@dataclass
-class RedisDeclareFamily(_DeclareEntry):
+@dataclass(frozen=True)
+class DeclareKeyFamilyOp(_DeclareEntry):
     family: dict[str, Any]
     previous: dict[str, Any] | None = None
     op_name = "redis_declare_family"
@@ -155,16 +175,17 @@ class RedisDeclareFamily(_DeclareEntry):
 
 
 @store_operation
-@dataclass
-class RedisRetireFamily(_RetireEntry):
-    family: dict[str, Any]
+@dataclass(frozen=True)
+class RetireKeyFamilyOp(_RetireEntry):
+    family: str
+    past: dict[str, Any] | None = past_field()
     op_name = "redis_retire_family"
     kind = "family"
 
 
 @store_operation
-@dataclass
-class RedisDeclareChannel(_DeclareEntry):
+@dataclass(frozen=True)
+class DeclareChannelOp(_DeclareEntry):
     channel: dict[str, Any]
     previous: dict[str, Any] | None = None
     op_name = "redis_declare_channel"
@@ -172,39 +193,38 @@ class RedisDeclareChannel(_DeclareEntry):
 
 
 @store_operation
-@dataclass
-class RedisRetireChannel(_RetireEntry):
-    channel: dict[str, Any]
+@dataclass(frozen=True)
+class RetireChannelOp(_RetireEntry):
+    channel: str
+    past: dict[str, Any] | None = past_field()
     op_name = "redis_retire_channel"
     kind = "channel"
 
 
 # each kind's declare and retire reverse into one another
-RedisDeclareFamily.retire_class, RedisRetireFamily.declare_class = RedisRetireFamily, RedisDeclareFamily
-RedisDeclareChannel.retire_class, RedisRetireChannel.declare_class = RedisRetireChannel, RedisDeclareChannel
+DeclareKeyFamilyOp.retire_class, RetireKeyFamilyOp.declare_class = RetireKeyFamilyOp, DeclareKeyFamilyOp
+DeclareChannelOp.retire_class, RetireChannelOp.declare_class = RetireChannelOp, DeclareChannelOp
 
 
 class _PacedStep(RedisOp):
     """What a step that works through a family's keys shares: its pace (``batch`` keys per SCAN,
-    at most ``rate`` keys a second); the command's own (``migrate --redis-batch/--redis-rate``) wins."""
+    at most ``rate`` keys a second); the command's own (``migrate --redis-batch/--redis-rate``) wins
+    (:func:`.toimpl.pace`)."""
 
     batch: int
     rate: float | None
 
-    def pace(self, target: "RedisBackend") -> Pace:
-        return Pace(target.pace.get("batch", self.batch), target.pace.get("rate", self.rate))
-
 
 @store_operation
-@dataclass
-class RedisRenameFamily(_PacedStep):
+@dataclass(frozen=True)
+class RenameKeyFamilyOp(_PacedStep):
     """Move every key from the old pattern to the new one, then publish the new family.
 
     Plain (``overlap`` false): the registry announces the old family until every key has
     moved, then the new one in its place. With ``overlap``: first the new family is
     published with the old pattern as its ``fallback`` (writers use the new pattern, readers
     that miss try the old one) beside the old family, the keys move, and both stay published
-    until :class:`RedisContractFamily` retires the old name. ``registry['move:<new name>']``
+    until :class:`ContractKeyFamilyOp` retires the old name. ``registry['move:<new name>']``
     marks a move in progress, so that a rerun after a crash knows every key under the new
     pattern is the move's own."""
 
@@ -225,36 +245,12 @@ class RedisRenameFamily(_PacedStep):
         return (f"key family {self.new['name']}", f"keys still follow the old pattern {printable(self.old['pattern'])}")
 
     def reverse(self) -> StoreOp:
-        return RedisRenameFamily(self.new, self.old, self.on_conflict, batch=self.batch, rate=self.rate)
-
-    def execute(self, target: "RedisBackend") -> None:
-        move = Move(*checked_patterns(self.old, self.new, self.describe()), new_wins=self.overlap)
-        pace, marker = self.pace(target), registry_entry("move", self.new["name"])
-        if marker not in target.registry():
-            settle_existing(target, move, self.on_conflict, pace, MoveCount())
-            target.update_registry({marker: {"from": self.old["pattern"], "to": self.new["pattern"]},
-                                    **self._expanded()})
-        move_keys(target, move, pace)
-        if self.overlap:
-            target.unpublish(marker)
-            return
-        retired = [registry_entry("family", self.old["name"])] if self.new["name"] != self.old["name"] else []
-        target.update_registry({registry_entry("family", self.new["name"]): _published(self.new)},
-                               [*retired, marker])
-
-    def _expanded(self) -> dict[str, dict]:
-        """With overlap: the new family, published with the old pattern as the fallback for reads."""
-        if not self.overlap:
-            return {}
-        family = KeyFamily.from_json(self.new).with_fallback(self.old["pattern"])
-        kept = {registry_entry("family", self.old["name"]): _published(self.old)}
-        return {**(kept if self.old["name"] != self.new["name"] else {}),
-                registry_entry("family", self.new["name"]): family.to_json()}
+        return RenameKeyFamilyOp(self.new, self.old, self.on_conflict, batch=self.batch, rate=self.rate)
 
 
 @store_operation
-@dataclass
-class RedisContractFamily(_PacedStep):
+@dataclass(frozen=True)
+class ContractKeyFamilyOp(_PacedStep):
     """End an overlap: a last sweep of keys still under the old pattern (the new copy wins), then the
     new family is published without its fallback and the old name is retired."""
 
@@ -273,34 +269,12 @@ class RedisContractFamily(_PacedStep):
                 f"still publishes the old pattern {printable(self.old['pattern'])} for reads (overlap not contracted)")
 
     def reverse(self) -> StoreOp:
-        return RedisRenameFamily(self.old, self.new, "keep-new", overlap=True, batch=self.batch, rate=self.rate)
-
-    def execute(self, target: "RedisBackend") -> None:
-        move = Move(*checked_patterns(self.old, self.new, self.describe()), new_wins=True)
-        move_keys(target, move, self.pace(target))
-        retired = [registry_entry("family", self.old["name"])] if self.new["name"] != self.old["name"] else []
-        target.update_registry({registry_entry("family", self.new["name"]): _published(self.new)},
-                               [*retired, registry_entry("move", self.new["name"])])
-
-
-def checked_patterns(old: dict[str, Any], new: dict[str, Any], what: str) -> tuple[KeyPattern, KeyPattern]:
-    """The two parsed patterns of a move; MigrationFailed when keys could not move between them."""
-    old_pattern, new_pattern = parse_pattern(old["pattern"]), parse_pattern(new["pattern"])
-    if set(old_pattern.placeholders) != set(new_pattern.placeholders):
-        raise MigrationFailed(f"Cannot {what}: both patterns need the same placeholders.")
-    witness = overlap_witness(old_pattern, new_pattern)
-    if witness is not None:
-        raise MigrationFailed(f"Cannot {what}: the key {witness!r} matches both patterns.")
-    return old_pattern, new_pattern
-
-
-def _published(document: dict[str, Any]) -> dict[str, Any]:
-    return KeyFamily.from_json(document).with_fallback(None).to_json()
+        return RenameKeyFamilyOp(self.old, self.new, "keep-new", overlap=True, batch=self.batch, rate=self.rate)
 
 
 @store_operation
-@dataclass
-class RedisBackfillTtl(_PacedStep):
+@dataclass(frozen=True)
+class BackfillTtlOp(_PacedStep):
     """Give a TTL to the family's keys that have none, or one above the family's maximum."""
 
     family: dict[str, Any]
@@ -317,16 +291,12 @@ class RedisBackfillTtl(_PacedStep):
         return (f"key family {self.family['name']}", f"keys need a TTL of {format_duration(self.ttl)} backfilled")
 
     def reverse(self) -> StoreOp:
-        return RedisSkipReverse(self.describe())
-
-    def execute(self, target: "RedisBackend") -> None:
-        family = KeyFamily.from_json(self.family)
-        backfill_ttl(target, family.parsed, int(self.ttl), family.ttl.max, self.pace(target))
+        return SkipReverseOp(self.describe())
 
 
 @store_operation
-@dataclass
-class RedisDeleteFamily(RedisOp):
+@dataclass(frozen=True)
+class DeleteKeyFamilyOp(RedisOp):
     """Delete every key of a retired family. Destructive: refused while it is still published."""
 
     family: dict[str, Any]
@@ -337,18 +307,12 @@ class RedisDeleteFamily(RedisOp):
         return f"delete every key of family {self.family['name']} ({printable(self.family['pattern'])})"
 
     def reverse(self) -> StoreOp:
-        return RedisSkipReverse(self.describe())
-
-    def execute(self, target: "RedisBackend") -> None:
-        if registry_entry("family", self.family["name"]) in target.registry():
-            raise Refused(f"Refused to {self.describe()}: the family is still published; "
-                          "retire it first (redis_retire_family) in this or an earlier revision.")
-        delete_family(target, KeyFamily.from_json(self.family).parsed)
+        return SkipReverseOp(self.describe())
 
 
 @store_operation
-@dataclass
-class RedisSetConfig(RedisOp):
+@dataclass(frozen=True)
+class SetConfigOp(RedisOp):
     """CONFIG SET on the server (every node of a cluster); ``previous`` makes it reversible."""
 
     name: str
@@ -366,20 +330,13 @@ class RedisSetConfig(RedisOp):
 
     def reverse(self) -> StoreOp:
         if self.previous is None:
-            return RedisSkipReverse(self.describe())
-        return RedisSetConfig(self.name, self.previous, self.value)
-
-    def undo(self, target: "RedisBackend") -> StoreOp:
-        values = target.config_values([self.name])[self.name]
-        return RedisSetConfig(self.name, values[0], self.value) if values else RedisSkipReverse(self.describe())
-
-    def execute(self, target: "RedisBackend") -> None:
-        target.config_set(self.name, self.value)
+            return SkipReverseOp(self.describe())
+        return SetConfigOp(self.name, self.previous, self.value)
 
 
 @store_operation
-@dataclass
-class RedisCreateGroup(RedisOp):
+@dataclass(frozen=True)
+class CreateGroupOp(RedisOp):
     """XGROUP CREATE ... MKSTREAM on a stream family's key; an existing group is left as is."""
 
     key: str
@@ -394,24 +351,12 @@ class RedisCreateGroup(RedisOp):
         return (f"stream {self.key}", f"has no consumer group {self.group}")
 
     def reverse(self) -> StoreOp:
-        return RedisDropGroup(self.key, self.group)
-
-    def undo(self, target: "RedisBackend") -> StoreOp:
-        if self.group in (stream_groups(target.client, self.key.encode()) or set()):
-            return RedisSkipReverse(self.describe())
-        return RedisDropGroup(self.key, self.group)
-
-    def execute(self, target: "RedisBackend") -> None:
-        try:
-            target.client.xgroup_create(self.key, self.group, id=self.start, mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        return DropGroupOp(self.key, self.group)
 
 
 @store_operation
-@dataclass
-class RedisDropGroup(RedisOp):
+@dataclass(frozen=True)
+class DropGroupOp(RedisOp):
     """XGROUP DESTROY: its pending entries are forgotten. Destructive."""
 
     key: str
@@ -423,13 +368,4 @@ class RedisDropGroup(RedisOp):
         return f"drop consumer group {self.group} of stream {self.key}"
 
     def reverse(self) -> StoreOp:
-        return RedisCreateGroup(self.key, self.group)
-
-    def undo(self, target: "RedisBackend") -> StoreOp:
-        if self.group in (stream_groups(target.client, self.key.encode()) or set()):
-            return RedisCreateGroup(self.key, self.group)
-        return RedisSkipReverse(self.describe())
-
-    def execute(self, target: "RedisBackend") -> None:
-        if target.client.exists(self.key):
-            target.client.xgroup_destroy(self.key, self.group)
+        return CreateGroupOp(self.key, self.group)

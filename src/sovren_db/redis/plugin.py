@@ -2,8 +2,9 @@
 
 The comparator runs last, after Postgres (and Mongo) have added theirs: it
 loads ``redis/*.toml``, reads the published registry, the server's
-configuration and the declared streams' groups, and appends the difference
-as Redis operations to ``upgrade_ops``; Alembic writes their reverses into
+configuration and the declared streams' groups once, and dispatches the
+``redis`` target, where each kind of object (families, channels, groups,
+server settings) has its comparator (:mod:`.compare`); Alembic writes their reverses into
 ``downgrade()``. Without a server, the revision chain's replayed ``redis_*``
 steps (``chain.py``) stand in for what it would hold.
 """
@@ -15,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 from alembic.util import DispatchPriority, PriorityDispatchResult
 
 from ..core.runtime import Runtime
+from ..plugin import compare_kinds
+from . import compare
 from . import ops as _ops  # noqa: F401 - registers op.redis_* for revision files
 from .chain import read_chain
 from .declared import load_declarations
-from .diff import diff_redis
 from .live import read_live
 
 if TYPE_CHECKING:
@@ -38,9 +40,10 @@ def compare_redis(autogen_context: Any, upgrade_ops: "UpgradeOps") -> PriorityDi
     else:  # no server: compare with what the revision chain says
         live = read_chain(runtime.chain_steps, declared)
         runtime.note("redis: no server; compared the declarations with the revision chain's redis steps.")
-    upgrade_ops.ops.extend(diff_redis(declared, live))
+    compare_kinds(autogen_context, upgrade_ops, "redis", declared, live)
     return PriorityDispatchResult.CONTINUE
 
 
 def setup(plugin: "Plugin") -> None:
     plugin.add_autogenerate_comparator(compare_redis, "autogenerate", priority=DispatchPriority.LAST)
+    compare.setup(plugin)

@@ -26,6 +26,11 @@ _DURATION = re.compile(r"\s*(\d+)\s*(ms|s|m|h|d|w)?\s*\Z")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 
 
+def as_text(value: bytes | str) -> str:
+    """A reply's bytes (or a decoded reply's str) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def parse_duration(value: object) -> int:
     """Seconds from ``30``, ``"30s"``, ``"15m"``, ``"2h"``, ``"7d"``, ``"1w"``; ValueError otherwise."""
     if isinstance(value, bool):

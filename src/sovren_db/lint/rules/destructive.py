@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from ...mongo.ops import CreateCollectionOp, CreateIndexOp, DropCollectionOp, DropIndexOp, ModifyCollectionOp
-from ...redis.ops import RedisBackfillTtl, RedisDeclareFamily, RedisDeleteFamily, RedisRenameFamily
+from ...redis.ops import BackfillTtlOp, DeclareKeyFamilyOp, DeleteKeyFamilyOp, RenameKeyFamilyOp
 from ...redis.state import TtlRule
 from ..facts import RevisionFacts
 from . import Hit, LintContext, rule
@@ -62,7 +62,7 @@ def mongo_ttl_shortened(facts: RevisionFacts, context: LintContext) -> Iterator[
 
 @rule("RD101", "delete-family", "redis", "every key of a family is deleted")
 def delete_family(facts: RevisionFacts, context: LintContext) -> Iterator[Hit]:
-    for op, line in facts.steps_of(RedisDeleteFamily):
+    for op, line in facts.steps_of(DeleteKeyFamilyOp):
         yield Hit(line, f"key family {op.family['name']}",
                   f"every key matching {op.family['pattern']!r} is deleted; make sure nothing reads them any more")
 
@@ -76,10 +76,10 @@ def ttl_shortened(before: TtlRule, after: TtlRule) -> bool:
 
 
 def _family_pairs(facts: RevisionFacts) -> Iterator[tuple[dict, dict, int | None]]:
-    for op, line in facts.steps_of(RedisDeclareFamily):
+    for op, line in facts.steps_of(DeclareKeyFamilyOp):
         if op.previous:
             yield op.previous, op.family, line
-    for op, line in facts.steps_of(RedisRenameFamily):
+    for op, line in facts.steps_of(RenameKeyFamilyOp):
         yield op.old, op.new, line
 
 
@@ -93,7 +93,7 @@ def redis_ttl_shortened(facts: RevisionFacts, context: LintContext) -> Iterator[
             yield Hit(line, f"key family {after['name']}",
                       f"TTL goes from {old.describe()} to {new.describe()}: keys expire sooner, "
                       "existing ones are cut down by the TTL backfill")
-    for op, line in facts.steps_of(RedisBackfillTtl):
+    for op, line in facts.steps_of(BackfillTtlOp):
         if op.family["name"] not in reported:
             yield Hit(line, f"key family {op.family['name']}",
                       f"keys without a TTL get one of {shown_seconds(op.ttl)} and expire")

@@ -6,7 +6,7 @@ from typing import Iterator
 
 from ...mongo.ops import ShardCollectionOp, UnshardCollectionOp
 from ...mongo.state import as_pairs, show_pairs
-from ...redis.ops import RedisRenameFamily
+from ...redis.ops import RenameKeyFamilyOp
 from ..facts import RevisionFacts
 from . import Hit, LintContext, rule
 
@@ -25,7 +25,7 @@ def shard_key_changed(facts: RevisionFacts, context: LintContext) -> Iterator[Hi
 
 @rule("RD201", "family-renamed", "redis", "a family's keys move to a new pattern")
 def family_renamed(facts: RevisionFacts, context: LintContext) -> Iterator[Hit]:
-    for op, line in facts.steps_of(RedisRenameFamily):
+    for op, line in facts.steps_of(RenameKeyFamilyOp):
         if op.overlap:  # the registry announces both patterns until a contract step: followers see no miss
             continue
         yield Hit(line, f"key family {op.old['name']}",

@@ -6,7 +6,7 @@ import json
 from typing import Iterator
 
 from ...mongo.ops import CreateCollectionOp, CreateIndexOp, SetValidatorOp
-from ...redis.ops import RedisDeclareFamily
+from ...redis.ops import DeclareKeyFamilyOp
 from ..facts import RevisionFacts
 from . import Hit, LintContext, rule
 from .common import bson_types, declared_validator, property_schema, revision_validator
@@ -76,7 +76,7 @@ def ttl_not_date(facts: RevisionFacts, context: LintContext) -> Iterator[Hit]:
 
 @rule("RD301", "family-without-ttl", "redis", "a new family declares no TTL rule")
 def family_without_ttl(facts: RevisionFacts, context: LintContext) -> Iterator[Hit]:
-    for op, line in facts.steps_of(RedisDeclareFamily):
+    for op, line in facts.steps_of(DeclareKeyFamilyOp):
         ttl = (op.family.get("ttl") or {}).get("policy", "optional")
         if op.previous is None and ttl == "optional" and not op.family.get("foreign"):
             yield Hit(line, f"key family {op.family['name']}",
