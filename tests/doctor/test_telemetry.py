@@ -16,7 +16,7 @@ from sovren_db import commands, telemetry
 from sovren_db.compliance.erase import erase
 from sovren_db.core.config import load_settings
 from sovren_db.seeds.engine import seed
-from tests.integration.conftest import add_revision, copy_project
+from tests.integration.conftest import add_revision, use_project
 
 
 @pytest.fixture
@@ -31,14 +31,8 @@ def spans():
 
 @pytest.fixture
 def traced_project(tmp_path, repo_root, pg_url, redis_url, monkeypatch):
-    root = copy_project(repo_root, tmp_path / "project")
-    for var in ("CI", "MONGO_URL", "SOVREN_ENV"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("POSTGRES_URL", pg_url)
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("SOVREN_DB_STORES", "postgres,redis")
-    monkeypatch.chdir(root)
-    return root
+    return use_project(repo_root, tmp_path / "project", monkeypatch, POSTGRES_URL=pg_url, REDIS_URL=redis_url,
+                       SOVREN_DB_STORES="postgres,redis")
 
 
 def _attrs(span) -> dict:

@@ -27,16 +27,26 @@ def copy_project(repo: Path, dest: Path) -> Path:
     return dest
 
 
+def use_project(repo: Path, dest: Path, monkeypatch: pytest.MonkeyPatch, **environ: str | None) -> Path:
+    """The project copied to ``dest`` and made the working directory; CI, MONGO_URL and SOVREN_ENV unset,
+    then each of ``environ`` set (or unset where None)."""
+    root = copy_project(repo, dest)
+    for var in ("CI", "MONGO_URL", "SOVREN_ENV"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in environ.items():
+        if value is None:
+            monkeypatch.delenv(var, raising=False)
+        else:
+            monkeypatch.setenv(var, value)
+    monkeypatch.chdir(root)
+    return root
+
+
 @pytest.fixture
 def project(tmp_path: Path, repo_root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The project copied to tmp_path with POSTGRES_URL set; MONGO_URL and REDIS_URL unset (their steps defer)."""
-    root = copy_project(repo_root, tmp_path / "project")
-    for var in ("CI", "MONGO_URL", "REDIS_URL", "SOVREN_ENV"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("POSTGRES_URL", pg_url)
-    monkeypatch.delenv("SOVREN_DB_STORES", raising=False)
-    monkeypatch.chdir(root)
-    return root
+    return use_project(repo_root, tmp_path / "project", monkeypatch, POSTGRES_URL=pg_url, REDIS_URL=None,
+                       SOVREN_DB_STORES=None)
 
 
 def add_revision(project: Path, revision: str, upgrade: str, downgrade: str = "pass",

@@ -13,7 +13,7 @@ import redis as redis_py
 
 from sovren_db import services
 from sovren_db.core.urls import with_database
-from tests.integration.conftest import copy_project
+from tests.integration.conftest import use_project
 
 
 @pytest.fixture(scope="session")
@@ -40,14 +40,8 @@ def sentinel_group(tmp_path):
 @pytest.fixture
 def sentinel_project(tmp_path, repo_root, pg_url, sentinel_group, monkeypatch):
     """The project copied, Postgres direct, Redis through the group's Sentinel (MongoDB left out)."""
-    root = copy_project(repo_root, tmp_path / "project")
-    for var in ("CI", "MONGO_URL", "SOVREN_ENV"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("POSTGRES_URL", pg_url)
-    monkeypatch.setenv("REDIS_URL", sentinel_group.url)
-    monkeypatch.setenv("SOVREN_DB_STORES", "postgres,redis")
-    monkeypatch.chdir(root)
-    return root
+    return use_project(repo_root, tmp_path / "project", monkeypatch, POSTGRES_URL=pg_url,
+                       REDIS_URL=sentinel_group.url, SOVREN_DB_STORES="postgres,redis")
 
 
 def isolate_replica(group) -> None:
