@@ -11,13 +11,13 @@ import psycopg
 import pytest
 import redis as redis_py
 
+from sovren_db.core.errors import DeclarationError
 from sovren_db.core.urls import with_database
 from sovren_db.seeds.documents import documents_of
 from sovren_db.seeds.plan import Plan
 from sovren_db.seeds.profiles import load_profile
 from sovren_db.seeds.residency import for_region
 from sovren_db.seeds.snapshots import create_database, drop_database
-from sovren_db.seeds.vocab import CURRENCIES
 from tests.integration.conftest import copy_project
 from tests.seeds.test_generation import declarations_of, graph_of
 from tests.topology.test_targets import run
@@ -74,7 +74,8 @@ def test_seeding_every_target_keeps_each_region_s_users_in_its_own_stores(reside
     (eu_pg, eu_redis), (us_pg, us_redis) = resident["eu"], resident["us"]
     eu, us = users(eu_pg), users(us_pg)
     assert len(eu) == len(us) == 120 and not eu & us
-    assert currencies(eu_pg) <= set(CURRENCIES["eu"]) and currencies(us_pg) <= set(CURRENCIES["us"])
+    # the profile's by_region values (seeds/ci.toml), not its values: no dollar in eu, no euro in us
+    assert currencies(eu_pg) == {"EUR", "GBP", "CHF"} and currencies(us_pg) == {"USD", "CAD"}
     assert session_users(eu_redis) and session_users(eu_redis) <= eu
     assert session_users(us_redis) and session_users(us_redis) <= us
 
@@ -100,13 +101,33 @@ def test_erase_per_target_finds_the_subject_only_in_its_region(resident):
     assert verified.exit_code == 0, verified.output
 
 
-def test_a_target_region_the_seed_cannot_draw_is_one_sentence_naming_the_key(resident):
+def test_a_target_region_the_profile_does_not_draw_is_one_sentence_naming_the_profile(resident, monkeypatch):
+    monkeypatch.setenv("SOVREN_TARGET_APAC_POSTGRES_URL", resident["eu"][0])
+    monkeypatch.setenv("SOVREN_TARGET_APAC_REDIS_URL", resident["eu"][1])
     with open("pyproject.toml", "a") as toml:
         toml.write('\n[tool.sovren-db.targets.apac]\nregion = "apac"\n')
+    assert run("--target", "eu", "migrate").exit_code == 0
     result = run("--target", "apac", "seed", "--profile", "ci")
     assert result.exit_code == 2
-    assert "region of [tool.sovren-db.targets.apac] is 'apac'; it may be eu or us." in result.output
-    assert "Traceback" not in result.output
+    assert "ci.toml: the target's region 'apac' is not one of the profile's regions (eu, us)" in result.output
+    assert "Traceback" not in result.output and not users(resident["eu"][0])
+
+
+def test_a_region_that_cannot_be_a_name_is_refused_when_the_config_loads(resident):
+    with open("pyproject.toml", "a") as toml:
+        toml.write('\n[tool.sovren-db.targets.bad]\nregion = "eu west"\n')
+    result = run("--target", "bad", "status")
+    assert result.exit_code == 2
+    assert "region of [tool.sovren-db.targets.bad] is 'eu west'; it must be a region's name" in result.output
+
+
+def test_by_region_values_follow_the_target_and_other_columns_keep_theirs(repo_root):
+    base = load_profile(repo_root / "seeds", "ci")
+    eu, us = for_region(base, "eu"), for_region(base, "us")
+    currency = base.tables["transactions"].columns["currency"]
+    assert eu.tables["transactions"].columns["currency"].values == currency.by_region["eu"]
+    assert us.tables["transactions"].columns["currency"].values == currency.by_region["us"]
+    assert eu.tables["payments"].columns == base.tables["payments"].columns
 
 
 @pytest.mark.parametrize("region", ["eu", "us"])
@@ -117,3 +138,19 @@ def test_documents_of_a_region_s_seed_carry_its_region_the_shard_key_s_first_fie
     documents = [d for name in ("scenario_simulations", "analytics_payloads") for d in documents_of(name, block)]
     assert documents and {d["region"] for d in documents} == {region}
     assert profile.fingerprint.endswith(f"/region={region}")
+
+
+@pytest.mark.parametrize("text, key, says", [
+    ('regions = ["eu"]', "regions", "must be a table of region = weight"),
+    ('regions = { eu = 0 }', "regions", "must be a table of region = weight"),
+    ('regions = { eu = 1 }\n[postgres.transactions]\nmean = 1.0\ncolumns.currency = { values = ["EUR"], '
+     'by_region = { us = ["USD"] } }', "postgres.transactions.columns.currency.by_region.us",
+     "names a region that the profile's regions do not list (eu)"),
+    ('[postgres.transactions]\nmean = 1.0\ncolumns.currency = { by_region = { eu = [] } }',
+     "postgres.transactions.columns.currency.by_region", "must be a table of region = a list"),
+])
+def test_bad_regions_in_a_profile_name_the_key(tmp_path, text, key, says):
+    (tmp_path / "p.toml").write_text(f"users = 5\n{text}\n")
+    with pytest.raises(DeclarationError) as caught:
+        load_profile(tmp_path, "p")
+    assert key in str(caught.value) and says in str(caught.value)

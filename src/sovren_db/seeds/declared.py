@@ -25,7 +25,6 @@ from sqlalchemy.dialects import postgresql as pg
 from ..core.errors import DeclarationError
 from .checks import Allowed, read_check
 from .columns import infer_kind
-from .residency import in_region
 
 if TYPE_CHECKING:
     from ..postgres.state import Schema
@@ -215,8 +214,7 @@ def _column_plan(table: sa.Table, column: sa.Column, given: "ColumnSpec | None",
         plan = replace(plan, kind="digits", length=allowed.digits, min_length=allowed.digits)
     if allowed.only_null:
         plan = replace(plan, kind="null", nullable=True, choices=None)
-    plan = _from_profile(plan, given)
-    return in_region(plan, profile.region) if kind == "currency" else plan
+    return _from_profile(plan, given)
 
 
 def _nulls(given: "ColumnSpec | None", nullable: bool) -> float:

@@ -55,11 +55,11 @@ MAX_MEAN = 1000
 
 STORE_TABLES = ("postgres", "mongo", "redis")
 TOP_KEYS = frozenset({"description", "users", "seed", "password", "encryption_key", "window", "locale", "extends",
-                      *STORE_TABLES})
+                      "regions", *STORE_TABLES})
 AMOUNT_KEYS = ("rows", "mean", "share")   # one of them: a profile that extends another replaces the base's
 TABLE_KEYS = frozenset({"rows", "per", "mean", "share", "columns"})
 WINDOW_KEYS = frozenset({"start", "end"})
-COLUMN_KEYS = frozenset({"kind", "values", "min", "max", "value", "nulls"})
+COLUMN_KEYS = frozenset({"kind", "values", "min", "max", "value", "nulls", "by_region"})
 FIELD_KEYS = COLUMN_KEYS | {"from", "after"}     # a document's or key's field: also an ancestor's value, a later time
 RECORD_KEYS = frozenset({"per", "mean", "share", "fields", "where", "value"})
 DEFAULT_WINDOW = ("-1y", "now")
@@ -79,6 +79,7 @@ class ColumnSpec:
     nulls: float | None = None
     source: str | None = None        # fields: "table.column" or "collection.field" of an ancestor (or a sibling)
     after: str | None = None         # fields: a time after this field's, before the window's end
+    by_region: dict[str, tuple] | None = None   # values under a target's region (see .residency)
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class Profile:
     window: tuple[str, str] = DEFAULT_WINDOW
     locale: str | None = None
     region: str | None = None   # a target's residency: every user drawn there (see .residency)
+    regions: dict[str, int] | None = None   # the regions users are drawn in, with weights (None: vocab.REGIONS)
 
     def records(self, name: str) -> "TableProfile | None":
         """The profile's entry for collection or key family ``name`` (collections first)."""
@@ -184,7 +186,28 @@ def parse_profile(name: str, path: Path, table: dict, *, fingerprint: str = "") 
                    description=table.get("description", ""), encryption_key=table.get("encryption_key"),
                    fingerprint=fingerprint, tables=tables, documents=documents, families=families,
                    window=_window(path, table),
-                   locale=table.get("locale"))
+                   locale=table.get("locale"), regions=_regions(path, table, {"postgres": tables, "mongo": documents,
+                                                                                "redis": families}))
+
+
+def _regions(path: Path, table: dict, stores: dict[str, dict[str, TableProfile]]) -> dict[str, int] | None:
+    """``regions = { eu = 11, us = 9 }``: the regions users are drawn in and their weights; every
+    ``by_region`` of a column or field names only these (checked here, so a typo is not a silent default)."""
+    regions = table.get("regions")
+    if regions is not None and (not isinstance(regions, dict) or not regions or not all(
+            isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in regions.values())):
+        raise DeclarationError(path, "regions", "must be a table of region = weight (a whole number above 0), "
+                                                "e.g. { eu = 11, us = 9 }")
+    for store, specs in stores.items():
+        for name, spec in specs.items():
+            given = {f"{'columns' if store == 'postgres' else 'fields'}.{c}": g for c, g in spec.columns.items()}
+            for where, column in {**given, "value": spec.value}.items():
+                unknown = sorted(set(getattr(column, "by_region", None) or ()) - set(regions or ()))
+                if unknown:
+                    raise DeclarationError(path, f"{store}.{name}.{where}.by_region.{unknown[0]}",
+                                           "names a region that the profile's regions do not list (" +
+                                           (", ".join(sorted(regions)) if regions else "it has no regions = {...}") + ")")
+    return dict(regions) if regions is not None else None
 
 
 def _known_keys(path: Path, where: str, table: dict, known: frozenset) -> None:
@@ -289,7 +312,12 @@ def _column(path: Path, where: str, spec: object, known: frozenset = COLUMN_KEYS
     kind = spec.get("kind")
     if kind is not None and not isinstance(kind, str):
         raise DeclarationError(path, where + ".kind", "must be a string")
-    return ColumnSpec(kind=kind, values=tuple(values) if values else None, low=spec.get("min"),
+    by_region = spec.get("by_region")
+    if by_region is not None and (not isinstance(by_region, dict) or not all(
+            isinstance(v, list) and v for v in by_region.values())):
+        raise DeclarationError(path, where + ".by_region", 'must be a table of region = a list of one or more '
+                                                           'values, e.g. { eu = ["EUR"], us = ["USD"] }')
+    return ColumnSpec(by_region={r: tuple(v) for r, v in by_region.items()} if by_region else None, kind=kind, values=tuple(values) if values else None, low=spec.get("min"),
                       high=spec.get("max"), value=spec.get("value"), nulls=spec.get("nulls"), source=spec.get("from"),
                       after=spec.get("after"))
 

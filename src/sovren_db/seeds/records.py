@@ -39,6 +39,7 @@ from .clock import DAY
 from .columns import Draw, draw_column
 from .declared import ColumnPlan
 from .draws import SEEDED_PREFIX, expand
+from .residency import regions_of
 from .rows import CHILD_STRIDE
 
 from .profiles import ColumnSpec
@@ -219,7 +220,7 @@ class RecordBlock:
         pinned = self.plan.profile.region
         if pinned:
             return [pinned] * self.size
-        regions = self.draws.pick(f"{root}.region", self.block.rows(root).size, vocab.REGIONS)
+        regions = self.draws.pick(f"{root}.region", self.block.rows(root).size, regions_of(self.plan.profile))
         return [regions[r] for r in rows]
 
     def _array(self, field: str, given: "ColumnSpec") -> list[list]:

@@ -71,7 +71,6 @@ SUBSCRIPTION_STATUSES = ("active",) * 14 + ("trialing",) * 2 + ("past_due",) * 1
 TRANSACTION_STATUSES = ("succeeded",) * 17 + ("pending",) + ("failed",) + ("refunded",)
 PAID_STATUSES = frozenset({"succeeded", "refunded"})
 
-CURRENCIES = {"eu": ("EUR",) * 6 + ("GBP",) * 2 + ("CHF",) + ("SEK",), "us": ("USD",) * 9 + ("CAD",)}
 PROVIDERS = ("stripe",) * 5 + ("adyen",) * 3 + ("braintree",) + ("paypal",)
 CARD_LAST4 = ("4242", "4444", "0005", "1881", "5100", "8431", "0019", "3220", "6789", "1117", "9424", "2500")
 
