@@ -14,6 +14,8 @@ import psycopg
 import pytest
 import redis
 
+from sovren_db.services import local
+
 SOVREN_DB = str(Path(sys.executable).parent / "sovren-db")
 
 
@@ -200,3 +202,18 @@ def test_every_checkout_draws_its_own_private_password(tmp_path):
     assert first != second and len(first) >= 20
     assert local_password(tmp_path / "a") == first  # a restart finds the password its data was made with
     assert (tmp_path / "a" / "password").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only as root does the server run as another account")
+def test_a_data_folder_the_server_account_cannot_reach_is_found_again_and_removed_with_a_temporary_base(tmp_path):
+    base = tmp_path / "unreachable" / "postgres"   # pytest's tmp_path is 0700: the server's account cannot enter
+    base.mkdir(parents=True)
+    user = local._pg_run_as()
+    root = local._pg_data_root(base, user)
+    assert root != base and (base / local.POINTER).resolve() == root
+    assert local._pg_data_root(base, user) == root          # a restart finds the same data
+    local._remove_orphan(base, root)
+    assert root.is_dir()                                     # the base is still there: kept
+    shutil.rmtree(base)
+    local._remove_orphan(base, root)
+    assert not root.exists()                                 # the base is gone: so is its data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import pwd
@@ -134,14 +135,31 @@ def _as_user(user: str | None, argv: list[str]) -> list[str]:
     return ["runuser", "-u", user, "--", *argv] if user else argv
 
 
+POINTER = "data-root"   # a symlink in ``base`` to the folder the server's account can reach
+
+
 def _pg_data_root(base: Path, user: str | None) -> Path:
-    """Where the cluster lives: under ``base``, unless the server's account cannot reach it."""
+    """Where the cluster lives: under ``base``, unless the server's account cannot reach it; then in a
+    folder of its own that ``base/data-root`` points to, so a restart finds the same data, and that is
+    removed when this process ends if ``base`` has been removed by then (a temporary base)."""
     if user is None:
         return base
     probe = subprocess.run(_as_user(user, ["test", "-x", str(base.parent)]), capture_output=True)
     if probe.returncode == 0:
         return base
-    return Path(tempfile.mkdtemp(prefix="sovren-db-pg-"))
+    pointer = base / POINTER
+    if pointer.is_symlink() and pointer.resolve().is_dir():
+        return pointer.resolve()
+    root = Path(tempfile.mkdtemp(prefix="sovren-db-pg-"))
+    pointer.unlink(missing_ok=True)
+    pointer.symlink_to(root)
+    atexit.register(_remove_orphan, base, root)
+    return root
+
+
+def _remove_orphan(base: Path, root: Path) -> None:
+    if not base.exists():
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def write_private(path: Path, text: str) -> None:
