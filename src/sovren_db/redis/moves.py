@@ -157,6 +157,10 @@ def lua_pattern(pattern: KeyPattern, captures: bool = False) -> bytes | None:
 Step = Callable[[int, int, MoveCount], tuple[int, int]]
 
 
+# The pass proving no key is left walks the keyspace again rather than replaying keyspace
+# notifications of the old pattern caught during the move: those need notify-keyspace-events changed
+# on the server (a kill -9 would leave it so), and pub/sub drops messages for a subscriber that lags,
+# which a proof cannot afford. The walk costs what a plain SCAN walk does (see MOVE_SHARE).
 def move_keys(backend: "RedisBackend", move: Move, pace: Pace, sweeps: int | None = None,
               count: MoveCount | None = None) -> MoveCount:
     """Passes until one finds no key under the old pattern; MigrationFailed after ``sweeps`` more."""
