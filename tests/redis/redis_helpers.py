@@ -63,3 +63,21 @@ def connect(root: Path, url: str, **environ: str) -> RedisBackend:
     backend = RedisBackend(settings_for(root, url, **environ))
     backend.connect()
     return backend
+
+
+def after_each_batch(monkeypatch, hook) -> None:
+    """Call ``hook(count)`` after each batch a family move moves, on the server or from the client."""
+    from sovren_db.redis import moves
+
+    real = moves.batch_mover
+
+    def hooked(backend, client, move):
+        step = real(backend, client, move)
+
+        def stepped(cursor, batch, count):
+            result = step(cursor, batch, count)
+            hook(count)
+            return result
+        return stepped
+
+    monkeypatch.setattr(moves, "batch_mover", hooked)
