@@ -7,7 +7,7 @@ PYTHON  ?= python3
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup system-packages demo test test-slow down bench bench-smoke clean
+.PHONY: setup system-packages pgext demo test test-slow down bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,12 +26,17 @@ system-packages:
 	command -v redis-sentinel >/dev/null 2>&1 || missing="$$missing redis-sentinel"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	ls /usr/lib/postgresql/*/lib/pgxs/src/makefiles/pgxs.mk >/dev/null 2>&1 || missing="$$missing postgresql-server-dev-15"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-setup: system-packages $(STAMP)
+setup: system-packages $(STAMP) pgext
+
+# The audit trail's native capture (pgext/sovren_audit, a PGXS library); the test harness loads it from there.
+pgext: system-packages
+	$(MAKE) -C pgext/sovren_audit
 
 demo: setup
 	$(BIN)/sovren-db up

@@ -60,8 +60,10 @@ G.4's ``query LIKE '%medical%'`` still finds statements by table and column name
 """
 
 from sovren_db.postgres import Function, Grant, Policy, Role, Trigger
+from sovren_db.postgres.audit_capture import SYMBOL as NATIVE_SYMBOL  # the C function standing in for the stage
 
 AUDITED = ("users", "operations", "payments")
+
 AUDITOR = "sovren_auditor"
 OWNER_ONLY: tuple[str, ...] = ()
 
@@ -207,6 +209,7 @@ stage_statement = _definer(
     name="sovren_audit_stage",
     args="",
     returns="trigger",
+    native=NATIVE_SYMBOL,
     body=f"""
 DECLARE
     v_query text := sovren_audit_shape(current_query());

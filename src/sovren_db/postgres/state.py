@@ -60,6 +60,9 @@ class Function:
     volatility: str = "VOLATILE"   # IMMUTABLE for CHECK constraints, STABLE for policies
     # Roles granted EXECUTE besides the owner; None keeps Postgres's default (PUBLIC may call it).
     callers: tuple[str, ...] | None = None
+    # A C function (its link symbol) that may stand in for this one where the server loads its library
+    # (the audit capture, postgres/audit_capture.py): `check` accepts either.
+    native: str | None = None
 
     def __post_init__(self) -> None:
         if self.volatility not in VOLATILITIES:
@@ -86,14 +89,19 @@ class Function:
                 f"{' '.join(options)} AS $sovren$\n{self.body.strip()}\n$sovren$")
 
     def signature_matches(self, other: "Function") -> bool:
+        if self.native and other.language.lower() == "c":
+            return (other.body == self.native and self.returns.lower() == other.returns.lower()
+                    and self._callers() == other._callers())
         return (normalise_sql(self.body) == normalise_sql(other.body)
                 and self.returns.lower() == other.returns.lower()
                 and self.language == other.language
                 and self.security_definer == other.security_definer
                 and self.volatility == other.volatility
                 and (self.search_path or "") == (other.search_path or "")
-                and (None if self.callers is None else tuple(sorted(self.callers)))
-                == (None if other.callers is None else tuple(sorted(other.callers))))
+                and self._callers() == other._callers())
+
+    def _callers(self) -> tuple[str, ...] | None:
+        return None if self.callers is None else tuple(sorted(self.callers))
 
 
 @dataclass(frozen=True)
