@@ -60,7 +60,7 @@ G.4's ``query LIKE '%medical%'`` still finds statements by table and column name
 """
 
 from sovren_db.postgres import Function, Grant, Policy, Role, Trigger
-from sovren_db.postgres.audit_capture import SYMBOL as NATIVE_SYMBOL  # the C function standing in for the stage
+from sovren_db.postgres.audit_capture import NATIVE_AS  # the C function that may stand in for the stage
 
 AUDITED = ("users", "operations", "payments")
 
@@ -209,7 +209,7 @@ stage_statement = _definer(
     name="sovren_audit_stage",
     args="",
     returns="trigger",
-    native=NATIVE_SYMBOL,
+    native=NATIVE_AS,
     body=f"""
 DECLARE
     v_query text := sovren_audit_shape(current_query());

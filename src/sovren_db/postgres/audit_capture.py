@@ -20,9 +20,8 @@ from ..core.errors import ConfigError
 from ..core.urls import redact
 
 LIBRARY = "sovren_audit"
-SYMBOL = "sovren_audit_stage"
-NATIVE_STAGE = (f"CREATE OR REPLACE FUNCTION sovren_audit_stage() RETURNS trigger LANGUAGE c VOLATILE "
-                f"AS '{LIBRARY}', '{SYMBOL}'")
+NATIVE_AS = f"'{LIBRARY}', 'sovren_audit_stage'"  # the C function's AS clause, as `check` reads it back
+NATIVE_STAGE = f"CREATE OR REPLACE FUNCTION sovren_audit_stage() RETURNS trigger LANGUAGE c VOLATILE AS {NATIVE_AS}"
 OWNER_ONLY = "REVOKE ALL ON FUNCTION sovren_audit_stage() FROM PUBLIC"
 
 
