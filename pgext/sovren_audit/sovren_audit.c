@@ -34,6 +34,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/bitmapset.h"
+#include "nodes/parsenodes.h"
 #include "parser/parse_func.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
@@ -255,8 +256,17 @@ push_cstring(JsonbParseState **state, JsonbIteratorToken token, const char *s)
 	pushJsonbValue(state, token, &v);
 }
 
-/* The table's columns, sorted as the plpgsql path sorts them (text, default collation). */
-typedef struct Columns { int n; int *attnums; const char **names; Bitmapset *key; } Columns;
+/* The table's columns, sorted as the plpgsql path sorts them (text, default collation), with what
+ * rendering a value needs (read once per statement, not per row). */
+typedef struct Columns
+{
+	int n;
+	int *attnums;
+	const char **names;
+	Oid *types;					/* base types, by attnum - 1 */
+	Bitmapset *key;
+	int user_attnum;			/* the user_id column, or 0 */
+} Columns;
 
 static int
 compare_names(const void *a, const void *b)
@@ -271,12 +281,20 @@ read_columns(Relation rel)
 {
 	TupleDesc desc = RelationGetDescr(rel);
 	Columns c = {0, palloc(desc->natts * sizeof(int)), palloc(desc->natts * sizeof(char *)),
-				 RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY)};
+				 palloc(desc->natts * sizeof(Oid)), RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY), 0};
 	const char **sorted = palloc(desc->natts * sizeof(char *));
 
 	for (int i = 0; i < desc->natts; i++)
-		if (!TupleDescAttr(desc, i)->attisdropped)
-			sorted[c.n++] = NameStr(TupleDescAttr(desc, i)->attname);
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		sorted[c.n++] = NameStr(att->attname);
+		c.types[i] = getBaseType(att->atttypid);
+		if (strcmp(NameStr(att->attname), "user_id") == 0)
+			c.user_attnum = i + 1;
+	}
 	qsort(sorted, c.n, sizeof(char *), compare_names);
 	for (int i = 0; i < c.n; i++)
 	{
@@ -295,7 +313,7 @@ is_key(const Columns *c, int attnum)
 }
 
 static bool
-same_value(TupleTableSlot *a, TupleTableSlot *b, int attnum)
+same_value(const Columns *c, TupleTableSlot *a, TupleTableSlot *b, int attnum)
 {
 	Form_pg_attribute att = TupleDescAttr(a->tts_tupleDescriptor, attnum - 1);
 	bool anull, bnull;
@@ -303,7 +321,7 @@ same_value(TupleTableSlot *a, TupleTableSlot *b, int attnum)
 
 	if (anull || bnull)
 		return anull && bnull;
-	if (getBaseType(att->atttypid) == NUMERICOID)	/* jsonb compares numbers by value: 1.0 = 1.00 */
+	if (c->types[attnum - 1] == NUMERICOID)	/* jsonb compares numbers by value: 1.0 = 1.00 */
 		return DatumGetBool(DirectFunctionCall2(numeric_eq, x, y));
 	return datum_image_eq(x, y, att->attbyval, att->attlen);
 }
@@ -312,7 +330,7 @@ static bool
 same_key(const Columns *c, TupleTableSlot *a, TupleTableSlot *b)
 {
 	for (int i = 0; i < c->n; i++)
-		if (is_key(c, c->attnums[i]) && !same_value(a, b, c->attnums[i]))
+		if (is_key(c, c->attnums[i]) && !same_value(c, a, b, c->attnums[i]))
 			return false;
 	return true;
 }
@@ -328,7 +346,7 @@ build_details(const Columns *c, TupleTableSlot *row, TupleTableSlot *old)
 	push_cstring(&state, WJB_KEY, "changed");
 	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
 	for (int i = 0; i < c->n; i++)
-		if (old == NULL || !same_value(row, old, c->attnums[i]))
+		if (old == NULL || !same_value(c, row, old, c->attnums[i]))
 			push_cstring(&state, WJB_ELEM, c->names[i]);
 	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
 	push_cstring(&state, WJB_KEY, "key");
@@ -347,27 +365,19 @@ build_details(const Columns *c, TupleTableSlot *row, TupleTableSlot *old)
 }
 
 static Datum
-user_value(TupleTableSlot *row, bool *isnull)
+user_value(const Columns *c, TupleTableSlot *row, bool *isnull)
 {
-	TupleDesc desc = row->tts_tupleDescriptor;
+	Datum v;
+	JsonbValue jv;
 
-	for (int a = 0; a < desc->natts; a++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, a);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), "user_id") == 0)
-		{
-			Datum v = slot_getattr(row, a + 1, isnull);
-			JsonbValue jv;
-
-			if (*isnull)
-				return (Datum) 0;	/* jsonb null and SQL NULL render alike: "user_id": null */
-			datum_value(&jv, v, false, att->atttypid);
-			return JsonbPGetDatum(JsonbValueToJsonb(&jv));
-		}
-	}
-	*isnull = true;
-	return (Datum) 0;
+	*isnull = true;				/* no user_id column, or NULL: jsonb null and SQL NULL render alike */
+	if (c->user_attnum == 0)
+		return (Datum) 0;
+	v = slot_getattr(row, c->user_attnum, isnull);
+	if (*isnull)
+		return (Datum) 0;
+	datum_value(&jv, v, false, TupleDescAttr(row->tts_tupleDescriptor, c->user_attnum - 1)->atttypid);
+	return JsonbPGetDatum(JsonbValueToJsonb(&jv));
 }
 
 /* sovren_audit_shape(current_query()), remembered per statement text. */
@@ -428,7 +438,7 @@ record_event(Datum *values, bool *nulls)
 static void
 record_row(Datum *values, bool *nulls, const Columns *c, TupleTableSlot *row, TupleTableSlot *old)
 {
-	values[E_USER] = user_value(row, &nulls[E_USER]);
+	values[E_USER] = user_value(c, row, &nulls[E_USER]);
 	values[E_DETAILS] = JsonbPGetDatum(build_details(c, row, old));
 	record_event(values, nulls);
 }
@@ -550,8 +560,9 @@ prepare_plans(Oid nsp)
 		"pg_catalog.unnest($8), pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11)) "
 		"WITH ORDINALITY AS x(t, a, u, acc, q, p, ph, h, n)) "
 		"UPDATE %s.audit_chain_head SET event_id = $12, hash = $13 WHERE chain = 1", schema, schema);
-	head_plan = SPI_prepare(head, 0, NULL);
-	append_plan = SPI_prepare(append, 13, types);
+	/* generic plans: a custom plan would be planned again at every commit */
+	head_plan = SPI_prepare_cursor(head, 0, NULL, CURSOR_OPT_GENERIC_PLAN);
+	append_plan = SPI_prepare_cursor(append, 13, types, CURSOR_OPT_GENERIC_PLAN);
 	if (head_plan == NULL || append_plan == NULL)
 		elog(ERROR, "sovren_audit: preparing the chain's statements failed: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(head_plan);
@@ -561,7 +572,7 @@ prepare_plans(Oid nsp)
 
 typedef struct Chunk
 {
-	int n;
+	int n, cap;
 	Datum *cols[8];				/* table, action, user_id, accessed_at, query, payload, prev_hash, hash */
 	bool *nulls[8];
 } Chunk;
@@ -758,19 +769,22 @@ chain_events(void)
 		if (is_dropped(read))
 			continue;
 		old = MemoryContextSwitchTo(chunk_cxt);
-		if (chunk.n == 0)
+		if (chunk.n == 0)		/* sized for what is left: an ordinary commit has a few events */
+		{
+			chunk.cap = Min(n_events - read, CHAIN_CHUNK);
 			for (int col = C_TABLE; col <= C_HASH; col++)
 			{
-				chunk.cols[col] = palloc(CHAIN_CHUNK * sizeof(Datum));
-				chunk.nulls[col] = palloc0(CHAIN_CHUNK * sizeof(bool));
+				chunk.cols[col] = palloc(chunk.cap * sizeof(Datum));
+				chunk.nulls[col] = palloc0(chunk.cap * sizeof(bool));
 			}
+		}
 		slot_getallattrs(slot);
 		payload = payload_text(slot->tts_values, slot->tts_isnull, at, actor, head ? head : "");
 		hash = event_hash(payload, ++id);
 		add_to_chunk(&chunk, slot, head, hash, payload);
 		head = hash;
 		MemoryContextSwitchTo(old);
-		if (chunk.n == CHAIN_CHUNK)
+		if (chunk.n == chunk.cap)
 		{
 			append_chunk(&chunk, first, at, actor, head);
 			first = id + 1;
