@@ -45,8 +45,12 @@ demo: setup
 	@# status exits 1 while a store's steps wait (MongoDB without mongod): show it, fail only on errors
 	$(BIN)/sovren-db status; test $$? -le 1
 
+# The audit tests run again on the plpgsql capture (the fallback where the C library cannot load).
+AUDIT_TESTS = tests/integration/test_audit_trail.py tests/integration/test_audit_native.py tests/compliance/test_audit_verify.py tests/compliance/test_audit_seal.py
+
 test: setup
 	$(BIN)/python -m pytest -q
+	SOVREN_DB_AUDIT_CAPTURE=plpgsql $(BIN)/python -m pytest -q -m "not slow" $(AUDIT_TESTS)
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow

@@ -32,21 +32,49 @@ The chain stays one linear chain, verified in one pass. Several independent
 chains or per-batch Merkle roots would cut the lock further but make the proof
 "no event is missing" weaker or more complex.
 
-Issue 13's speed targets are NOT met by this design (bench/audit_write.py, same
-run, 2 shared cores, fsync off): tps ratio 0.23 at 8 clients (target 0.5), 0.18
-at 1 client (0.7), p99 20 ms at 8 clients (4 ms), COPY 0.13 (0.5). The lock is
-not what costs: ``bench/audit_write.py --profile`` shows server time spread over
-the five plpgsql calls of a two-statement transaction (stage x2: its INSERT into
-audit_pending with the catalog join about 0.15 ms each, plus about 0.08 ms of
-trigger entry; flush x2; chain: the audit_log INSERT with its CHECK about 0.14 ms,
-the loop the rest): at best 0.9 ms of server time per transaction against 0.06 ms
-unaudited (a procedure committing two-row transactions in a loop, no client).
-The 1-client target leaves about 0.03 ms per audited statement, less than one
-plpgsql trigger call with one SPI statement costs here; rendering payloads in bulk
-(tried) and fewer flush firings save fractions of that. Reaching the targets needs
-the capture out of plpgsql: a C trigger, or logical decoding (the chain written
-from the WAL by a chainer process, no trigger on the write path; statement text
-would then need another source).
+The native capture (issue 13, part 7). The plpgsql path above costs about 0.9 ms of
+server time per two-statement transaction, spread over five plpgsql calls; the
+1-client target leaves about 0.1 ms. So where the server loads the C library
+pgext/sovren_audit (revision 5e1c0a7b9d21 tries it in a savepoint; setting
+``[tool.sovren-db.audit] capture = "auto" | "native" | "plpgsql"``, module
+src/sovren_db/postgres/audit_capture.py), ``sovren_audit_stage`` is its C function:
+
+1. the same statement triggers and transition tables call it; it builds exactly
+   the plpgsql events (same jsonb keys and values, sorted column names, the
+   query's shape from ``sovren_audit_shape``, called once per distinct statement
+   text and remembered) and keeps them in the backend's memory, in a tuplestore
+   that spills to a temporary file past work_mem (a million-row COPY is fine);
+   a subtransaction that rolls back drops its events (they are the tail
+   recorded since it began); PREPARE TRANSACTION with events pending is refused;
+2. an XACT_EVENT_PRE_COMMIT callback chains them: the head row FOR UPDATE,
+   payload = the event plus v, at, actor and prev_hash as jsonb text, hash =
+   sha256(payload || event_id) with Postgres's own sha256, and one execution of a
+   saved generic plan per 10,000 events (INSERT ... SELECT FROM unnest of arrays,
+   moving the head in the same statement), as the function's owner. A pre-commit
+   callback rather than a deferred trigger: it runs after every deferred trigger
+   (whose audited writes are chained too) and needs no row queued to fire it.
+
+Payload text, hash formula, audit_log's CHECK, ``audit verify``, ``audit seal``
+and G.2/G.4 are the same on both paths; ``check`` accepts either function
+(``Function.native``). audit_pending and the flush trigger stay for the plpgsql path.
+
+Measured (bench/audit_write.py, both paths and unaudited alternating in one run,
+2 shared cores, fsync off; figures in the commit that last changed them): at
+1 client the native path reaches a tps ratio of about 0.5 (plpgsql 0.2), at 8
+clients about 0.3-0.4 (plpgsql 0.15), COPY about 0.4 (plpgsql 0.2). The targets
+(0.7, 0.5, p99 < 4 ms, 0.5) are still missed. Where the time goes (perf on a
+backend committing two-row transactions in a loop): half of the audited
+backend's time is the chain's one INSERT, and most of that is the executor's
+per-statement set-up rather than the rows: audit_log_columns_match is read back
+from its stored text and compiled for every execution (stringToNode and
+ExecPrepareExpr), the payload is parsed again as jsonb to check it, the
+partition is routed and both indexes written. Capture itself is about 3 %. At 8
+clients the head row's lock, held from the INSERT to the end of the commit,
+serialises the commits, and on two cores a waiter that is woken waits for a CPU:
+a convoy, which is what p99 shows. What would go further: several chains
+verified together (the lock split), or writing audit_log rows below the
+executor (a long-lived ResultRelInfo with the CHECK compiled once), both larger
+changes than this revision.
 
 Only these triggers append: every function here is owner-only (EXECUTE revoked
 from PUBLIC); the trigger functions cannot be called at all, and audit_pending

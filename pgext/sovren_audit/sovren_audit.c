@@ -40,6 +40,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/guc.h"
 #include "utils/datum.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -380,6 +381,18 @@ user_value(const Columns *c, TupleTableSlot *row, bool *isnull)
 	return JsonbPGetDatum(JsonbValueToJsonb(&jv));
 }
 
+/* What SECURITY DEFINER ... SET search_path does for the plpgsql path: the session's search_path
+ * must not choose the operators and functions run on the owner's behalf. */
+static int
+pin_search_path(void)
+{
+	int level = NewGUCNestLevel();
+
+	set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+					  true, 0, false);
+	return level;
+}
+
 /* sovren_audit_shape(current_query()), remembered per statement text. */
 static text *
 query_shape(void)
@@ -387,13 +400,16 @@ query_shape(void)
 	const char *query = debug_query_string;
 	text *shape;
 	MemoryContext old;
+	int level;
 
 	if (query == NULL)
 		return NULL;
 	for (int i = 0; i < SHAPE_CACHE; i++)
 		if (shape_keys[i] && strcmp(shape_keys[i], query) == 0)
 			return shape_values[i];
+	level = pin_search_path();
 	shape = DatumGetTextPP(OidFunctionCall1(shape_fn, CStringGetTextDatum(query)));
+	AtEOXact_GUC(true, level);
 	if (strlen(query) > SHAPE_CACHE_MAX_LEN)
 		return shape;
 	old = MemoryContextSwitchTo(TopMemoryContext);
@@ -807,7 +823,7 @@ static void
 chain_pending(void)
 {
 	Oid saved_user;
-	int saved_context;
+	int saved_context, level;
 
 	if (events == NULL || n_events == 0)
 		return;
@@ -816,10 +832,12 @@ chain_pending(void)
 	/* appending is the owner's right alone (part 1 of issue 13): switch as SECURITY DEFINER would */
 	GetUserIdAndSecContext(&saved_user, &saved_context);
 	SetUserIdAndSecContext(chain_owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	level = pin_search_path();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	prepare_plans(chain_nsp);
 	chain_events();
 	PopActiveSnapshot();
+	AtEOXact_GUC(true, level);
 	SetUserIdAndSecContext(saved_user, saved_context);
 	SPI_finish();
 	tuplestore_end(events);	/* closes the spill file before the commit checks for leaked files */

@@ -270,3 +270,26 @@ def test_auto_on_a_server_without_the_library_keeps_plpgsql_and_check_is_clean(p
 
 def test_check_is_clean_on_the_path_chosen(migrated, project):
     assert commands.check(load_settings(project)).exit_code == 0
+
+
+HIJACK = """CREATE SCHEMA IF NOT EXISTS evil AUTHORIZATION sovren_app;
+CREATE OR REPLACE FUNCTION evil.plus(bigint, bigint) RETURNS bigint LANGUAGE plpgsql AS
+  $$ BEGIN RAISE EXCEPTION 'hijacked as %', current_user; END $$;
+CREATE OR REPLACE FUNCTION evil.regexp_replace(text, text, text, text) RETURNS text LANGUAGE plpgsql AS
+  $$ BEGIN RAISE EXCEPTION 'shape hijacked as %', current_user; END $$;
+DROP OPERATOR IF EXISTS evil.+ (bigint, bigint);
+CREATE OPERATOR evil.+ (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.plus)"""
+
+
+def test_the_sessions_search_path_cannot_choose_what_runs_for_the_owner(migrated):
+    """The chain runs as the owner: an operator or function the session puts before pg_catalog is not used."""
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute(HIJACK)
+    with psycopg.connect(migrated) as conn:   # a new backend: the chain's plans are prepared under this path
+        user = str(uuid.uuid4())
+        conn.execute("SET ROLE sovren_app")
+        conn.execute("SET search_path = evil, public, pg_catalog")
+        conn.execute("SELECT set_config('app.user_id', %s, false)", (user,))
+        conn.execute(INSERT, (user, "victim", "victim@x.io"))
+        conn.commit()
+    chain_ok(migrated, 1)
