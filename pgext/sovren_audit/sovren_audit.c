@@ -727,13 +727,38 @@ append_chunk(Chunk *chunk, int64 first, TimestampTz at, const char *actor, const
 		elog(ERROR, "sovren_audit: appending %d events to the chain failed", chunk->n);
 }
 
-static bool
-is_dropped(int64 i)
+static int
+compare_dropped(const void *a, const void *b)
 {
-	for (int d = 0; d < n_dropped; d++)
-		if (i >= dropped[d].from && i < dropped[d].to)
-			return true;
-	return false;
+	int64 x = ((const Dropped *) a)->from, y = ((const Dropped *) b)->from;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The dropped ranges in order and without overlaps (a rolled-back savepoint's range holds those of
+ * the children that rolled back before it), so that events are checked in one pass. */
+static void
+merge_dropped(void)
+{
+	int merged = 0;
+
+	if (n_dropped == 0)
+		return;
+	qsort(dropped, n_dropped, sizeof(Dropped), compare_dropped);
+	for (int d = 1; d < n_dropped; d++)
+		if (dropped[d].from <= dropped[merged].to)
+			dropped[merged].to = Max(dropped[merged].to, dropped[d].to);
+		else
+			dropped[++merged] = dropped[d];
+	n_dropped = merged + 1;
+}
+
+static bool
+is_dropped(int64 i, int *cursor)
+{
+	while (*cursor < n_dropped && dropped[*cursor].to <= i)
+		(*cursor)++;
+	return *cursor < n_dropped && dropped[*cursor].from <= i;
 }
 
 static void
@@ -765,6 +790,7 @@ chain_events(void)
 	const char *actor = GetUserNameFromId(GetSessionUserId(), false);
 	TimestampTz at;
 	int64 id, first, read;
+	int cursor = 0;
 	char *head = NULL;
 	bool isnull;
 	Chunk chunk = {0};
@@ -776,13 +802,14 @@ chain_events(void)
 		head = MemoryContextStrdup(chunk_cxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
 	at = GetCurrentTimestamp();	/* read under the lock: created_at grows with event_id */
 	first = id + 1;
+	merge_dropped();
 	tuplestore_rescan(events);
 	for (read = 0; tuplestore_gettupleslot(events, true, false, slot); read++)
 	{
 		MemoryContext old;
 		char *payload, *hash;
 
-		if (is_dropped(read))
+		if (is_dropped(read, &cursor))
 			continue;
 		old = MemoryContextSwitchTo(chunk_cxt);
 		if (chunk.n == 0)		/* sized for what is left: an ordinary commit has a few events */

@@ -293,3 +293,29 @@ def test_the_sessions_search_path_cannot_choose_what_runs_for_the_owner(migrated
         conn.execute(INSERT, (user, "victim", "victim@x.io"))
         conn.commit()
     chain_ok(migrated, 1)
+
+
+def test_many_rolled_back_blocks_between_kept_rows(migrated):
+    """A loop whose every pass keeps one row and rolls back a nested block of two: only the kept rows."""
+    with psycopg.connect(migrated) as conn:
+        conn.execute("""DO $$ BEGIN FOR i IN 1..2000 LOOP
+            INSERT INTO users (user_id, username, password_hash, email, subscription_tier)
+                 VALUES (gen_random_uuid(), 'kept' || i, 'x', 'kept' || i || '@x.io', 'pro');
+            BEGIN
+                INSERT INTO users (user_id, username, password_hash, email, subscription_tier)
+                     VALUES (gen_random_uuid(), 'gone' || i, 'x', 'gone' || i || '@x.io', 'pro');
+                BEGIN
+                    INSERT INTO users (user_id, username, password_hash, email, subscription_tier)
+                         VALUES (gen_random_uuid(), 'gone2' || i, 'x', 'gone2' || i || '@x.io', 'pro');
+                EXCEPTION WHEN raise_exception THEN NULL;
+                END;
+                RAISE EXCEPTION 'undo';
+            EXCEPTION WHEN raise_exception THEN NULL;
+            END;
+        END LOOP; END $$""")
+        conn.commit()
+        names = [row[0] for row in conn.execute(
+            "SELECT u.username FROM audit_log a JOIN users u ON u.user_id::text = a.event_payload::jsonb "
+            "-> 'details' -> 'key' ->> 'user_id' ORDER BY a.event_id")]
+    assert names == [f"kept{i}" for i in range(1, 2001)]
+    chain_ok(migrated, 2000)
