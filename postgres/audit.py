@@ -58,16 +58,19 @@ Payload text, hash formula, audit_log's CHECK, ``audit verify``, ``audit seal``
 and G.2/G.4 are the same on both paths; ``check`` accepts either function
 (``Function.native``). audit_pending and the flush trigger stay for the plpgsql path.
 
-Measured (bench/audit_write.py, both paths and unaudited alternating in one run,
-2 shared cores, fsync off; figures in the commit that last changed them): at
-1 client the native path reaches a tps ratio of about 0.5 (plpgsql 0.2), at 8
-clients about 0.3-0.4 (plpgsql 0.15), COPY about 0.4 (plpgsql 0.2). The targets
+Measured (``bench/audit_write.py``: both paths and unaudited alternating in one
+run, best of 2 x 15 s each, 2 cores shared with two other engineers' work, load
+average 3.4-5.1, fsync off), three runs, native (plpgsql) against unaudited:
+tps ratio at 8 clients 0.42, 0.31, 0.37 (0.19, 0.19, 0.18), p99 12.8, 16.3, 12.6 ms
+(23.2, 22.5, 21.6 ms; unaudited 6.3-8.1 ms); at 1 client 0.45, 0.46, 0.62 (0.12,
+0.14, 0.14); COPY of 100,000 users 0.35, 0.31, 0.21 (0.19, 0.21, 0.13). The targets
 (0.7, 0.5, p99 < 4 ms, 0.5) are still missed. Where the time goes (perf on a
 backend committing two-row transactions in a loop, share of all its samples): the
 pre-commit callback 49 %, of which the chain's one INSERT 39 %: its CHECK
 audit_log_columns_match 20 % (its stored text read back and compiled for every
 execution, stringToNode and ExecPrepareExpr, 11.5 %; the payload parsed again as
-jsonb), executor start-up 10 %, the index inserts 8 %; capture itself 3.4 %. At 8
+jsonb), executor start-up 10 %, the index inserts 8 %; capture itself 3.4 % (in a
+100,000-row COPY: the callback 61 %, the CHECK 18 %, capture 7 %). At 8
 clients the head row's lock, held from the INSERT to the end of the commit,
 serialises the commits, and on two cores a waiter that is woken waits for a CPU:
 a convoy, which is what p99 shows. What would go further: several chains
