@@ -84,7 +84,7 @@ def test_the_audit_capture_comes_from_the_environment_then_the_project(tmp_path)
 @pytest.mark.parametrize("tool, environ, message", [
     ('[tool.sovren-db.audit]\ncapture = "fast"', {},
      r"audit.capture in \[tool.sovren-db\] must be one of auto, native, plpgsql, not 'fast'"),
-    ('[tool.sovren-db.audit]\nkind = "c"', {}, "unknown key|kind"),
+    ('[tool.sovren-db.audit]\nkind = "c"', {}, r"unknown key 'kind' in \[tool.sovren-db.audit\] \(known: capture\)"),
     ("", {"SOVREN_DB_AUDIT_CAPTURE": "c"}, "SOVREN_DB_AUDIT_CAPTURE must be one of auto, native, plpgsql, not 'c'"),
 ])
 def test_a_bad_audit_capture_is_one_sentence_naming_the_key(tmp_path, tool, environ, message):

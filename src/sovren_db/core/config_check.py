@@ -78,10 +78,11 @@ def _line_of(path: Path, key: str) -> int | None:
 
 
 def _sentence(error: ValidationError) -> str:
-    if error.validator == "additionalProperties":
-        known = sorted(SCHEMA["properties"])
+    if error.validator == "additionalProperties":  # in [tool.sovren-db] or one of its sub-tables
+        known = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(known))
-        return f"unknown key {unknown[0]!r} in [tool.sovren-db] (known: {', '.join(known)})."
+        table = ".".join(["tool.sovren-db", *(str(p) for p in error.path)])
+        return f"unknown key {unknown[0]!r} in [{table}] (known: {', '.join(known)})."
     key = ".".join(str(p) for p in error.path)
     top = str(error.path[0]) if error.path else ""
     wanted = SCHEMA["properties"].get(top, {}).get("type", "")
