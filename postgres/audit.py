@@ -59,11 +59,12 @@ and G.2/G.4 are the same on both paths; ``check`` accepts either function
 (``Function.native``). audit_pending and the flush trigger stay for the plpgsql path.
 
 Measured (``bench/audit_write.py``: both paths and unaudited alternating in one
-run, best of 2 x 15 s each, 2 cores shared with two other engineers' work, load
-average 3.4-5.1, fsync off), three runs, native (plpgsql) against unaudited:
-tps ratio at 8 clients 0.42, 0.31, 0.37 (0.19, 0.19, 0.18), p99 12.8, 16.3, 12.6 ms
-(23.2, 22.5, 21.6 ms; unaudited 6.3-8.1 ms); at 1 client 0.45, 0.46, 0.62 (0.12,
-0.14, 0.14); COPY of 100,000 users 0.35, 0.31, 0.21 (0.19, 0.21, 0.13). The targets
+run, best of 2 x 15 s each, 2 cores shared with two other engineers' work, fsync
+off), four runs at load average 3.4-5.1 (runs 1-3) and 1.7-3.0 (run 4), native
+(plpgsql) against unaudited: tps ratio at 8 clients 0.42, 0.31, 0.37, 0.41 (0.18-0.19),
+p99 12.8, 16.3, 12.6, 10.4 ms (plpgsql 17.5-23.2 ms, unaudited 5.4-8.1 ms); at 1
+client 0.45, 0.46, 0.62, 0.42 (0.12-0.14); COPY of 100,000 users 0.35, 0.31, 0.21,
+0.22 (0.13-0.21). The targets
 (0.7, 0.5, p99 < 4 ms, 0.5) are still missed. Where the time goes (perf on a
 backend committing two-row transactions in a loop, share of all its samples): the
 pre-commit callback 49 %, of which the chain's one INSERT 39 %: its CHECK
