@@ -32,21 +32,52 @@ The chain stays one linear chain, verified in one pass. Several independent
 chains or per-batch Merkle roots would cut the lock further but make the proof
 "no event is missing" weaker or more complex.
 
-Issue 13's speed targets are NOT met by this design (bench/audit_write.py, same
-run, 2 shared cores, fsync off): tps ratio 0.23 at 8 clients (target 0.5), 0.18
-at 1 client (0.7), p99 20 ms at 8 clients (4 ms), COPY 0.13 (0.5). The lock is
-not what costs: ``bench/audit_write.py --profile`` shows server time spread over
-the five plpgsql calls of a two-statement transaction (stage x2: its INSERT into
-audit_pending with the catalog join about 0.15 ms each, plus about 0.08 ms of
-trigger entry; flush x2; chain: the audit_log INSERT with its CHECK about 0.14 ms,
-the loop the rest): at best 0.9 ms of server time per transaction against 0.06 ms
-unaudited (a procedure committing two-row transactions in a loop, no client).
-The 1-client target leaves about 0.03 ms per audited statement, less than one
-plpgsql trigger call with one SPI statement costs here; rendering payloads in bulk
-(tried) and fewer flush firings save fractions of that. Reaching the targets needs
-the capture out of plpgsql: a C trigger, or logical decoding (the chain written
-from the WAL by a chainer process, no trigger on the write path; statement text
-would then need another source).
+The native capture (issue 13, part 7). The plpgsql path above costs about 0.9 ms of
+server time per two-statement transaction, spread over five plpgsql calls; the
+1-client target leaves about 0.1 ms. So where the server loads the C library
+pgext/sovren_audit (revision 5e1c0a7b9d21 tries it in a savepoint; setting
+``[tool.sovren-db.audit] capture = "auto" | "native" | "plpgsql"``, module
+src/sovren_db/postgres/audit_capture.py), ``sovren_audit_stage`` is its C function:
+
+1. the same statement triggers and transition tables call it; it builds exactly
+   the plpgsql events (same jsonb keys and values, sorted column names, the
+   query's shape from ``sovren_audit_shape``, called once per distinct statement
+   text and remembered) and keeps them in the backend's memory, in a tuplestore
+   that spills to a temporary file past work_mem (a million-row COPY is fine);
+   a subtransaction that rolls back drops its events (they are the tail
+   recorded since it began); PREPARE TRANSACTION with events pending is refused;
+2. an XACT_EVENT_PRE_COMMIT callback chains them: the head row FOR UPDATE,
+   payload = the event plus v, at, actor and prev_hash as jsonb text, hash =
+   sha256(payload || event_id) with Postgres's own sha256, and one execution of a
+   saved generic plan per 10,000 events (INSERT ... SELECT FROM unnest of arrays,
+   moving the head in the same statement), as the function's owner. A pre-commit
+   callback rather than a deferred trigger: it runs after every deferred trigger
+   (whose audited writes are chained too) and needs no row queued to fire it.
+
+Payload text, hash formula, audit_log's CHECK, ``audit verify``, ``audit seal``
+and G.2/G.4 are the same on both paths; ``check`` accepts either function
+(``Function.native``). audit_pending and the flush trigger stay for the plpgsql path.
+
+Measured (``bench/audit_write.py``: both paths and unaudited alternating in one
+run, best of 2 x 15 s each, 2 cores shared with two other engineers' work, fsync
+off), four runs at load average 3.4-5.1 (runs 1-3) and 1.7-3.0 (run 4), native
+(plpgsql) against unaudited: tps ratio at 8 clients 0.42, 0.31, 0.37, 0.41 (0.18-0.19),
+p99 12.8, 16.3, 12.6, 10.4 ms (plpgsql 17.5-23.2 ms, unaudited 5.4-8.1 ms); at 1
+client 0.45, 0.46, 0.62, 0.42 (0.12-0.14); COPY of 100,000 users 0.35, 0.31, 0.21,
+0.22 (0.13-0.21). The targets
+(0.7, 0.5, p99 < 4 ms, 0.5) are still missed. Where the time goes (perf on a
+backend committing two-row transactions in a loop, share of all its samples): the
+pre-commit callback 49 %, of which the chain's one INSERT 39 %: its CHECK
+audit_log_columns_match 20 % (its stored text read back and compiled for every
+execution, stringToNode and ExecPrepareExpr, 11.5 %; the payload parsed again as
+jsonb), executor start-up 10 %, the index inserts 8 %; capture itself 3.4 % (in a
+100,000-row COPY: the callback 61 %, the CHECK 18 %, capture 7 %). At 8
+clients the head row's lock, held from the INSERT to the end of the commit,
+serialises the commits, and on two cores a waiter that is woken waits for a CPU:
+a convoy, which is what p99 shows. What would go further: several chains
+verified together (the lock split), or writing audit_log rows below the
+executor (a long-lived ResultRelInfo with the CHECK compiled once), both larger
+changes than this revision.
 
 Only these triggers append: every function here is owner-only (EXECUTE revoked
 from PUBLIC); the trigger functions cannot be called at all, and audit_pending
@@ -60,8 +91,10 @@ G.4's ``query LIKE '%medical%'`` still finds statements by table and column name
 """
 
 from sovren_db.postgres import Function, Grant, Policy, Role, Trigger
+from sovren_db.postgres.audit_capture import NATIVE_AS  # the C function that may stand in for the stage
 
 AUDITED = ("users", "operations", "payments")
+
 AUDITOR = "sovren_auditor"
 OWNER_ONLY: tuple[str, ...] = ()
 
@@ -207,6 +240,7 @@ stage_statement = _definer(
     name="sovren_audit_stage",
     args="",
     returns="trigger",
+    native=NATIVE_AS,
     body=f"""
 DECLARE
     v_query text := sovren_audit_shape(current_query());

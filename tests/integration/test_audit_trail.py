@@ -12,6 +12,7 @@ import pytest
 from sovren_db import commands
 from sovren_db.compliance.audit_verify import stream_chain
 from sovren_db.core.config import load_settings
+from sovren_db.postgres import audit_capture
 
 pytestmark = pytest.mark.postgres
 
@@ -38,6 +39,10 @@ def add_user(conn, user_id=None, email=None) -> uuid.UUID:
 def verified(url):
     with psycopg.connect(url) as conn:
         return stream_chain(conn)
+
+
+def native_capture(conn) -> bool:
+    return audit_capture.native_installed(conn)
 
 
 def events(conn) -> int:
@@ -321,7 +326,8 @@ def test_a_bulk_statement_is_staged_in_chunks_and_chained_whole(migrated, statem
         conn.execute(statement)
         staged = conn.execute("SELECT count(*), max(jsonb_array_length(events)), sum(jsonb_array_length(events)) "
                               "FROM audit_pending WHERE xact = txid_current()").fetchone()
-        assert staged == (3, 10_000, 25_000)
+        # the native capture keeps them in the backend (a tuplestore), chained 10,000 per INSERT at commit
+        assert staged == ((0, None, None) if native_capture(conn) else (3, 10_000, 25_000))
         conn.commit()
         assert events(conn) - before == 25_000
         assert conn.execute("SELECT count(*) FROM audit_pending").fetchone()[0] == 0

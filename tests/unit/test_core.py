@@ -74,6 +74,24 @@ def test_bad_configuration_names_the_key(tmp_path, tool, message):
         load_settings(write_project(tmp_path, tool), environ={})
 
 
+def test_the_audit_capture_comes_from_the_environment_then_the_project(tmp_path):
+    root = write_project(tmp_path, '[tool.sovren-db.audit]\ncapture = "plpgsql"')
+    assert load_settings(root, environ={}).audit_capture == "plpgsql"
+    assert load_settings(root, environ={"SOVREN_DB_AUDIT_CAPTURE": "native"}).audit_capture == "native"
+    assert load_settings(write_project(tmp_path), environ={}).audit_capture == "auto"
+
+
+@pytest.mark.parametrize("tool, environ, message", [
+    ('[tool.sovren-db.audit]\ncapture = "fast"', {},
+     r"audit.capture in \[tool.sovren-db\] must be one of auto, native, plpgsql, not 'fast'"),
+    ('[tool.sovren-db.audit]\nkind = "c"', {}, r"unknown key 'kind' in \[tool.sovren-db.audit\] \(known: capture\)"),
+    ("", {"SOVREN_DB_AUDIT_CAPTURE": "c"}, "SOVREN_DB_AUDIT_CAPTURE must be one of auto, native, plpgsql, not 'c'"),
+])
+def test_a_bad_audit_capture_is_one_sentence_naming_the_key(tmp_path, tool, environ, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write_project(tmp_path, tool), environ=environ)
+
+
 def test_bad_url_never_shows_the_password(tmp_path):
     root = write_project(tmp_path)
     with pytest.raises(ConfigError) as err:

@@ -71,6 +71,7 @@ class Settings:
     index_build_workers: int = 0  # parallel maintenance workers of a concurrent build: the cores stay the workload's
     index_build_memory: str | None = None  # maintenance_work_mem of a build; None: the server's
     region: str | None = None  # a target's data residency: seed draws its users there (seeds/residency.py)
+    audit_capture: str = "auto"  # [audit] capture: native (C, pgext/sovren_audit), plpgsql, or auto (native if it loads)
 
     @property
     def postgres_url(self) -> str | None:
@@ -214,7 +215,20 @@ def load_settings(root: Path | None = None, *, strict: bool | None = None,
         latency_budget=_duration_key(table, "latency_budget", DEFAULT_LATENCY_BUDGET, root),
         lock_wait_deadline=_duration_key(table, "lock_wait_deadline", DEFAULT_LOCK_WAIT_DEADLINE, root),
         **_index_build_keys(table, root),
+        audit_capture=_audit_capture(env, table),
     )
+
+
+AUDIT_CAPTURES = ("auto", "native", "plpgsql")
+
+
+def _audit_capture(env: dict[str, str], table: dict) -> str:
+    """SOVREN_DB_AUDIT_CAPTURE, else [tool.sovren-db.audit] capture (checked by config_check), else auto."""
+    value = env.get("SOVREN_DB_AUDIT_CAPTURE") or table.get("audit", {}).get("capture", "auto")
+    if value not in AUDIT_CAPTURES:
+        raise ConfigError(f"the environment variable SOVREN_DB_AUDIT_CAPTURE must be one of "
+                          f"{', '.join(AUDIT_CAPTURES)}, not {value!r}.")
+    return value
 
 
 def _index_build_keys(table: dict, root: Path) -> dict:

@@ -38,6 +38,9 @@ SCHEMA = {
         # sub-tables other parts own and validate themselves (topology: targets; monitoring: doctor)
         "targets": {"type": "object"},
         "doctor": {"type": "object"},
+        # the audit trail's capture path (postgres/audit_capture.py)
+        "audit": {"type": "object", "additionalProperties": False,
+                  "properties": {"capture": {"enum": ["auto", "native", "plpgsql"]}}},
     },
 }
 DURATION_KEYS = {"lock_timeout": "SOVREN_LOCK_TIMEOUT", "statement_timeout": "SOVREN_STATEMENT_TIMEOUT"}
@@ -75,13 +78,16 @@ def _line_of(path: Path, key: str) -> int | None:
 
 
 def _sentence(error: ValidationError) -> str:
-    if error.validator == "additionalProperties":
-        known = sorted(SCHEMA["properties"])
+    if error.validator == "additionalProperties":  # in [tool.sovren-db] or one of its sub-tables
+        known = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(known))
-        return f"unknown key {unknown[0]!r} in [tool.sovren-db] (known: {', '.join(known)})."
+        table = ".".join(["tool.sovren-db", *(str(p) for p in error.path)])
+        return f"unknown key {unknown[0]!r} in [{table}] (known: {', '.join(known)})."
     key = ".".join(str(p) for p in error.path)
     top = str(error.path[0]) if error.path else ""
     wanted = SCHEMA["properties"].get(top, {}).get("type", "")
+    if error.validator == "enum":
+        return f"{key} in [tool.sovren-db] must be one of {', '.join(error.validator_value)}, not {error.instance!r}."
     if error.validator == "minLength":
         return f"{key} in [tool.sovren-db] must not be empty."
     described = (" or ".join(_TYPE_NAMES[t] for t in wanted) if isinstance(wanted, list)

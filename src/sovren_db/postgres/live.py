@@ -74,7 +74,7 @@ def _roles(conn: Connection, names: set[str]) -> dict[str, tuple[bool, bool]]:
 
 _FUNCTIONS = """
 SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args, pg_get_function_result(p.oid) AS returns,
-       l.lanname, p.prosecdef, p.prosrc, p.proconfig, p.provolatile,
+       l.lanname, p.prosecdef, p.prosrc, p.probin, p.proconfig, p.provolatile,
        COALESCE(obj_description(p.oid, 'pg_proc'), '') = :managed AS managed,
        CASE WHEN p.proacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0) THEN NULL
             ELSE ARRAY(SELECT pg_get_userbyid(a.grantee) FROM aclexplode(p.proacl) a
@@ -92,7 +92,8 @@ def _functions(conn: Connection) -> dict[str, tuple[Function, bool]]:
     found = {}
     for r in conn.execute(text(_FUNCTIONS), {"managed": sql.MANAGED}):
         search_path = next((c.split("=", 1)[1] for c in (r.proconfig or []) if c.startswith("search_path=")), None)
-        fn = Function(r.proname, r.args, r.returns, r.prosrc, r.lanname, r.prosecdef, search_path,
+        body = f"'{r.probin}', '{r.prosrc}'" if r.lanname == "c" else r.prosrc  # a C function: its AS clause
+        fn = Function(r.proname, r.args, r.returns, body, r.lanname, r.prosecdef, search_path,
                       VOLATILITY[r.provolatile], None if r.callers is None else tuple(r.callers))
         found[fn.key] = (fn, r.managed)
     return found

@@ -60,6 +60,9 @@ class Function:
     volatility: str = "VOLATILE"   # IMMUTABLE for CHECK constraints, STABLE for policies
     # Roles granted EXECUTE besides the owner; None keeps Postgres's default (PUBLIC may call it).
     callers: tuple[str, ...] | None = None
+    # A C function (its AS clause: 'library', 'symbol') that may stand in for this one where the server
+    # loads its library (the audit capture, postgres/audit_capture.py): `check` accepts either.
+    native: str | None = None
 
     def __post_init__(self) -> None:
         if self.volatility not in VOLATILITIES:
@@ -82,18 +85,23 @@ class Function:
             options.append("SECURITY DEFINER")
         if self.search_path:
             options.append(f"SET search_path = {self.search_path}")
-        return (f"CREATE OR REPLACE FUNCTION {self.name}({self.args}) RETURNS {self.returns} "
-                f"{' '.join(options)} AS $sovren$\n{self.body.strip()}\n$sovren$")
+        body = self.body if self.language.lower() == "c" else f"$sovren$\n{self.body.strip()}\n$sovren$"
+        return f"CREATE OR REPLACE FUNCTION {self.name}({self.args}) RETURNS {self.returns} {' '.join(options)} AS {body}"
 
     def signature_matches(self, other: "Function") -> bool:
+        if self.native and other.language.lower() == "c":
+            return (other.body == self.native and self.returns.lower() == other.returns.lower()
+                    and self._callers() == other._callers())
         return (normalise_sql(self.body) == normalise_sql(other.body)
                 and self.returns.lower() == other.returns.lower()
                 and self.language == other.language
                 and self.security_definer == other.security_definer
                 and self.volatility == other.volatility
                 and (self.search_path or "") == (other.search_path or "")
-                and (None if self.callers is None else tuple(sorted(self.callers)))
-                == (None if other.callers is None else tuple(sorted(other.callers))))
+                and self._callers() == other._callers())
+
+    def _callers(self) -> tuple[str, ...] | None:
+        return None if self.callers is None else tuple(sorted(self.callers))
 
 
 @dataclass(frozen=True)

@@ -209,12 +209,28 @@ def start_postgres(base: Path, port: int | None = None, *, preload: str = "pg_st
         pwfile.unlink()
     options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
-               f"-c shared_preload_libraries={preload or ''}")
+               f"-c shared_preload_libraries={preload or ''}{_library_path()}")
     _run(_as_user(user, [pg_ctl, "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"]),
          "pg_ctl start", log)
     pid = int((data / "postmaster.pid").read_text().split()[0])
     _create_database(root, port, user, preload)
     return Server("postgres", local_url("postgres", port, password), port, pid, str(data), run_as=user, log=str(log))
+
+
+# The audit trail's native capture library (pgext/sovren_audit, built by `make pgext`) is loaded from
+# the checkout's build folder through dynamic_library_path, not installed into the system's $libdir:
+# each worktree's servers load their own build, and nothing outside the checkout is written.
+AUDIT_LIBRARY_DIR = Path(__file__).resolve().parents[3] / "pgext" / "sovren_audit"
+
+
+def _library_path() -> str:
+    initdb = find_pg_bin("initdb")  # the pg_config of the server that runs, where it says
+    beside = Path(os.path.realpath(initdb)).parent / "pg_config" if initdb else None
+    pg_config = str(beside) if beside and beside.exists() else find_pg_bin("pg_config")
+    if not pg_config or not (AUDIT_LIBRARY_DIR / "sovren_audit.so").exists():
+        return ""
+    libdir = subprocess.run([pg_config, "--pkglibdir"], capture_output=True, text=True, check=True).stdout.strip()
+    return f" -c dynamic_library_path={libdir}:{AUDIT_LIBRARY_DIR}"
 
 
 def local_url(store: str, port: int, password: str | None = None) -> str:

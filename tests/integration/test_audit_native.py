@@ -1,0 +1,321 @@
+"""Issue 13, part 7: the native capture (pgext/sovren_audit) and its fallback, on a real Postgres.
+
+Every test here runs on whichever path the run's migration chose (the C library by default where
+`make pgext` built it; SOVREN_DB_AUDIT_CAPTURE=plpgsql for the fallback): subtransactions that roll
+back leave no event, a million-row COPY is chained whole, concurrent writers keep one gapless chain,
+a backend killed mid-commit leaves a chain that verifies, and the choice follows the setting.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sovren_db import commands
+from sovren_db.compliance.audit_verify import stream_chain
+from sovren_db.core.config import load_settings
+from sovren_db.postgres import audit_capture
+from sovren_db.services.local import AUDIT_LIBRARY_DIR
+
+pytestmark = pytest.mark.postgres
+SOVREN_DB = str(Path(sys.executable).parent / "sovren-db")
+INSERT = ("INSERT INTO users (user_id, username, password_hash, email, subscription_tier) "
+          "VALUES (%s, %s, 'x', %s, 'pro')")
+KEYS = "SELECT details::jsonb -> 'key' ->> 'user_id' FROM (SELECT event_payload::jsonb -> 'details' AS details " \
+       "FROM audit_log WHERE table_name = 'users' ORDER BY event_id) AS e"
+
+
+@pytest.fixture
+def migrated(project, pg_url):
+    commands.migrate(load_settings(project))
+    return pg_url
+
+
+def add_user(conn, name: str) -> str:
+    user_id = str(uuid.uuid4())
+    conn.execute(INSERT, (user_id, name, f"{name}@x.io"))
+    return user_id
+
+
+def chain_ok(url: str, rows: int) -> None:
+    with psycopg.connect(url) as conn:
+        report = stream_chain(conn)
+        ids = conn.execute("SELECT min(event_id), max(event_id), count(*) FROM audit_log").fetchone()
+    assert report.broken is None and report.rows == rows
+    assert ids == ((1, rows, rows) if rows else (None, None, 0))  # gapless from 1
+
+
+def audited_users(conn) -> list[str]:
+    return [row[0] for row in conn.execute(KEYS)]
+
+
+def test_the_capture_path_is_the_configured_one(migrated):
+    wanted = os.environ.get("SOVREN_DB_AUDIT_CAPTURE", "auto")
+    built = (AUDIT_LIBRARY_DIR / "sovren_audit.so").exists()
+    with psycopg.connect(migrated) as conn:
+        assert audit_capture.native_installed(conn) == (wanted != "plpgsql" and built)
+
+
+def test_rolled_back_subtransactions_leave_no_event(migrated):
+    with psycopg.connect(migrated) as conn:
+        kept = [add_user(conn, "s1")]
+        conn.execute("SAVEPOINT a")
+        kept.append(add_user(conn, "s2"))
+        conn.execute("SAVEPOINT b")
+        add_user(conn, "s3-dropped")
+        conn.execute("SAVEPOINT c")
+        add_user(conn, "s4-dropped")
+        conn.execute("ROLLBACK TO SAVEPOINT b")     # b and its child c go
+        kept.append(add_user(conn, "s5"))
+        conn.execute("RELEASE SAVEPOINT a")
+        conn.execute("SAVEPOINT d")
+        add_user(conn, "s6-dropped")
+        conn.execute("ROLLBACK TO SAVEPOINT d")
+        conn.execute("SAVEPOINT e")
+        kept.append(add_user(conn, "s7"))
+        conn.execute("RELEASE SAVEPOINT e")
+        conn.commit()
+        assert audited_users(conn) == kept
+    chain_ok(migrated, 4)
+
+
+def test_an_exception_block_in_plpgsql_drops_its_events(migrated):
+    ids = [str(uuid.uuid4()) for _ in range(4)]
+    block = f"""DO $$ BEGIN
+        INSERT INTO users (user_id, username, password_hash, email, subscription_tier)
+             VALUES ('{ids[0]}', 'p0', 'x', 'p0@x.io', 'pro');
+        BEGIN
+            INSERT INTO users (user_id, username, password_hash, email, subscription_tier)
+                 VALUES ('{ids[1]}', 'p1', 'x', 'p1@x.io', 'pro');
+            BEGIN
+                INSERT INTO users (user_id, username, password_hash, email, subscription_tier)
+                     VALUES ('{ids[2]}', 'p2', 'x', 'p2@x.io', 'pro');
+            END;
+            RAISE EXCEPTION 'undo both';
+        EXCEPTION WHEN raise_exception THEN NULL;
+        END;
+        INSERT INTO users (user_id, username, password_hash, email, subscription_tier)
+             VALUES ('{ids[3]}', 'p3', 'x', 'p3@x.io', 'pro');
+    END $$"""
+    with psycopg.connect(migrated) as conn:
+        conn.execute(block)
+        conn.commit()
+        assert audited_users(conn) == [ids[0], ids[3]]
+    chain_ok(migrated, 2)
+
+
+def test_a_rolled_back_transaction_leaves_nothing_and_the_next_one_chains(migrated):
+    with psycopg.connect(migrated) as conn:
+        add_user(conn, "gone")
+        conn.rollback()
+        kept = add_user(conn, "kept")
+        conn.commit()
+        assert audited_users(conn) == [kept]
+    chain_ok(migrated, 1)
+
+
+def test_prepare_transaction_with_audited_changes_is_refused_on_the_native_path(migrated):
+    with psycopg.connect(migrated) as conn:
+        if not audit_capture.native_installed(conn):
+            pytest.skip("the plpgsql capture chains at PREPARE through its deferred trigger")
+        conn.execute("BEGIN")
+        add_user(conn, "prepared")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="audited changes"):
+            conn.execute("PREPARE TRANSACTION 'audit'")
+    chain_ok(migrated, 0)
+
+
+def test_the_application_role_writes_audited_rows_but_cannot_call_the_capture(migrated):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        for role in ("sovren_app", "sovren_readonly", "sovren_auditor"):
+            assert not conn.execute("SELECT has_function_privilege(%s, 'sovren_audit_stage()', 'EXECUTE')",
+                                    (role,)).fetchone()[0]
+        acl = conn.execute("SELECT proacl::text FROM pg_proc WHERE proname = 'sovren_audit_stage'").fetchone()[0]
+        assert acl is not None and not any(item.startswith("=") for item in acl.strip("{}").split(","))  # not PUBLIC
+        user = str(uuid.uuid4())
+        conn.execute("SET ROLE sovren_app")
+        conn.execute("SELECT set_config('app.user_id', %s, false)", (user,))
+        conn.execute(INSERT, (user, "app", "app@x.io"))
+        conn.execute("RESET ROLE")
+        row = conn.execute("SELECT actor, user_id::text FROM audit_log").fetchone()
+    assert row[1] == user
+    chain_ok(migrated, 1)
+
+
+def test_concurrent_writers_keep_one_gapless_chain(migrated):
+    writers, transactions = 8, 25
+    failures: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            with psycopg.connect(migrated) as conn:
+                for t in range(transactions):
+                    add_user(conn, f"w{n}-{t}-a")
+                    add_user(conn, f"w{n}-{t}-b")
+                    conn.commit()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    chain_ok(migrated, writers * transactions * 2)
+    with psycopg.connect(migrated) as conn:   # created_at grows with event_id; a transaction's events are adjacent
+        assert conn.execute("""SELECT count(*) FROM (SELECT created_at, lag(created_at) OVER (ORDER BY event_id) AS b
+                                 FROM audit_log) s WHERE created_at < b""").fetchone()[0] == 0
+        assert conn.execute("""SELECT count(*) FROM audit_log a JOIN users ua ON ua.user_id = a.user_id
+                                 JOIN audit_log b ON b.event_id = a.event_id + 1 JOIN users ub ON ub.user_id = b.user_id
+                                WHERE ua.username LIKE '%-a' AND ub.username = left(ua.username, -1) || 'b'""").fetchone()[0] \
+            == writers * transactions
+
+
+@pytest.mark.slow
+def test_a_million_row_copy_is_chained_whole(migrated):
+    rows = 1_000_000
+    with psycopg.connect(migrated) as conn:
+        with conn.cursor().copy("COPY users (user_id, username, password_hash, email, subscription_tier) "
+                                "FROM STDIN") as copy:
+            for i in range(rows):
+                copy.write(f"{uuid.UUID(int=i + 1)}\tbulk{i}\tx\tbulk{i}@x.io\tpro\n")
+        conn.commit()
+        assert conn.execute("SELECT count(*) FROM audit_pending").fetchone()[0] == 0
+    chain_ok(migrated, rows)
+
+
+KILLED_WRITER = """
+import sys, uuid, psycopg
+with psycopg.connect(sys.argv[1]) as conn:
+    conn.execute("INSERT INTO users (user_id, username, password_hash, email, subscription_tier) "
+                 "SELECT gen_random_uuid(), 'killed' || i, 'x', 'killed' || i || '@x.io', 'pro' "
+                 "FROM generate_series(1, 100000) i")
+    print(conn.execute("SELECT pg_backend_pid()").fetchone()[0], flush=True)
+    conn.commit()
+"""
+
+
+def wait_for_server(url: str) -> None:
+    for _ in range(300):
+        try:
+            with psycopg.connect(url, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+                return
+        except psycopg.OperationalError:
+            time.sleep(0.1)
+    raise AssertionError("the server did not come back after the backend was killed")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, random.uniform(0.05, 0.4)])
+def test_a_backend_killed_mid_commit_leaves_a_chain_that_verifies(migrated, delay):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        add_user(conn, "before")
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, migrated], stdout=subprocess.PIPE, text=True)
+    pid = int(writer.stdout.readline())
+    time.sleep(delay)   # the 100,000 events are being chained by COMMIT (or it has just finished)
+    os.kill(pid, signal.SIGKILL)
+    writer.wait()
+    wait_for_server(migrated)
+    with psycopg.connect(migrated) as conn:
+        users = conn.execute("SELECT count(*) FROM users WHERE username LIKE 'killed%'").fetchone()[0]
+        logged = conn.execute("SELECT count(*) FROM audit_log WHERE query LIKE '%killed%'").fetchone()[0]
+    assert (users, logged) in ((0, 0), (100_000, 100_000))   # all or nothing, never rows without events
+    chain_ok(migrated, 1 + logged)
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        add_user(conn, "after")
+    chain_ok(migrated, 2 + logged)
+
+
+NO_LIBRARY = "options=-c%20dynamic_library_path%3D%2Fnonexistent"
+
+
+def test_native_on_a_server_without_the_library_is_one_sentence_and_exit_2(project, pg_url):
+    url = f"{pg_url}{'&' if '?' in pg_url else '?'}{NO_LIBRARY}"
+    env = {**os.environ, "POSTGRES_URL": url, "SOVREN_DB_AUDIT_CAPTURE": "native"}
+    done = subprocess.run([SOVREN_DB, "migrate"], cwd=project, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert "sovren_audit" in done.stderr and "Traceback" not in done.stderr
+    assert pg_url.split("//")[1].split("@")[0].split(":")[1] not in done.stderr + done.stdout   # no password
+    with psycopg.connect(pg_url) as conn:   # nothing half applied: the revision rolled back whole
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "db870bd000c4"
+        assert not audit_capture.native_installed(conn)
+
+
+def test_auto_on_a_server_without_the_library_keeps_plpgsql_and_check_is_clean(project, pg_url):
+    url = f"{pg_url}{'&' if '?' in pg_url else '?'}{NO_LIBRARY}"
+    env = {**os.environ, "POSTGRES_URL": url, "SOVREN_DB_AUDIT_CAPTURE": "auto"}
+    for verb in ("migrate", "check"):
+        done = subprocess.run([SOVREN_DB, verb], cwd=project, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+    with psycopg.connect(pg_url) as conn:
+        assert not audit_capture.native_installed(conn)
+        add_user(conn, "fallback")
+        conn.commit()
+    chain_ok(pg_url, 1)
+
+
+def test_check_is_clean_on_the_path_chosen(migrated, project):
+    assert commands.check(load_settings(project)).exit_code == 0
+
+
+HIJACK = """CREATE SCHEMA IF NOT EXISTS evil AUTHORIZATION sovren_app;
+CREATE OR REPLACE FUNCTION evil.plus(bigint, bigint) RETURNS bigint LANGUAGE plpgsql AS
+  $$ BEGIN RAISE EXCEPTION 'hijacked as %', current_user; END $$;
+CREATE OR REPLACE FUNCTION evil.regexp_replace(text, text, text, text) RETURNS text LANGUAGE plpgsql AS
+  $$ BEGIN RAISE EXCEPTION 'shape hijacked as %', current_user; END $$;
+DROP OPERATOR IF EXISTS evil.+ (bigint, bigint);
+CREATE OPERATOR evil.+ (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.plus)"""
+
+
+def test_the_sessions_search_path_cannot_choose_what_runs_for_the_owner(migrated):
+    """The chain runs as the owner: an operator or function the session puts before pg_catalog is not used."""
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute(HIJACK)
+    with psycopg.connect(migrated) as conn:   # a new backend: the chain's plans are prepared under this path
+        user = str(uuid.uuid4())
+        conn.execute("SET ROLE sovren_app")
+        conn.execute("SET search_path = evil, public, pg_catalog")
+        conn.execute("SELECT set_config('app.user_id', %s, false)", (user,))
+        conn.execute(INSERT, (user, "victim", "victim@x.io"))
+        conn.commit()
+    chain_ok(migrated, 1)
+
+
+def test_many_rolled_back_blocks_between_kept_rows(migrated):
+    """A loop whose every pass keeps one row and rolls back a nested block of two: only the kept rows."""
+    with psycopg.connect(migrated) as conn:
+        conn.execute("""DO $$ BEGIN FOR i IN 1..2000 LOOP
+            INSERT INTO users (user_id, username, password_hash, email, subscription_tier)
+                 VALUES (gen_random_uuid(), 'kept' || i, 'x', 'kept' || i || '@x.io', 'pro');
+            BEGIN
+                INSERT INTO users (user_id, username, password_hash, email, subscription_tier)
+                     VALUES (gen_random_uuid(), 'gone' || i, 'x', 'gone' || i || '@x.io', 'pro');
+                BEGIN
+                    INSERT INTO users (user_id, username, password_hash, email, subscription_tier)
+                         VALUES (gen_random_uuid(), 'gone2' || i, 'x', 'gone2' || i || '@x.io', 'pro');
+                EXCEPTION WHEN raise_exception THEN NULL;
+                END;
+                RAISE EXCEPTION 'undo';
+            EXCEPTION WHEN raise_exception THEN NULL;
+            END;
+        END LOOP; END $$""")
+        conn.commit()
+        names = [row[0] for row in conn.execute(
+            "SELECT u.username FROM audit_log a JOIN users u ON u.user_id::text = a.event_payload::jsonb "
+            "-> 'details' -> 'key' ->> 'user_id' ORDER BY a.event_id")]
+    assert names == [f"kept{i}" for i in range(1, 2001)]
+    chain_ok(migrated, 2000)
