@@ -30,15 +30,20 @@ if TYPE_CHECKING:
 WRITES = frozenset({"INSERT", "UPDATE", "DELETE"})
 
 
-def check_findings(settings: "Settings") -> list[Finding]:
+def check_findings(settings: "Settings", conn: Connection | None = None) -> list[Finding]:
+    """``conn``: an open connection to read with (check lends its own), else one of its own."""
+    from contextlib import nullcontext
+
     from .declared import load_schema
 
     from ..env import connected
 
     schema = load_schema(settings.postgres_dir)
     where = _shown(settings)
-    with connected(settings) as conn:
+    with nullcontext(conn) if conn is not None else connected(settings) as conn:
         live = unindexed_foreign_keys(conn) + pci_findings(schema, conn, where)
+        if conn.in_transaction():
+            conn.commit()  # a lent connection is left as it came, outside any transaction
     return row_security_findings(schema, where) + live
 
 

@@ -6,13 +6,18 @@ key compared in Python) is a function of two inputs: the declared ``Table``
 and what reflection reads of the live one. This module names both inputs by
 a digest:
 
-- the *live form*: one query over pg_class, pg_attribute, pg_attrdef,
-  pg_constraint, pg_index, pg_depend, pg_sequence, pg_type, pg_enum and
-  pg_description gives, per table, an md5 of everything SQLAlchemy's
-  reflection reads of it, as the server prints it (``format_type``,
-  ``pg_get_expr``, ``pg_get_constraintdef``, ``pg_get_indexdef``), plus what
-  sovren-db's ``include_object`` looks at (a foreign key to a partition; an
-  expand's ``_new_`` column makes the table's form unusable here);
+- the *live form*: one query gives, per table, a hash of the catalog rows
+  reflection reads of it (pg_class, pg_attribute, pg_attrdef, pg_constraint,
+  pg_index and its indexes' pg_class rows, pg_description, the sequences of
+  nextval defaults and identities with their owners): every DDL writes new
+  versions of the rows it changes (new ``xmin`` and ``ctid``), the same
+  principle as doctor/fingerprint.py; plus the names reflection prints of
+  other objects (a foreign key's table and columns, parents) and the flags
+  CREATE INDEX CONCURRENTLY updates in place. Names lent by the rest of the
+  database (types, enum labels, functions, collations, operator classes,
+  schemas, tablespaces) are hashed once per comparison into its context. An
+  expand's ``_new_`` column (which ``include_object`` treats apart) makes the
+  table's form unusable here;
 - the *declared form*: a digest of the ``Table`` as Alembic reads it (columns
   with type, nullability, server default, identity, comment; constraints;
   indexes; options), compiled with the PostgreSQL dialect.
@@ -57,60 +62,66 @@ IN_SCHEMA = """
    AND CASE WHEN CAST(:schema AS text) IS NULL THEN pg_table_is_visible(c.oid) AND n.nspname <> 'pg_catalog'
             ELSE n.nspname = :schema END"""
 
-# Per table: an md5 of what reflection reads of it (the printed forms where a name could change
-# underneath: defaults, expressions, types of the database's own, referenced tables and columns).
-# Each part is one aggregate per table; per-column subqueries cost twice as much.
+def _rows(alias: str) -> str:
+    """The sum of a hash of (xmin, ctid) over catalog rows: any DDL writes new row versions."""
+    return f"sum(hashtextextended({alias}.xmin::text || {alias}.ctid::text, 0))"
+
+
+# Per table, the catalog rows reflection reads of it, as (xmin, ctid) hashes (doctor/fingerprint.py:
+# every DDL writes new versions of the rows it changes), and the names it prints of other objects
+# that could be renamed without touching those rows (a foreign key's table and columns, parents);
+# pg_index's flags, updated in place by CREATE INDEX CONCURRENTLY, by value. The sequences of nextval
+# defaults and identities: their own rows and owners (Alembic's SERIAL test). What the rest of the
+# database lends names to (types, functions, collations, operator classes, schemas) is in context_key.
 LIVE_FORMS = text(f"""
-SELECT c.relname, c.relispartition,
-       CASE WHEN NOT c.relispartition THEN md5(concat_ws(E'\\n', c.relkind, c.reloptions::text, c.reltablespace, c.relam,
-         CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
+SELECT c.relname, c.relispartition, c.columns[2] = 'true' AS expanding,
+       CASE WHEN NOT c.relispartition THEN concat_ws(',', c.self, c.columns[1],
+         (SELECT {_rows('d')} FROM pg_attrdef d WHERE d.adrelid = c.oid),
+         (SELECT {_rows('ds')} FROM pg_description ds WHERE ds.objoid = c.oid),
          (SELECT string_agg(i.inhparent::regclass::text, ',' ORDER BY i.inhseqno)
             FROM pg_inherits i WHERE i.inhrelid = c.oid),
-         (SELECT string_agg((a.attnum, a.attname, CASE WHEN a.atttypid < 16384 THEN a.atttypid END, a.atttypmod, a.attnotnull, a.attidentity, a.attgenerated,
-                             a.attcollation, a.attndims)::text, E'\\n' ORDER BY a.attnum)
-            FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
-         (SELECT string_agg(d.adnum || ' ' || pg_get_expr(d.adbin, d.adrelid), E'\\n' ORDER BY d.adnum)
-            FROM pg_attrdef d WHERE d.adrelid = c.oid),
-         (SELECT string_agg(concat_ws(',', a.attnum, format_type(a.atttypid, a.atttypmod), t.typtype, t.typnotnull,
-                   t.typdefault, format_type(t.typbasetype, t.typtypmod),
-                   (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e
-                     WHERE e.enumtypid IN (t.oid, t.typelem, t.typbasetype)),
-                   (SELECT string_agg(pg_get_constraintdef(k.oid), ',' ORDER BY k.conname)
-                      FROM pg_constraint k WHERE k.contypid = t.oid)), E'\\n' ORDER BY a.attnum)
-            FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid >= 16384),
-         (SELECT string_agg(ds.objsubid || ':' || ds.description, E'\\n' ORDER BY ds.objsubid)
-            FROM pg_description ds WHERE ds.objoid = c.oid AND ds.classoid = 'pg_class'::regclass),
-         (SELECT string_agg((SELECT concat_ws(',', p.refobjsubid, p.objid::regclass::text, p.deptype, q.seqstart,
-                                             q.seqincrement, q.seqmax, q.seqmin, q.seqcache, q.seqcycle, q.seqtypid)
-                               FROM pg_sequence q WHERE q.seqrelid = p.objid), ';' ORDER BY p.refobjsubid, p.objid)
-            FROM pg_depend p
-           WHERE p.refclassid = 'pg_class'::regclass AND p.refobjid = c.oid AND p.classid = 'pg_class'::regclass
-             AND p.deptype IN ('a', 'i')),
-         (SELECT string_agg(concat_ws(' ', k.conname, k.contype, k.conkey, k.confkey, k.confrelid::regclass::text,
-                   k.confupdtype, k.confdeltype, k.confmatchtype, k.condeferrable, k.condeferred, k.convalidated,
-                   k.conindid::regclass::text, k.connoinherit,
-                   CASE WHEN k.conbin IS NOT NULL THEN pg_get_constraintdef(k.oid) END,
-                   (SELECT ds.description FROM pg_description ds WHERE ds.objoid = k.oid
-                       AND ds.classoid = 'pg_constraint'::regclass),
-                   CASE WHEN k.contype = 'f' THEN
-                   (SELECT concat_ws(',', r.relispartition, string_agg(ra.attname, ',' ORDER BY ra.attnum))
+         (SELECT concat_ws(',', {_rows('k')},
+                 string_agg(CASE WHEN k.contype = 'f' THEN
+                   (SELECT concat_ws(' ', r.oid::regclass::text, r.relispartition,
+                                     string_agg(ra.attname, ' ' ORDER BY ra.attnum))
                       FROM pg_class r JOIN pg_attribute ra ON ra.attrelid = r.oid AND ra.attnum = ANY(k.confkey)
-                     WHERE r.oid = k.confrelid GROUP BY r.relispartition) END), E'\\n' ORDER BY k.conname, k.oid)
+                     WHERE r.oid = k.confrelid GROUP BY r.oid) END, ',' ORDER BY k.conname, k.oid),
+                 sum((SELECT {_rows('ds')} FROM pg_description ds WHERE ds.objoid = k.oid)))
             FROM pg_constraint k WHERE k.conrelid = c.oid),
-         (SELECT string_agg(concat_ws(' ', ic.relname, i.indnatts, i.indnkeyatts, i.indisunique, i.indnullsnotdistinct,
-                   i.indisprimary, i.indisexclusion, i.indimmediate, i.indisvalid, i.indisready, i.indislive, i.indkey,
-                   i.indclass, i.indcollation, i.indoption, ic.relam, ic.reltablespace, ic.reloptions::text,
-                   CASE WHEN i.indexprs IS NOT NULL THEN pg_get_expr(i.indexprs, i.indrelid) END,
-                   CASE WHEN i.indpred IS NOT NULL THEN pg_get_expr(i.indpred, i.indrelid) END,
-                   (SELECT ds.description FROM pg_description ds WHERE ds.objoid = ic.oid
-                       AND ds.classoid = 'pg_class'::regclass AND ds.objsubid = 0)), E'\\n' ORDER BY ic.relname)
-            FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid)
-       )) END AS form,
-       CASE WHEN NOT c.relispartition THEN  -- an aggregate, not EXISTS: the planner would hash all of pg_attribute
-         (SELECT bool_or(a.attname LIKE '\\_new\\_%') FROM pg_attribute a
-           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) END AS expanding
- {IN_SCHEMA} AND c.relkind IN ('r', 'p')""")
+         (SELECT concat_ws(',', {_rows('i')}, {_rows('ic')},
+                 string_agg(concat(ic.relname, i.indisvalid, i.indisready, i.indislive), ',' ORDER BY ic.relname),
+                 sum((SELECT {_rows('ds')} FROM pg_description ds WHERE ds.objoid = ic.oid)))
+            FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid),
+         (SELECT concat_ws(',', sum(s.h), sum(s.params), sum(s.owners)) FROM (
+            SELECT (SELECT hashtextextended(sc.xmin::text || sc.ctid::text, 0) FROM pg_class sc WHERE sc.oid = s.seq) AS h,
+                   (SELECT hashtextextended(sq.xmin::text || sq.ctid::text, 0) FROM pg_sequence sq
+                     WHERE sq.seqrelid = s.seq) AS params,
+                   (SELECT {_rows('o')} FROM pg_depend o WHERE o.classid = 'pg_class'::regclass AND o.objid = s.seq) AS owners
+              FROM (SELECT p.refobjid AS seq FROM pg_attrdef d
+                      JOIN pg_depend p ON p.classid = 'pg_attrdef'::regclass AND p.objid = d.oid
+                                      AND p.refclassid = 'pg_class'::regclass AND p.refobjid <> d.adrelid
+                     WHERE d.adrelid = c.oid
+                    UNION ALL
+                    SELECT p.objid FROM pg_depend p
+                     WHERE c.columns[3] = 'true' AND p.refclassid = 'pg_class'::regclass AND p.refobjid = c.oid
+                       AND p.deptype = 'i') s) s)
+       ) END AS form
+  FROM (SELECT c.oid, c.relname, c.relispartition, hashtextextended(c.xmin::text || c.ctid::text, 0) AS self,
+               CASE WHEN NOT c.relispartition THEN
+                 (SELECT ARRAY[{_rows('a')}::text, bool_or(a.attname LIKE '\\_new\\_%')::text,
+                               bool_or(a.attidentity <> '')::text]
+                    FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0) END AS columns
+         {IN_SCHEMA} AND c.relkind IN ('r', 'p') OFFSET 0) c""")
+
+# The user-defined objects a table's reflection prints by name (types, enum labels, functions in
+# defaults and expressions, collations, operator classes and operators, schemas, tablespaces).
+_LENT_NAMES = " || '|' || ".join(
+    f"(SELECT COALESCE({_rows('x')}, 0) FROM {catalog} x WHERE {where})::text"
+    for catalog, where in (("pg_type", "x.oid >= 16384 AND x.typrelid = 0"), ("pg_enum", "true"),
+                           ("pg_proc", "x.oid >= 16384"), ("pg_collation", "x.oid >= 16384"),
+                           ("pg_opclass", "x.oid >= 16384"), ("pg_operator", "x.oid >= 16384"),
+                           ("pg_namespace", "true"), ("pg_tablespace", "true")))
+
 
 _DIALECT = postgresql.dialect()
 _lock = threading.Lock()
@@ -145,7 +156,8 @@ def live_forms(connection, schema: str | None) -> dict[str, tuple[bool, str | No
 
 
 def context_key(connection) -> str:
-    """What else Alembic's answer depends on: the versions comparing, the server's and its search_path.
+    """What else Alembic's answer depends on: the versions comparing, the server's, its search_path and the
+    names the database's own types, functions, collations, operator classes and schemas lend (_LENT_NAMES).
 
     It also turns JIT off for the rest of the comparison's transaction: the planner's estimate for
     LIVE_FORMS (and for SQLAlchemy's reflection queries) passes jit_above_cost, and compiling them
@@ -153,10 +165,10 @@ def context_key(connection) -> str:
     from JIT; the setting ends with the transaction.
     """
     row = connection.execute(text("SELECT current_setting('server_version_num'), current_setting('search_path'), "
-                                  "current_schema(), set_config('jit', 'off', true)")).one()
+                                  f"current_schema(), {_LENT_NAMES}, set_config('jit', 'off', true)")).one()
     from .. import __version__
 
-    return "|".join((alembic.__version__, sqlalchemy.__version__, __version__, *map(str, row[:3])))
+    return "|".join((alembic.__version__, sqlalchemy.__version__, __version__, *map(str, row[:4])))
 
 
 def declared_form(table: Table) -> str:
