@@ -220,3 +220,29 @@ def test_random_adopted_schemas_give_the_exact_findings(seed, pg_url, tmp_path):
     found, wanted = commands.check(settings), commands.check(settings, exact=True)
     assert _sentences(found) == _sentences(wanted)
     assert found.exit_code == wanted.exit_code == 1
+
+
+def test_a_catalog_the_role_cannot_read_leaves_every_table_to_alembic(pg_url, settings):
+    """pg_operator is read by the fast path only: refused, the comparison goes on as Alembic's, and is still right."""
+    from sqlalchemy.engine import make_url
+
+    role = f"fc_reader_{random.randrange(10**9)}"
+    build_live(pg_url, declared(), *PARTITIONS)
+    run(pg_url, [f"CREATE ROLE {role} LOGIN PASSWORD 'fc-reader-secret'",
+                 "REVOKE SELECT ON pg_catalog.pg_operator FROM PUBLIC"])
+    url = make_url(pg_url).set(username=role, password="fc-reader-secret").render_as_string(hide_password=False)
+    try:
+        assert fast(url, settings, declared()) == [] and not table_forms.VERIFIED
+        run(pg_url, ["ALTER TABLE orders ADD COLUMN note text"])
+        found = fast(url, settings, declared())
+        assert as_multiset(found) == as_multiset(exact(pg_url, settings, declared())) and found
+    finally:
+        run(pg_url, ["GRANT SELECT ON pg_catalog.pg_operator TO PUBLIC", f"DROP ROLE {role}"])
+
+
+def test_a_refused_catalog_is_named_with_its_grant():
+    from sqlalchemy.exc import ProgrammingError
+
+    refused = ProgrammingError("SELECT", {}, Exception("permission denied for table pg_operator"))
+    assert table_forms._reason(refused) == ("permission denied for table pg_operator: "
+                                            "GRANT SELECT ON pg_catalog.pg_operator TO the role that checks")
