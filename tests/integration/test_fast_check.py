@@ -246,3 +246,17 @@ def test_a_refused_catalog_is_named_with_its_grant():
     refused = ProgrammingError("SELECT", {}, Exception("permission denied for table pg_operator"))
     assert table_forms._reason(refused) == ("permission denied for table pg_operator: "
                                             "GRANT SELECT ON pg_catalog.pg_operator TO the role that checks")
+
+
+def test_check_exact_on_the_command_line(project, pg_url):
+    from click.testing import CliRunner
+
+    from sovren_db.cli.main import cli
+
+    assert CliRunner().invoke(cli, ["migrate"], catch_exceptions=False).exit_code == 0
+    run(pg_url, ["ALTER TABLE users ADD COLUMN nickname text"])
+    fast_out = CliRunner().invoke(cli, ["check"], catch_exceptions=False)
+    exact_out = CliRunner().invoke(cli, ["check", "--exact"], catch_exceptions=False)
+    assert fast_out.exit_code == exact_out.exit_code == 1
+    assert "column users.nickname: in database but not declared" in exact_out.output
+    assert fast_out.output == exact_out.output
