@@ -63,6 +63,7 @@ IN_SCHEMA = """
    AND CASE WHEN CAST(:schema AS text) IS NULL THEN pg_table_is_visible(c.oid) AND n.nspname <> 'pg_catalog'
             ELSE n.nspname = :schema END"""
 
+
 def _rows(alias: str) -> str:
     """The sum of a hash of (xmin, ctid) over catalog rows: any DDL writes new row versions."""
     return f"sum(hashtextextended({alias}.xmin::text || {alias}.ctid::text, 0))"
@@ -94,10 +95,12 @@ SELECT c.relname, c.relispartition, c.columns[2] = 'true' AS expanding,
                  sum((SELECT {_rows('ds')} FROM pg_description ds WHERE ds.objoid = ic.oid)))
             FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid),
          (SELECT concat_ws(',', sum(s.h), sum(s.params), sum(s.owners)) FROM (
-            SELECT (SELECT hashtextextended(sc.xmin::text || sc.ctid::text, 0) FROM pg_class sc WHERE sc.oid = s.seq) AS h,
+            SELECT (SELECT hashtextextended(sc.xmin::text || sc.ctid::text, 0) FROM pg_class sc
+                     WHERE sc.oid = s.seq) AS h,
                    (SELECT hashtextextended(sq.xmin::text || sq.ctid::text, 0) FROM pg_sequence sq
                      WHERE sq.seqrelid = s.seq) AS params,
-                   (SELECT {_rows('o')} FROM pg_depend o WHERE o.classid = 'pg_class'::regclass AND o.objid = s.seq) AS owners
+                   (SELECT {_rows('o')} FROM pg_depend o
+                     WHERE o.classid = 'pg_class'::regclass AND o.objid = s.seq) AS owners
               FROM (SELECT p.refobjid AS seq FROM pg_attrdef d
                       JOIN pg_depend p ON p.classid = 'pg_attrdef'::regclass AND p.objid = d.oid
                                       AND p.refclassid = 'pg_class'::regclass AND p.refobjid <> d.adrelid
