@@ -260,3 +260,30 @@ def test_check_exact_on_the_command_line(project, pg_url):
     assert fast_out.exit_code == exact_out.exit_code == 1
     assert "column users.nickname: in database but not declared" in exact_out.output
     assert fast_out.output == exact_out.output
+
+
+def billing() -> MetaData:
+    metadata = declared()
+    Table("invoices", metadata, Column("id", Integer, primary_key=True),
+          Column("account_id", Integer, ForeignKey("accounts.id", name="fk_invoices_account")),
+          Column("state", String(10), nullable=False, server_default=text("'open'")), schema="billing")
+    return metadata
+
+
+@pytest.mark.parametrize("statement", ["ALTER TABLE billing.invoices ALTER COLUMN state SET DEFAULT 'paid'",
+                                       "ALTER TABLE billing.invoices ADD COLUMN note text",
+                                       "ALTER TABLE orders ADD COLUMN note text"])
+def test_tables_of_another_schema_give_the_exact_answer(pg_url, settings, statement):
+    def include_name(name, type_, parent_names) -> bool:  # as env.py's _schemas_option
+        return type_ != "schema" or name in (None, "billing")
+
+    run(pg_url, ["CREATE SCHEMA billing"])
+    build_live(pg_url, billing(), *PARTITIONS)
+    options = {"include_schemas": True, "include_name": include_name}
+    assert diffs(pg_url, settings, billing(), ALEMBIC + [bulk_plugin()], **options) == []
+    assert len(table_forms.VERIFIED) == len(billing().tables)
+    run(pg_url, [statement])
+    found = diffs(pg_url, settings, billing(), ALEMBIC + [bulk_plugin()], **options)
+    with table_forms.exact_compare():
+        wanted = diffs(pg_url, settings, billing(), ALEMBIC + [bulk_plugin()], **options)
+    assert as_multiset(found) == as_multiset(wanted) and wanted
