@@ -15,6 +15,7 @@ import re
 import psycopg
 import pytest
 from sqlalchemy import Column, Enum, ForeignKey, Identity, Integer, MetaData, String, Table, text
+from sqlalchemy.dialects.postgresql import DOMAIN
 
 from sovren_db import commands
 from sovren_db.core.config import load_settings
@@ -77,6 +78,8 @@ LENT_CHANGES = {
     "identity options": ["ALTER TABLE moods ALTER COLUMN id SET INCREMENT BY 5"],
     "identity dropped": ["ALTER TABLE moods ALTER COLUMN id DROP IDENTITY"],
     "collation of a column": ["ALTER TABLE moods ALTER COLUMN label TYPE varchar(20) COLLATE \"C\""],
+    "domain constraint": ["ALTER DOMAIN short_label ADD CONSTRAINT short_label_not_empty CHECK (VALUE <> '')"],
+    "domain default": ["ALTER DOMAIN short_label SET DEFAULT 'none'"],
 }
 
 
@@ -85,7 +88,7 @@ def moods() -> MetaData:
     Table("moods", metadata, Column("id", Integer, Identity(), primary_key=True),
           Column("mood", Enum("low", "high", name="mood")),
           Column("level", Integer, server_default=text("start_level()")),
-          Column("label", String(20)))
+          Column("label", String(20)), Column("tag", DOMAIN("short_label", String(20))))
     return metadata
 
 

@@ -117,11 +117,12 @@ SELECT c.relname, c.relispartition, c.columns[2] = 'true' AS expanding,
                     FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0) END AS columns
          {IN_SCHEMA} AND c.relkind IN ('r', 'p') OFFSET 0) c""")
 
-# The user-defined objects a table's reflection prints by name (types, enum labels, functions in
-# defaults and expressions, collations, operator classes and operators, schemas, tablespaces).
+# The user-defined objects a table's reflection prints by name (types, enum labels, domains' constraints,
+# functions in defaults and expressions, collations, operator classes and operators, schemas, tablespaces).
 _LENT_NAMES = " || '|' || ".join(
     f"(SELECT COALESCE({_rows('x')}, 0) FROM {catalog} x WHERE {where})::text"
     for catalog, where in (("pg_type", "x.oid >= 16384 AND x.typrelid = 0"), ("pg_enum", "true"),
+                           ("pg_constraint", "x.contypid <> 0"),
                            ("pg_proc", "x.oid >= 16384"), ("pg_collation", "x.oid >= 16384"),
                            ("pg_opclass", "x.oid >= 16384"), ("pg_operator", "x.oid >= 16384"),
                            ("pg_namespace", "true"), ("pg_tablespace", "true")))
