@@ -44,7 +44,7 @@ import re
 import threading
 import weakref
 from collections.abc import Iterable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import Any
 
@@ -74,9 +74,11 @@ def _rows(alias: str) -> str:
 # that could be renamed without touching those rows (a foreign key's table and columns, parents);
 # pg_index's flags, updated in place by CREATE INDEX CONCURRENTLY, by value. The sequences of nextval
 # defaults and identities: their own rows and owners (Alembic's SERIAL test). What the rest of the
-# database lends names to (types, functions, collations, operator classes, schemas) is in context_key.
-LIVE_FORMS = text(f"""
+# database lends names to (types, functions, collations, operator classes, schemas): the context column.
+_LIVE_FORMS = f"""
 SELECT c.relname, c.relispartition, c.columns[2] = 'true' AS expanding,
+       CASE WHEN row_number() OVER () = 1 THEN concat_ws('|', current_setting('server_version_num'),
+                 current_setting('search_path'), current_schema(), ({{lent}})) END AS context,
        CASE WHEN NOT c.relispartition THEN concat_ws(',', c.self, c.columns[1],
          (SELECT {_rows('d')} FROM pg_attrdef d WHERE d.adrelid = c.oid),
          (SELECT {_rows('ds')} FROM pg_description ds WHERE ds.objoid = c.oid),
@@ -115,7 +117,7 @@ SELECT c.relname, c.relispartition, c.columns[2] = 'true' AS expanding,
                  (SELECT ARRAY[{_rows('a')}::text, bool_or(a.attname LIKE '\\_new\\_%')::text,
                                bool_or(a.attidentity <> '')::text]
                     FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0) END AS columns
-         {IN_SCHEMA} AND c.relkind IN ('r', 'p') OFFSET 0) c""")
+         {IN_SCHEMA} AND c.relkind IN ('r', 'p') OFFSET 0) c"""
 
 # The user-defined objects a table's reflection prints by name (types, enum labels, domains' constraints,
 # functions in defaults and expressions, collations, operator classes and operators, schemas, tablespaces).
@@ -126,6 +128,15 @@ _LENT_NAMES = " || '|' || ".join(
                            ("pg_proc", "x.oid >= 16384"), ("pg_collation", "x.oid >= 16384"),
                            ("pg_opclass", "x.oid >= 16384"), ("pg_operator", "x.oid >= 16384"),
                            ("pg_namespace", "true"), ("pg_tablespace", "true")))
+LIVE_FORMS = text(_LIVE_FORMS.replace("{lent}", _LENT_NAMES))
+
+# One round trip before the read: a savepoint (a refused read must not abort the comparison's transaction)
+# and JIT off for the rest of the comparison's transaction. The planner's estimate for LIVE_FORMS (and for
+# SQLAlchemy's reflection queries) passes jit_above_cost, and compiling them costs more than running them
+# (3x for LIVE_FORMS on the bench schema); a catalog read gains nothing from JIT. The savepoint is left
+# open: it ends with the transaction, one statement sooner.
+_BEFORE = "SAVEPOINT sovren_table_forms; SELECT set_config('jit', 'off', true)"
+_REFUSED = "ROLLBACK TO SAVEPOINT sovren_table_forms"
 
 
 _DIALECT = postgresql.dialect()
@@ -150,30 +161,19 @@ def is_exact() -> bool:
     return _exact.get()
 
 
-def live_forms(connection, schema: str | None) -> dict[str, tuple[bool, str | None]]:
-    """Every table of ``schema`` as reflection lists them: name -> (a partition, its live form).
+def live_forms(connection, schema: str | None) -> tuple[str, dict[str, tuple[bool, str | None]]]:
+    """(context, every table of ``schema`` as reflection lists them: name -> (a partition, its live form)).
 
     The form is None for a partition (sovren-db compares partitions set-wise, by name) and while an
-    expand is under way (Alembic compares that table every time).
+    expand is under way (Alembic compares that table every time). The context is what else Alembic's
+    answer depends on: the versions comparing, the server's, its search_path and the names the
+    database's own types, functions, collations, operator classes and schemas lend (_LENT_NAMES).
     """
-    rows = connection.execute(LIVE_FORMS, {"schema": schema})
-    return {r.relname: (r.relispartition, None if r.expanding else r.form) for r in rows}
-
-
-def context_key(connection) -> str:
-    """What else Alembic's answer depends on: the versions comparing, the server's, its search_path and the
-    names the database's own types, functions, collations, operator classes and schemas lend (_LENT_NAMES).
-
-    It also turns JIT off for the rest of the comparison's transaction: the planner's estimate for
-    LIVE_FORMS (and for SQLAlchemy's reflection queries) passes jit_above_cost, and compiling them
-    costs more than running them (3x for LIVE_FORMS on the bench schema). A catalog read gains nothing
-    from JIT; the setting ends with the transaction.
-    """
-    row = connection.execute(text("SELECT current_setting('server_version_num'), current_setting('search_path'), "
-                                  f"current_schema(), {_LENT_NAMES}, set_config('jit', 'off', true)")).one()
     from .. import __version__
 
-    return "|".join((alembic.__version__, sqlalchemy.__version__, __version__, *map(str, row[:4])))
+    rows = connection.execute(LIVE_FORMS, {"schema": schema}).all()
+    context = "|".join((alembic.__version__, sqlalchemy.__version__, __version__, rows[0].context if rows else ""))
+    return context, {r.relname: (r.relispartition, None if r.expanding else r.form) for r in rows}
 
 
 def declared_form(table: Table) -> str:
@@ -287,10 +287,11 @@ class TablesInStep:
         if not self.enabled:
             return None
         try:
-            with self.connection.begin_nested():
-                self.context = self.context or context_key(self.connection)
-                found = live_forms(self.connection, schema)
+            self.connection.exec_driver_sql(_BEFORE)
+            self.context, found = live_forms(self.connection, schema)
         except DBAPIError as exc:
+            with suppress(DBAPIError):  # no savepoint to go back to: the connection was not in a transaction
+                self.connection.exec_driver_sql(_REFUSED)
             self.enabled = False
             _note(self.autogen_context, f"postgres: every table was compared by Alembic, the catalog read that lets "
                                         f"it skip tables in step failed ({_reason(exc)})")
