@@ -2,7 +2,7 @@
 
 Why: ``check``'s full compare (Alembic autogenerate on the tables it has not
 already found in step, postgres/table_forms.py, then the plugins'
-comparators) costs about 4.5x the bulk catalog read on the 300-table bench
+comparators) costs 3-5x the bulk catalog read on the 300-table bench
 database (bench/doctor.py; 24x before tables in step were skipped), and the
 exporter runs it every interval while a production schema almost never changes. So the schema
 collection first takes a fingerprint of everything check reads, and runs the
