@@ -11,11 +11,13 @@ from .output import emit
 
 @click.command()
 @click.option("--data", is_flag=True, help="Also count stored documents and keys that break their declarations.")
+@click.option("--exact", is_flag=True, help="Run Alembic's comparison on every table, even those it already found "
+                                            "in step at the same declaration and catalog (same answer, slower).")
 @format_option
 @click.pass_context
-def check(ctx: click.Context, data: bool, fmt: str) -> None:
+def check(ctx: click.Context, data: bool, exact: bool, fmt: str) -> None:
     """Compare every declared store with the live one and report each difference."""
-    outcome = commands.check(ctx.obj.settings, data=data)
+    outcome = commands.check(ctx.obj.settings, data=data, exact=exact)
     compared = ([f"{'no drift' if not outcome.findings else f'{len(outcome.findings)} finding(s)'}; "
                  "each store's declarations:", *commands.compared_lines(outcome.data.get("compared", {}))])
     if fmt == "text" and not outcome.findings:

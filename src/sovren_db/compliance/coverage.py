@@ -9,6 +9,7 @@ in a table or collection that declares none: a person should look.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ PERSONAL_NAMES = frozenset({
 PERSONAL_SUFFIXES = ("_email", "_phone", "_address", "_ip", "_name_full", "_birth_date")
 
 
+@lru_cache(maxsize=8192)  # check asks again for every column of every table on each run
 def looks_personal(name: str) -> bool:
     """Whether a column or field is named like personal data (``email``, ``homeAddress``, ``user_phone``)."""
     snake = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()

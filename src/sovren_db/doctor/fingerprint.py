@@ -1,9 +1,10 @@
 """Drift again only when something it reads changed: a fingerprint of check's inputs, kept with its answer.
 
-Why: ``check``'s full compare (Alembic autogenerate reflecting every table,
-then the plugins' comparators) costs about 24x the bulk catalog read on the
-300-table bench database (bench/doctor.py), and the exporter runs it every
-interval while a production schema almost never changes. So the schema
+Why: ``check``'s full compare (Alembic autogenerate on the tables it has not
+already found in step, postgres/table_forms.py, then the plugins'
+comparators) costs 3-5x the bulk catalog read on the 300-table bench
+database (bench/doctor.py; 24x before tables in step were skipped), and the
+exporter runs it every interval while a production schema almost never changes. So the schema
 collection first takes a fingerprint of everything check reads, and runs the
 full compare only when it differs from the one its last answer was computed
 at; otherwise that answer stands.

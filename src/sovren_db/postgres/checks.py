@@ -30,15 +30,20 @@ if TYPE_CHECKING:
 WRITES = frozenset({"INSERT", "UPDATE", "DELETE"})
 
 
-def check_findings(settings: "Settings") -> list[Finding]:
+def check_findings(settings: "Settings", conn: Connection | None = None) -> list[Finding]:
+    """``conn``: an open connection to read with (check lends its own), else one of its own."""
+    from contextlib import nullcontext
+
     from .declared import load_schema
 
     from ..env import connected
 
     schema = load_schema(settings.postgres_dir)
     where = _shown(settings)
-    with connected(settings) as conn:
+    with nullcontext(conn) if conn is not None else connected(settings) as conn:
         live = unindexed_foreign_keys(conn) + pci_findings(schema, conn, where)
+        if conn.in_transaction():
+            conn.commit()  # a lent connection is left as it came, outside any transaction
     return row_security_findings(schema, where) + live
 
 
@@ -95,22 +100,23 @@ def leads(index_columns: list[str] | tuple[str, ...], key_columns: list[str] | t
     return len(index_columns) >= len(key_columns) and set(index_columns[:len(key_columns)]) == set(key_columns)
 
 
-# Foreign keys of the current schema (a partitioned table's own, not its partitions' clones) and the
-# complete (non-partial) valid indexes of their table (a CREATE INDEX CONCURRENTLY killed half-way
-# leaves an invalid one, which no query uses), column names in key order (expressions: NULL).
+# Foreign keys of the current schema (a partitioned table's own, not its partitions' clones) that no
+# complete (non-partial) valid index leads (a CREATE INDEX CONCURRENTLY killed half-way leaves an invalid
+# one, which no query uses): ``leads`` on attribute numbers, in the server, so that only the findings
+# come back; the key's column names in key order.
 _FOREIGN_KEYS = """
 SELECT c.conname, t.relname AS "table", r.relname AS parent,
        ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY AS k(num, pos)
-               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.num ORDER BY k.pos) AS columns,
-       COALESCE((SELECT json_agg(ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(num, pos)
-                                         LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.num
-                                        ORDER BY k.pos))
-                   FROM pg_index i WHERE i.indrelid = c.conrelid AND i.indpred IS NULL AND i.indisvalid), '[]')
-           AS indexes
+               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.num ORDER BY k.pos) AS columns
   FROM pg_constraint c
   JOIN pg_class t ON t.oid = c.conrelid
   JOIN pg_class r ON r.oid = c.confrelid
  WHERE c.contype = 'f' AND c.conparentid = 0 AND t.relnamespace = current_schema()::regnamespace
+   AND NOT EXISTS (SELECT 1 FROM pg_index i
+                    WHERE i.indrelid = c.conrelid AND i.indpred IS NULL AND i.indisvalid
+                      AND cardinality(i.indkey::int2[]) >= cardinality(c.conkey)
+                      AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] @> c.conkey
+                      AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] <@ c.conkey)
  ORDER BY t.relname, c.conname
 """
 
@@ -118,8 +124,6 @@ SELECT c.conname, t.relname AS "table", r.relname AS parent,
 def unindexed_foreign_keys(conn: Connection) -> list[Finding]:
     findings = []
     for row in conn.execute(text(_FOREIGN_KEYS)):
-        if any(leads(columns, row.columns) for columns in row.indexes):
-            continue
         columns = ", ".join(row.columns)
         findings.append(Finding("postgres", f"foreign key {row.conname} on {row.table}",
                                 f"({columns}) leads no index: every delete from {row.parent} scans {row.table} "

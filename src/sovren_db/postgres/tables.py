@@ -47,12 +47,9 @@ from sqlalchemy import Float, Numeric, text
 from sqlalchemy.dialects.postgresql import BIGINT, INTEGER
 from sqlalchemy.util import OrderedSet
 
-# The tables of one schema as SQLAlchemy's reflection scopes them (ObjectScope.DEFAULT).
-_IN_SCHEMA = """
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relpersistence <> 't'
-   AND CASE WHEN CAST(:schema AS text) IS NULL THEN pg_table_is_visible(c.oid) AND n.nspname <> 'pg_catalog'
-            ELSE n.nspname = :schema END"""
+from .table_forms import IN_SCHEMA as _IN_SCHEMA
+from .table_forms import TablesInStep
+
 _PARTITIONS = text(f"SELECT c.relname {_IN_SCHEMA} AND c.relispartition AND c.relkind IN ('r', 'p')")
 
 # What PGDialect.get_multi_table_options reads (PostgreSQL 12 and later), the parents found per table.
@@ -83,25 +80,37 @@ def compare_tables(autogen_context, upgrade_ops, schemas: set[str | None]) -> Pr
     inspector = autogen_context.inspector
     migration_context = autogen_context.migration_context
     version_table = (migration_context.version_table_schema, migration_context.version_table)
-    conn_table_names: set[tuple[str | None, str]] = set()
-    for schema_name in schemas:
-        tablenames, available = _live_tables(autogen_context, schema_name, version_table)
-        conn_table_names.update((schema_name, t) for t in tablenames)
-        _read_in_bulk(autogen_context, schema_name, tablenames, available)
-    _drop_serial_defaults(autogen_context)
     metadata_table_names = OrderedSet(
         [(table.schema, table.name) for table in autogen_context.sorted_tables]).difference([version_table])
+    in_step = TablesInStep(autogen_context, metadata_table_names)
+    conn_table_names: set[tuple[str | None, str]] = set()
+    for schema_name in schemas:
+        tablenames, available = _live_tables(autogen_context, schema_name, version_table, in_step)
+        skipped = in_step.skip(schema_name, tablenames)
+        tablenames = [t for t in tablenames if t not in skipped]
+        conn_table_names.update((schema_name, t) for t in tablenames)
+        if tablenames:
+            _read_in_bulk(autogen_context, schema_name, tablenames, available)
+    _drop_serial_defaults(autogen_context)
+    metadata_table_names = metadata_table_names.difference(in_step.skipped)
+    before = len(upgrade_ops.ops)
     with _server_default_answers_remembered(migration_context.impl):
         _compare_tables(conn_table_names, metadata_table_names, inspector, upgrade_ops, autogen_context)
+    in_step.remember(conn_table_names & set(metadata_table_names), upgrade_ops.ops[before:])
     return PriorityDispatchResult.STOP
 
 
-def _live_tables(autogen_context, schema_name: str | None, version_table) -> tuple[list[str], set[str]]:
+def _live_tables(autogen_context, schema_name: str | None, version_table,
+                 in_step: TablesInStep) -> tuple[list[str], set[str]]:
     """The live tables to compare (name filters applied, undeclared partitions out), and all tables."""
-    available = set(autogen_context.inspector.get_table_names(schema=schema_name))
+    listed = in_step.tables(schema_name)
+    if listed is None:
+        available = set(autogen_context.inspector.get_table_names(schema=schema_name))
+        partitions = undeclared_partitions(autogen_context, schema_name)
+    else:
+        available, partitions = listed[0], listed[1] - _declared_names(autogen_context, schema_name)
     tables = available - {version_table[1]} if schema_name == version_table[0] else available
     named = [t for t in tables if autogen_context.run_name_filters(t, "table", {"schema_name": schema_name})]
-    partitions = undeclared_partitions(autogen_context, schema_name)
     return [t for t in named if t not in partitions], available
 
 
@@ -134,11 +143,13 @@ def table_options(connection, schema_name: str | None, names: list[str]) -> dict
 
 def undeclared_partitions(autogen_context, schema_name: str | None) -> set[str]:
     """Names of the partitions in ``schema_name`` that the metadata does not declare as tables."""
-    default = autogen_context.dialect.default_schema_name
-    declared = {t.name for t in autogen_context.sorted_tables
-                if (t.schema if t.schema != default else None) == schema_name}
     found = autogen_context.connection.execute(_PARTITIONS, {"schema": schema_name}).scalars()
-    return set(found) - declared
+    return set(found) - _declared_names(autogen_context, schema_name)
+
+
+def _declared_names(autogen_context, schema_name: str | None) -> set[str]:
+    default = autogen_context.dialect.default_schema_name
+    return {t.name for t in autogen_context.sorted_tables if (t.schema if t.schema != default else None) == schema_name}
 
 
 def _drop_serial_defaults(autogen_context) -> None:
