@@ -61,6 +61,14 @@ def _describe_alembic(op, table: str | None) -> tuple[str, str]:
     return describe(op)
 
 
+def _default_sql(default: object) -> str:
+    """A server default as SQL text: Alembic hands a DefaultClause (reflected or declared), text or None."""
+    if default is None:
+        return "none"
+    arg = getattr(default, "arg", default)
+    return str(getattr(arg, "text", arg))
+
+
 def _column_change(op: alembic_ops.AlterColumnOp) -> str:
     changes = []
     if op.modify_type is not None:
@@ -69,7 +77,8 @@ def _column_change(op: alembic_ops.AlterColumnOp) -> str:
         changes.append("declared NOT NULL, nullable in database" if op.modify_nullable is False
                        else "declared nullable, NOT NULL in database")
     if op.modify_server_default is not False:
-        changes.append(f"server default differs (database {op.existing_server_default!r})")
+        changes.append(f"server default is {_default_sql(op.existing_server_default)} in the database, "
+                       f"declared {_default_sql(op.modify_server_default)}")
     if op.modify_comment is not False:
         changes.append("comment differs")
     return "; ".join(changes) or "differs from the declaration"
