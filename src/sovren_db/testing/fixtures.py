@@ -32,6 +32,19 @@ NO_MONGO_CLUSTER = (
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_server_data_left_behind(tmp_path_factory: pytest.TempPathFactory):
+    """Run as root, a server keeps its data outside a base the server's account cannot enter (every
+    test's tmp_path), behind ``base/data-root``; pytest keeps those bases, so at the session's end the
+    data of every server that has stopped is removed here (one that still runs is left alone)."""
+    yield
+    for pointer in tmp_path_factory.getbasetemp().rglob(services.local.POINTER):
+        root = pointer.resolve()
+        if pointer.is_symlink() and root.name.startswith("sovren-db-pg-") and not (
+                root / "pgdata" / "postmaster.pid").exists():
+            shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def sovren_servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("servers")
