@@ -26,7 +26,7 @@ system-packages:
 	command -v redis-sentinel >/dev/null 2>&1 || missing="$$missing redis-sentinel"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
-	ls /usr/lib/postgresql/*/lib/pgxs/src/makefiles/pgxs.mk >/dev/null 2>&1 || missing="$$missing postgresql-server-dev-15"; \
+	ls /usr/include/postgresql/*/server/postgres.h >/dev/null 2>&1 || missing="$$missing postgresql-server-dev-15"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -37,7 +37,7 @@ setup: system-packages $(STAMP) pgext
 # The audit trail's native capture (pgext/sovren_audit, a PGXS library); the test harness loads it from there.
 # Without PGXS (no server headers) the audit trail keeps its plpgsql capture: said, not failed.
 pgext: system-packages
-	@if ls /usr/lib/postgresql/*/lib/pgxs/src/makefiles/pgxs.mk >/dev/null 2>&1; then \
+	@if ls /usr/include/postgresql/*/server/postgres.h >/dev/null 2>&1; then \
 		$(MAKE) -C pgext/sovren_audit; \
 	else echo "pgext: no PostgreSQL server headers (postgresql-server-dev-15): the audit trail will use plpgsql"; fi
 
