@@ -252,12 +252,12 @@ def _declared_text(table: Table) -> str:
                            column.autoincrement, column.comment, _default(column.server_default),
                            repr(column.computed), repr(column.identity), column.index, column.unique,
                            _options(column))))
-    for index in sorted(table.indexes, key=lambda i: str(i.name)):
-        parts.append(repr((index.name, index.unique, tuple(_expression(e) for e in index.expressions),
-                           _options(index))))
-    for constraint in sorted(table.constraints, key=lambda c: (type(c).__name__, str(c.name))):
-        parts.append(repr((type(constraint).__name__, constraint.name, _constraint_detail(constraint),
-                           _options(constraint))))
+    # Indexes and constraints are sets: sorted by their whole text, since unnamed ones tie on any key and
+    # would otherwise follow the set's order, which string hashing changes from one process to the next.
+    parts += sorted(repr((index.name, index.unique, tuple(_expression(e) for e in index.expressions),
+                          _options(index))) for index in table.indexes)
+    parts += sorted(repr((type(constraint).__name__, constraint.name, _constraint_detail(constraint),
+                          _options(constraint))) for constraint in table.constraints)
     return "\n".join(parts)
 
 
@@ -492,10 +492,10 @@ class TablesInStep:
 
     def remember(self, compared: Iterable[tuple[str | None, str]], new_ops: list) -> None:
         """Tables Alembic compared and gave no operation for are in step at their current pair."""
-        if not self.enabled:
-            return
         compared = set(compared)
         LAST["compared"] = len(compared)
+        if not self.enabled:
+            return
         touched = {(getattr(op, "schema", None), op.table_name) for op in new_ops if hasattr(op, "table_name")}
         in_step_now = [(key, declared_form(self.declared[key]), self.live.get(key))
                        for key in compared if key not in touched and key in self.declared]
