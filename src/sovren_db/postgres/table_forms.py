@@ -344,6 +344,7 @@ class VerdictFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._said: set[str] = set()
 
     @property
     def digests(self) -> set[str]:
@@ -361,14 +362,19 @@ class VerdictFile:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            log.debug("check: verdicts file %s not read (%s): every table not seen in this process goes "
-                      "through Alembic", self.path, exc.strerror or exc)
+            self._say(f"check: verdicts file {self.path} not read ({exc.strerror or exc}): every table not seen "
+                      "in this process goes through Alembic")
             return []
         lines = data.decode("ascii", "replace").split("\n")
         if lines[0] != _HEADER:
-            log.debug("check: verdicts file %s is not one this version wrote: ignored", self.path)
+            self._say(f"check: verdicts file {self.path} is not one this version wrote: ignored, then replaced")
             return []
         return [line for line in lines[1:] if _DIGEST.fullmatch(line)]  # a cut last line is left out
+
+    def _say(self, message: str) -> None:
+        if message not in self._said:  # the file is read twice a comparison that writes: said once
+            self._said.add(message)
+            log.debug("%s", message)
 
     def write(self, used: Iterable[str]) -> None:
         """Keep ``used`` (most recent last) with what is on file now (another check may have written since)."""
@@ -389,8 +395,8 @@ class VerdictFile:
             with _lock:
                 _ON_FILE[self.path] = set(merged)
         except OSError as exc:
-            log.debug("check: verdicts file %s not written (%s): verdicts kept for this process only",
-                      self.path, exc.strerror or exc)
+            self._say(f"check: verdicts file {self.path} not written ({exc.strerror or exc}): verdicts kept "
+                      "for this process only")
         finally:
             if tmp is not None:
                 with suppress(OSError):
