@@ -14,6 +14,13 @@ with 1,000,000 keys (DEBUG POPULATE), then measures in the same run:
    unchanged catalog (a fingerprint of check's inputs, then its last answer:
    doctor/fingerprint.py): target at most 5x; for reference, the first compare
    of a process (every table through Alembic, what ``check --exact`` does);
+   and the first check of a new process with the verdicts kept by an earlier
+   one (.sovren/check-verdicts, postgres/table_forms.py): a child process
+   times ``commands.check`` once, imports left out, against the same catalog
+   read; beside it the same child with the file turned off, and the wall time
+   of a whole ``sovren-db check`` command. Everything else runs with the file
+   turned off (SOVREN_DB_CHECK_MEMORY=off), so that "first check" keeps meaning
+   every table through Alembic;
 2. ``commands.doctor`` against ``commands.check``, both as a new process runs
    them (nothing remembered: every table through Alembic): target at most 3x;
 3. 1,000 scrapes of ``metrics serve``'s /metrics from 10 concurrent clients
@@ -32,8 +39,10 @@ Figures are best of ``--runs``; ratios are printed with their targets.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -104,6 +113,60 @@ def first_check(settings) -> None:
     commands.check(settings)
 
 
+# The first check of a new process, imports done before the clock starts.
+_CHILD = """
+import sys, time
+from sovren_db import commands
+from sovren_db.core.config import load_settings
+from sovren_db.postgres import table_forms
+settings = load_settings(sys.argv[1])
+began = time.perf_counter()
+if sys.argv[2] == "loaded":  # what any command of the process loads first: the declarations, the store plugins
+    from sovren_db.plugin import install
+    from sovren_db.postgres.declared import load_schema
+    load_schema(settings.postgres_dir)
+    install(settings.stores)
+    began = time.perf_counter()
+outcome = commands.check(settings)
+print(time.perf_counter() - began, outcome.exit_code, table_forms.LAST["from_file"])
+"""
+
+
+def new_process_check(settings, url: str, catalog: float, runs: int) -> None:
+    """The first check of a new process with the verdicts file an earlier process wrote, and without it."""
+    env = {**os.environ, "POSTGRES_URL": url, "SOVREN_DB_STORES": "postgres",
+           "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")])}
+    env.pop(table_forms.MEMORY_VARIABLE, None)
+    off = {**env, table_forms.MEMORY_VARIABLE: "off"}
+    (settings.state_dir / table_forms.FILE_NAME).unlink(missing_ok=True)
+
+    def child(environ, what: str = "whole") -> tuple[float, int]:
+        done = subprocess.run([sys.executable, "-c", _CHILD, str(settings.root), what], env=environ,
+                              cwd=settings.root, capture_output=True, text=True, check=True)
+        seconds, code, from_file = done.stdout.split()
+        assert code == "0", done.stdout
+        return float(seconds), int(from_file)
+
+    def command(environ) -> None:
+        subprocess.run([sys.executable, "-m", "sovren_db.cli.main", "check"], env=environ, cwd=settings.root,
+                       capture_output=True, check=True)
+
+    child(env)  # writes the file
+    with_file = [child(env) for _ in range(runs)]
+    assert all(n > 0 for _, n in with_file), with_file
+    warm = min(t for t, _ in with_file)
+    cold = min(child(off)[0] for _ in range(runs))
+    loaded_warm = min(child(env, "loaded")[0] for _ in range(runs))
+    loaded_cold = min(child(off, "loaded")[0] for _ in range(runs))
+    cli_warm = best(lambda: command(env), runs)
+    cli_cold = best(lambda: command(off), runs)
+    print(f"1. a new process's first check with the verdicts file {warm:.3f} s: {warm / catalog:.1f}x the catalog "
+          f"read, without it {cold:.3f} s: {cold / catalog:.1f}x; declarations and plugins loaded before the clock: "
+          f"{loaded_warm:.3f} s: {loaded_warm / catalog:.1f}x with the file, {loaded_cold:.3f} s: "
+          f"{loaded_cold / catalog:.1f}x without; the whole 'sovren-db check' command {cli_warm:.2f} s with the "
+          f"file, {cli_cold:.2f} s without (Python start and imports included)")
+
+
 def drift_vs_catalog(settings, url: str, runs: int) -> tuple[float, float]:
     """(check, the first check of a process), best of ``runs``, each run timing the catalog read and check in turn."""
     schema = load_schema(settings.postgres_dir)
@@ -121,7 +184,8 @@ def drift_vs_catalog(settings, url: str, runs: int) -> tuple[float, float]:
     first = best(lambda: first_check(settings), runs)
     print(f"1. full compare (check) {drift:.3f} s (CPU {cpu:.3f} s), bulk catalog read {catalog:.3f} s: "
           f"{drift / catalog:.1f}x (target <= 5); a process's first check (every table through Alembic) "
-          f"{first:.3f} s: {first / catalog:.1f}x")
+          f"{first:.3f} s: {first / catalog:.1f}x; load average {os.getloadavg()[0]:.1f}")
+    new_process_check(settings, url, catalog, runs)
     drift_collection(settings, cached=False)  # the first collection compares in full and keeps the answer
     collection = best(lambda: drift_collection(settings, cached=True), runs)
     print(f"1. exporter's drift per interval, catalog unchanged (fingerprint, then the last answer) "
@@ -274,6 +338,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    os.environ[table_forms.MEMORY_VARIABLE] = "off"  # on only where said (new_process_check)
     with tempfile.TemporaryDirectory(prefix="sovren-bench-doctor-") as tmp:
         postgres = services.start_postgres(Path(tmp) / "postgres")
         redis_server = services.start_redis(Path(tmp) / "redis")

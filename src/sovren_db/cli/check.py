@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from .. import commands
@@ -17,6 +19,12 @@ from .output import emit
 @click.pass_context
 def check(ctx: click.Context, data: bool, exact: bool, fmt: str) -> None:
     """Compare every declared store with the live one and report each difference."""
+    if ctx.obj.debug:  # what check could not read or keep (its verdicts file): said on stderr, never on stdout
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("note: %(message)s"))
+        logger = logging.getLogger("sovren_db.check")
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
     outcome = commands.check(ctx.obj.settings, data=data, exact=exact)
     compared = ([f"{'no drift' if not outcome.findings else f'{len(outcome.findings)} finding(s)'}; "
                  "each store's declarations:", *commands.compared_lines(outcome.data.get("compared", {}))])

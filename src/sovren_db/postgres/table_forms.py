@@ -37,15 +37,61 @@ Alembic's own; the pairs are kept per process (``VERIFIED``), which is where
 check runs again and again (``metrics serve``, doctor's schema collection).
 tests/integration/test_fast_check.py holds the answer equal to ``check
 --exact`` (every table through Alembic) over every kind of drift.
+
+Across processes (a one-shot ``sovren-db check``, ``doctor``, a CI job, the
+exporter's first collection), the same verdicts are kept in a file under the
+project's state folder, ``.sovren/check-verdicts`` (``VerdictFile``). Each line
+is one digest (BLAKE2b, 128 bits) of everything a verdict depends on: the
+database's identity, the comparison context above (versions of Alembic,
+SQLAlchemy, sovren-db and the server, search_path, lent names), the table's
+key and its declared and live forms. Only digests are stored: no table names,
+no values, nothing a reader can turn back into the schema.
+
+Why these parts make up the identity, since ``xmin`` and ``ctid`` repeat from
+one cluster to the next (a fresh initdb hands out the same transaction ids):
+
+- pg_control's ``system_identifier`` (``pg_control_system()``; unreadable, the
+  file is not used: in-memory only, as before): tells clusters apart. A hot
+  standby shares its primary's, and its catalog rows are physically the same
+  (same ``xmin``, ``ctid``, contents), so a verdict would still be exact there;
+- ``pg_postmaster_start_time()``: two copies restored from one base backup (or
+  a promoted standby beside its old primary) share the identifier but hand out
+  the same transaction ids to different DDL after they part, so the same
+  ``(xmin, ctid)`` could stand for different rows. Any restart of the server
+  starts a new key: its first check compares in full and writes again. This
+  also keeps a standby's verdicts apart from its primary's: exact either way,
+  only not shared;
+- the database's oid and name: CREATE DATABASE copies its template's catalog
+  files, rows and row versions alike.
+
+pg_upgrade and pg_dump restores write new catalog rows (and a new server
+version in the context): verdicts are recomputed. What the in-process path
+already accepts holds here too: a transaction id reused after wraparound at
+the same ``ctid`` within one server's run is not told apart.
+
+The file holds at most ``FILE_MAX`` digests (about 270 kB): each schema
+version adds only its changed tables' pairs (all of them when the context
+changes), and digests used least recently go first, so the file stays a
+bounded read for the first check of a process. It is written whole to a
+temporary file and renamed over the old one (two checks at once: the last
+rename wins, nothing is half written, a lost verdict is recomputed), mode
+0600. A file that is damaged, unreadable or cannot be written is never an
+error: check goes on in memory, with a line on the ``sovren_db.check`` logger
+(``--debug`` prints it). ``check --exact`` neither reads nor writes it;
+``SOVREN_DB_CHECK_MEMORY=off`` turns it off.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import re
+import tempfile
 import threading
 import weakref
 from collections.abc import Iterable
+from pathlib import Path
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import Any
@@ -141,6 +187,16 @@ _BEFORE = "SAVEPOINT sovren_table_forms; SELECT set_config('jit', 'off', true)"
 _REFUSED = "ROLLBACK TO SAVEPOINT sovren_table_forms"
 
 
+# The database's identity for the verdicts kept on file: which cluster (NULL where pg_control_system() may not
+# be run: then no file), which run of its server, which database.
+_IDENTITY = text("""
+SELECT CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'execute')
+            THEN (SELECT system_identifier FROM pg_catalog.pg_control_system())::text END AS cluster,
+       pg_postmaster_start_time()::text AS started, d.oid::text AS oid, d.datname
+  FROM pg_database d WHERE d.datname = current_database()""")
+
+log = logging.getLogger("sovren_db.check")
+
 _DIALECT = postgresql.dialect()
 _lock = threading.Lock()
 # (what the forms are read with, (schema, table), declared form, live form) of the tables Alembic found in step
@@ -196,12 +252,12 @@ def _declared_text(table: Table) -> str:
                            column.autoincrement, column.comment, _default(column.server_default),
                            repr(column.computed), repr(column.identity), column.index, column.unique,
                            _options(column))))
-    for index in sorted(table.indexes, key=lambda i: str(i.name)):
-        parts.append(repr((index.name, index.unique, tuple(_expression(e) for e in index.expressions),
-                           _options(index))))
-    for constraint in sorted(table.constraints, key=lambda c: (type(c).__name__, str(c.name))):
-        parts.append(repr((type(constraint).__name__, constraint.name, _constraint_detail(constraint),
-                           _options(constraint))))
+    # Indexes and constraints are sets: sorted by their whole text, since unnamed ones tie on any key and
+    # would otherwise follow the set's order, which string hashing changes from one process to the next.
+    parts += sorted(repr((index.name, index.unique, tuple(_expression(e) for e in index.expressions),
+                          _options(index))) for index in table.indexes)
+    parts += sorted(repr((type(constraint).__name__, constraint.name, _constraint_detail(constraint),
+                          _options(constraint))) for constraint in table.constraints)
     return "\n".join(parts)
 
 
@@ -263,9 +319,109 @@ def remember(context: str, pairs: Iterable[tuple[tuple[str | None, str], str, st
 
 
 def forget() -> None:
+    """Forget every verdict this process holds (the file stays: the next comparison reads it again)."""
     with _lock:
         VERIFIED.clear()
         _declared_cache.clear()
+        _ON_FILE.clear()
+
+
+MEMORY_VARIABLE = "SOVREN_DB_CHECK_MEMORY"  # "off" (or 0, false, no): no verdicts kept on file
+FILE_NAME = "check-verdicts"
+FILE_MAX = 8192
+_HEADER = "sovren-db check verdicts 1"
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+_ON_FILE: dict[Path, set[str]] = {}  # per file, the digests this process read there or wrote
+
+
+class VerdictFile:
+    """The in-step verdicts kept across processes: a bounded, atomically replaced file of digests.
+
+    Written by hand rather than with a key-value store (dbm, sqlite3, diskcache): what it needs is a set
+    read once and replaced whole, and a rename gives readers the old file or the new one, never half of
+    either, with no lock to leave behind when a check is killed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._said: set[str] = set()
+
+    @property
+    def digests(self) -> set[str]:
+        """What is on file, read once a process (a check that finds every table in memory never reads it)."""
+        with _lock:
+            if self.path not in _ON_FILE:
+                _ON_FILE[self.path] = set(self._read())
+            return _ON_FILE[self.path]
+
+    def _read(self) -> list[str]:
+        """The digests on file, oldest use first; nothing where it is missing, unreadable or damaged."""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read((FILE_MAX + 2) * 33 + len(_HEADER))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            self._say(f"check: verdicts file {self.path} not read ({exc.strerror or exc}): every table not seen "
+                      "in this process goes through Alembic")
+            return []
+        lines = data.decode("ascii", "replace").split("\n")
+        if lines[0] != _HEADER:
+            self._say(f"check: verdicts file {self.path} is not one this version wrote: ignored, then replaced")
+            return []
+        return [line for line in lines[1:] if _DIGEST.fullmatch(line)]  # a cut last line is left out
+
+    def _say(self, message: str) -> None:
+        if message not in self._said:  # the file is read twice a comparison that writes: said once
+            self._said.add(message)
+            log.debug("%s", message)
+
+    def write(self, used: Iterable[str]) -> None:
+        """Keep ``used`` (most recent last) with what is on file now (another check may have written since)."""
+        used = list(dict.fromkeys(used))
+        if set(used) <= _ON_FILE.get(self.path, set()):
+            return  # nothing new to keep
+        keep = set(used)
+        merged = [d for d in self._read() if d not in keep] + used
+        merged = merged[-FILE_MAX:]
+        tmp = None
+        try:
+            self.path.parent.mkdir(mode=0o700, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{FILE_NAME}.", dir=self.path.parent)  # mode 0600
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(_HEADER + "\n" + "".join(d + "\n" for d in merged))
+            os.replace(tmp, self.path)
+            tmp = None
+            with _lock:
+                _ON_FILE[self.path] = set(merged)
+        except OSError as exc:
+            self._say(f"check: verdicts file {self.path} not written ({exc.strerror or exc}): verdicts kept "
+                      "for this process only")
+        finally:
+            if tmp is not None:
+                with suppress(OSError):
+                    os.unlink(tmp)
+
+
+def verdict_file(autogen_context) -> VerdictFile | None:
+    """The project's verdicts file, where a configured run compares and the environment does not turn it off."""
+    if os.environ.get(MEMORY_VARIABLE, "").strip().lower() in ("off", "0", "false", "no"):
+        return None
+    from ..core.context import configured_runtime
+
+    runtime = configured_runtime(autogen_context.migration_context)
+    if runtime is None:
+        return None
+    return VerdictFile(runtime.settings.state_dir / FILE_NAME)
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+
+
+# What the last comparison of this process did, for tests and the bench: tables left out of Alembic's comparison
+# (from memory and from the file), and tables Alembic compared.
+LAST: dict[str, int] = {"skipped": 0, "from_file": 0, "compared": 0}
 
 
 class TablesInStep:
@@ -279,6 +435,10 @@ class TablesInStep:
         self.context = ""
         self.live: dict[tuple[str | None, str], str | None] = {}
         self.skipped: set[tuple[str | None, str]] = set()
+        self.file = verdict_file(autogen_context) if self.enabled else None
+        self.identity: str | None = None
+        self.used: list[str] = []  # the digests of this comparison's verdicts, found or made
+        LAST.update(skipped=0, from_file=0, compared=0)
 
     def tables(self, schema: str | None) -> tuple[set[str], set[str]] | None:
         """(tables, partitions) of ``schema`` as reflection lists them, read with their forms; None when exact.
@@ -290,6 +450,12 @@ class TablesInStep:
             return None
         try:
             self.connection.exec_driver_sql(_BEFORE)
+            if self.file is not None and self.identity is None:
+                row = self.connection.execute(_IDENTITY).one()
+                self.identity = None if row.cluster is None else "|".join(row)
+                if self.identity is None:
+                    log.debug("check: pg_control_system() may not be run by this role: verdicts kept in memory only")
+                    self.file = None
             self.context, found = live_forms(self.connection, schema)
         except DBAPIError as exc:
             with suppress(DBAPIError):  # no savepoint to go back to: the connection was not in a transaction
@@ -305,18 +471,43 @@ class TablesInStep:
         """The names among ``names`` whose (declared, live) pair Alembic already found in step."""
         if not self.enabled:
             return set()
-        found = {n for n in names if (schema, n) in self.declared and in_step(
-            self.context, (schema, n), declared_form(self.declared[(schema, n)]), self.live.get((schema, n)))}
+        found, from_file = set(), []
+        for name in names:
+            key = (schema, name)
+            if key not in self.declared or (live := self.live.get(key)) is None:
+                continue
+            declared = declared_form(self.declared[key])
+            digest = None if self.file is None else self._digest(key, declared, live)
+            if in_step(self.context, key, declared, live):
+                found.add(name)
+            elif digest is not None and digest in self.file.digests:
+                found.add(name)
+                from_file.append((key, declared, live))
+            else:
+                continue
+            if digest is not None:
+                self.used.append(digest)
+        remember(self.context, from_file)  # the next comparison of this process finds them in memory
         self.skipped |= {(schema, n) for n in found}
+        LAST["skipped"] += len(found)
+        LAST["from_file"] += len(from_file)
         return found
+
+    def _digest(self, key: tuple[str | None, str], declared: str, live: str) -> str:
+        return _digest(self.identity, self.context, key, declared, live)
 
     def remember(self, compared: Iterable[tuple[str | None, str]], new_ops: list) -> None:
         """Tables Alembic compared and gave no operation for are in step at their current pair."""
+        compared = set(compared)
+        LAST["compared"] = len(compared)
         if not self.enabled:
             return
         touched = {(getattr(op, "schema", None), op.table_name) for op in new_ops if hasattr(op, "table_name")}
-        remember(self.context, ((key, declared_form(self.declared[key]), self.live.get(key))
-                                for key in compared if key not in touched and key in self.declared))
+        in_step_now = [(key, declared_form(self.declared[key]), self.live.get(key))
+                       for key in compared if key not in touched and key in self.declared]
+        remember(self.context, in_step_now)
+        if self.file is not None:
+            self.file.write(self.used + [self._digest(*pair) for pair in in_step_now if pair[2] is not None])
 
 
 def _table_key(schema: str | None, name: str) -> str:
