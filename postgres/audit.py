@@ -90,6 +90,7 @@ string, dollar-quoted and numeric literals become ``?``, comments are dropped), 
 G.4's ``query LIKE '%medical%'`` still finds statements by table and column names.
 """
 
+from sovren_db.compliance.audit_format import CHAINS
 from sovren_db.postgres import Function, Grant, Policy, Role, Trigger
 from sovren_db.postgres.audit_capture import NATIVE_AS  # the C function that may stand in for the stage
 
@@ -139,31 +140,45 @@ END
 """,
 )
 
-# Numbers, hashes and appends staged events (a jsonb array, in order) under the head row's lock.
+# Numbers, hashes and appends staged events (a jsonb array, in order) on one of the CHAINS chains,
+# under its head row's lock: the first head no other transaction holds (FOR UPDATE SKIP LOCKED),
+# tried from this backend's own (pid % CHAINS + 1); only when all are held does it wait for its own.
+# A transaction that appends twice (a bulk load: several calls) stays on the chain it took first.
 chain_events = _definer(
     name="sovren_audit_chain",
     args="p_events jsonb",
     returns="bigint",
-    body="""
+    body=f"""
 DECLARE
+    v_want int := pg_backend_pid() % {CHAINS} + 1;
+    v_held text := current_setting('sovren_audit.chain', true);
+    v_chain int;
     v_first bigint;
     v_id bigint;
     v_head text;
     v_prev text;
     v_at timestamptz;
-    v_payloads text[] := '{}';
-    v_hashes text[] := '{}';
+    v_payloads text[] := '{{}}';
+    v_hashes text[] := '{{}}';
     v_event jsonb;
     v_payload text;
 BEGIN
-    SELECT event_id, hash INTO v_id, v_head FROM audit_chain_head WHERE chain = 1 FOR UPDATE;
-    v_first := v_id + 1;
+    IF v_held ~ '^[1-{CHAINS}]$' THEN
+        v_want := v_held::int;
+    END IF;
+    SELECT chain, next_id, hash INTO v_chain, v_first, v_head FROM audit_chain_head
+     ORDER BY (chain - v_want + {CHAINS}) % {CHAINS} LIMIT 1 FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        SELECT chain, next_id, hash INTO v_chain, v_first, v_head FROM audit_chain_head WHERE chain = v_want FOR UPDATE;
+    END IF;
+    PERFORM set_config('sovren_audit.chain', v_chain::text, true);
+    v_id := v_first - {CHAINS};
     v_prev := v_head;
-    v_at := clock_timestamp();  -- read under the lock: created_at grows with event_id
+    v_at := clock_timestamp();  -- read under the lock: created_at grows with event_id in a chain
     FOR v_event IN SELECT e FROM jsonb_array_elements(p_events) AS e LOOP
-        v_id := v_id + 1;
-        v_payload := (v_event || jsonb_build_object('v', 2, 'at', v_at AT TIME ZONE 'UTC', 'actor', session_user,
-                                                    'prev_hash', COALESCE(v_prev, '')))::text;
+        v_id := v_id + {CHAINS};
+        v_payload := (v_event || jsonb_build_object('v', 3, 'at', v_at AT TIME ZONE 'UTC', 'actor', session_user,
+                                                    'chain', v_chain, 'prev_hash', COALESCE(v_prev, '')))::text;
         v_prev := encode(digest(v_payload || v_id::text, 'sha256'), 'hex');
         v_payloads := v_payloads || v_payload;
         v_hashes := v_hashes || v_prev;
@@ -171,13 +186,13 @@ BEGIN
     WITH appended AS (
         INSERT INTO audit_log (event_id, created_at, table_name, action, user_id, actor, accessed_at, query,
                                event_payload, prev_hash, hash)
-        SELECT v_first + n - 1, v_at, e ->> 'table', e ->> 'action', (e ->> 'user_id')::uuid, session_user,
+        SELECT v_first + (n - 1) * {CHAINS}, v_at, e ->> 'table', e ->> 'action', (e ->> 'user_id')::uuid, session_user,
                ((e ->> 'accessed_at')::timestamp AT TIME ZONE 'UTC'), e ->> 'query', payload,
                CASE WHEN n = 1 THEN v_head ELSE lag(hash) OVER (ORDER BY n) END, hash
           -- in step, not p_events -> i: each -> would read the whole (TOASTed) array again
           FROM ROWS FROM (jsonb_array_elements(p_events), unnest(v_payloads), unnest(v_hashes))
                WITH ORDINALITY AS u(e, payload, hash, n))
-    UPDATE audit_chain_head SET event_id = v_id, hash = v_prev WHERE chain = 1;
+    UPDATE audit_chain_head SET next_id = v_id + {CHAINS}, hash = v_prev WHERE chain = v_chain;
     RETURN v_id;
 END
 """,
