@@ -17,9 +17,10 @@ instead of appending out of place.
 The downgrade merges the chains back into one when events were written on at
 most one of them since the fork (that chain's events are a linear chain; the
 next format-2 event follows its last); it refuses, changing nothing, when
-several chains hold events. It puts the plpgsql capture back: the library built
-from this tree chains split heads only. The CHECK keeps reading format 3 (a
-merged chain's events are format 3).
+several chains hold events. The capture path stays as it is: the library
+chains the one head of the revisions before this one as they did (format 2),
+and split heads from here on (it looks at audit_chain_head at each commit).
+The CHECK keeps reading format 3 (a merged chain's events are format 3).
 
 Revision ID: 7c3e9a41f0b2
 Revises: 5e1c0a7b9d21
@@ -34,7 +35,6 @@ from alembic import op
 from sqlalchemy import text
 
 from sovren_db.core.errors import Refused
-from sovren_db.postgres import audit_capture
 
 # sovren-db: accept constraint-missing-not-valid because audit_chain_head holds 8 rows and is locked by this revision anyway
 
@@ -95,49 +95,6 @@ MERGE = [
     "ALTER TABLE audit_chain_head ADD CONSTRAINT audit_chain_head_one_chain CHECK (chain = 1)",
 ]
 
-# sovren_audit_stage in plpgsql, as revision 5e1c0a7b9d21 keeps it where the library is not loaded
-PLPGSQL_STAGE = """
-CREATE OR REPLACE FUNCTION sovren_audit_stage() RETURNS trigger LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $sovren$
-DECLARE
-    v_query text := sovren_audit_shape(current_query());
-    v_at timestamp := clock_timestamp() AT TIME ZONE 'UTC';
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO audit_pending (xact, events) SELECT txid_current(), jsonb_agg(jsonb_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'accessed_at', v_at, 'query', v_query,
-                   'user_id', j -> 'user_id',
-                   'details', jsonb_build_object('key', j - c.other, 'changed', c.cols)))
-          FROM (SELECT to_jsonb(r) AS j, (row_number() OVER () - 1) / 10000 AS chunk FROM new_rows r) AS s, (SELECT COALESCE(array_agg(a.attname::text) FILTER (WHERE NOT a.attnum = ANY (i.indkey)), '{}')
-                   AS other, jsonb_agg(a.attname::text ORDER BY a.attname::text) AS cols
-              FROM pg_attribute a JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
-             WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped) AS c
-        GROUP BY s.chunk ORDER BY s.chunk;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO audit_pending (xact, events) SELECT txid_current(), jsonb_agg(jsonb_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'accessed_at', v_at, 'query', v_query,
-                   'user_id', j -> 'user_id',
-                   'details', jsonb_build_object('key', j - c.other, 'changed', c.cols)))
-          FROM (SELECT to_jsonb(r) AS j, (row_number() OVER () - 1) / 10000 AS chunk FROM old_rows r) AS s, (SELECT COALESCE(array_agg(a.attname::text) FILTER (WHERE NOT a.attnum = ANY (i.indkey)), '{}')
-                   AS other, jsonb_agg(a.attname::text ORDER BY a.attname::text) AS cols
-              FROM pg_attribute a JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
-             WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped) AS c
-        GROUP BY s.chunk ORDER BY s.chunk;
-    ELSE
-        INSERT INTO audit_pending (xact, events) SELECT txid_current(), jsonb_agg(jsonb_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'accessed_at', v_at, 'query', v_query,
-                   'user_id', COALESCE(s.nj, s.oj) -> 'user_id',
-                   'details', jsonb_build_object('key', COALESCE(s.nj, s.oj) - c.other, 'changed', CASE WHEN s.nj IS NULL OR s.oj IS NULL THEN c.cols ELSE
-                       (SELECT COALESCE(jsonb_agg(k ORDER BY k), '[]') FROM jsonb_object_keys(s.nj) AS k
-                         WHERE s.nj -> k IS DISTINCT FROM s.oj -> k) END)))
-          FROM (SELECT COALESCE(array_agg(a.attname::text) FILTER (WHERE NOT a.attnum = ANY (i.indkey)), '{}')
-                   AS other, jsonb_agg(a.attname::text ORDER BY a.attname::text) AS cols
-              FROM pg_attribute a JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
-             WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped) AS c CROSS JOIN LATERAL (
-               SELECT n.j AS nj, o.j AS oj, (row_number() OVER () - 1) / 10000 AS chunk FROM (SELECT to_jsonb(r) AS j FROM new_rows r) AS n
-                 FULL JOIN (SELECT to_jsonb(r) AS j FROM old_rows r) AS o ON n.j - c.other = o.j - c.other) AS s
-        GROUP BY s.chunk ORDER BY s.chunk;
-    END IF;
-    RETURN NULL;
-END
-$sovren$
-"""
 
 
 def upgrade() -> None:
@@ -243,7 +200,6 @@ BEGIN
 END
 ''',
     )
-    audit_capture.choose(op)
 
 
 def downgrade() -> None:
@@ -349,6 +305,3 @@ BEGIN
 END
 ''',
     )
-    # the library built from this tree chains split heads only: the plpgsql capture of 5e1c0a7b9d21
-    op.execute(PLPGSQL_STAGE)
-    op.execute(audit_capture.OWNER_ONLY)

@@ -85,6 +85,7 @@ static Oid chain_nsp = InvalidOid;
 static Oid shape_fn = InvalidOid, shape_nsp = InvalidOid;
 static SPIPlanPtr head_plan = NULL, wait_plan = NULL, append_plan = NULL;
 static Oid plans_nsp = InvalidOid;
+static int stride = CHAINS;		/* CHAINS on split heads; 1 on the one head of the revisions before them */
 static char *shape_keys[SHAPE_CACHE];
 static text *shape_values[SHAPE_CACHE];
 static int shape_next = 0;
@@ -568,11 +569,34 @@ prepare_plans(Oid nsp)
 					 INT8OID, TEXTOID, INT4OID};
 	Oid want[1] = {INT4OID};
 
-	if (plans_nsp == nsp && head_plan && wait_plan && append_plan)
+	/* Split heads (revision 7c3e9a41f0b2: next_id) or, on a database migrated to a revision before it
+	 * (a downgrade), the one head (event_id, chain 1) and format 2: checked at every commit, two
+	 * syscache look-ups, so that a downgrade or upgrade under a running backend is followed. */
+	Oid head_rel = get_relname_relid("audit_chain_head", nsp);
+	int wanted = OidIsValid(head_rel) && get_attnum(head_rel, "next_id") == InvalidAttrNumber ? 1 : CHAINS;
+
+	if (plans_nsp == nsp && stride == wanted && head_plan && wait_plan && append_plan)
 		return;
-	head = psprintf("SELECT chain, next_id, hash FROM %s.audit_chain_head "
-					"ORDER BY (chain - $1 + %d) %% %d LIMIT 1 FOR UPDATE SKIP LOCKED", schema, CHAINS, CHAINS);
-	wait = psprintf("SELECT chain, next_id, hash FROM %s.audit_chain_head WHERE chain = $1 FOR UPDATE", schema);
+	if (head_plan)
+	{
+		SPI_freeplan(head_plan);
+		SPI_freeplan(wait_plan);
+		SPI_freeplan(append_plan);
+		head_plan = wait_plan = append_plan = NULL;
+	}
+	stride = wanted;
+	if (stride == 1)
+	{
+		head = psprintf("SELECT chain, event_id + 1, hash FROM %s.audit_chain_head WHERE chain = 1 AND $1 > 0 "
+						"FOR UPDATE", schema);
+		wait = head;
+	}
+	else
+	{
+		head = psprintf("SELECT chain, next_id, hash FROM %s.audit_chain_head "
+						"ORDER BY (chain - $1 + %d) %% %d LIMIT 1 FOR UPDATE SKIP LOCKED", schema, CHAINS, CHAINS);
+		wait = psprintf("SELECT chain, next_id, hash FROM %s.audit_chain_head WHERE chain = $1 FOR UPDATE", schema);
+	}
 	append = psprintf(
 		"WITH appended AS (INSERT INTO %s.audit_log (event_id, created_at, table_name, action, user_id, actor, "
 		"accessed_at, query, event_payload, prev_hash, hash) "
@@ -580,7 +604,8 @@ prepare_plans(Oid nsp)
 		"FROM ROWS FROM (pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7), "
 		"pg_catalog.unnest($8), pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11)) "
 		"WITH ORDINALITY AS x(t, a, u, acc, q, p, ph, h, n)) "
-		"UPDATE %s.audit_chain_head SET next_id = $12, hash = $13 WHERE chain = $14", schema, CHAINS, schema);
+		"UPDATE %s.audit_chain_head SET %s = $12 - %d, hash = $13 WHERE chain = $14", schema, stride, schema,
+		stride == 1 ? "event_id" : "next_id", stride == 1 ? 1 : 0);
 	/* generic plans: a custom plan would be planned again at every commit */
 	head_plan = SPI_prepare_cursor(head, 1, want, CURSOR_OPT_GENERIC_PLAN);
 	wait_plan = SPI_prepare_cursor(wait, 1, want, CURSOR_OPT_GENERIC_PLAN);
@@ -653,13 +678,16 @@ payload_text(Datum *values, bool *nulls, Timestamp at, const char *actor, int ch
 	StringInfoData out;
 	Jsonb *jb;
 
-	three.val.numeric = int64_to_numeric(3);	/* format 3: format 2 and the chain (audit_format.py) */
+	three.val.numeric = int64_to_numeric(stride == 1 ? 2 : 3);	/* format 3: format 2 and the chain (audit_format.py) */
 	number.val.numeric = int64_to_numeric(chain);
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	push_cstring(&state, WJB_KEY, "v");
 	pushJsonbValue(&state, WJB_VALUE, &three);
-	push_cstring(&state, WJB_KEY, "chain");
-	pushJsonbValue(&state, WJB_VALUE, &number);
+	if (stride != 1)
+	{
+		push_cstring(&state, WJB_KEY, "chain");
+		pushJsonbValue(&state, WJB_VALUE, &number);
+	}
 	push_timestamp(&state, "at", at);
 	push_cstring(&state, WJB_KEY, "actor");
 	push_cstring(&state, WJB_VALUE, actor);
@@ -731,7 +759,7 @@ append_chunk(Chunk *chunk, int chain, int64 first, TimestampTz at, const char *a
 	args[2] = CStringGetTextDatum(actor);
 	for (int col = C_TABLE; col <= C_HASH; col++)
 		args[3 + col] = PointerGetDatum(chunk_array(chunk, col, col == C_AT ? TIMESTAMPTZOID : TEXTOID));
-	args[11] = Int64GetDatum(first + (int64) chunk->n * CHAINS);	/* the chain's next id */
+	args[11] = Int64GetDatum(first + (int64) chunk->n * stride);	/* the chain's next id */
 	args[12] = CStringGetTextDatum(head);
 	args[13] = Int32GetDatum(chain);
 	if (SPI_execute_plan(append_plan, args, nulls, false, 0) != SPI_OK_UPDATE || SPI_processed != 1)
@@ -853,7 +881,7 @@ chain_events(void)
 		slot_getallattrs(slot);
 		payload = payload_text(slot->tts_values, slot->tts_isnull, at, actor, chain, head ? head : "");
 		hash = event_hash(payload, id);
-		id += CHAINS;
+		id += stride;
 		add_to_chunk(&chunk, slot, head, hash, payload);
 		head = hash;
 		MemoryContextSwitchTo(old);

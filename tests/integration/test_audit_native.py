@@ -49,19 +49,25 @@ def add_user(conn, name: str) -> str:
 
 
 PER_CHAIN = ("SELECT (event_payload::jsonb ->> 'chain')::int, array_agg(event_id ORDER BY event_id) FROM audit_log "
-             "GROUP BY 1")
+             "WHERE left(event_payload, 9) = '{\"v\": 3, ' GROUP BY 1")
+
+
+def chain_ids(conn, fork: int = 0) -> dict[int, list[int]]:
+    """Each chain's event ids, asserted gapless from the chain's first id after a fork at event ``fork``
+    (revision 7c3e9a41f0b2): first_id(fork, k), then CHAINS apart."""
+    chains = dict(conn.execute(PER_CHAIN).fetchall())
+    for k, ids in chains.items():
+        assert 1 <= k <= CHAINS and ids == list(range(first_id(fork, k), first_id(fork, k) + CHAINS * len(ids), CHAINS))
+    return chains
 
 
 def chain_ok(url: str, rows: int) -> None:
-    """The log verifies, holds ``rows`` events, and each chain's ids are gapless from its first id after the
-    fork of an empty log (revision 7c3e9a41f0b2): k, k + CHAINS, k + 2 * CHAINS..."""
+    """The log verifies, holds ``rows`` events, each chain gapless from its first id after the fork of an empty log."""
     with psycopg.connect(url) as conn:
         report = stream_chain(conn)
-        chains = dict(conn.execute(PER_CHAIN).fetchall())
+        chains = chain_ids(conn)
     assert report.broken is None and report.rows == rows
     assert sum(len(ids) for ids in chains.values()) == rows
-    for k, ids in chains.items():
-        assert 1 <= k <= CHAINS and ids == list(range(first_id(0, k), first_id(0, k) + CHAINS * len(ids), CHAINS))
 
 
 def audited_users(conn) -> list[str]:
