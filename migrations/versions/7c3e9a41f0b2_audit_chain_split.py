@@ -96,20 +96,8 @@ MERGE = [
 ]
 
 
-
-def upgrade() -> None:
-    op.execute(GUARDS.format(state="DISABLE"))
-    for statement in FORK:
-        op.execute(statement)
-    op.execute("ALTER TABLE audit_log DROP CONSTRAINT audit_log_columns_match")
-    op.execute(f"ALTER TABLE audit_log ADD CONSTRAINT audit_log_columns_match CHECK ({COLUMNS_MATCH_V3}) NOT VALID")
-    op.execute("ALTER TABLE audit_log VALIDATE CONSTRAINT audit_log_columns_match")
-    op.execute(GUARDS.format(state="ENABLE"))
-    op.replace_function(
-        name='sovren_audit_chain',
-        args='p_events jsonb',
-        returns='bigint',
-        body='''
+# sovren_audit_chain on the split heads (format 3), and as revision d2645c4dc20c wrote it (one head, format 2).
+NEW_CHAIN = '''
 DECLARE
     v_want int := pg_backend_pid() % 8 + 1;
     v_held text := current_setting('sovren_audit.chain', true);
@@ -156,13 +144,8 @@ BEGIN
     UPDATE audit_chain_head SET next_id = v_id + 8, hash = v_prev WHERE chain = v_chain;
     RETURN v_id;
 END
-''',
-        language='plpgsql',
-        security_definer=True,
-        search_path='public, pg_temp',
-        volatility='VOLATILE',
-        callers=(),
-        previous_body='''
+'''
+OLD_CHAIN = '''
 DECLARE
     v_first bigint;
     v_id bigint;
@@ -198,8 +181,33 @@ BEGIN
     UPDATE audit_chain_head SET event_id = v_id, hash = v_prev WHERE chain = 1;
     RETURN v_id;
 END
-''',
+'''
+
+
+def replace_chain(body: str, previous: str) -> None:
+    op.replace_function(
+        name='sovren_audit_chain',
+        args='p_events jsonb',
+        returns='bigint',
+        body=body,
+        language='plpgsql',
+        security_definer=True,
+        search_path='public, pg_temp',
+        volatility='VOLATILE',
+        callers=(),
+        previous_body=previous,
     )
+
+
+def upgrade() -> None:
+    op.execute(GUARDS.format(state="DISABLE"))
+    for statement in FORK:
+        op.execute(statement)
+    op.execute("ALTER TABLE audit_log DROP CONSTRAINT audit_log_columns_match")
+    op.execute(f"ALTER TABLE audit_log ADD CONSTRAINT audit_log_columns_match CHECK ({COLUMNS_MATCH_V3}) NOT VALID")
+    op.execute("ALTER TABLE audit_log VALIDATE CONSTRAINT audit_log_columns_match")
+    op.execute(GUARDS.format(state="ENABLE"))
+    replace_chain(NEW_CHAIN, OLD_CHAIN)
 
 
 def downgrade() -> None:
@@ -210,98 +218,4 @@ def downgrade() -> None:
                           "chains since the fork, which no single linear chain can hold.")
     for statement in MERGE:
         op.execute(statement)
-    op.replace_function(
-        name='sovren_audit_chain',
-        args='p_events jsonb',
-        returns='bigint',
-        body='''
-DECLARE
-    v_first bigint;
-    v_id bigint;
-    v_head text;
-    v_prev text;
-    v_at timestamptz;
-    v_payloads text[] := '{}';
-    v_hashes text[] := '{}';
-    v_event jsonb;
-    v_payload text;
-BEGIN
-    SELECT event_id, hash INTO v_id, v_head FROM audit_chain_head WHERE chain = 1 FOR UPDATE;
-    v_first := v_id + 1;
-    v_prev := v_head;
-    v_at := clock_timestamp();  -- read under the lock: created_at grows with event_id
-    FOR v_event IN SELECT e FROM jsonb_array_elements(p_events) AS e LOOP
-        v_id := v_id + 1;
-        v_payload := (v_event || jsonb_build_object('v', 2, 'at', v_at AT TIME ZONE 'UTC', 'actor', session_user,
-                                                    'prev_hash', COALESCE(v_prev, '')))::text;
-        v_prev := encode(digest(v_payload || v_id::text, 'sha256'), 'hex');
-        v_payloads := v_payloads || v_payload;
-        v_hashes := v_hashes || v_prev;
-    END LOOP;
-    WITH appended AS (
-        INSERT INTO audit_log (event_id, created_at, table_name, action, user_id, actor, accessed_at, query,
-                               event_payload, prev_hash, hash)
-        SELECT v_first + n - 1, v_at, e ->> 'table', e ->> 'action', (e ->> 'user_id')::uuid, session_user,
-               ((e ->> 'accessed_at')::timestamp AT TIME ZONE 'UTC'), e ->> 'query', payload,
-               CASE WHEN n = 1 THEN v_head ELSE lag(hash) OVER (ORDER BY n) END, hash
-          -- in step, not p_events -> i: each -> would read the whole (TOASTed) array again
-          FROM ROWS FROM (jsonb_array_elements(p_events), unnest(v_payloads), unnest(v_hashes))
-               WITH ORDINALITY AS u(e, payload, hash, n))
-    UPDATE audit_chain_head SET event_id = v_id, hash = v_prev WHERE chain = 1;
-    RETURN v_id;
-END
-''',
-        language='plpgsql',
-        security_definer=True,
-        search_path='public, pg_temp',
-        volatility='VOLATILE',
-        callers=(),
-        previous_body='''
-DECLARE
-    v_want int := pg_backend_pid() % 8 + 1;
-    v_held text := current_setting('sovren_audit.chain', true);
-    v_chain int;
-    v_first bigint;
-    v_id bigint;
-    v_head text;
-    v_prev text;
-    v_at timestamptz;
-    v_payloads text[] := '{}';
-    v_hashes text[] := '{}';
-    v_event jsonb;
-    v_payload text;
-BEGIN
-    IF v_held ~ '^[1-8]$' THEN
-        v_want := v_held::int;
-    END IF;
-    SELECT chain, next_id, hash INTO v_chain, v_first, v_head FROM audit_chain_head
-     ORDER BY (chain - v_want + 8) % 8 LIMIT 1 FOR UPDATE SKIP LOCKED;
-    IF NOT FOUND THEN
-        SELECT chain, next_id, hash INTO v_chain, v_first, v_head FROM audit_chain_head WHERE chain = v_want FOR UPDATE;
-    END IF;
-    PERFORM set_config('sovren_audit.chain', v_chain::text, true);
-    v_id := v_first - 8;
-    v_prev := v_head;
-    v_at := clock_timestamp();  -- read under the lock: created_at grows with event_id in a chain
-    FOR v_event IN SELECT e FROM jsonb_array_elements(p_events) AS e LOOP
-        v_id := v_id + 8;
-        v_payload := (v_event || jsonb_build_object('v', 3, 'at', v_at AT TIME ZONE 'UTC', 'actor', session_user,
-                                                    'chain', v_chain, 'prev_hash', COALESCE(v_prev, '')))::text;
-        v_prev := encode(digest(v_payload || v_id::text, 'sha256'), 'hex');
-        v_payloads := v_payloads || v_payload;
-        v_hashes := v_hashes || v_prev;
-    END LOOP;
-    WITH appended AS (
-        INSERT INTO audit_log (event_id, created_at, table_name, action, user_id, actor, accessed_at, query,
-                               event_payload, prev_hash, hash)
-        SELECT v_first + (n - 1) * 8, v_at, e ->> 'table', e ->> 'action', (e ->> 'user_id')::uuid, session_user,
-               ((e ->> 'accessed_at')::timestamp AT TIME ZONE 'UTC'), e ->> 'query', payload,
-               CASE WHEN n = 1 THEN v_head ELSE lag(hash) OVER (ORDER BY n) END, hash
-          -- in step, not p_events -> i: each -> would read the whole (TOASTed) array again
-          FROM ROWS FROM (jsonb_array_elements(p_events), unnest(v_payloads), unnest(v_hashes))
-               WITH ORDINALITY AS u(e, payload, hash, n))
-    UPDATE audit_chain_head SET next_id = v_id + 8, hash = v_prev WHERE chain = v_chain;
-    RETURN v_id;
-END
-''',
-    )
+    replace_chain(OLD_CHAIN, NEW_CHAIN)

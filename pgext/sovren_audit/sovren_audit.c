@@ -10,7 +10,9 @@
  *
  * At commit, an XACT_EVENT_PRE_COMMIT callback (after every deferred trigger has fired, so
  * events written by deferred triggers are chained too, and without queueing a constraint
- * trigger event per transaction) takes the chain head's row lock, numbers and hashes the events
+ * trigger event per transaction) takes a chain head's row lock (take_head: the first of the CHAINS
+ * heads no other transaction holds, FOR UPDATE SKIP LOCKED from pid % CHAINS + 1; ids advance by
+ * CHAINS in a chain, revision 7c3e9a41f0b2), numbers and hashes the events
  * (payload = the event plus v, at, actor, prev_hash as jsonb text; hash = sha256(payload ||
  * event_id) in hex, PG's own sha256) and appends them with one execution of a saved plan per
  * CHAIN_CHUNK events (INSERT ... SELECT FROM unnest of arrays, which also moves the head), as the

@@ -14,9 +14,15 @@ satisfy what the chain function wrote:
   by the server in the same query: one flag per row), so no column can be edited
   and no payload moved elsewhere in the chain.
 
-The first row failing one of them is reported with its id and time. Against a
-signed checkpoint (:mod:`.audit_seal`) the walk also proves the tail: the sealed
-event must still be there with its sealed hash and position.
+Since revision 7c3e9a41f0b2 the log holds several chains (format 3 names its
+chain; :func:`walk` says how they fork from the single chain of formats 1 and 2):
+each row is checked against its own chain's previous event, in the same one
+pass, and a chain's ids must follow one another by CHAINS. Every row failing
+one of them is reported with its id, time and chain (the first MAX_BREAKS by
+name, all counted per chain); the walk resumes the chain from the failing row.
+Against a signed checkpoint (:mod:`.audit_seal`) the walk also proves each
+chain's tail: the sealed event must still be there with its sealed hash and
+position in its chain.
 """
 
 from __future__ import annotations
