@@ -3,8 +3,12 @@ queries keep their shape only, tenants read their own events, rollbacks leave no
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -306,6 +310,10 @@ def test_the_downgrade_is_refused_once_several_chains_hold_events(project, pg_ur
         assert len(chain_ids(writer)) == 2
     with pytest.raises(Refused, match=r"revision 7c3e9a41f0b2 cannot be downgraded: 2 events were written on 2 chains"):
         commands.downgrade(settings, "5e1c0a7b9d21")
+    done = subprocess.run([str(Path(sys.executable).parent / "sovren-db"), "downgrade", "5e1c0a7b9d21"], cwd=project,
+                          env={**os.environ, "POSTGRES_URL": pg_url}, capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "revision 7c3e9a41f0b2 cannot be downgraded: 2 events were written on 2 chains" in done.stderr
     with psycopg.connect(pg_url) as conn:   # nothing changed
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "7c3e9a41f0b2"
         assert conn.execute("SELECT count(*) FROM audit_chain_head").fetchone()[0] == CHAINS
