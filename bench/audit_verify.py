@@ -3,11 +3,12 @@
 Starts its own PostgreSQL on a free loopback port, applies Sovren's schema,
 then builds a hash chain of --rows events (2,000,000 by default) quickly: the
 rows are generated client-side exactly as ``sovren_audit_chain`` writes them
-(format 2: canonical jsonb text holding every column and the previous hash,
-hash = sha256(payload || event_id)) and COPYed in (audit_log has no INSERT
+(format 3: canonical jsonb text holding every column, the chain and the previous
+hash, hash = sha256(payload || event_id), on the CHAINS chains of an empty log's
+fork: event i on chain (i - 1) % CHAINS + 1) and COPYed in (audit_log has no INSERT
 trigger; its CHECK constraint audit_log_columns_match accepts each row only if
-its columns are its payload's), then the chain's head is set to the last one. It checks that the last
-generated row is the one the server's own function would chain on, then
+its columns are its payload's), then every chain's head is set to its last one. It checks that the
+chain the server's own function appends to ends where the generation left it, then
 measures in the same run, best of --repeat:
 
 - the verification (one streamed pass: hash, link, gaps, and every column against the payload),
@@ -39,6 +40,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from smoke import parse_with_smoke  # noqa: E402
 
 from sovren_db import commands, services  # noqa: E402
+from sovren_db.compliance.audit_format import CHAINS  # noqa: E402
 from sovren_db.compliance.audit_verify import stream_chain  # noqa: E402
 from sovren_db.core.config import load_settings  # noqa: E402
 from sovren_db.core.urls import with_database  # noqa: E402
@@ -53,10 +55,9 @@ COLUMNS = ("event_id", "created_at", "table_name", "action", "user_id", "actor",
 CHANGED = '["confidence", "executed_at", "operation_id", "parameters", "result", "user_id"]'
 
 
-def chain_lines(rows: int, start: datetime):
-    """COPY text of ``rows`` chained events, CHUNK rows at a time, and the last hash."""
+def chain_lines(rows: int, start: datetime, heads: dict):
+    """COPY text of ``rows`` chained events, CHUNK rows at a time; ``heads`` gets each chain's (last id, hash)."""
     users = [str(uuid.UUID(int=i * 7919 + 1)) for i in range(1000)]
-    prev = None
     sha256 = hashlib.sha256
     lines = []
     query = "INSERT INTO operations (operation_id, user_id, parameters) VALUES ($1, $2, $3)"
@@ -65,41 +66,46 @@ def chain_lines(rows: int, start: datetime):
         if "." in at:  # as jsonb prints a timestamp: no trailing zeros in the fraction
             at = at.rstrip("0").rstrip(".")
         user = users[i % 1000]
-        # format 2 (compliance/audit_format.py), keys in jsonb's order: by length, then bytes
-        payload = ('{"v": 2, "at": "%s", "actor": "sovren", "query": "%s", "table": "operations", "action": '
-                   '"INSERT", "details": {"key": {"executed_at": "%s", "operation_id": "%s"}, "changed": %s}, '
-                   '"user_id": "%s", "prev_hash": "%s", "accessed_at": "%s"}'
-                   % (at, query, at[:19], uuid.UUID(int=i), CHANGED, user, prev or "", at))
+        chain = (i - 1) % CHAINS + 1
+        prev = heads.get(chain, (None, None))[1]
+        # format 3 (compliance/audit_format.py), keys in jsonb's order: by length, then bytes
+        payload = ('{"v": 3, "at": "%s", "actor": "sovren", "chain": %d, "query": "%s", "table": "operations", '
+                   '"action": "INSERT", "details": {"key": {"executed_at": "%s", "operation_id": "%s"}, "changed": '
+                   '%s}, "user_id": "%s", "prev_hash": "%s", "accessed_at": "%s"}'
+                   % (at, chain, query, at[:19], uuid.UUID(int=i), CHANGED, user, prev or "", at))
         digest = sha256((payload + str(i)).encode()).hexdigest()
+        heads[chain] = (i, digest)
         previous = prev or "\\N"
         lines.append(f"{i}\t{at}+00\toperations\tINSERT\t{user}\tsovren\t{at}+00\t{query}\t{payload}\t"
                      f"{previous}\t{digest}")
-        prev = digest
         if len(lines) == CHUNK:
-            yield "\n".join(lines) + "\n", prev
+            yield "\n".join(lines) + "\n"
             lines = []
     if lines:
-        yield "\n".join(lines) + "\n", prev
+        yield "\n".join(lines) + "\n"
 
 
 def build_chain(url: str, rows: int) -> tuple[float, str]:
     began = time.perf_counter()
     with psycopg.connect(url) as conn:
         start = conn.execute("SELECT date_trunc('month', now()) + interval '1 day'").fetchone()[0]
-        last = None
+        heads: dict = {}
         with conn.cursor().copy(f"COPY audit_log ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-            for text, last in chain_lines(rows, start.astimezone(timezone.utc).replace(tzinfo=None)):
+            for text in chain_lines(rows, start.astimezone(timezone.utc).replace(tzinfo=None), heads):
                 copy.write(text.encode())
-        conn.execute("UPDATE audit_chain_head SET event_id = %s, hash = %s", (rows, last))
+        for chain, (last_id, digest) in heads.items():
+            conn.execute("UPDATE audit_chain_head SET next_id = %s, hash = %s WHERE chain = %s",
+                         (last_id + CHAINS, digest, chain))
         conn.commit()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE audit_log")
         # the server's own function appends on top of the generated chain: the chain is the real format
-        conn.execute("SELECT sovren_audit_append('operations', 'INSERT', NULL, '{}'::jsonb)")
-        chained = conn.execute("SELECT prev_hash FROM audit_log ORDER BY event_id DESC LIMIT 1").fetchone()[0]
-    if chained != last:
-        raise SystemExit("the generated chain does not end where sovren_audit_append continues it")
-    return time.perf_counter() - began, last
+        appended = conn.execute("SELECT sovren_audit_append('operations', 'INSERT', NULL, '{}'::jsonb)").fetchone()[0]
+        chained = conn.execute("SELECT prev_hash FROM audit_log WHERE event_id = %s", (appended,)).fetchone()[0]
+    chain = (appended - 1) % CHAINS + 1
+    if chained != heads[chain][1] or appended != heads[chain][0] + CHAINS:
+        raise SystemExit("the generated chains do not end where sovren_audit_append continues them")
+    return time.perf_counter() - began, chained
 
 
 def time_verify(url: str) -> tuple[float, int]:

@@ -10,7 +10,8 @@ event_id), so G.2's query
 returns nothing on an untouched log and the altered row after tampering. The
 columns cannot drift from the payload: the CHECK constraint audit_log_columns_match
 (sovren_db.compliance.audit_format) refuses such a row even with the triggers
-disabled. Event ids are gapless: each is the previous one plus one.
+disabled. Event ids are gapless in their chain: each is its chain's previous one
+plus CHAINS (below; plus one in the single chain of formats 1 and 2).
 
 How rows get there, and why (issue 13, "fast enough"). The first design appended
 each audited row under a transaction advisory lock held until commit: every
@@ -23,14 +24,40 @@ Now the chain is written at commit:
    set-based query (one trigger call per statement, not per row: a COPY of
    100,000 rows makes one call) and stage them in the UNLOGGED audit_pending;
 2. a deferred constraint trigger on audit_pending (``audit_pending_flush``)
-   runs at commit: it takes the chain's one lock (the row of audit_chain_head,
-   which also holds the head's event id and hash, so no index scan finds the
-   head), numbers and hashes the staged events in order and appends them with
-   one INSERT. The lock is held from there to the end of the commit only.
+   runs at commit: it takes a chain's head (a row of audit_chain_head, which
+   also holds the chain's next event id and last hash, so no index scan finds
+   the head), numbers and hashes the staged events in order and appends them
+   with one INSERT. The head's lock is held from there to the end of the commit only.
 
-The chain stays one linear chain, verified in one pass. Several independent
-chains or per-batch Merkle roots would cut the lock further but make the proof
-"no event is missing" weaker or more complex.
+Several chains, verified together (revision 7c3e9a41f0b2). With one head, every
+committer queued on its row lock until the one before it had finished its commit;
+on two cores a woken waiter then waited for a CPU too: a convoy (p99 11-16 ms at 8
+clients). Now there are CHAINS = 8 heads; a commit takes the first head no other
+transaction holds (``FOR UPDATE SKIP LOCKED``, tried from pid % 8 + 1, so that
+concurrent backends start on different heads) and waits only when all eight are
+held. Eight: the most committers the workload runs at once (8 pgbench clients; the
+application's pool is of that order), so that a free head exists for each, while
+a checkpoint stays a short line and a verification tracks eight heads; more heads
+would not wait less on two cores. Chain k's ids are the ids above the fork id F
+congruent to k modulo 8, so each event's id is its chain's previous id plus 8
+without any global sequence or lock; each chain's first event links to event F's
+hash (the single chain's head at the fork) and has the id first_id(F, k). Payload
+format 3 carries the chain number (compliance/audit_format.py); the CHECK reads it
+like format 2.
+
+What the split costs, and why the proof stays as strong. Ids no longer tell the
+global commit order (created_at grows with event_id within a chain, not across
+chains), and a transaction's events are adjacent in its chain (ids 8 apart), not
+in the table. The proof is the single chain's, per chain: every event is hashed
+with every column; each is linked to its chain's previous event and numbered
+after it, so a deleted, inserted, moved or rewritten event breaks its chain or
+leaves a gap in it, including a chain's first event (its id follows from F and k,
+and it must link to F); the chains' common root is the single chain's head, so
+the history before the fork is covered as before. The one thing a chain cannot
+show by itself, a cut or rewritten tail, is what it could not show before either:
+the signed checkpoint now holds every chain's (count, last id, head hash), and
+``audit verify`` checks each tail against it. A verification walks all chains in
+one pass in event id order (the per-chain state is eight entries).
 
 The native capture (issue 13, part 7). The plpgsql path above costs about 0.9 ms of
 server time per two-statement transaction, spread over five plpgsql calls; the
@@ -46,8 +73,8 @@ src/sovren_db/postgres/audit_capture.py), ``sovren_audit_stage`` is its C functi
    that spills to a temporary file past work_mem (a million-row COPY is fine);
    a subtransaction that rolls back drops its events (they are the tail
    recorded since it began); PREPARE TRANSACTION with events pending is refused;
-2. an XACT_EVENT_PRE_COMMIT callback chains them: the head row FOR UPDATE,
-   payload = the event plus v, at, actor and prev_hash as jsonb text, hash =
+2. an XACT_EVENT_PRE_COMMIT callback chains them: a free head row, as above,
+   payload = the event plus v, at, actor, chain and prev_hash as jsonb text, hash =
    sha256(payload || event_id) with Postgres's own sha256, and one execution of a
    saved generic plan per 10,000 events (INSERT ... SELECT FROM unnest of arrays,
    moving the head in the same statement), as the function's owner. A pre-commit
@@ -64,20 +91,26 @@ off), four runs at load average 3.4-5.1 (runs 1-3) and 1.7-3.0 (run 4), native
 (plpgsql) against unaudited: tps ratio at 8 clients 0.42, 0.31, 0.37, 0.41 (0.18-0.19),
 p99 12.8, 16.3, 12.6, 10.4 ms (plpgsql 17.5-23.2 ms, unaudited 5.4-8.1 ms); at 1
 client 0.45, 0.46, 0.62, 0.42 (0.12-0.14); COPY of 100,000 users 0.35, 0.31, 0.21,
-0.22 (0.13-0.21). The targets
-(0.7, 0.5, p99 < 4 ms, 0.5) are still missed. Where the time goes (perf on a
+0.22 (0.13-0.21). The chain split (revision 7c3e9a41f0b2), measured before and after it
+back to back on a quiet moment of the machine (load average 0.8-1.7), native against
+unaudited: 8 clients 3,866 tps, ratio 0.39, p99 4.82 ms before; 4,656 tps, ratio 0.49,
+p99 3.41 ms after (unaudited p99 1.6 ms): the convoy is gone and the p99 target is met.
+1 client 0.69 before, 0.66 after (a single committer never waited; the head is now
+chosen by a sort of eight rows); COPY 0.22 and 0.25. A first pair at load average
+2.8-6.9 gave 8 clients p99 12.0 ms before and 8.7 ms after. The ratios (0.7 at 1
+client, 0.5 at 8, 0.5 for COPY) are still just or well missed: their cost is the
+executor's. Where the time goes (perf on a
 backend committing two-row transactions in a loop, share of all its samples): the
 pre-commit callback 49 %, of which the chain's one INSERT 39 %: its CHECK
 audit_log_columns_match 20 % (its stored text read back and compiled for every
 execution, stringToNode and ExecPrepareExpr, 11.5 %; the payload parsed again as
 jsonb), executor start-up 10 %, the index inserts 8 %; capture itself 3.4 % (in a
 100,000-row COPY: the callback 61 %, the CHECK 18 %, capture 7 %). At 8
-clients the head row's lock, held from the INSERT to the end of the commit,
-serialises the commits, and on two cores a waiter that is woken waits for a CPU:
-a convoy, which is what p99 shows. What would go further: several chains
-verified together (the lock split), or writing audit_log rows below the
-executor (a long-lived ResultRelInfo with the CHECK compiled once), both larger
-changes than this revision.
+clients the one head row's lock, held from the INSERT to the end of the commit,
+serialised the commits, and on two cores a waiter that is woken waits for a CPU:
+a convoy, which is what p99 showed; the chain split (above) removes it. What
+would go further: writing audit_log rows below the executor (a long-lived
+ResultRelInfo with the CHECK compiled once).
 
 Only these triggers append: every function here is owner-only (EXECUTE revoked
 from PUBLIC); the trigger functions cannot be called at all, and audit_pending
@@ -90,6 +123,7 @@ string, dollar-quoted and numeric literals become ``?``, comments are dropped), 
 G.4's ``query LIKE '%medical%'`` still finds statements by table and column names.
 """
 
+from sovren_db.compliance.audit_format import CHAINS
 from sovren_db.postgres import Function, Grant, Policy, Role, Trigger
 from sovren_db.postgres.audit_capture import NATIVE_AS  # the C function that may stand in for the stage
 
@@ -139,31 +173,45 @@ END
 """,
 )
 
-# Numbers, hashes and appends staged events (a jsonb array, in order) under the head row's lock.
+# Numbers, hashes and appends staged events (a jsonb array, in order) on one of the CHAINS chains,
+# under its head row's lock: the first head no other transaction holds (FOR UPDATE SKIP LOCKED),
+# tried from this backend's own (pid % CHAINS + 1); only when all are held does it wait for its own.
+# A transaction that appends twice (a bulk load: several calls) stays on the chain it took first.
 chain_events = _definer(
     name="sovren_audit_chain",
     args="p_events jsonb",
     returns="bigint",
-    body="""
+    body=f"""
 DECLARE
+    v_want int := pg_backend_pid() % {CHAINS} + 1;
+    v_held text := current_setting('sovren_audit.chain', true);
+    v_chain int;
     v_first bigint;
     v_id bigint;
     v_head text;
     v_prev text;
     v_at timestamptz;
-    v_payloads text[] := '{}';
-    v_hashes text[] := '{}';
+    v_payloads text[] := '{{}}';
+    v_hashes text[] := '{{}}';
     v_event jsonb;
     v_payload text;
 BEGIN
-    SELECT event_id, hash INTO v_id, v_head FROM audit_chain_head WHERE chain = 1 FOR UPDATE;
-    v_first := v_id + 1;
+    IF v_held ~ '^[1-{CHAINS}]$' THEN
+        v_want := v_held::int;
+    END IF;
+    SELECT chain, next_id, hash INTO v_chain, v_first, v_head FROM audit_chain_head
+     ORDER BY (chain - v_want + {CHAINS}) % {CHAINS} LIMIT 1 FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        SELECT chain, next_id, hash INTO v_chain, v_first, v_head FROM audit_chain_head WHERE chain = v_want FOR UPDATE;
+    END IF;
+    PERFORM set_config('sovren_audit.chain', v_chain::text, true);
+    v_id := v_first - {CHAINS};
     v_prev := v_head;
-    v_at := clock_timestamp();  -- read under the lock: created_at grows with event_id
+    v_at := clock_timestamp();  -- read under the lock: created_at grows with event_id in a chain
     FOR v_event IN SELECT e FROM jsonb_array_elements(p_events) AS e LOOP
-        v_id := v_id + 1;
-        v_payload := (v_event || jsonb_build_object('v', 2, 'at', v_at AT TIME ZONE 'UTC', 'actor', session_user,
-                                                    'prev_hash', COALESCE(v_prev, '')))::text;
+        v_id := v_id + {CHAINS};
+        v_payload := (v_event || jsonb_build_object('v', 3, 'at', v_at AT TIME ZONE 'UTC', 'actor', session_user,
+                                                    'chain', v_chain, 'prev_hash', COALESCE(v_prev, '')))::text;
         v_prev := encode(digest(v_payload || v_id::text, 'sha256'), 'hex');
         v_payloads := v_payloads || v_payload;
         v_hashes := v_hashes || v_prev;
@@ -171,13 +219,13 @@ BEGIN
     WITH appended AS (
         INSERT INTO audit_log (event_id, created_at, table_name, action, user_id, actor, accessed_at, query,
                                event_payload, prev_hash, hash)
-        SELECT v_first + n - 1, v_at, e ->> 'table', e ->> 'action', (e ->> 'user_id')::uuid, session_user,
+        SELECT v_first + (n - 1) * {CHAINS}, v_at, e ->> 'table', e ->> 'action', (e ->> 'user_id')::uuid, session_user,
                ((e ->> 'accessed_at')::timestamp AT TIME ZONE 'UTC'), e ->> 'query', payload,
                CASE WHEN n = 1 THEN v_head ELSE lag(hash) OVER (ORDER BY n) END, hash
           -- in step, not p_events -> i: each -> would read the whole (TOASTed) array again
           FROM ROWS FROM (jsonb_array_elements(p_events), unnest(v_payloads), unnest(v_hashes))
                WITH ORDINALITY AS u(e, payload, hash, n))
-    UPDATE audit_chain_head SET event_id = v_id, hash = v_prev WHERE chain = 1;
+    UPDATE audit_chain_head SET next_id = v_id + {CHAINS}, hash = v_prev WHERE chain = v_chain;
     RETURN v_id;
 END
 """,

@@ -6,7 +6,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-from sovren_db.compliance.audit_format import COLUMNS_MATCH
+from sovren_db.compliance.audit_format import CHAINS, COLUMNS_MATCH
 from sovren_db.postgres.pci import four_digits, no_card_number
 
 metadata = MetaData()
@@ -116,14 +116,16 @@ audit_log = Table(
     postgresql_partition_by="RANGE (created_at)",
 )
 
-# The chain's head (its last event id and hash) and its lock: appends take this one row
-# FOR UPDATE at commit (postgres/audit.py).
+# The heads of the chains (postgres/audit.py): one row per chain, the id its next event takes
+# (chain k's ids are congruent to k modulo CHAINS) and its last hash; a committing transaction takes
+# a free row FOR UPDATE ... SKIP LOCKED at commit.
 audit_chain_head = Table(
     "audit_chain_head", metadata,
     Column("chain", BigInteger, primary_key=True, autoincrement=False),
-    Column("event_id", BigInteger, nullable=False),
+    Column("next_id", BigInteger, nullable=False),
     Column("hash", Text),
-    CheckConstraint("chain = 1", name="audit_chain_head_one_chain"),
+    CheckConstraint(f"chain >= 1 AND chain <= {CHAINS} AND (next_id - chain) % {CHAINS} = 0",
+                    name="audit_chain_head_chains"),
 )
 
 # Events staged by the audit triggers until their transaction commits; never holds a

@@ -10,7 +10,9 @@
  *
  * At commit, an XACT_EVENT_PRE_COMMIT callback (after every deferred trigger has fired, so
  * events written by deferred triggers are chained too, and without queueing a constraint
- * trigger event per transaction) takes the chain head's row lock, numbers and hashes the events
+ * trigger event per transaction) takes a chain head's row lock (take_head: the first of the CHAINS
+ * heads no other transaction holds, FOR UPDATE SKIP LOCKED from pid % CHAINS + 1; ids advance by
+ * CHAINS in a chain, revision 7c3e9a41f0b2), numbers and hashes the events
  * (payload = the event plus v, at, actor, prev_hash as jsonb text; hash = sha256(payload ||
  * event_id) in hex, PG's own sha256) and appends them with one execution of a saved plan per
  * CHAIN_CHUNK events (INSERT ... SELECT FROM unnest of arrays, which also moves the head), as the
@@ -59,6 +61,7 @@
 PG_MODULE_MAGIC;
 
 #define CHAIN_CHUNK 10000		/* events per INSERT at commit: arrays of a bulk load stay small */
+#define CHAINS 8				/* chains of the audit trail (revision 7c3e9a41f0b2, compliance/audit_format.py) */
 #define SHAPE_CACHE 16			/* statement texts whose shape is remembered (pgbench, ORMs repeat them) */
 #define SHAPE_CACHE_MAX_LEN 8192
 
@@ -82,8 +85,9 @@ static Oid chain_nsp = InvalidOid;
 
 /* Per backend: the shape function, the chain's saved plans, the shapes of recent statement texts. */
 static Oid shape_fn = InvalidOid, shape_nsp = InvalidOid;
-static SPIPlanPtr head_plan = NULL, append_plan = NULL;
+static SPIPlanPtr head_plan = NULL, wait_plan = NULL, append_plan = NULL;
 static Oid plans_nsp = InvalidOid;
+static int stride = CHAINS;		/* CHAINS on split heads; 1 on the one head of the revisions before them */
 static char *shape_keys[SHAPE_CACHE];
 static text *shape_values[SHAPE_CACHE];
 static int shape_next = 0;
@@ -561,27 +565,57 @@ prepare_plans(Oid nsp)
 {
 	const char *schema = quote_identifier(get_namespace_name(nsp));
 	char *head, *append;
-	Oid types[13] = {INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	char *wait;
+	Oid types[14] = {INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 					 TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-					 INT8OID, TEXTOID};
+					 INT8OID, TEXTOID, INT4OID};
+	Oid want[1] = {INT4OID};
 
-	if (plans_nsp == nsp && head_plan && append_plan)
+	/* Split heads (revision 7c3e9a41f0b2: next_id) or, on a database migrated to a revision before it
+	 * (a downgrade), the one head (event_id, chain 1) and format 2: checked at every commit, two
+	 * syscache look-ups, so that a downgrade or upgrade under a running backend is followed. */
+	Oid head_rel = get_relname_relid("audit_chain_head", nsp);
+	int wanted = OidIsValid(head_rel) && get_attnum(head_rel, "next_id") == InvalidAttrNumber ? 1 : CHAINS;
+
+	if (plans_nsp == nsp && stride == wanted && head_plan && wait_plan && append_plan)
 		return;
-	head = psprintf("SELECT event_id, hash FROM %s.audit_chain_head WHERE chain = 1 FOR UPDATE", schema);
+	if (head_plan)
+	{
+		SPI_freeplan(head_plan);
+		SPI_freeplan(wait_plan);
+		SPI_freeplan(append_plan);
+		head_plan = wait_plan = append_plan = NULL;
+	}
+	stride = wanted;
+	if (stride == 1)
+	{
+		head = psprintf("SELECT chain, event_id + 1, hash FROM %s.audit_chain_head WHERE chain = 1 AND $1 > 0 "
+						"FOR UPDATE", schema);
+		wait = head;
+	}
+	else
+	{
+		head = psprintf("SELECT chain, next_id, hash FROM %s.audit_chain_head "
+						"ORDER BY (chain - $1 + %d) %% %d LIMIT 1 FOR UPDATE SKIP LOCKED", schema, CHAINS, CHAINS);
+		wait = psprintf("SELECT chain, next_id, hash FROM %s.audit_chain_head WHERE chain = $1 FOR UPDATE", schema);
+	}
 	append = psprintf(
 		"WITH appended AS (INSERT INTO %s.audit_log (event_id, created_at, table_name, action, user_id, actor, "
 		"accessed_at, query, event_payload, prev_hash, hash) "
-		"SELECT $1 + x.n - 1, $2, x.t, x.a, x.u::pg_catalog.uuid, $3, x.acc, x.q, x.p, x.ph, x.h "
+		"SELECT $1 + (x.n - 1) * %d, $2, x.t, x.a, x.u::pg_catalog.uuid, $3, x.acc, x.q, x.p, x.ph, x.h "
 		"FROM ROWS FROM (pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7), "
 		"pg_catalog.unnest($8), pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11)) "
 		"WITH ORDINALITY AS x(t, a, u, acc, q, p, ph, h, n)) "
-		"UPDATE %s.audit_chain_head SET event_id = $12, hash = $13 WHERE chain = 1", schema, schema);
+		"UPDATE %s.audit_chain_head SET %s = $12 - %d, hash = $13 WHERE chain = $14", schema, stride, schema,
+		stride == 1 ? "event_id" : "next_id", stride == 1 ? 1 : 0);
 	/* generic plans: a custom plan would be planned again at every commit */
-	head_plan = SPI_prepare_cursor(head, 0, NULL, CURSOR_OPT_GENERIC_PLAN);
-	append_plan = SPI_prepare_cursor(append, 13, types, CURSOR_OPT_GENERIC_PLAN);
-	if (head_plan == NULL || append_plan == NULL)
+	head_plan = SPI_prepare_cursor(head, 1, want, CURSOR_OPT_GENERIC_PLAN);
+	wait_plan = SPI_prepare_cursor(wait, 1, want, CURSOR_OPT_GENERIC_PLAN);
+	append_plan = SPI_prepare_cursor(append, 14, types, CURSOR_OPT_GENERIC_PLAN);
+	if (head_plan == NULL || wait_plan == NULL || append_plan == NULL)
 		elog(ERROR, "sovren_audit: preparing the chain's statements failed: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(head_plan);
+	SPI_keepplan(wait_plan);
 	SPI_keepplan(append_plan);
 	plans_nsp = nsp;
 }
@@ -637,19 +671,25 @@ push_jsonb(JsonbParseState **state, const char *key, Jsonb *value)
 	pushJsonbValue(state, WJB_VALUE, &v);
 }
 
-/* The payload of the plpgsql chain: (event || {v, at, actor, prev_hash})::text */
+/* The payload of the plpgsql chain: (event || {v, at, actor, chain, prev_hash})::text */
 static char *
-payload_text(Datum *values, bool *nulls, Timestamp at, const char *actor, const char *prev)
+payload_text(Datum *values, bool *nulls, Timestamp at, const char *actor, int chain, const char *prev)
 {
 	JsonbParseState *state = NULL;
-	JsonbValue two = {.type = jbvNumeric};
+	JsonbValue three = {.type = jbvNumeric}, number = {.type = jbvNumeric};
 	StringInfoData out;
 	Jsonb *jb;
 
-	two.val.numeric = int64_to_numeric(2);
+	three.val.numeric = int64_to_numeric(stride == 1 ? 2 : 3);	/* format 3: format 2 and the chain (audit_format.py) */
+	number.val.numeric = int64_to_numeric(chain);
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	push_cstring(&state, WJB_KEY, "v");
-	pushJsonbValue(&state, WJB_VALUE, &two);
+	pushJsonbValue(&state, WJB_VALUE, &three);
+	if (stride != 1)
+	{
+		push_cstring(&state, WJB_KEY, "chain");
+		pushJsonbValue(&state, WJB_VALUE, &number);
+	}
 	push_timestamp(&state, "at", at);
 	push_cstring(&state, WJB_KEY, "actor");
 	push_cstring(&state, WJB_VALUE, actor);
@@ -710,10 +750,10 @@ chunk_array(Chunk *chunk, int col, Oid type)
 }
 
 static void
-append_chunk(Chunk *chunk, int64 first, TimestampTz at, const char *actor, const char *head)
+append_chunk(Chunk *chunk, int chain, int64 first, TimestampTz at, const char *actor, const char *head)
 {
-	Datum args[13];
-	char nulls[13];
+	Datum args[14];
+	char nulls[14];
 
 	memset(nulls, ' ', sizeof(nulls));
 	args[0] = Int64GetDatum(first);
@@ -721,8 +761,9 @@ append_chunk(Chunk *chunk, int64 first, TimestampTz at, const char *actor, const
 	args[2] = CStringGetTextDatum(actor);
 	for (int col = C_TABLE; col <= C_HASH; col++)
 		args[3 + col] = PointerGetDatum(chunk_array(chunk, col, col == C_AT ? TIMESTAMPTZOID : TEXTOID));
-	args[11] = Int64GetDatum(first + chunk->n - 1);
+	args[11] = Int64GetDatum(first + (int64) chunk->n * stride);	/* the chain's next id */
 	args[12] = CStringGetTextDatum(head);
+	args[13] = Int32GetDatum(chain);
 	if (SPI_execute_plan(append_plan, args, nulls, false, 0) != SPI_OK_UPDATE || SPI_processed != 1)
 		elog(ERROR, "sovren_audit: appending %d events to the chain failed", chunk->n);
 }
@@ -782,6 +823,29 @@ add_to_chunk(Chunk *chunk, TupleTableSlot *slot, char *prev, char *hash, char *p
 	chunk->cols[C_HASH][i] = CStringGetTextDatum(hash);
 }
 
+/* The head this commit appends to: the first chain no other transaction holds, tried from this
+ * backend's own (pid % CHAINS + 1), so that concurrent committers take different heads; only when
+ * every head is held does it wait, for its own. Sets the chain, its next id and its hash (or NULL). */
+static int
+take_head(int64 *next, char **hash, MemoryContext cxt)
+{
+	Datum want[1] = {Int32GetDatum(MyProcPid % CHAINS + 1)};
+	bool isnull;
+	int chain;
+
+	if (SPI_execute_plan(head_plan, want, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "sovren_audit: reading audit_chain_head failed");
+	if (SPI_processed == 0 &&
+		(SPI_execute_plan(wait_plan, want, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1))
+		elog(ERROR, "sovren_audit: audit_chain_head has no row for chain %d", DatumGetInt32(want[0]));
+	chain = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*next = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	*hash = NULL;
+	if (SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull), !isnull)
+		*hash = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
+	return chain;
+}
+
 static void
 chain_events(void)
 {
@@ -790,18 +854,13 @@ chain_events(void)
 	const char *actor = GetUserNameFromId(GetSessionUserId(), false);
 	TimestampTz at;
 	int64 id, first, read;
-	int cursor = 0;
+	int cursor = 0, chain;
 	char *head = NULL;
-	bool isnull;
 	Chunk chunk = {0};
 
-	if (SPI_execute_plan(head_plan, NULL, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "sovren_audit: audit_chain_head has no row for chain 1");
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull), !isnull)
-		head = MemoryContextStrdup(chunk_cxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
-	at = GetCurrentTimestamp();	/* read under the lock: created_at grows with event_id */
-	first = id + 1;
+	chain = take_head(&id, &head, chunk_cxt);	/* id: the chain's next id; ids advance by CHAINS */
+	at = GetCurrentTimestamp();	/* read under the lock: created_at grows with event_id in a chain */
+	first = id;
 	merge_dropped();
 	tuplestore_rescan(events);
 	for (read = 0; tuplestore_gettupleslot(events, true, false, slot); read++)
@@ -822,15 +881,16 @@ chain_events(void)
 			}
 		}
 		slot_getallattrs(slot);
-		payload = payload_text(slot->tts_values, slot->tts_isnull, at, actor, head ? head : "");
-		hash = event_hash(payload, ++id);
+		payload = payload_text(slot->tts_values, slot->tts_isnull, at, actor, chain, head ? head : "");
+		hash = event_hash(payload, id);
+		id += stride;
 		add_to_chunk(&chunk, slot, head, hash, payload);
 		head = hash;
 		MemoryContextSwitchTo(old);
 		if (chunk.n == chunk.cap)
 		{
-			append_chunk(&chunk, first, at, actor, head);
-			first = id + 1;
+			append_chunk(&chunk, chain, first, at, actor, head);
+			first = id;
 			head = MemoryContextStrdup(CurTransactionContext, head);
 			MemoryContextReset(chunk_cxt);
 			head = MemoryContextStrdup(chunk_cxt, head);
@@ -841,7 +901,7 @@ chain_events(void)
 		elog(ERROR, "sovren_audit: read " INT64_FORMAT " of the transaction's " INT64_FORMAT " events back",
 			 read, n_events);
 	if (chunk.n > 0)
-		append_chunk(&chunk, first, at, actor, head);
+		append_chunk(&chunk, chain, first, at, actor, head);
 	MemoryContextDelete(chunk_cxt);
 	ExecDropSingleTupleTableSlot(slot);
 }

@@ -39,8 +39,8 @@ def subject_counts(pg_url: str, subject: str) -> dict[str, int]:
                 for t in USER_TABLES}
 
 
-def others_fingerprint(pg_url: str, subject: str, audit_up_to: int | None = None) -> dict[str, str]:
-    """A digest per table of every row not belonging to ``subject`` (audit rows up to an event id)."""
+def others_fingerprint(pg_url: str, subject: str, audit_up_to: list[int] | None = None) -> dict[str, str]:
+    """A digest per table of every row not belonging to ``subject`` (audit rows written before a ``last_event``)."""
     with psycopg.connect(pg_url) as conn:
         conn.execute("SET TimeZone = 'UTC'")
         found = {t: conn.execute(f"SELECT count(*) || ':' || md5(string_agg(t::text, '|' ORDER BY t::text)) "
@@ -49,13 +49,21 @@ def others_fingerprint(pg_url: str, subject: str, audit_up_to: int | None = None
         if audit_up_to is not None:
             found["audit_log"] = conn.execute(
                 "SELECT count(*) || ':' || md5(string_agg(t::text, '|' ORDER BY event_id)) FROM audit_log t "
-                "WHERE event_id <= %s", (audit_up_to,)).fetchone()[0]
+                f"WHERE {WRITTEN_BEFORE}", (audit_up_to,)).fetchone()[0]
     return found
 
 
-def last_event(pg_url: str) -> int:
+def last_event(pg_url: str) -> list[int]:
+    """Where the audit trail stands: each chain's next event id, chains 1 to 8 (revision 7c3e9a41f0b2: ids grow
+    within a chain only, so a later event may have a smaller id than an earlier one on another chain)."""
     with psycopg.connect(pg_url) as conn:
-        return conn.execute("SELECT COALESCE(max(event_id), 0) FROM audit_log").fetchone()[0]
+        return conn.execute("SELECT array_agg(next_id ORDER BY chain) FROM audit_chain_head").fetchone()[0]
+
+
+# An event written before / since the position ``last_event`` gave (its chain's next id then): chain k's ids are
+# k modulo 8; the events of before the fork have smaller ids than every chain's first.
+WRITTEN_BEFORE = "event_id < (%s::bigint[])[(event_id - 1) %% 8 + 1]"
+WRITTEN_SINCE = "event_id >= (%s::bigint[])[(event_id - 1) %% 8 + 1]"
 
 
 def redis_keys(redis_url: str) -> dict[bytes, bytes]:

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from sovren_db import commands
 from sovren_db.cli.main import cli
+from sovren_db.compliance.audit_format import CHAINS, first_id
 from sovren_db.compliance.audit_verify import ChainReport, unescape_copy, walk
 from sovren_db.core.config import load_settings
 
@@ -58,7 +59,8 @@ def test_an_altered_payload_breaks_its_own_hash():
     rows[2][4] = rows[2][4].replace(b"t3", b"t9")
     report = walk(lines(rows), ChainReport())
     assert report.broken.event_id == 3 and "altered" in report.broken.problem
-    assert report.broken.created_at == "2026-11-03 10:00:00+00" and report.last_event == 2
+    assert report.broken.created_at == "2026-11-03 10:00:00+00"
+    assert (report.last_event, report.break_count) == (5, 1)   # the walk goes on: the one altered row only
 
 
 def test_a_deleted_row_breaks_the_next_link():
@@ -112,6 +114,79 @@ def test_escaped_payloads_are_hashed_as_stored():
     assert b"\t" in lines(rows)[1] and b"\\" in lines(rows)[1]
     report = walk(lines(rows), ChainReport())
     assert report.broken is None and report.rows == 2
+
+
+def split(trunk: int, per_chain: dict[int, int]) -> list[list[bytes]]:
+    """A trunk of ``trunk`` format-2 events, then format-3 events on the given chains (k -> count), as the
+    fork of revision 7c3e9a41f0b2 numbers them, in event id order."""
+    rows = chain(trunk, version=2)
+    fork_hash = rows[-1][3] if rows else None
+    for k, count in per_chain.items():
+        prev, number = fork_hash, first_id(trunk, k)
+        for _ in range(count):
+            payload = json.dumps({"v": 3, "at": f"t{number}", "actor": "a", "chain": k,
+                                  "prev_hash": (prev or b"").decode()}).encode()
+            digest = hashlib.sha256(payload + str(number).encode()).hexdigest().encode()
+            rows.append([str(number).encode(), b"2026-11-01 10:00:00+00", prev, digest, payload, b"t"])
+            prev, number = digest, number + CHAINS
+    return sorted(rows, key=lambda row: int(row[0]))
+
+
+def ids(rows) -> list[int]:
+    return [int(row[0]) for row in rows]
+
+
+def test_split_chains_verify_together_and_report_each_head():
+    rows = split(5, {1: 3, 2: 2, 6: 4})
+    report = walk(lines(rows), ChainReport())
+    assert report.broken is None and report.rows == 14
+    assert {k: (c.events, c.first_event) for k, c in report.chains.items()} == \
+        {0: (5, 1), 1: (3, 9), 2: (2, 10), 6: (4, 6)}
+
+
+def test_a_deleted_first_event_of_a_chain_is_a_gap_in_that_chain():
+    rows = [row for row in split(5, {1: 3, 2: 2}) if int(row[0]) != 9]   # chain 1's first event
+    report = walk(lines(rows), ChainReport())
+    assert report.broken.event_id == 17 and report.broken.chain == 1
+    assert report.broken.problem == "chain 1: gap: event 9 is missing (deleted, or in a dropped or truncated partition)"
+    assert report.break_count == 1 and report.chains[2].breaks == 0
+
+
+def test_a_deleted_middle_event_and_a_rewritten_row_are_each_reported_on_their_chain():
+    rows = split(3, {4: 4, 5: 4})
+    rows = [row for row in rows if int(row[0]) != first_id(3, 4) + CHAINS]
+    altered = next(row for row in rows if int(row[0]) == first_id(3, 5) + CHAINS)
+    altered[4] = altered[4].replace(b'"actor": "a"', b'"actor": "b"')
+    report = walk(lines(rows), ChainReport())
+    assert [(b.chain, b.event_id) for b in report.breaks] == [(5, 13), (4, 20)]
+    assert "altered" in report.breaks[0].problem and "gap: event 12 is missing" in report.breaks[1].problem
+
+
+def test_a_forged_event_relinked_into_a_chain_is_found_by_its_id():
+    rows = split(2, {3: 3})
+    forged = split(2, {3: 4})[-1]        # a fourth event, well formed, hashed and linked...
+    forged[0] = str(int(forged[0]) + 1).encode()   # ...under an id outside its chain's residue
+    forged[3] = hashlib.sha256(forged[4] + forged[0]).hexdigest().encode()
+    report = walk(lines(rows + [forged]), ChainReport())
+    assert report.broken.chain == 3 and "not the next id of its chain" in report.broken.problem
+
+
+def test_a_chain_number_out_of_range_is_forged():
+    rows = split(1, {2: 1})
+    rows[-1][4] = rows[-1][4].replace(b'"chain": 2', b'"chain": 9')
+    rows[-1][3] = hashlib.sha256(rows[-1][4] + rows[-1][0]).hexdigest().encode()
+    assert "names chain 9" in walk(lines(rows), ChainReport()).broken.problem
+
+
+def test_a_merged_chain_continues_the_trunk_after_a_downgrade():
+    rows = split(2, {5: 3})
+    last = rows[-1]
+    payload = json.dumps({"v": 2, "at": "t", "prev_hash": last[3].decode()}).encode()
+    number = str(int(last[0]) + 1).encode()
+    rows.append([number, b"2026-11-02 10:00:00+00", last[3], hashlib.sha256(payload + number).hexdigest().encode(),
+                 payload, b"t"])
+    report = walk(lines(rows), ChainReport())
+    assert report.broken is None and report.chains[0].events == 6
 
 
 def test_copy_text_unescaping():

@@ -39,7 +39,7 @@ def subject(triad) -> str:
     return chosen
 
 
-def state(triad, subject: str, audit_up_to: int) -> tuple:
+def state(triad, subject: str, audit_up_to: list[int]) -> tuple:
     return (others_fingerprint(triad.pg_url, subject, audit_up_to), redis_fingerprint(triad.redis_url, subject))
 
 

@@ -13,16 +13,16 @@ from sovren_db.compliance.rotate import KeySource, rotate
 from sovren_db.postgres.declared import load_schema
 from sovren_db.postgres.state import Encrypted
 
-from .support import last_event
+from .support import WRITTEN_SINCE, last_event
 from .test_rotate import KEY_A, KEY_B, SEED_KEY, decrypt_in_place, decrypted, keys, tokens  # noqa: F401
 
 pytestmark = pytest.mark.postgres
 
 
-def rotation_events(pg_url: str, after: int) -> list[tuple[str, str, str]]:
-    """(action, query, the whole row as text) of the audit events written after event ``after``."""
+def rotation_events(pg_url: str, after: list[int]) -> list[tuple[str, str, str]]:
+    """(action, query, the whole row as text) of the audit events written since the position ``after``."""
     with psycopg.connect(pg_url) as conn:
-        return conn.execute("SELECT action, query, t::text FROM audit_log AS t WHERE event_id > %s "
+        return conn.execute(f"SELECT action, query, t::text FROM audit_log AS t WHERE {WRITTEN_SINCE} "
                             "ORDER BY event_id", (after,)).fetchall()
 
 

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from sovren_db import commands
+from sovren_db.compliance.audit_format import CHAINS, first_id
 from sovren_db.compliance.audit_verify import stream_chain
 from sovren_db.core.config import load_settings
 from sovren_db.postgres import audit_capture
@@ -47,12 +48,26 @@ def add_user(conn, name: str) -> str:
     return user_id
 
 
+PER_CHAIN = ("SELECT (event_payload::jsonb ->> 'chain')::int, array_agg(event_id ORDER BY event_id) FROM audit_log "
+             "WHERE left(event_payload, 9) = '{\"v\": 3, ' GROUP BY 1")
+
+
+def chain_ids(conn, fork: int = 0) -> dict[int, list[int]]:
+    """Each chain's event ids, asserted gapless from the chain's first id after a fork at event ``fork``
+    (revision 7c3e9a41f0b2): first_id(fork, k), then CHAINS apart."""
+    chains = dict(conn.execute(PER_CHAIN).fetchall())
+    for k, ids in chains.items():
+        assert 1 <= k <= CHAINS and ids == list(range(first_id(fork, k), first_id(fork, k) + CHAINS * len(ids), CHAINS))
+    return chains
+
+
 def chain_ok(url: str, rows: int) -> None:
+    """The log verifies, holds ``rows`` events, each chain gapless from its first id after the fork of an empty log."""
     with psycopg.connect(url) as conn:
         report = stream_chain(conn)
-        ids = conn.execute("SELECT min(event_id), max(event_id), count(*) FROM audit_log").fetchone()
+        chains = chain_ids(conn)
     assert report.broken is None and report.rows == rows
-    assert ids == ((1, rows, rows) if rows else (None, None, 0))  # gapless from 1
+    assert sum(len(ids) for ids in chains.values()) == rows
 
 
 def audited_users(conn) -> list[str]:
@@ -172,14 +187,17 @@ def test_concurrent_writers_keep_one_gapless_chain(migrated):
     for thread in threads:
         thread.join()
     assert not failures
-    chain_ok(migrated, writers * transactions * 2)
-    with psycopg.connect(migrated) as conn:   # created_at grows with event_id; a transaction's events are adjacent
-        assert conn.execute("""SELECT count(*) FROM (SELECT created_at, lag(created_at) OVER (ORDER BY event_id) AS b
-                                 FROM audit_log) s WHERE created_at < b""").fetchone()[0] == 0
+    chain_ok(migrated, writers * transactions * 2)   # gapless per chain
+    with psycopg.connect(migrated) as conn:   # in a chain, created_at grows with event_id and a transaction's
+        assert conn.execute("""SELECT count(*) FROM (SELECT created_at, lag(created_at) OVER (   -- events are adjacent
+                                 PARTITION BY event_id % 8 ORDER BY event_id) AS b FROM audit_log) s
+                                WHERE created_at < b""").fetchone()[0] == 0
         assert conn.execute("""SELECT count(*) FROM audit_log a JOIN users ua ON ua.user_id = a.user_id
-                                 JOIN audit_log b ON b.event_id = a.event_id + 1 JOIN users ub ON ub.user_id = b.user_id
+                                 JOIN audit_log b ON b.event_id = a.event_id + 8 JOIN users ub ON ub.user_id = b.user_id
                                 WHERE ua.username LIKE '%-a' AND ub.username = left(ua.username, -1) || 'b'""").fetchone()[0] \
             == writers * transactions
+        used = conn.execute("SELECT count(DISTINCT event_id % 8) FROM audit_log").fetchone()[0]
+    assert used > 1   # 8 concurrent committers did not all queue on one head
 
 
 @pytest.mark.slow

@@ -3,16 +3,23 @@ queries keep their shape only, tenants read their own events, rollbacks leave no
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from sovren_db import commands
 from sovren_db.compliance.audit_verify import stream_chain
+from sovren_db.compliance.audit_format import CHAINS, first_id
 from sovren_db.core.config import load_settings
+from sovren_db.core.errors import Refused
 from sovren_db.postgres import audit_capture
+from tests.integration.test_audit_native import chain_ids, chain_ok
 
 pytestmark = pytest.mark.postgres
 
@@ -161,17 +168,16 @@ def test_without_event_triggers_the_partition_triggers_still_refuse_truncate(mig
 def test_events_missing_from_the_middle_are_reported_as_a_gap(migrated):
     """What a dropped or truncated month leaves, once every guard was turned off by a superuser."""
     with psycopg.connect(migrated, autocommit=True) as conn:
-        add_user(conn)
-        head = conn.execute("SELECT event_id FROM audit_chain_head").fetchone()[0]
-        for _ in range(3):
-            add_user(conn)
+        for _ in range(4):
+            add_user(conn)   # one session, no other writer: one chain, ids CHAINS apart
+        (k, ids), = chain_ids(conn).items()
         conn.execute("ALTER EVENT TRIGGER sovren_audit_guard_drop DISABLE")
         conn.execute("ALTER EVENT TRIGGER sovren_audit_guard_alter DISABLE")
         conn.execute("SET session_replication_role = replica")
-        conn.execute("DELETE FROM audit_log WHERE event_id IN (%s, %s)", (head + 1, head + 2))
+        conn.execute("DELETE FROM audit_log WHERE event_id IN (%s, %s)", (ids[1], ids[2]))
     broken = verified(migrated).broken
-    assert broken.event_id == head + 3
-    assert broken.problem.startswith(f"gap: events {head + 1} to {head + 2} (2) are missing")
+    assert broken.event_id == ids[3] and broken.chain == k
+    assert broken.problem.startswith(f"chain {k}: gap: events {ids[1]} to {ids[2]} (2 of chain {k}) are missing")
 
 
 # -- 5. statements keep their shape, not their values ------------------------------------------------
@@ -225,8 +231,7 @@ def test_a_rolled_back_transaction_leaves_neither_events_nor_a_gap(migrated):
         add_user(conn)
         conn.commit()
         assert conn.execute("SELECT count(*) FROM audit_pending").fetchone()[0] == 0
-    report = verified(migrated)
-    assert report.broken is None and (report.first_event, report.last_event) == (1, 1)
+    chain_ok(migrated, 1)
 
 
 def test_concurrent_writers_build_one_gapless_chain(migrated):
@@ -243,8 +248,7 @@ def test_concurrent_writers_build_one_gapless_chain(migrated):
         thread.start()
     for thread in threads:
         thread.join()
-    report = verified(migrated)
-    assert report.broken is None and report.rows == report.last_event == 300
+    chain_ok(migrated, 300)
 
 
 def test_a_bulk_copy_is_staged_once_and_chained_in_order(migrated):
@@ -254,9 +258,9 @@ def test_a_bulk_copy_is_staged_once_and_chained_in_order(migrated):
             for i in range(2000):
                 copy.write_row((uuid.uuid4(), f"bulk{i}", "x", f"bulk{i}@x.io", "pro"))
         conn.commit()
-        assert conn.execute("SELECT count(DISTINCT query), min(event_id), max(event_id) FROM audit_log").fetchone() \
-            == (1, 1, 2000)
-    assert verified(migrated).broken is None
+        assert conn.execute("SELECT count(DISTINCT query), max(event_id) - min(event_id) FROM audit_log").fetchone() \
+            == (1, 1999 * CHAINS)   # one transaction: one chain
+    chain_ok(migrated, 2000)
 
 
 # -- the migration: existing chains keep verifying ----------------------------------------------
@@ -274,17 +278,63 @@ def test_a_format_1_chain_keeps_verifying_across_the_upgrade_and_the_downgrade(p
     commands.migrate(settings)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM audit_log WHERE query LIKE '%old.secret%'").fetchone()[0] == 0
-        assert conn.execute("SELECT event_id FROM audit_chain_head").fetchone()[0] == 4
+        # the fork over the existing chain: chain k goes on at the first id above 4 that is k modulo CHAINS
+        assert conn.execute("SELECT array_agg(next_id ORDER BY chain) FROM audit_chain_head").fetchone()[0] == \
+            [first_id(4, k) for k in range(1, CHAINS + 1)]
+        add_user(conn)
+        (k, ids), = chain_ids(conn, fork=4).items()
+    report = verified(pg_url)
+    assert report.broken is None and (report.rows, report.last_event) == (5, first_id(4, k))
+    assert report.chains[k].events == 1 and report.chains[0].events == 4
+    commands.downgrade(settings, "b0423f0c320c")   # allowed: one chain holds events, merged back
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        add_user(conn)   # format 1 again, numbered after the merged chain's event
+    report = verified(pg_url)
+    assert report.broken is None and (report.rows, report.last_event) == (6, first_id(4, k) + 1)
+    commands.migrate(settings)   # a second fork
+    with psycopg.connect(pg_url, autocommit=True) as conn:
         add_user(conn)
     report = verified(pg_url)
-    assert report.broken is None and (report.rows, report.last_event) == (5, 5)
-    commands.downgrade(settings, "b0423f0c320c")
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        add_user(conn)   # format 1 again, numbered after the format-2 event
-    report = verified(pg_url)
-    assert report.broken is None and (report.rows, report.last_event) == (6, 6)
+    assert report.broken is None and report.rows == 7
+
+
+def test_the_downgrade_is_refused_once_several_chains_hold_events(project, pg_url):
+    settings = load_settings(project)
     commands.migrate(settings)
-    assert verified(pg_url).broken is None
+    with psycopg.connect(pg_url) as holder, psycopg.connect(pg_url, autocommit=True) as writer:
+        add_user(writer)
+        k = next(iter(chain_ids(writer)))
+        holder.execute("SELECT 1 FROM audit_chain_head WHERE chain = %s FOR UPDATE", (k,))
+        add_user(writer)   # its chain is held: the next head
+        holder.rollback()
+        assert len(chain_ids(writer)) == 2
+    with pytest.raises(Refused, match=r"revision 7c3e9a41f0b2 cannot be downgraded: 2 events were written on 2 chains"):
+        commands.downgrade(settings, "5e1c0a7b9d21")
+    done = subprocess.run([str(Path(sys.executable).parent / "sovren-db"), "downgrade", "5e1c0a7b9d21"], cwd=project,
+                          env={**os.environ, "POSTGRES_URL": pg_url}, capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "revision 7c3e9a41f0b2 cannot be downgraded: 2 events were written on 2 chains" in done.stderr
+    with psycopg.connect(pg_url) as conn:   # nothing changed
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "7c3e9a41f0b2"
+        assert conn.execute("SELECT count(*) FROM audit_chain_head").fetchone()[0] == CHAINS
+    chain_ok(pg_url, 2)
+
+
+def test_the_downgrade_without_events_since_the_fork_gives_the_one_head_back(project, pg_url):
+    settings = load_settings(project)
+    commands.migrate(settings, "5e1c0a7b9d21")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        add_user(conn)
+        add_user(conn)
+    commands.migrate(settings)
+    commands.downgrade(settings, "5e1c0a7b9d21")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT chain, event_id FROM audit_chain_head").fetchall() == [(1, 2)]
+        add_user(conn)   # format 2, on either capture path
+        assert conn.execute("SELECT max(event_id), left(max(event_payload), 9) FROM audit_log").fetchone() == \
+            (3, '{"v": 2, ')
+    report = verified(pg_url)
+    assert report.broken is None and (report.rows, report.last_event) == (3, 3)
 
 
 # -- 8. the walk leans on the constraint only while it stands as declared --------------------------
@@ -331,5 +381,4 @@ def test_a_bulk_statement_is_staged_in_chunks_and_chained_whole(migrated, statem
         conn.commit()
         assert events(conn) - before == 25_000
         assert conn.execute("SELECT count(*) FROM audit_pending").fetchone()[0] == 0
-    report = verified(migrated)
-    assert report.broken is None and report.rows == report.last_event == before + 25_000
+    chain_ok(migrated, before + 25_000)

@@ -10,8 +10,13 @@ appended to a file, pushed on a Redis list, or printed for log shipping;
 with the sealed hash and position, so a truncated or rewritten tail shows.
 
 Checkpoints are JSON lines: ``{"events", "head_hash", "last_event_id",
-"sealed_at", "hmac"}``, the HMAC taken over the other fields as sorted,
-compact JSON.
+"sealed_at", "chains", "hmac"}``, the HMAC taken over the other fields as
+sorted, compact JSON. ``chains`` (since the chain split, revision 7c3e9a41f0b2)
+holds every chain's ``{"events", "last_event_id", "head_hash"}`` by chain
+number ("0" the chain before the fork); verify checks each chain's tail. A
+checkpoint written before it has no ``chains`` and is signed over the other
+fields only, so it keeps verifying: its last event is on the chain before the
+fork, whose events all precede every chain's.
 """
 
 from __future__ import annotations
@@ -41,19 +46,27 @@ class Checkpoint:
     last_event_id: int | None
     head_hash: str | None
     sealed_at: str
+    chains: dict | None = None
+
+    def fields(self) -> dict:
+        fields = asdict(self)
+        if self.chains is None:   # a checkpoint of before the split: signed without the key
+            del fields["chains"]
+        return fields
 
     def body(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        return json.dumps(self.fields(), sort_keys=True, separators=(",", ":")).encode()
 
     def signature(self, key: bytes) -> str:
         return hmac.new(key, self.body(), hashlib.sha256).hexdigest()
 
     def line(self, key: bytes) -> str:
-        return json.dumps({**asdict(self), "hmac": self.signature(key)}, sort_keys=True)
+        return json.dumps({**self.fields(), "hmac": self.signature(key)}, sort_keys=True)
 
 
-def seal_now(events: int, last_event_id: int | None, head_hash: str | None) -> Checkpoint:
-    return Checkpoint(events, last_event_id, head_hash, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+def seal_now(events: int, last_event_id: int | None, head_hash: str | None, chains: dict | None = None) -> Checkpoint:
+    return Checkpoint(events, last_event_id, head_hash, datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      chains)
 
 
 def read_key(env: str = KEY_ENV) -> bytes:

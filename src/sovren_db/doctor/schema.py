@@ -111,7 +111,7 @@ def audit_chain(settings: "Settings", exam: Examination) -> None:
             return
         report = stream_chain(conn)
     exam.sample("audit_chain_intact", 0 if report.broken else 1)
-    exam.sample("audit_events_verified", report.rows - (1 if report.broken else 0))
+    exam.sample("audit_events_verified", report.rows - report.break_count)
     exam.sample("audit_last_verified_event", report.last_event or 0)
     if report.broken:
         b = report.broken
