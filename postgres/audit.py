@@ -48,11 +48,21 @@ src/sovren_db/postgres/audit_capture.py), ``sovren_audit_stage`` is its C functi
    recorded since it began); PREPARE TRANSACTION with events pending is refused;
 2. an XACT_EVENT_PRE_COMMIT callback chains them: the head row FOR UPDATE,
    payload = the event plus v, at, actor and prev_hash as jsonb text, hash =
-   sha256(payload || event_id) with Postgres's own sha256, and one execution of a
-   saved generic plan per 10,000 events (INSERT ... SELECT FROM unnest of arrays,
-   moving the head in the same statement), as the function's owner. A pre-commit
-   callback rather than a deferred trigger: it runs after every deferred trigger
-   (whose audited writes are chained too) and needs no row queued to fire it.
+   sha256(payload || event_id) with Postgres's own sha256, as the function's owner,
+   and writes the rows below the executor (``write_rows``): the partition for the
+   commit's created_at found in the relcache's partition descriptor, the
+   partition's NOT NULL and CHECK constraints evaluated by ``ExecConstraints``
+   with the CHECK expressions compiled once per relcache version (kept across
+   transactions, dropped by a relcache or pg_proc invalidation), heap rows by
+   ``table_multi_insert`` and index entries by ``ExecInsertIndexTuples``, then one
+   saved UPDATE moves the head. Whatever would need the executor (an INSERT trigger
+   or foreign key on audit_log or the partition, row security that applies to the
+   owner, no partition for created_at, a column beyond the declared ones) sends the
+   commit through the former saved plan instead (INSERT ... SELECT FROM unnest of
+   arrays per 10,000 events, moving the head in the same statement), so it happens
+   exactly as before; the C file lists each executor step and what replaces it. A
+   pre-commit callback rather than a deferred trigger: it runs after every deferred
+   trigger (whose audited writes are chained too) and needs no row queued to fire it.
 
 Payload text, hash formula, audit_log's CHECK, ``audit verify``, ``audit seal``
 and G.2/G.4 are the same on both paths; ``check`` accepts either function
@@ -64,20 +74,30 @@ off), four runs at load average 3.4-5.1 (runs 1-3) and 1.7-3.0 (run 4), native
 (plpgsql) against unaudited: tps ratio at 8 clients 0.42, 0.31, 0.37, 0.41 (0.18-0.19),
 p99 12.8, 16.3, 12.6, 10.4 ms (plpgsql 17.5-23.2 ms, unaudited 5.4-8.1 ms); at 1
 client 0.45, 0.46, 0.62, 0.42 (0.12-0.14); COPY of 100,000 users 0.35, 0.31, 0.21,
-0.22 (0.13-0.21). The targets
-(0.7, 0.5, p99 < 4 ms, 0.5) are still missed. Where the time goes (perf on a
-backend committing two-row transactions in a loop, share of all its samples): the
-pre-commit callback 49 %, of which the chain's one INSERT 39 %: its CHECK
-audit_log_columns_match 20 % (its stored text read back and compiled for every
-execution, stringToNode and ExecPrepareExpr, 11.5 %; the payload parsed again as
-jsonb), executor start-up 10 %, the index inserts 8 %; capture itself 3.4 % (in a
-100,000-row COPY: the callback 61 %, the CHECK 18 %, capture 7 %). At 8
-clients the head row's lock, held from the INSERT to the end of the commit,
-serialises the commits, and on two cores a waiter that is woken waits for a CPU:
-a convoy, which is what p99 shows. What would go further: several chains
-verified together (the lock split), or writing audit_log rows below the
-executor (a long-lived ResultRelInfo with the CHECK compiled once), both larger
-changes than this revision.
+0.22 (0.13-0.21). Where the time went then (perf on a backend committing two-row
+transactions in a loop, share of all its samples): the pre-commit callback 49 %,
+of which the chain's one INSERT 39 %: its CHECK audit_log_columns_match 20 % (its
+stored text read back and compiled for every execution, stringToNode and
+ExecPrepareExpr, 11.5 %; the payload parsed again as jsonb), executor start-up
+10 %, the index inserts 8 %; capture itself 3.4 % (in a 100,000-row COPY: the
+callback 61 %, the CHECK 18 %, capture 7 %).
+
+With the rows written below the executor (same bench, 15 s x 2, native against
+unaudited in the same run; two runs of each, the machine shared, so noisy):
+before, load average 0.2 rising to 6.7 and 2.1-4.8: 8 clients 0.43, 0.29 (p99 5.7,
+14.1 ms), 1 client 0.49, 0.49, COPY 0.85 (its unaudited side slowed by the load
+rising: 29,900 rows/s), 0.19; after, load average 1.7-2.9 and 4.1-5.1: 8 clients
+0.48, 0.43 (p99 7.9, 11.0 ms), 1 client 0.55, 0.62, COPY 0.22, 0.39. The targets
+(0.7, 0.5, p99 < 4 ms, 0.5) are still missed. Where a 100,000-row COPY's backend spends its time now
+(perf, share of all samples, the COPY's own work included): the pre-commit
+callback 58 %, of which writing the rows 39 %: the CHECK's evaluation 20 % (jsonb_in
+of every payload 8.5 %, jsonb_build_object and its key sort the rest), heap
+inserts 9 %, audit_log's two index inserts about 9 %; payloads and hashes most of
+the rest. The declared CHECK is now the largest cost left, and only a cheaper
+CHECK (a revision) removes it. At 8 clients the head row's lock, held from the
+head's read to the end of the commit, serialises the commits, and on two cores a
+waiter that is woken waits for a CPU: a convoy, which is what p99 shows; several
+chains verified together (the lock split) is what goes further there.
 
 Only these triggers append: every function here is owner-only (EXECUTE revoked
 from PUBLIC); the trigger functions cannot be called at all, and audit_pending

@@ -17,27 +17,17 @@ import uuid
 import psycopg
 import pytest
 
-from sovren_db import commands
-from sovren_db.compliance.audit_verify import stream_chain
-from sovren_db.core.config import load_settings
 from sovren_db.postgres.sql import ensure_partitions
 from sovren_db.postgres.state import PartitionRule
+from tests.integration.test_audit_native import INSERT, chain_ok, migrated  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.postgres
-INSERT = ("INSERT INTO users (user_id, username, password_hash, email, subscription_tier) "
-          "VALUES (%s, %s, 'x', %s, 'pro')")
 GUARDS_OFF = ("ALTER EVENT TRIGGER sovren_audit_guard_drop DISABLE",
               "ALTER EVENT TRIGGER sovren_audit_guard_alter DISABLE")
 # the partition a row created now goes to, and the bounds of this month
 CURRENT = """SELECT c.relname, c.oid FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
               WHERE i.inhparent = 'audit_log'::regclass AND c.relname = 'audit_log_p' || to_char(now(), 'YYYY_MM')"""
 MONTH = "SELECT date_trunc('month', now())::date::text, (date_trunc('month', now()) + interval '1 month')::date::text"
-
-
-@pytest.fixture
-def migrated(project, pg_url):
-    commands.migrate(load_settings(project))
-    return pg_url
 
 
 def commit_user(conn, name: str) -> str:
@@ -57,14 +47,6 @@ def admin(url: str):
 def where_is(conn, event_id: int) -> tuple[str, int]:
     return conn.execute("SELECT tableoid::regclass::text, tableoid::int FROM audit_log WHERE event_id = %s",
                         (event_id,)).fetchone()
-
-
-def chain_ok(url: str, rows: int) -> None:
-    with psycopg.connect(url) as conn:
-        report = stream_chain(conn)
-        ids = conn.execute("SELECT min(event_id), max(event_id), count(*) FROM audit_log").fetchone()
-    assert report.broken is None and report.rows == rows
-    assert ids == (1, rows, rows)
 
 
 def head(conn) -> int:
