@@ -75,11 +75,22 @@ src/sovren_db/postgres/audit_capture.py), ``sovren_audit_stage`` is its C functi
    recorded since it began); PREPARE TRANSACTION with events pending is refused;
 2. an XACT_EVENT_PRE_COMMIT callback chains them: a free head row, as above,
    payload = the event plus v, at, actor, chain and prev_hash as jsonb text, hash =
-   sha256(payload || event_id) with Postgres's own sha256, and one execution of a
-   saved generic plan per 10,000 events (INSERT ... SELECT FROM unnest of arrays,
-   moving the head in the same statement), as the function's owner. A pre-commit
-   callback rather than a deferred trigger: it runs after every deferred trigger
-   (whose audited writes are chained too) and needs no row queued to fire it.
+   sha256(payload || event_id) with Postgres's own sha256, as the function's owner,
+   and writes the rows below the executor (``write_rows``): the partition for the
+   commit's created_at found in the relcache's partition descriptor, the
+   partition's NOT NULL and CHECK constraints evaluated by ``ExecConstraints``
+   with the CHECK expressions compiled once per relcache version (kept across
+   transactions, dropped by a relcache or pg_proc invalidation), heap rows by
+   ``table_multi_insert`` and index entries by ``ExecInsertIndexTuples``, then one
+   saved UPDATE moves the chain's head. Whatever would need the executor (an INSERT
+   trigger or foreign key on audit_log or the partition, row security that applies
+   to the owner, no partition for created_at, a column beyond the declared ones)
+   sends the commit through the former saved plan instead (INSERT ... SELECT FROM
+   unnest of arrays per 10,000 events, moving the head in the same statement), so
+   it happens exactly as before; the C file lists each executor step and what
+   replaces it. A pre-commit callback rather than a deferred trigger: it runs after
+   every deferred trigger (whose audited writes are chained too) and needs no row
+   queued to fire it.
 
 Payload text, hash formula, audit_log's CHECK, ``audit verify``, ``audit seal``
 and G.2/G.4 are the same on both paths; ``check`` accepts either function
@@ -97,20 +108,31 @@ unaudited: 8 clients 3,866 tps, ratio 0.39, p99 4.82 ms before; 4,656 tps, ratio
 p99 3.41 ms after (unaudited p99 1.6 ms): the convoy is gone and the p99 target is met.
 1 client 0.69 before, 0.66 after (a single committer never waited; the head is now
 chosen by a sort of eight rows); COPY 0.22 and 0.25. A first pair at load average
-2.8-6.9 gave 8 clients p99 12.0 ms before and 8.7 ms after. The ratios (0.7 at 1
-client, 0.5 at 8, 0.5 for COPY) are still just or well missed: their cost is the
-executor's. Where the time goes (perf on a
-backend committing two-row transactions in a loop, share of all its samples): the
-pre-commit callback 49 %, of which the chain's one INSERT 39 %: its CHECK
-audit_log_columns_match 20 % (its stored text read back and compiled for every
-execution, stringToNode and ExecPrepareExpr, 11.5 %; the payload parsed again as
-jsonb), executor start-up 10 %, the index inserts 8 %; capture itself 3.4 % (in a
-100,000-row COPY: the callback 61 %, the CHECK 18 %, capture 7 %). At 8
-clients the one head row's lock, held from the INSERT to the end of the commit,
-serialised the commits, and on two cores a waiter that is woken waits for a CPU:
-a convoy, which is what p99 showed; the chain split (above) removes it. What
-would go further: writing audit_log rows below the executor (a long-lived
-ResultRelInfo with the CHECK compiled once).
+2.8-6.9 gave 8 clients p99 12.0 ms before and 8.7 ms after. Where the time went
+before the rows were written below the executor (perf on a backend committing
+two-row transactions in a loop, share of all its samples): the pre-commit callback
+49 %, of which the chain's one INSERT 39 %: its CHECK audit_log_columns_match 20 %
+(its stored text read back and compiled for every execution, stringToNode and
+ExecPrepareExpr, 11.5 %; the payload parsed again as jsonb), executor start-up
+10 %, the index inserts 8 %; capture itself 3.4 % (in a 100,000-row COPY: the
+callback 61 %, the CHECK 18 %, capture 7 %). At 8 clients the one head row's lock,
+held from the INSERT to the end of the commit, serialised the commits, and on two
+cores a waiter that is woken waits for a CPU: a convoy, which is what p99 showed;
+the chain split removes it.
+
+With the rows written below the executor (measured on one chain, before the split;
+same bench, 15 s x 2, native against unaudited in the same run; two runs of each,
+the machine shared, so noisy): before, load average 0.2 rising to 6.7 and 2.1-4.8:
+8 clients 0.43, 0.29 (p99 5.7, 14.1 ms), 1 client 0.49, 0.49, COPY 0.85 (its
+unaudited side slowed by the load rising: 29,900 rows/s), 0.19; after, load average
+1.7-2.9 and 4.1-5.1: 8 clients 0.48, 0.43 (p99 7.9, 11.0 ms), 1 client 0.55, 0.62,
+COPY 0.22, 0.39. Where a 100,000-row COPY's backend spends its time now (perf,
+share of all samples, the COPY's own work included): the pre-commit callback 58 %,
+of which writing the rows 39 %: the CHECK's evaluation 20 % (jsonb_in of every
+payload 8.5 %, jsonb_build_object and its key sort the rest), heap inserts 9 %,
+audit_log's two index inserts about 9 %; payloads and hashes most of the rest. The
+declared CHECK is now the largest cost left, and only a cheaper CHECK (a revision)
+removes it.
 
 Only these triggers append: every function here is owner-only (EXECUTE revoked
 from PUBLIC); the trigger functions cannot be called at all, and audit_pending
