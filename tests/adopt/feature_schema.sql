@@ -32,6 +32,7 @@ CREATE TABLE room (
     building text NOT NULL,
     number integer NOT NULL,
     seats smallint CHECK (seats > 0),
+    floor_plan text DEFAULT 'a%' CHECK (number % 2 = 0 OR floor_plan LIKE '%b%'),
     inventory_no serial NOT NULL,
     PRIMARY KEY (building, number)
 );

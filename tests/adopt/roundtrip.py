@@ -40,7 +40,7 @@ def run_sql(url: str, sql: str) -> None:
     engine = create_engine(sqlalchemy_url(url))
     try:
         with engine.begin() as conn:
-            conn.exec_driver_sql(sql)
+            conn.exec_driver_sql(sql.replace("%", "%%"), ())   # with parameters, so %% is one % (a % in the SQL)
     finally:
         engine.dispose()
 

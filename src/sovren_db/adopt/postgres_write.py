@@ -25,7 +25,10 @@ HEADER = '"""{what} read from the live database by \'sovren-db inspect\'; edit t
 
 
 def autogen_context() -> AutogenContext:
-    context = MigrationContext.configure(dialect_name="postgresql", opts={
+    # paramstyle "named": with the default dialect's pyformat, Alembic's renderer compiles a CHECK's
+    # or a server default's text with every % doubled, and the revision then doubles it again
+    # (a live CHECK "(next_id - chain) % 8 = 0" came back as "%%%%": operator does not exist)
+    context = MigrationContext.configure(dialect_name="postgresql", dialect_opts={"paramstyle": "named"}, opts={
         "sqlalchemy_module_prefix": "sa.", "alembic_module_prefix": "op.", "user_module_prefix": None})
     return AutogenContext(context, autogenerate=False)
 
