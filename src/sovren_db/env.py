@@ -329,8 +329,10 @@ def run(context) -> None:
                     refuse_unrecorded(connection, settings, runtime.postgres_schema)
                     reconcile(runtime, connection, context.script)
                     connection.commit()
+                # dont_mutate (Alembic's, as for 'alembic current'): check writes nothing, not even the empty
+                # alembic_version Alembic creates on a database that has none (its heads are then none: pending)
                 context.configure(connection=connection, include_object=runtime.include_object(connection),
-                                  **_common_options(runtime, config))
+                                  **({"dont_mutate": True} if read_only else {}), **_common_options(runtime, config))
                 guard = config.attributes.get(LockGuard.KEY) or LockGuard(LockPolicy.from_settings(settings))
                 guard.install(context.get_context().impl)
                 keep_views_in_step(context.get_context().impl)

@@ -107,3 +107,11 @@ def test_check_leaves_its_connection_idle_and_outside_any_transaction(project, p
     with psycopg.connect(pg_url, autocommit=True) as conn:  # the same connection served the second check
         assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sovren-db check'"
                             ).fetchone() == (1,)
+
+
+def test_check_of_a_database_never_migrated_writes_nothing(project, pg_url):
+    """Alembic creates an empty alembic_version when it finds none; check's read-only snapshot must not."""
+    out = commands.check(load_settings(project))
+    assert out.exit_code == 1 and out.findings and {f.code for f in out.findings} == {"pending"}
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('alembic_version')").fetchone() == (None,)
