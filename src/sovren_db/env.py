@@ -35,6 +35,7 @@ reads on the bench schema, bench/doctor.py), together a fifth of a check.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import threading
@@ -129,6 +130,7 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
+atexit.register(forget_kept_connections)  # closed properly at exit: no "unexpected EOF" in the server's log
 
 
 @contextmanager
