@@ -18,13 +18,14 @@ a snapshot between them is pending too. Taking the lease cost a third of a
 check that finds every table in step (two connections, a DDL statement, a
 heartbeat thread: 14 ms of 144 on the bench schema) and rights check does not
 otherwise need (CREATE on the database); the snapshot costs nothing, since
-psycopg sends its isolation level with the BEGIN. One limit is Postgres's, not
-the snapshot's: the functions reflection calls (``format_type``,
-``pg_get_expr``, ``pg_get_indexdef``) read the catalog caches, which follow
-the latest commit, so a DDL committed during a check can show through them;
-with the lease, a check started during a migrate waited for it, but DDL
-committed by anything other than a migrate (a person in psql, ``sovren-db
-partitions``) could show through as well.
+psycopg sends its isolation level with the BEGIN (the lease's statement and
+lock bounds are still set, per transaction). One limit is Postgres's: the
+functions reflection calls (``format_type``, ``pg_get_expr``,
+``pg_get_indexdef``) read the catalog caches, which follow the latest commit,
+so DDL committed during a check can show through them; the lease never kept
+out DDL made by hand (psql) either, only a migrate's and ``sovren-db
+partitions``' (its advisory lock), which now commit beside the check instead
+of after it.
 
 A process that checks again (the exporter, doctor, the tests) keeps the
 connection check used, idle, for its next check (:func:`kept_connection`): a
