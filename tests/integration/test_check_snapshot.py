@@ -101,12 +101,12 @@ def test_check_leaves_its_connection_idle_and_outside_any_transaction(project, p
     assert commands.check(load_settings(project)).exit_code == 0
     with psycopg.connect(pg_url, autocommit=True) as conn:
         kept = conn.execute("SELECT state, backend_xmin IS NULL FROM pg_stat_activity "
-                            "WHERE application_name = 'sovren-db check'").fetchall()
+                            "WHERE application_name = 'sovren-db check' AND datname = current_database()").fetchall()
         assert kept == [("idle", True)]
     assert commands.check(load_settings(project)).exit_code == 0
     with psycopg.connect(pg_url, autocommit=True) as conn:  # the same connection served the second check
-        assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sovren-db check'"
-                            ).fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sovren-db check' "
+                            "AND datname = current_database()").fetchone() == (1,)
 
 
 def test_check_of_a_database_never_migrated_writes_nothing(project, pg_url):
