@@ -27,7 +27,7 @@ from .core.memory import collector_paused
 from .core.runtime import Runtime, deferred_summary
 from .core.urls import redact_text
 from .drift import findings_from_ops
-from .env import connected
+from .env import begin_snapshot, connected, end_snapshot, kept_connection
 from .locate import locate
 from .offline import alembic_config, display_path, offline_failure, run_offline  # noqa: F401 (commands.* API)
 from .env import current_heads as heads_of
@@ -252,17 +252,24 @@ def check(settings: Settings, *, data: bool = False, exact: bool = False) -> Out
     runtime = Runtime(settings)
     runtime.postgres_schema  # a broken declaration is an error before any server is asked
     try:
-        with connected(settings) as connection:  # one connection for the comparison and the live checks
-            with collector_paused(), exact_compare() if exact else nullcontext():
-                ops = _compare(settings, runtime, connection)
-            if ops is None:  # Alembic compares only a database at head
-                return _pending_outcome(settings)
+        # one connection, kept for the process's next check, and one read-only snapshot (no lease: env.py) for
+        # the revision read, the comparison and the Postgres-only checks
+        with kept_connection(settings) as connection:
+            begin_snapshot(connection, settings)
+            try:
+                with collector_paused(), exact_compare() if exact else nullcontext():
+                    ops = _compare(settings, runtime, connection)
+                if ops is None:  # Alembic compares only a database at head; its position from the same snapshot
+                    return _pending_outcome(settings, heads_of(connection))
+                postgres = postgres_check_findings(settings, connection)
+            finally:
+                end_snapshot(connection)
             findings = findings_from_ops(ops)
             findings += _store_findings(settings, runtime, data=data)
             findings += _lockstep_findings(settings, runtime)
             findings += pii_findings(settings)
             compared = _compared(settings, runtime, data=data)
-            findings += postgres_check_findings(settings, connection)
+            findings += postgres
     finally:
         runtime.close()
     findings = locate(settings, findings)
@@ -306,9 +313,9 @@ def compared_lines(compared: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _pending_outcome(settings: Settings) -> Outcome:
+def _pending_outcome(settings: Settings, heads: tuple[str, ...]) -> Outcome:
     findings = [Finding("postgres", f"revision {r.revision}", f"not applied ({r.doc})", code="pending")
-                for r in pending_revisions(settings)]
+                for r in _between(_script(settings), heads, "heads")]
     return Outcome(exit_code=1, findings=findings,
                    notes=["database is not at head: run 'sovren-db migrate', then check again"])
 

@@ -103,20 +103,24 @@ def leads(index_columns: list[str] | tuple[str, ...], key_columns: list[str] | t
 # Foreign keys of the current schema (a partitioned table's own, not its partitions' clones) that no
 # complete (non-partial) valid index leads (a CREATE INDEX CONCURRENTLY killed half-way leaves an invalid
 # one, which no query uses): ``leads`` on attribute numbers, in the server, so that only the findings
-# come back; the key's column names in key order.
+# come back; the key's column names in key order. Written to start from the foreign keys and look up their
+# tables and indexes by oid (a few hundred index probes): joined plainly, the planner scans all of pg_class
+# and pg_index (7,500 rows each with 1,200 partitions), 7.6 ms against 1.7 on the bench schema.
 _FOREIGN_KEYS = """
 SELECT c.conname, t.relname AS "table", r.relname AS parent,
        ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY AS k(num, pos)
                JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.num ORDER BY k.pos) AS columns
-  FROM pg_constraint c
+  FROM (SELECT c.conname, c.conrelid, c.confrelid, c.conkey FROM pg_constraint c
+         WHERE c.contype = 'f' AND c.conparentid = 0
+           AND (SELECT t.relnamespace FROM pg_class t WHERE t.oid = c.conrelid) = current_schema()::regnamespace
+           AND NOT EXISTS (SELECT 1 FROM pg_index i
+                            WHERE i.indrelid = c.conrelid AND i.indpred IS NULL AND i.indisvalid
+                              AND cardinality(i.indkey::int2[]) >= cardinality(c.conkey)
+                              AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] @> c.conkey
+                              AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] <@ c.conkey)
+        OFFSET 0) c
   JOIN pg_class t ON t.oid = c.conrelid
   JOIN pg_class r ON r.oid = c.confrelid
- WHERE c.contype = 'f' AND c.conparentid = 0 AND t.relnamespace = current_schema()::regnamespace
-   AND NOT EXISTS (SELECT 1 FROM pg_index i
-                    WHERE i.indrelid = c.conrelid AND i.indpred IS NULL AND i.indisvalid
-                      AND cardinality(i.indkey::int2[]) >= cardinality(c.conkey)
-                      AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] @> c.conkey
-                      AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] <@ c.conkey)
  ORDER BY t.relname, c.conname
 """
 

@@ -701,6 +701,8 @@ def safe_forms(context: Any, revision: Any, directives: list) -> None:
     from .expand import Proposal
 
     for script in directives:
+        if not any(c.ops for c in [*script.upgrade_ops_list, *script.downgrade_ops_list]):
+            continue  # nothing to rewrite (check of a database in step): the expands in progress are not read
         proposal = Proposal.read(context, script.rev_id or "next")
         for container in script.upgrade_ops_list:
             _rewrite(container, _new_tables(container), proposal)

@@ -112,9 +112,16 @@ IN_SCHEMA = """
             ELSE n.nspname = :schema END"""
 
 
+def _row(alias: str) -> str:
+    """A hash of a catalog row's (xmin, ctid): the row's ``ctid`` hashed with its ``xmin`` as the seed, half the
+    cost of hashing the two as text (``hashtidextended``: PostgreSQL 14 and later; on an older server the read
+    fails and every table goes through Alembic, as for any refused read)."""
+    return f"hashtidextended({alias}.ctid, {alias}.xmin::text::int8)"
+
+
 def _rows(alias: str) -> str:
     """The sum of a hash of (xmin, ctid) over catalog rows: any DDL writes new row versions."""
-    return f"sum(hashtextextended({alias}.xmin::text || {alias}.ctid::text, 0))"
+    return f"sum({_row(alias)})"
 
 
 # Per table, the catalog rows reflection reads of it, as (xmin, ctid) hashes (doctor/fingerprint.py:
@@ -145,10 +152,8 @@ SELECT c.relname, c.relispartition, c.columns[2] = 'true' AS expanding,
                  sum((SELECT {_rows('ds')} FROM pg_description ds WHERE ds.objoid = ic.oid)))
             FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid),
          (SELECT concat_ws(',', sum(s.h), sum(s.params), sum(s.owners)) FROM (
-            SELECT (SELECT hashtextextended(sc.xmin::text || sc.ctid::text, 0) FROM pg_class sc
-                     WHERE sc.oid = s.seq) AS h,
-                   (SELECT hashtextextended(sq.xmin::text || sq.ctid::text, 0) FROM pg_sequence sq
-                     WHERE sq.seqrelid = s.seq) AS params,
+            SELECT (SELECT {_row('sc')} FROM pg_class sc WHERE sc.oid = s.seq) AS h,
+                   (SELECT {_row('sq')} FROM pg_sequence sq WHERE sq.seqrelid = s.seq) AS params,
                    (SELECT {_rows('o')} FROM pg_depend o
                      WHERE o.classid = 'pg_class'::regclass AND o.objid = s.seq) AS owners
               FROM (SELECT p.refobjid AS seq FROM pg_attrdef d
@@ -160,7 +165,7 @@ SELECT c.relname, c.relispartition, c.columns[2] = 'true' AS expanding,
                      WHERE c.columns[3] = 'true' AND p.refclassid = 'pg_class'::regclass AND p.refobjid = c.oid
                        AND p.deptype = 'i') s) s)
        ) END AS form
-  FROM (SELECT c.oid, c.relname, c.relispartition, hashtextextended(c.xmin::text || c.ctid::text, 0) AS self,
+  FROM (SELECT c.oid, c.relname, c.relispartition, {_row('c')} AS self,
                CASE WHEN NOT c.relispartition THEN
                  (SELECT ARRAY[{_rows('a')}::text, bool_or(a.attname LIKE '\\_new\\_%')::text,
                                bool_or(a.attidentity <> '')::text]
@@ -172,7 +177,7 @@ SELECT c.relname, c.relispartition, c.columns[2] = 'true' AS expanding,
 _LENT_NAMES = " || '|' || ".join(
     f"(SELECT COALESCE({_rows('x')}, 0) FROM {catalog} x WHERE {where})::text"
     for catalog, where in (("pg_type", "x.oid >= 16384 AND x.typrelid = 0"), ("pg_enum", "true"),
-                           ("pg_constraint", "x.contypid <> 0"),
+                           ("pg_constraint", "x.contypid > 0"),  # not <> 0: > 0 is a range of its index
                            ("pg_proc", "x.oid >= 16384"), ("pg_collation", "x.oid >= 16384"),
                            ("pg_opclass", "x.oid >= 16384"), ("pg_operator", "x.oid >= 16384"),
                            ("pg_namespace", "true"), ("pg_tablespace", "true")))
