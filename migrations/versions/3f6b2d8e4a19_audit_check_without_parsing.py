@@ -42,18 +42,18 @@ depends_on: Union[str, Sequence[str], None] = None
 
 # The text this revision writes (audit_format.COLUMNS_MATCH when it was written), kept here as written.
 COLUMNS_MATCH_TEXT = """CASE WHEN starts_with(event_payload, '{"v": 3, ')
-    THEN starts_with(event_payload, '{"v": 3, "at": ' || COALESCE(to_json(created_at AT TIME ZONE 'UTC')::text, 'null') || ', "actor": ' || COALESCE(to_json(actor)::text, 'null')
+    THEN position(convert_to('{"v": 3, "at": ' || COALESCE(to_json(created_at AT TIME ZONE 'UTC')::text, 'null') || ', "actor": ' || COALESCE(to_json(actor)::text, 'null')
         || ', "chain": ' || COALESCE((mod(event_id - 1, 8) + 1)::text, 'null')
         || ', "query": ' || COALESCE(to_json(query)::text, 'null') || ', "table": ' || COALESCE(to_json(table_name)::text, 'null')
-        || ', "action": ' || COALESCE(to_json(action)::text, 'null') || ', "details": ')
-        AND starts_with(reverse(event_payload), reverse(', "user_id": ' || COALESCE(to_json(user_id)::text, 'null') || ', "prev_hash": ' || COALESCE(to_json(COALESCE(prev_hash, ''))::text, 'null')
-        || ', "accessed_at": ' || COALESCE(to_json(accessed_at AT TIME ZONE 'UTC')::text, 'null') || '}'))
+        || ', "action": ' || COALESCE(to_json(action)::text, 'null') || ', "details": ', 'UTF8') IN convert_to(event_payload, 'UTF8')) = 1
+        AND position(convert_to(', "user_id": ' || COALESCE(to_json(user_id)::text, 'null') || ', "prev_hash": ' || COALESCE(to_json(COALESCE(prev_hash, ''))::text, 'null')
+        || ', "accessed_at": ' || COALESCE(to_json(accessed_at AT TIME ZONE 'UTC')::text, 'null') || '}', 'UTF8') || decode('00', 'hex') IN convert_to(event_payload, 'UTF8') || decode('00', 'hex')) > 0
     WHEN starts_with(event_payload, '{"v": 2, ')
-    THEN starts_with(event_payload, '{"v": 2, "at": ' || COALESCE(to_json(created_at AT TIME ZONE 'UTC')::text, 'null') || ', "actor": ' || COALESCE(to_json(actor)::text, 'null')
+    THEN position(convert_to('{"v": 2, "at": ' || COALESCE(to_json(created_at AT TIME ZONE 'UTC')::text, 'null') || ', "actor": ' || COALESCE(to_json(actor)::text, 'null')
         || ', "query": ' || COALESCE(to_json(query)::text, 'null') || ', "table": ' || COALESCE(to_json(table_name)::text, 'null')
-        || ', "action": ' || COALESCE(to_json(action)::text, 'null') || ', "details": ')
-        AND starts_with(reverse(event_payload), reverse(', "user_id": ' || COALESCE(to_json(user_id)::text, 'null') || ', "prev_hash": ' || COALESCE(to_json(COALESCE(prev_hash, ''))::text, 'null')
-        || ', "accessed_at": ' || COALESCE(to_json(accessed_at AT TIME ZONE 'UTC')::text, 'null') || '}'))
+        || ', "action": ' || COALESCE(to_json(action)::text, 'null') || ', "details": ', 'UTF8') IN convert_to(event_payload, 'UTF8')) = 1
+        AND position(convert_to(', "user_id": ' || COALESCE(to_json(user_id)::text, 'null') || ', "prev_hash": ' || COALESCE(to_json(COALESCE(prev_hash, ''))::text, 'null')
+        || ', "accessed_at": ' || COALESCE(to_json(accessed_at AT TIME ZONE 'UTC')::text, 'null') || '}', 'UTF8') || decode('00', 'hex') IN convert_to(event_payload, 'UTF8') || decode('00', 'hex')) > 0
     ELSE event_payload::jsonb @> jsonb_build_object(
         'table', table_name, 'action', action, 'user_id', user_id, 'prev_hash', COALESCE(prev_hash, ''))
         AND accessed_at = created_at AND (event_payload::jsonb ->> 'at')::timestamptz = created_at
