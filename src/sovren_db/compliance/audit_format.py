@@ -89,12 +89,15 @@ _END = "decode('00', 'hex')"   # the NUL byte (folded to a constant when the CHE
 _AT = _json("created_at AT TIME ZONE 'UTC'")
 _ACCESSED_AT = _json("accessed_at AT TIME ZONE 'UTC'")
 _PREV_HASH = _json("COALESCE(prev_hash, '')")
-_HEAD = """'{{"v": {v}, "at": ' || {at} || ', "actor": ' || {actor}"""
+_NEXT = "\n        || "
+_HEAD = """'{{"v": {v}, "at": ' || """ + _AT + """ || ', "actor": ' || """ + _json("actor")
 _CHAIN = f"""', "chain": ' || COALESCE((mod(event_id - 1, {CHAINS}) + 1)::text, 'null')"""
 _BEFORE_DETAILS = (f"""', "query": ' || {_json('query')} || ', "table": ' || {_json('table_name')}"""
-                   f"""\n        || ', "action": ' || {_json('action')} || ', "details": '""")
+                   f"""{_NEXT}', "action": ' || {_json('action')} || ', "details": '""")
+PREFIX_V3 = _HEAD.format(v=3) + _NEXT + _CHAIN + _NEXT + _BEFORE_DETAILS
+PREFIX_V2 = _HEAD.format(v=2) + _NEXT + _BEFORE_DETAILS
 SUFFIX = (f"""', "user_id": ' || {_json('user_id')} || ', "prev_hash": ' || {_PREV_HASH}"""
-          f"""\n        || ', "accessed_at": ' || {_ACCESSED_AT} || '}}'""")
+          f"""{_NEXT}', "accessed_at": ' || {_ACCESSED_AT} || '}}'""")
 _ENDS = f"position({_bytes(SUFFIX)} || {_END} IN {_PAYLOAD} || {_END}) > 0"
 
 
@@ -107,11 +110,10 @@ FORMAT_1_MATCH = """event_payload::jsonb @> jsonb_build_object(
         AND accessed_at = created_at AND (event_payload::jsonb ->> 'at')::timestamptz = created_at"""
 
 COLUMNS_MATCH = f"""CASE WHEN starts_with(event_payload, '{V3_PREFIX}')
-    THEN {_starts(_HEAD.format(v=3, at=_AT, actor=_json('actor')) + chr(10) + '        || ' + _CHAIN
-                  + chr(10) + '        || ' + _BEFORE_DETAILS)}
+    THEN {_starts(PREFIX_V3)}
         AND {_ENDS}
     WHEN starts_with(event_payload, '{V2_PREFIX}')
-    THEN {_starts(_HEAD.format(v=2, at=_AT, actor=_json('actor')) + chr(10) + '        || ' + _BEFORE_DETAILS)}
+    THEN {_starts(PREFIX_V2)}
         AND {_ENDS}
     ELSE {FORMAT_1_MATCH}
 END"""
