@@ -337,3 +337,20 @@ def test_many_rolled_back_blocks_between_kept_rows(migrated):
             "-> 'details' -> 'key' ->> 'user_id' ORDER BY a.event_id")]
     assert names == [f"kept{i}" for i in range(1, 2001)]
     chain_ok(migrated, 2000)
+
+
+def test_every_payload_is_the_text_jsonb_prints(migrated):
+    """The native path writes the payload's text itself (payload_text): it must be byte for byte what
+    jsonb prints, as the plpgsql path's ``::text`` is, for strings needing escapes, non-ASCII, a NULL
+    user_id and a NULL-free query alike (audit_log's CHECK and ``audit verify`` read it as jsonb's text)."""
+    with psycopg.connect(migrated) as conn:
+        add_user(conn, 'qu"o\\te\ttab ü€😀 \x01 end')
+        conn.execute("INSERT INTO operations (operation_id, user_id, parameters, confidence) "
+                     "VALUES (gen_random_uuid(), NULL, %s, 0.25) /* é \" \\ */",
+                     ('{"nested": {"b": [1, 2.50, "\\u00e9"], "a": null}, "é": "x"}',))
+        conn.commit()
+        total, differing, null_users = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE event_payload <> event_payload::jsonb::text), "
+            "count(*) FILTER (WHERE user_id IS NULL) FROM audit_log").fetchone()
+    assert total >= 2 and null_users >= 1
+    assert differing == 0
