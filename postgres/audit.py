@@ -43,7 +43,7 @@ congruent to k modulo 8, so each event's id is its chain's previous id plus 8
 without any global sequence or lock; each chain's first event links to event F's
 hash (the single chain's head at the fork) and has the id first_id(F, k). Payload
 format 3 carries the chain number (compliance/audit_format.py); the CHECK reads it
-like format 2.
+like format 2 and, since revision 3f6b2d8e4a19, also requires it to follow from the id.
 
 What the split costs, and why the proof stays as strong. Ids no longer tell the
 global commit order (created_at grows with event_id within a chain, not across
@@ -131,8 +131,36 @@ share of all samples, the COPY's own work included): the pre-commit callback 58 
 of which writing the rows 39 %: the CHECK's evaluation 20 % (jsonb_in of every
 payload 8.5 %, jsonb_build_object and its key sort the rest), heap inserts 9 %,
 audit_log's two index inserts about 9 %; payloads and hashes most of the rest. The
-declared CHECK is now the largest cost left, and only a cheaper CHECK (a revision)
-removes it.
+declared CHECK was then the largest cost left.
+
+A CHECK that never parses the payload (revision 3f6b2d8e4a19, compliance/audit_format.py
+says how and why it is as strict): formats 2 and 3 are compared as text, the columns'
+JSON as the payload's prefix before "details" and its suffix after it, as UTF-8 bytes.
+Evaluated over 100,000 rows on one server (a quiet moment, load average about 1.3):
+3.4 us a row against 6.4 us for the jsonb text (of which jsonb_in 3.3 us); the
+rendering of the columns (to_json) is most of what is left. perf on the backend of a
+100,000-row COPY into users (native capture), the two texts swapped in turn on one
+database at load average 2.7-3.0: ExecConstraints (audit_log's CHECK and users' own)
+19.2 % of the samples with the jsonb text (jsonb_in 8.4 %, jsonb_build_object 8.2 %),
+11.1 % and 13.5 % with the new one (to_json 5.2-5.7 %, convert_to 1.6-1.9 %, the
+byte search 0.7-0.9 %). For a two-row pgbench transaction the CHECK is about 1 % of
+its time: the pgbench ratios are not expected to move. The bench (15 s x 2, native
+against unaudited, this branch and the code before it back to back; the machine
+shared with two other sessions' tests and benchmarks, so noisy): at load
+average 2.9-7.4, this branch (the code before): 8 clients 0.63 (0.41), p99 7.3 ms
+(9.1 ms), 1 client 0.56 (0.56), COPY 0.24 (0.21); at load average 1.3-6.5: 8 clients
+0.52 (0.61), p99 7.4 ms (8.0 ms), 1 client 0.62 (0.45), COPY 0.47 (0.27), the 0.47 an
+artefact of its unaudited side slowed to 44,700 rows/s. The run-to-run spread is larger
+than the CHECK's share. A first pair on a quieter machine (load average 1.0-1.8), with a
+first form of this text that cost 9.6 us a row (text functions, which count characters),
+gave 8 clients 0.57 (0.58), p99 3.1 ms (3.1 ms), 1 client 0.71 (0.70), COPY 0.22 (0.24).
+bench/audit_verify.py builds its 2,000,000 events by a COPY into audit_log (no trigger:
+the CHECK, the heap and two indexes): 47,700 rows/s against 42,100 with the jsonb text
+(load average 2-4); its verification ran at 190,000 events/s, 232,000 with the code
+before (the walk does not evaluate a CHECK it trusts: the difference is the load; part
+8 holds).
+Still missed: COPY at 0.5, which the CHECK alone cannot reach (capture, payloads,
+hashes and the heap and index inserts of the events are the rest of the callback).
 
 Only these triggers append: every function here is owner-only (EXECUTE revoked
 from PUBLIC); the trigger functions cannot be called at all, and audit_pending

@@ -23,7 +23,7 @@ from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from sovren_db.compliance.audit_format import COLUMNS_MATCH
+from sovren_db.compliance.audit_format import COLUMNS_MATCH_JSONB as COLUMNS_MATCH  # the jsonb text, until 3f6b2d8e4a19
 
 # sovren-db: accept ban-drop-function because sovren_audit_row was the trigger function of the audit triggers this revision replaces: no client calls a trigger function
 # sovren-db: accept constraint-missing-not-valid because this revision already holds audit_log exclusively (it rewrites every row) (format-1 queries reshaped): the validation adds one scan under a lock held anyway, and every row must satisfy the check

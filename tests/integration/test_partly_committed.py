@@ -49,3 +49,15 @@ def test_a_failure_without_autocommit_block_is_rolled_back_and_says_so(project, 
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' "
                             "AND column_name = 'x'").fetchone()[0] == 0
+
+
+def test_a_failure_after_a_finished_revision_of_the_same_run_is_rolled_back_and_says_so(project, pg_url):
+    """The revision before it finished (and committed, stamped) in the same run: that is no partial commit."""
+    settings = load_settings(project)
+    commands.migrate(settings)
+    add_revision(project, "ac0000000003", "    op.add_column('users', sa.Column('y', sa.Text()))")
+    add_revision(project, "ac0000000004", "    op.execute('SELECT 1/0')")
+    with pytest.raises(MigrationFailed, match="A revision failed in Postgres and was rolled back: division by zero"):
+        commands.migrate(settings)
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "ac0000000003"

@@ -40,7 +40,7 @@ from ..commands import Outcome
 from ..core.errors import SovrenError
 from ..core.findings import Finding
 from . import audit_seal
-from .audit_format import CHAINS, COLUMNS_MATCH, V2_PREFIX, V3_PREFIX, first_id
+from .audit_format import CHAINS, COLUMNS_MATCH, COLUMNS_MATCH_JSONB, V2_PREFIX, V3_PREFIX, first_id
 from .ledger import postgres_session
 
 if TYPE_CHECKING:
@@ -49,12 +49,17 @@ if TYPE_CHECKING:
 STREAM_SQL = ("COPY (SELECT event_id, created_at, prev_hash, hash, event_payload, {columns_match} "
               "FROM audit_log ORDER BY event_id) TO STDOUT")
 
-# The live CHECK constraint, and the same constraint as the server writes it when created now
-# from COLUMNS_MATCH on a throw-away copy of the table (rolled back with the verification).
+# The live CHECK constraint, and the constraints it may be, as the server writes them when created now
+# on a throw-away copy of the table (rolled back with the verification): COLUMNS_MATCH, or the jsonb
+# text of the revisions before 3f6b2d8e4a19 (a database not migrated yet, or during that revision).
 CONSTRAINT_SQL = ("SELECT c.convalidated, pg_get_constraintdef(c.oid) FROM pg_constraint c "
                   "WHERE c.conrelid = to_regclass(%s) AND c.conname = 'audit_log_columns_match'")
+TRUSTED = (COLUMNS_MATCH, COLUMNS_MATCH_JSONB)
 PROBE_SQL = ("CREATE TEMP TABLE sovren_audit_probe (LIKE audit_log) ON COMMIT DROP",
-             f"ALTER TABLE sovren_audit_probe ADD CONSTRAINT audit_log_columns_match CHECK ({COLUMNS_MATCH})")
+             *(f"ALTER TABLE sovren_audit_probe ADD CONSTRAINT trusted_{n} CHECK ({text})"
+               for n, text in enumerate(TRUSTED)))
+PROBED_SQL = ("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+              "WHERE conrelid = 'sovren_audit_probe'::regclass AND contype = 'c'")
 NULL = b"\\N"
 _ESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|(.))", re.DOTALL)
 _SIMPLE = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
@@ -264,9 +269,10 @@ def constraint_holds(conn: "psycopg.Connection") -> bool:
     """Whether audit_log_columns_match is in force on every row: present, validated and unaltered.
 
     Then the server has already compared every row's columns with its payload (at insert, and
-    at validation for older rows) and the walk need not parse each payload again: 4 to 6 times
-    faster. Otherwise (dropped, re-added NOT VALID or with another expression) every row is
-    compared in the walk's query."""
+    at validation for older rows) and the walk need not compare them again. Its text may be
+    COLUMNS_MATCH or the jsonb text of the revisions before 3f6b2d8e4a19 (TRUSTED). Otherwise
+    (dropped, re-added NOT VALID or with another expression) every row is compared in the
+    walk's query, with COLUMNS_MATCH, which holds for rows of every format."""
     live = conn.execute(CONSTRAINT_SQL, ("audit_log",)).fetchone()
     if live is None or not live[0]:
         return False
@@ -274,10 +280,10 @@ def constraint_holds(conn: "psycopg.Connection") -> bool:
         with conn.transaction():  # a savepoint: a role that may not create temporary tables walks every row
             for statement in PROBE_SQL:
                 conn.execute(statement)
-            expected = conn.execute(CONSTRAINT_SQL, ("sovren_audit_probe",)).fetchone()
+            trusted = {definition for definition, in conn.execute(PROBED_SQL)}
     except psycopg.Error:
         return False
-    return live[1] == expected[1]
+    return live[1] in trusted
 
 
 def stream_chain(conn: "psycopg.Connection", anchor: int | None = None, every_row: bool = False,

@@ -78,6 +78,7 @@ class Runtime:
     committed: list[str] = field(default_factory=list)   # SQL the running revision already committed
     partitioned: dict[str, list[str]] = field(default_factory=dict)   # offline: table -> its partitions
     _uncommitted: list[str] = field(default_factory=list)
+    _finished: bool = False   # the running revision is done: the next commit is its own, not a partial one
 
     OPTS_KEY = OPTS_KEY
 
@@ -193,6 +194,10 @@ class Runtime:
                 committed(conn)
 
         def committed(conn) -> None:
+            if self._finished:   # a finished revision's commit: it leaves nothing half applied to the next one
+                self._finished = False
+                self._uncommitted.clear()
+                return
             self.committed += self._uncommitted
             self._uncommitted.clear()
 
@@ -208,6 +213,7 @@ class Runtime:
         pending = self.take_pending()
         self.committed.clear()   # the revision is done: its commit follows
         self._uncommitted.clear()
+        self._finished = not ctx.as_sql
         if getattr(step, "is_stamp", False) or ctx.as_sql:
             return
         revision = step.up_revision_id
