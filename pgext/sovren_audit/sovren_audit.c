@@ -101,6 +101,9 @@ static Oid shape_fn = InvalidOid, shape_nsp = InvalidOid;
 static SPIPlanPtr head_plan = NULL, wait_plan = NULL, append_plan = NULL, move_head_plan = NULL;
 static Oid plans_nsp = InvalidOid;
 static int stride = CHAINS;		/* CHAINS on split heads; 1 on the one head of the revisions before them */
+static Oid heads_rel = InvalidOid, heads_nsp = InvalidOid;	/* audit_chain_head, as last looked up */
+static int heads_stride = CHAINS;
+static bool heads_known = false;	/* cleared when audit_chain_head's relcache entry is invalidated */
 static char *shape_keys[SHAPE_CACHE];
 static text *shape_values[SHAPE_CACHE];
 static int shape_next = 0;
@@ -585,12 +588,21 @@ prepare_plans(Oid nsp)
 					 INT8OID, TEXTOID, INT4OID};
 	Oid want[1] = {INT4OID};
 
-	/* Split heads (revision 7c3e9a41f0b2: next_id) or, on a database migrated to a revision before it
-	 * (a downgrade), the one head (event_id, chain 1) and format 2: checked at every commit, two
-	 * syscache look-ups, so that a downgrade or upgrade under a running backend is followed. */
-	Oid head_rel = get_relname_relid("audit_chain_head", nsp);
-	int wanted = OidIsValid(head_rel) && get_attnum(head_rel, "next_id") == InvalidAttrNumber ? 1 : CHAINS;
+	int wanted;
 
+	/* Split heads (revision 7c3e9a41f0b2: next_id) or, on a database migrated to a revision before it
+	 * (a downgrade), the one head (event_id, chain 1) and format 2. Looked up again only after
+	 * audit_chain_head's relcache entry was invalidated (forget_relation: a downgrade or upgrade
+	 * alters or replaces it), so that a running backend follows it without two syscache look-ups at
+	 * every commit. */
+	if (!heads_known || heads_nsp != nsp)
+	{
+		heads_rel = get_relname_relid("audit_chain_head", nsp);
+		heads_stride = OidIsValid(heads_rel) && get_attnum(heads_rel, "next_id") == InvalidAttrNumber ? 1 : CHAINS;
+		heads_nsp = nsp;
+		heads_known = OidIsValid(heads_rel);	/* not there (yet): look again next time */
+	}
+	wanted = heads_stride;
 	if (plans_nsp == nsp && stride == wanted && head_plan && wait_plan && append_plan && move_head_plan)
 		return;
 	if (head_plan)
@@ -793,7 +805,7 @@ append_chunk(Chunk *chunk, int chain, int64 first, TimestampTz at, const char *a
  * audit_log_columns_match read back from its stored text (stringToNode) and compiled
  * (ExecPrepareExpr). Here the rows of a commit go straight to the partition; what lasts across
  * transactions (the compiled CHECK, where each column lives) is kept per partition in a long-lived
- * context and dropped when the partition's relcache entry is invalidated (relcache callback) or
+ * context and dropped when the partition's relcache entry is invalidated (relcache callback forget_relation) or
  * any function is redefined (syscache callback on pg_proc). No library does this: it is the part
  * of nodeModifyTable.c / copyfrom.c that an insert of known rows into one table needs.
  *
@@ -859,8 +871,10 @@ typedef struct RowWriter
 } RowWriter;
 
 static void
-forget_partition(Datum arg, Oid relid)
+forget_relation(Datum arg, Oid relid)
 {
+	if (!OidIsValid(relid) || relid == heads_rel)
+		heads_known = false;
 	for (int i = 0; i < PART_CACHE; i++)
 		if (!OidIsValid(relid) || part_cache[i].relid == relid)
 			part_cache[i].stale = true;
@@ -869,7 +883,7 @@ forget_partition(Datum arg, Oid relid)
 static void
 forget_functions(Datum arg, int cacheid, uint32 hashvalue)
 {
-	forget_partition(arg, InvalidOid);	/* a function of a CHECK may have been redefined */
+	forget_relation(arg, InvalidOid);	/* a function of a CHECK may have been redefined */
 }
 
 static bool
@@ -1317,6 +1331,6 @@ _PG_init(void)
 {
 	RegisterXactCallback(xact_callback, NULL);
 	RegisterSubXactCallback(subxact_callback, NULL);
-	CacheRegisterRelcacheCallback(forget_partition, (Datum) 0);
+	CacheRegisterRelcacheCallback(forget_relation, (Datum) 0);
 	CacheRegisterSyscacheCallback(PROCOID, forget_functions, (Datum) 0);
 }

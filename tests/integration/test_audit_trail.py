@@ -445,6 +445,28 @@ def test_the_downgrade_without_events_since_the_fork_gives_the_one_head_back(pro
     assert report.broken is None and (report.rows, report.last_event) == (3, 3)
 
 
+def test_a_backend_that_wrote_before_a_downgrade_and_an_upgrade_follows_both(project, pg_url):
+    """One session writes across the downgrade and the upgrade back: the native writer, which
+    remembers the heads' shape until audit_chain_head's relcache entry is invalidated, numbers
+    and formats each event for the revision the database is at when it commits."""
+    settings = load_settings(project)
+    commands.migrate(settings)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        add_user(conn)
+        (k, ids), = chain_ids(conn).items()
+        commands.downgrade(settings, "5e1c0a7b9d21")   # one chain holds events: merged back
+        add_user(conn)
+        assert conn.execute("SELECT event_id, left(event_payload, 9) FROM audit_log ORDER BY event_id DESC LIMIT 1"
+                            ).fetchone() == (ids[-1] + 1, '{"v": 2, ')
+        assert conn.execute("SELECT chain, event_id FROM audit_chain_head").fetchall() == [(1, ids[-1] + 1)]
+        commands.migrate(settings)   # a second fork, under the same session
+        add_user(conn)
+        assert conn.execute("SELECT left(event_payload, 9) FROM audit_log ORDER BY event_id DESC LIMIT 1"
+                            ).fetchone()[0] == '{"v": 3, '
+    report = verified(pg_url)
+    assert report.broken is None and report.rows == 3
+
+
 # -- 8. the walk leans on the constraint only while it stands as declared --------------------------
 
 def test_the_walk_trusts_the_constraint_only_while_it_is_validated_and_unaltered(migrated):
