@@ -326,6 +326,13 @@ _STAGE = "INSERT INTO audit_pending (xact, events) SELECT txid_current(), jsonb_
 _CHUNKED = "GROUP BY s.chunk ORDER BY s.chunk"
 _NUMBERED = f"(row_number() OVER () - 1) / {STAGE_CHUNK} AS chunk"
 _ALL_CHANGED = _EVENT.format(row="j", changed="c.cols")
+# A TRUNCATE (revision 8b4f1d6c2e90) has no transition table and no row: one event for the table, its
+# details {"key": null, "changed": [every column]} (a DELETE of every row, no one row's key).
+_TRUNCATED = """jsonb_build_array(jsonb_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'accessed_at', v_at,
+                   'query', v_query, 'user_id', NULL,
+                   'details', jsonb_build_object('key', NULL, 'changed', (
+                       SELECT jsonb_agg(attname::text ORDER BY attname::text) FROM pg_attribute
+                        WHERE attrelid = TG_RELID AND attnum > 0 AND NOT attisdropped))))"""
 _UPDATED = _EVENT.format(row="COALESCE(s.nj, s.oj)", changed="""CASE WHEN s.nj IS NULL OR s.oj IS NULL THEN c.cols ELSE
                        (SELECT COALESCE(jsonb_agg(k ORDER BY k), '[]') FROM jsonb_object_keys(s.nj) AS k
                          WHERE s.nj -> k IS DISTINCT FROM s.oj -> k) END""")
@@ -352,6 +359,8 @@ BEGIN
         {_STAGE.format(event=_ALL_CHANGED)}
           FROM (SELECT to_jsonb(r) AS j, {_NUMBERED} FROM old_rows r) AS s, {_COLUMNS}
         {_CHUNKED};
+    ELSIF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO audit_pending (xact, events) VALUES (txid_current(), {_TRUNCATED});
     ELSE
         {_STAGE.format(event=_UPDATED)}
           FROM {_COLUMNS} CROSS JOIN LATERAL (
@@ -502,10 +511,15 @@ functions = [shape_query, chain_events, append_event, erasure_event, stage_state
 _TRANSITIONS = {"INSERT": "NEW TABLE AS new_rows", "UPDATE": "OLD TABLE AS old_rows NEW TABLE AS new_rows",
                 "DELETE": "OLD TABLE AS old_rows"}
 
+# A TRUNCATE trigger on a partitioned table (operations) is given to each of its partitions too
+# (sql.partition_truncate_trigger, ensure_partitions): Postgres truncates every partition of a
+# truncated parent, and a partition may be truncated alone; each is an event of its own.
 triggers = [
     *[Trigger(f"{table}_audit_{event.lower()}", table, "sovren_audit_stage", events=(event,), level="STATEMENT",
               referencing=referencing)
       for table in AUDITED for event, referencing in _TRANSITIONS.items()],
+    *[Trigger(f"{table}_audit_truncate", table, "sovren_audit_stage", events=("TRUNCATE",), level="STATEMENT")
+      for table in AUDITED],
     Trigger("audit_pending_flush", "audit_pending", "sovren_audit_flush", events=("INSERT",), deferred=True),
     Trigger("audit_log_immutable", "audit_log", "sovren_audit_immutable", timing="BEFORE",
             events=("UPDATE", "DELETE")),

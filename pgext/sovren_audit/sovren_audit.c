@@ -3,7 +3,8 @@
  *
  * sovren_audit_stage() is the statement-level AFTER trigger (transition tables) the plpgsql
  * sovren_audit_stage is: it turns every row of the statement into the same event, the same jsonb
- * keys and values (table, action, accessed_at, query, user_id, details {key, changed}), but keeps
+ * keys and values (table, action, accessed_at, query, user_id, details {key, changed}; a TRUNCATE
+ * trigger, which has no transition table, makes one event for the table: stage_truncate), but keeps
  * the events in this backend's memory (a tuplestore: a bulk load spills to a temporary file at
  * work_mem) instead of an INSERT into audit_pending. A subtransaction's events are dropped when
  * it rolls back; PREPARE TRANSACTION with events pending is refused (they live in this backend).
@@ -525,6 +526,29 @@ stage_rows(TriggerData *trigdata, Datum *values, bool *nulls)
 		ExecDropSingleTupleTableSlot(old);
 }
 
+/* TRUNCATE (revision 8b4f1d6c2e90): one event for the table, no transition table and no row data;
+ * details {"key": null, "changed": [every column]} (a DELETE of every row: its key is no one row's). */
+static void
+stage_truncate(TriggerData *trigdata, Datum *values, bool *nulls)
+{
+	Columns c = read_columns(trigdata->tg_relation);
+	JsonbParseState *state = NULL;
+	JsonbValue null_key = {.type = jbvNull};
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	push_cstring(&state, WJB_KEY, "changed");
+	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	for (int i = 0; i < c.n; i++)
+		push_cstring(&state, WJB_ELEM, c.names[i]);
+	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	push_cstring(&state, WJB_KEY, "key");
+	pushJsonbValue(&state, WJB_VALUE, &null_key);
+	values[E_DETAILS] = JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
+	values[E_USER] = (Datum) 0;
+	nulls[E_USER] = true;
+	record_event(values, nulls);
+}
+
 static void
 function_owner(Oid fn, Oid *owner, Oid *nsp)
 {
@@ -552,9 +576,11 @@ sovren_audit_stage(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 						errmsg("sovren_audit_stage must be an AFTER ... FOR EACH STATEMENT trigger")));
 	action = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? "INSERT"
-		: TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "UPDATE" : "DELETE";
-	if ((strcmp(action, "DELETE") == 0 ? trigdata->tg_oldtable : trigdata->tg_newtable) == NULL ||
-		(strcmp(action, "UPDATE") == 0 && trigdata->tg_oldtable == NULL))
+		: TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "UPDATE"
+		: TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) ? "TRUNCATE" : "DELETE";
+	if (strcmp(action, "TRUNCATE") != 0 &&
+		((strcmp(action, "DELETE") == 0 ? trigdata->tg_oldtable : trigdata->tg_newtable) == NULL ||
+		 (strcmp(action, "UPDATE") == 0 && trigdata->tg_oldtable == NULL)))
 		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 						errmsg("sovren_audit_stage needs the statement's transition tables (REFERENCING)")));
 	function_owner(fcinfo->flinfo->fn_oid, &owner, &nsp);
@@ -570,7 +596,10 @@ sovren_audit_stage(PG_FUNCTION_ARGS)
 	values[E_AT] = TimestampGetDatum(GetCurrentTimestamp());	/* clock_timestamp() AT TIME ZONE 'UTC' */
 	values[E_QUERY] = PointerGetDatum(shape);
 	nulls[E_QUERY] = shape == NULL;
-	stage_rows(trigdata, values, nulls);
+	if (strcmp(action, "TRUNCATE") == 0)
+		stage_truncate(trigdata, values, nulls);
+	else
+		stage_rows(trigdata, values, nulls);
 	return PointerGetDatum(NULL);
 }
 
