@@ -162,6 +162,23 @@ before (the walk does not evaluate a CHECK it trusts: the difference is the load
 Still missed: COPY at 0.5, which the CHECK alone cannot reach (capture, payloads,
 hashes and the heap and index inserts of the events are the rest of the callback).
 
+What an event says. INSERT, UPDATE and DELETE: one event per row, details {"key": the row's primary
+key, "changed": the columns written (all of them for an insert or a delete)}, user_id the row's
+subject. TRUNCATE (revision 8b4f1d6c2e90; before it a TRUNCATE left nothing, and an auditor could
+not tell the rows went): AFTER TRUNCATE statement triggers ``{table}_audit_truncate`` call the same
+``sovren_audit_stage``, which writes one event per table truncated, directly or by CASCADE, in the
+truncating transaction's commit: action TRUNCATE, user_id NULL, the statement's shape as query, and
+details {"key": null, "changed": [every column, sorted]}: a delete of every row, told without any
+row's data (no key, no subject; counting the rows would need a scan the TRUNCATE avoids). The
+payload is format 3 as for any event (details is free JSON to the CHECK and to ``audit verify``).
+operations is partitioned: Postgres truncates each of its partitions with it and a partition may be
+truncated alone, so each partition has the trigger too (given by the revision and by
+ensure_partitions to every partition created later) and is an event of its own, named by the
+partition: ``TRUNCATE users CASCADE`` gives users, payments, operations and one event per partition
+of operations. The application roles hold no TRUNCATE grant: only the owner or a superuser
+truncates; a superuser's session_replication_role = replica skips these triggers as it skips the
+row triggers.
+
 Only these triggers append: every function here is owner-only (EXECUTE revoked
 from PUBLIC); the trigger functions cannot be called at all, and audit_pending
 is granted to no role. ``sovren_audit_append`` (owner-only) records an event of

@@ -211,3 +211,34 @@ def test_the_downgrade_removes_the_triggers_and_the_upgrade_puts_them_back(proje
     chain_ok(pg_url, total + 1)
     assert commands.check(settings).exit_code == 0
 
+
+
+def test_a_replica_session_truncates_without_an_event_as_it_writes_rows(migrated):
+    """What bench/audit_write.py's reset relies on (session_replication_role is a superuser's setting,
+    which turns the row triggers off alike): the audit is bypassed the same way for both."""
+    with psycopg.connect(migrated) as conn:
+        conn.execute("SET session_replication_role = replica")
+        seeded(conn)
+        conn.execute("TRUNCATE users CASCADE")
+        conn.commit()
+        assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 0
+        conn.execute("SET session_replication_role = origin")
+        conn.execute("TRUNCATE users CASCADE")
+        conn.commit()
+        kept = 3 + len(partitions(conn, "operations"))
+        assert len(truncations(conn)) == kept
+    chain_ok(migrated, kept)
+
+
+def test_a_partition_made_later_by_sovren_db_partitions_is_audited_too(migrated, project):
+    from sovren_db.cli.partitions import maintain
+
+    created = maintain(load_settings(project), months_ahead=4)["operations"]["created"]
+    assert len(created) == 1
+    with psycopg.connect(migrated) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass "
+                            "AND tgname = 'operations_audit_truncate'", (created[0],)).fetchone()[0] == 1
+        conn.execute(f"TRUNCATE {created[0]}")
+        conn.commit()
+        assert [row[0] for row in truncations(conn)] == created
+    chain_ok(migrated, 1)
