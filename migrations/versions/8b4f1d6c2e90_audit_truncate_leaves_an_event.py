@@ -48,54 +48,8 @@ BEGIN
 END
 $do$"""
 
-# The function bodies, as written when this revision was (postgres/audit.py's stage_statement, and the one before).
-STAGE = r"""
-DECLARE
-    v_query text := sovren_audit_shape(current_query());
-    v_at timestamp := clock_timestamp() AT TIME ZONE 'UTC';
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO audit_pending (xact, events) SELECT txid_current(), jsonb_agg(jsonb_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'accessed_at', v_at, 'query', v_query,
-                   'user_id', j -> 'user_id',
-                   'details', jsonb_build_object('key', j - c.other, 'changed', c.cols)))
-          FROM (SELECT to_jsonb(r) AS j, (row_number() OVER () - 1) / 10000 AS chunk FROM new_rows r) AS s, (SELECT COALESCE(array_agg(a.attname::text) FILTER (WHERE NOT a.attnum = ANY (i.indkey)), '{}')
-                   AS other, jsonb_agg(a.attname::text ORDER BY a.attname::text) AS cols
-              FROM pg_attribute a JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
-             WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped) AS c
-        GROUP BY s.chunk ORDER BY s.chunk;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO audit_pending (xact, events) SELECT txid_current(), jsonb_agg(jsonb_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'accessed_at', v_at, 'query', v_query,
-                   'user_id', j -> 'user_id',
-                   'details', jsonb_build_object('key', j - c.other, 'changed', c.cols)))
-          FROM (SELECT to_jsonb(r) AS j, (row_number() OVER () - 1) / 10000 AS chunk FROM old_rows r) AS s, (SELECT COALESCE(array_agg(a.attname::text) FILTER (WHERE NOT a.attnum = ANY (i.indkey)), '{}')
-                   AS other, jsonb_agg(a.attname::text ORDER BY a.attname::text) AS cols
-              FROM pg_attribute a JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
-             WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped) AS c
-        GROUP BY s.chunk ORDER BY s.chunk;
-    ELSIF TG_OP = 'TRUNCATE' THEN
-        INSERT INTO audit_pending (xact, events) VALUES (txid_current(), jsonb_build_array(jsonb_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'accessed_at', v_at,
-                   'query', v_query, 'user_id', NULL,
-                   'details', jsonb_build_object('key', NULL, 'changed', (
-                       SELECT jsonb_agg(attname::text ORDER BY attname::text) FROM pg_attribute
-                        WHERE attrelid = TG_RELID AND attnum > 0 AND NOT attisdropped)))));
-    ELSE
-        INSERT INTO audit_pending (xact, events) SELECT txid_current(), jsonb_agg(jsonb_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'accessed_at', v_at, 'query', v_query,
-                   'user_id', COALESCE(s.nj, s.oj) -> 'user_id',
-                   'details', jsonb_build_object('key', COALESCE(s.nj, s.oj) - c.other, 'changed', CASE WHEN s.nj IS NULL OR s.oj IS NULL THEN c.cols ELSE
-                       (SELECT COALESCE(jsonb_agg(k ORDER BY k), '[]') FROM jsonb_object_keys(s.nj) AS k
-                         WHERE s.nj -> k IS DISTINCT FROM s.oj -> k) END)))
-          FROM (SELECT COALESCE(array_agg(a.attname::text) FILTER (WHERE NOT a.attnum = ANY (i.indkey)), '{}')
-                   AS other, jsonb_agg(a.attname::text ORDER BY a.attname::text) AS cols
-              FROM pg_attribute a JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
-             WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped) AS c CROSS JOIN LATERAL (
-               SELECT n.j AS nj, o.j AS oj, (row_number() OVER () - 1) / 10000 AS chunk FROM (SELECT to_jsonb(r) AS j FROM new_rows r) AS n
-                 FULL JOIN (SELECT to_jsonb(r) AS j FROM old_rows r) AS o ON n.j - c.other = o.j - c.other) AS s
-        GROUP BY s.chunk ORDER BY s.chunk;
-    END IF;
-    RETURN NULL;
-END
-"""
-
+# The function bodies, as written when this revision was: the one before (revision 5e1c0a7b9d21's
+# PLPGSQL_STAGE), and postgres/audit.py's stage_statement, which is it with one branch more.
 PREVIOUS_STAGE = r"""
 DECLARE
     v_query text := sovren_audit_shape(current_query());
@@ -137,34 +91,28 @@ BEGIN
 END
 """
 
+TRUNCATE_BRANCH = r"""    ELSIF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO audit_pending (xact, events) VALUES (txid_current(), jsonb_build_array(jsonb_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'accessed_at', v_at,
+                   'query', v_query, 'user_id', NULL,
+                   'details', jsonb_build_object('key', NULL, 'changed', (
+                       SELECT jsonb_agg(attname::text ORDER BY attname::text) FROM pg_attribute
+                        WHERE attrelid = TG_RELID AND attnum > 0 AND NOT attisdropped)))));
+"""
+
+STAGE = PREVIOUS_STAGE.replace("    ELSE\n", TRUNCATE_BRANCH + "    ELSE\n", 1)
+
+# The trigger of each audited table (op.create_trigger and op.drop_trigger give and take it on partitions too).
+TRIGGER = dict(function='sovren_audit_stage', timing='AFTER', events=('TRUNCATE',), level='STATEMENT', enabled=True,
+               referencing='', deferred=False)
+
 
 def upgrade() -> None:
     op.execute(REPLACE_IF_PLPGSQL.replace('{body}', STAGE))
     for table in AUDITED:
-        op.create_trigger(
-            name=f'{table}_audit_truncate',
-            table=table,
-            function='sovren_audit_stage',
-            timing='AFTER',
-            events=('TRUNCATE',),
-            level='STATEMENT',
-            enabled=True,
-            referencing='',
-            deferred=False,
-        )
+        op.create_trigger(name=f'{table}_audit_truncate', table=table, **TRIGGER)
 
 
 def downgrade() -> None:
     for table in AUDITED:
-        op.drop_trigger(
-            name=f'{table}_audit_truncate',
-            table=table,
-            function='sovren_audit_stage',
-            timing='AFTER',
-            events=('TRUNCATE',),
-            level='STATEMENT',
-            enabled=True,
-            referencing='',
-            deferred=False,
-        )
+        op.drop_trigger(name=f'{table}_audit_truncate', table=table, **TRIGGER)
     op.execute(REPLACE_IF_PLPGSQL.replace('{body}', PREVIOUS_STAGE))

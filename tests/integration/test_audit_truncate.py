@@ -68,10 +68,13 @@ def partitions(conn, table: str) -> list[str]:
                                        "WHERE i.inhparent = %s::regclass", (table,))]
 
 
-def seeded(conn) -> None:
+def seeded(conn) -> int:
+    """A user with a payment and an operation, committed; how many events the log then holds."""
     user = str(add_user(conn, f"t{uuid.uuid4().hex[:6]}"))
     add_payment(conn, user)
     add_operation(conn, user)
+    conn.commit()
+    return conn.execute("SELECT count(*) FROM audit_log").fetchone()[0]
 
 
 def test_the_application_role_may_not_truncate_an_audited_table(migrated):
@@ -85,9 +88,7 @@ def test_the_application_role_may_not_truncate_an_audited_table(migrated):
 
 def test_a_truncate_leaves_one_event_without_row_data(migrated):
     with psycopg.connect(migrated) as conn:
-        seeded(conn)
-        conn.commit()
-        before = len(conn.execute(EVENTS).fetchall())
+        before = seeded(conn)
         conn.execute("TRUNCATE payments /* 4111111111111111 */")
         conn.commit()
         assert conn.execute("SELECT count(*) FROM payments").fetchone()[0] == 0
@@ -102,9 +103,7 @@ def test_a_truncate_leaves_one_event_without_row_data(migrated):
 
 def test_a_cascade_leaves_one_event_per_audited_table_truncated(migrated):
     with psycopg.connect(migrated) as conn:
-        seeded(conn)
-        conn.commit()
-        before = len(conn.execute(EVENTS).fetchall())
+        before = seeded(conn)
         conn.execute("TRUNCATE users CASCADE")   # also subscriptions and transactions: not audited
         conn.commit()
         expected = sorted(["users", "operations", "payments", *partitions(conn, "operations")])
@@ -125,9 +124,7 @@ def test_a_partition_truncated_alone_leaves_its_event(migrated):
 
 def test_a_rolled_back_truncate_leaves_nothing(migrated):
     with psycopg.connect(migrated) as conn:
-        seeded(conn)
-        conn.commit()
-        before = len(conn.execute(EVENTS).fetchall())
+        before = seeded(conn)
         conn.execute("TRUNCATE users CASCADE")
         conn.rollback()
         conn.execute("SAVEPOINT a")
@@ -168,7 +165,6 @@ def test_both_capture_paths_write_the_same_bytes(project, pg_url, monkeypatch):
                 conn.commit()
             assert audit_capture.native_installed(conn) == (path == "native")
             seeded(conn)
-            conn.commit()
             # ids tell no order across commits (each commit takes a free chain); created_at does
             since = conn.execute("SELECT max(created_at) FROM audit_log").fetchone()[0]
             conn.execute("TRUNCATE users CASCADE")
@@ -197,7 +193,6 @@ def test_the_downgrade_removes_the_triggers_and_the_upgrade_puts_them_back(proje
         assert conn.execute(TRUNCATE_TRIGGERS).fetchall() == []
         assert stage(conn) == stage_before   # the function as it was (as `check` compares bodies), on either path
         seeded(conn)
-        conn.commit()
         conn.execute("TRUNCATE users CASCADE")
         conn.commit()
         assert truncations(conn) == []   # the gap, back
@@ -242,3 +237,40 @@ def test_a_partition_made_later_by_sovren_db_partitions_is_audited_too(migrated,
         conn.commit()
         assert [row[0] for row in truncations(conn)] == created
     chain_ok(migrated, 1)
+
+
+def revision_sql(project, direction: str) -> str:
+    """The revision's SQL as `--sql` writes it: no server to ask which stage function is installed."""
+    import importlib.util
+    import io
+
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    import sovren_db.postgres.ops  # noqa: F401 - registers create_trigger and drop_trigger
+
+    path = next((project / "migrations" / "versions").glob(f"{REVISION}_*.py"))
+    spec = importlib.util.spec_from_file_location("revision", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    buffer = io.StringIO()
+    context = MigrationContext.configure(dialect_name="postgresql", dialect_opts={"paramstyle": "named"},  # as env.py
+                                         opts={"as_sql": True, "output_buffer": buffer})
+    with Operations.context(context):
+        getattr(module, direction)()
+    return buffer.getvalue()
+
+
+def test_the_offline_sql_does_what_the_online_revision_does(project, pg_url, monkeypatch):
+    monkeypatch.setenv("SOVREN_DB_AUDIT_CAPTURE", "plpgsql")
+    settings = load_settings(project)
+    commands.migrate(settings, PREVIOUS)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        before = stage(conn)
+        conn.execute(revision_sql(project, "upgrade"))
+        assert len(conn.execute(TRUNCATE_TRIGGERS).fetchall()) == 3 + len(partitions(conn, "operations"))
+        assert stage(conn) != before and "'TRUNCATE'" in stage(conn)[1]
+        conn.execute("TRUNCATE payments")
+        assert [row[0] for row in truncations(conn)] == ["payments"]
+        conn.execute(revision_sql(project, "downgrade"))
+        assert conn.execute(TRUNCATE_TRIGGERS).fetchall() == [] and stage(conn) == before
