@@ -15,9 +15,12 @@ CHECK are unchanged.
 The stage function is replaced only where it is the plpgsql one (checked by
 the server in a DO block, so offline SQL does the same): the C function of
 pgext/sovren_audit (revision 5e1c0a7b9d21) handles a TRUNCATE call itself,
-with the same payload bytes, and is left as it is. The downgrade drops the
-triggers (from the partitions first) and gives the plpgsql function of
-5e1c0a7b9d21 back where it is the plpgsql one.
+with the same payload bytes, and is left as it is. A server still loading
+the library built before this revision fails closed: its function refuses
+a trigger call without transition tables, so a TRUNCATE of an audited table
+is refused (rebuild and install pgext/sovren_audit), never left unaudited.
+The downgrade drops the triggers (from the partitions first) and gives the
+plpgsql function of 5e1c0a7b9d21 back where it is the plpgsql one.
 
 Revision ID: 8b4f1d6c2e90
 Revises: a5d3c8e1f2b7
