@@ -254,10 +254,13 @@ def main() -> int:
             missed = run(url, args, Path(tmp))
             with psycopg.connect(url) as conn:
                 report = stream_chain(conn)
+                resets = conn.execute("SELECT count(*) FROM audit_log WHERE action = 'TRUNCATE'").fetchone()[0]
             print(f"audit chain after the run: {report.rows:,} events, "
                   f"{'intact' if report.broken is None else f'BROKEN at {report.broken}'}")
             if report.broken is not None:
                 missed.append("the chain written by the run does not verify")
+            if resets:  # reset_users truncates as a replica: an event would mean the resets were audited
+                missed.append(f"the COPY resets wrote {resets} TRUNCATE events")
         finally:
             services.stop(server)
     for line in missed:
