@@ -3,8 +3,7 @@
  *
  * sovren_audit_stage() is the statement-level AFTER trigger (transition tables) the plpgsql
  * sovren_audit_stage is: it turns every row of the statement into the same event, the same jsonb
- * keys and values (table, action, accessed_at, query, user_id, details {key, changed}; a TRUNCATE
- * trigger, which has no transition table, makes one event for the table: stage_truncate), but keeps
+ * keys and values (table, action, accessed_at, query, user_id, details {key, changed}), but keeps
  * the events in this backend's memory (a tuplestore: a bulk load spills to a temporary file at
  * work_mem) instead of an INSERT into audit_pending. A subtransaction's events are dropped when
  * it rolls back; PREPARE TRANSACTION with events pending is refused (they live in this backend).
