@@ -406,9 +406,23 @@ END
 )
 
 # Event trigger function (created by the revision where the migrating role is a superuser):
-# DROP or DETACH of audit_log or any of its partitions, dropping or disabling its guard
-# triggers and dropping its CHECK constraint are refused; a partition attached or created
-# by hand gets the TRUNCATE guard.
+# DROP or DETACH of audit_log or any of its partitions, dropping, disabling or renaming its guard
+# triggers and dropping or renaming its CHECK constraint are refused; a partition attached or created
+# by hand gets the TRUNCATE guard. Two event triggers run it: sovren_audit_guard_drop ON sql_drop and
+# sovren_audit_guard_alter ON ddl_command_end WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER')
+# (their tags are the revisions' business: d2645c4dc20c, then a5d3c8e1f2b7 added 'ALTER TRIGGER').
+#
+# Renames (revision a5d3c8e1f2b7): a CHECK or trigger renamed could be dropped or disabled under its
+# new name. Rather than read the command (RENAME CONSTRAINT is tagged ALTER TABLE, RENAME of a trigger
+# ALTER TRIGGER; PG 15 has no command tagged ALTER CONSTRAINT for tables), the guard checks what stands
+# at the end of every command it sees: audit_log under its name, its CHECK and both its triggers under
+# theirs. A drop is refused earlier (sql_drop), so one missing here was renamed, or dropped with the drop
+# guard alone turned off: a revision that must swap the CHECK turns off both event triggers for its
+# transaction. A partition's audit_log_no_truncate is checked where a trigger of that partition was
+# altered (ALTER TRIGGER): elsewhere a partition without it is a new one, which the loop at the end
+# guards. The clones of audit_log_immutable on partitions cannot be renamed (Postgres refuses), and
+# renaming it on audit_log renames them all. A trigger enabled for replicas only (ENABLE REPLICA
+# TRIGGER) does not fire in ordinary sessions: that counts as disabling it.
 guard_ddl = _definer(
     name="sovren_audit_guard_ddl",
     args="",
@@ -416,6 +430,7 @@ guard_ddl = _definer(
     body="""
 DECLARE
     v_name text;
+    v_log regclass := to_regclass('audit_log');
 BEGIN
     IF TG_EVENT = 'sql_drop' THEN
         SELECT object_identity INTO v_name FROM pg_event_trigger_dropped_objects()
@@ -428,23 +443,51 @@ BEGIN
         END IF;
         RETURN;
     END IF;
+    IF v_log IS NULL THEN
+        RAISE EXCEPTION 'audit_log is immutable: renaming or dropping table audit_log is not allowed'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT g.what INTO v_name FROM (VALUES
+            (1, 'constraint audit_log_columns_match', EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = v_log
+                                                             AND conname = 'audit_log_columns_match' AND contype = 'c')),
+            (2, 'trigger audit_log_immutable', EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = v_log
+                                                      AND tgname = 'audit_log_immutable')),
+            (3, 'trigger audit_log_no_truncate', EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = v_log
+                                                        AND tgname = 'audit_log_no_truncate'))) AS g(n, what, present)
+     WHERE NOT g.present ORDER BY g.n LIMIT 1;
+    IF v_name IS NOT NULL THEN
+        RAISE EXCEPTION 'audit_log is immutable: renaming or dropping % on audit_log is not allowed', v_name
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF TG_TAG = 'ALTER TRIGGER' THEN
+        SELECT c.relname INTO v_name FROM pg_event_trigger_ddl_commands() d
+          JOIN pg_trigger t ON t.oid = d.objid JOIN pg_class c ON c.oid = t.tgrelid
+          JOIN pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = v_log
+         WHERE d.classid = 'pg_trigger'::regclass
+           AND NOT EXISTS (SELECT 1 FROM pg_trigger p WHERE p.tgrelid = c.oid AND p.tgname = 'audit_log_no_truncate')
+         LIMIT 1;
+        IF v_name IS NOT NULL THEN
+            RAISE EXCEPTION 'audit_log is immutable: renaming or dropping trigger audit_log_no_truncate on % is not allowed',
+                v_name USING ERRCODE = 'insufficient_privilege';
+        END IF;
+    END IF;
     SELECT c.relname INTO v_name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-     WHERE t.tgname = 'audit_log_no_truncate' AND c.relname <> 'audit_log'
+     WHERE t.tgname = 'audit_log_no_truncate' AND c.oid <> v_log
        AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid
-                       AND i.inhparent = 'audit_log'::regclass AND NOT i.inhdetachpending)
+                       AND i.inhparent = v_log AND NOT i.inhdetachpending)
      LIMIT 1;
     IF v_name IS NOT NULL THEN
         RAISE EXCEPTION 'audit_log is immutable: detaching partition % is not allowed', v_name
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     SELECT c.relname INTO v_name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-     WHERE t.tgname IN ('audit_log_immutable', 'audit_log_no_truncate') AND t.tgenabled = 'D' LIMIT 1;
+     WHERE t.tgname IN ('audit_log_immutable', 'audit_log_no_truncate') AND t.tgenabled IN ('D', 'R') LIMIT 1;
     IF v_name IS NOT NULL THEN
         RAISE EXCEPTION 'audit_log is immutable: disabling its triggers on % is not allowed', v_name
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     FOR v_name IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-                   WHERE i.inhparent = 'audit_log'::regclass
+                   WHERE i.inhparent = v_log
                      AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid
                                      AND t.tgname = 'audit_log_no_truncate') LOOP
         EXECUTE format('CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON %I '

@@ -25,7 +25,7 @@ from tests.integration.test_audit_trail import add_user
 
 pytestmark = pytest.mark.postgres
 
-HEAD, PREVIOUS = "3f6b2d8e4a19", "7c3e9a41f0b2"
+REVISION, PREVIOUS = "3f6b2d8e4a19", "7c3e9a41f0b2"
 LIVE = ("SELECT pg_get_constraintdef(oid), convalidated FROM pg_constraint "
         "WHERE conrelid = 'audit_log'::regclass AND conname = 'audit_log_columns_match'")
 ODD_QUERY = 'INSERT INTO users AS "Ünï\\x""q" (user_id, username, password_hash, email, subscription_tier) ' \
@@ -194,9 +194,9 @@ def test_the_revision_validates_formats_1_2_and_3_and_its_downgrade_puts_the_jso
     with psycopg.connect(pg_url) as conn:
         assert stream_chain(conn, every_row=True).broken is None   # the new text, evaluated on every format
 
-    commands.migrate(settings)
+    commands.migrate(settings, REVISION)
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == HEAD
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == REVISION
         new = conn.execute(LIVE).fetchone()
         assert "starts_with" in new[0] and new[1] is True
         # one constraint, of its name, on the parent and on every partition (validated there too)
@@ -208,6 +208,7 @@ def test_the_revision_validates_formats_1_2_and_3_and_its_downgrade_puts_the_jso
         assert all(match for _, match in conn.execute(MATCHES).fetchall())
     report = stream_chain(psycopg.connect(pg_url))
     assert report.broken is None and report.every_row is False and report.rows == 7
+    commands.migrate(settings)   # check compares with the declaration: the chain's head
     assert commands.check(settings).exit_code == 0 and commands.check(settings, exact=True).exit_code == 0
 
     commands.downgrade(settings, PREVIOUS)

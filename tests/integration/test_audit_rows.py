@@ -61,39 +61,44 @@ def newest(conn) -> tuple[int, int]:
                         "ORDER BY created_at DESC, event_id DESC LIMIT 1").fetchone()
 
 
-def test_a_check_added_after_a_backend_wrote_is_enforced_at_its_next_commit(migrated):
+@pytest.fixture
+def wrote(migrated):
+    """A writer that committed one event (it has compiled the partition's CHECKs), an admin session with the
+    guards off, and the chains' heads after that event."""
     with psycopg.connect(migrated) as writer, admin(migrated) as a:
-        commit_user(writer, "first")   # the writer has compiled the partition's CHECKs now
-        first, _ = newest(a)
-        before = heads(a)
-        a.execute(f"ALTER TABLE audit_log ADD CONSTRAINT no_second_event CHECK (event_id <= {first}) NOT VALID")
-        writer.execute(INSERT, (str(uuid.uuid4()), "second", "second@x.io"))
-        with pytest.raises(psycopg.errors.CheckViolation,
-                           match=r'new row for relation "audit_log_(p\d{4}_\d{2}|default)" violates check '
-                                 r'constraint "no_second_event"'):
-            writer.commit()
-        writer.rollback()
-        assert writer.execute("SELECT count(*) FROM users WHERE username = 'second'").fetchone()[0] == 0
-        assert heads(writer) == before
-        a.execute("ALTER TABLE audit_log DROP CONSTRAINT no_second_event")
-        commit_user(writer, "third")
+        commit_user(writer, "first")
+        yield writer, a, heads(a)
+
+
+def refused_at_commit(writer, before: list[tuple], name: str, violation: str) -> None:
+    """The writer's next user is refused at its commit by the CHECK ``violation`` matches: neither the user
+    nor an event is kept, no chain's head moves."""
+    writer.execute(INSERT, (str(uuid.uuid4()), name, f"{name}@x.io"))
+    with pytest.raises(psycopg.errors.CheckViolation, match=violation):
+        writer.commit()
+    writer.rollback()
+    assert writer.execute("SELECT count(*) FROM users WHERE username = %s", (name,)).fetchone()[0] == 0
+    assert heads(writer) == before
+
+
+def test_a_check_added_after_a_backend_wrote_is_enforced_at_its_next_commit(migrated, wrote):
+    writer, a, before = wrote
+    first, _ = newest(a)
+    a.execute(f"ALTER TABLE audit_log ADD CONSTRAINT no_second_event CHECK (event_id <= {first}) NOT VALID")
+    refused_at_commit(writer, before, "second", r'new row for relation "audit_log_(p\d{4}_\d{2}|default)" violates '
+                                                r'check constraint "no_second_event"')
+    a.execute("ALTER TABLE audit_log DROP CONSTRAINT no_second_event")
+    commit_user(writer, "third")
     chain_ok(migrated, 2)
 
 
-def test_the_declared_columns_match_check_is_the_one_evaluated(migrated):
+def test_the_declared_columns_match_check_is_the_one_evaluated(wrote):
     """audit_log_columns_match replaced (guards off) by one every row fails: the commit fails by its name."""
-    with psycopg.connect(migrated) as writer, admin(migrated) as a:
-        commit_user(writer, "first")
-        before = heads(a)
-        a.execute("ALTER TABLE audit_log DROP CONSTRAINT audit_log_columns_match")
-        a.execute("ALTER TABLE audit_log ADD CONSTRAINT audit_log_columns_match "
-                  "CHECK (event_payload::jsonb ->> 'actor' = 'nobody at all') NOT VALID")
-        writer.execute(INSERT, (str(uuid.uuid4()), "refused", "refused@x.io"))
-        with pytest.raises(psycopg.errors.CheckViolation, match='"audit_log_columns_match"'):
-            writer.commit()
-        writer.rollback()
-        assert writer.execute("SELECT count(*) FROM users WHERE username = 'refused'").fetchone()[0] == 0
-        assert heads(writer) == before
+    writer, a, before = wrote
+    a.execute("ALTER TABLE audit_log DROP CONSTRAINT audit_log_columns_match")
+    a.execute("ALTER TABLE audit_log ADD CONSTRAINT audit_log_columns_match "
+              "CHECK (event_payload::jsonb ->> 'actor' = 'nobody at all') NOT VALID")
+    refused_at_commit(writer, before, "refused", '"audit_log_columns_match"')
 
 
 def test_no_partition_for_the_commit_time_fails_the_commit_and_keeps_nothing(migrated):

@@ -134,6 +134,8 @@ def partition_of_latest(conn) -> str:
     "TRUNCATE {partition}", "DROP TABLE {partition}", "ALTER TABLE audit_log DETACH PARTITION {partition}",
     "TRUNCATE audit_log_default", "DROP TABLE audit_log_default",
     "ALTER TABLE audit_log DISABLE TRIGGER audit_log_immutable", "DROP TRIGGER audit_log_no_truncate ON {partition}",
+    "ALTER TABLE audit_log ENABLE REPLICA TRIGGER audit_log_immutable",   # fires only where replication_role is replica
+    "ALTER TABLE {partition} ENABLE REPLICA TRIGGER audit_log_no_truncate",
     "ALTER TABLE audit_log DROP CONSTRAINT audit_log_columns_match",
 ])
 def test_a_superuser_cannot_truncate_drop_or_detach_a_partition(migrated, statement):
@@ -163,6 +165,112 @@ def test_without_event_triggers_the_partition_triggers_still_refuse_truncate(mig
         for partition in partitions:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"TRUNCATE {partition}")
+
+
+# -- 4b. the guard's own objects keep their names (issue 13: renamed, they could be dropped or disabled) --------
+
+GUARDED = """SELECT 'constraint', conrelid::regclass::text, conname, convalidated::text FROM pg_constraint
+              WHERE conrelid = 'audit_log'::regclass
+             UNION ALL
+             SELECT 'trigger', tgrelid::regclass::text, tgname, tgenabled::text FROM pg_trigger
+              WHERE tgrelid = 'audit_log'::regclass
+                 OR tgrelid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'audit_log'::regclass)
+             ORDER BY 1, 2, 3"""
+
+
+def guarded(conn) -> list[tuple]:
+    """audit_log's constraints and its and its partitions' triggers, with their state."""
+    return conn.execute(GUARDED).fetchall()
+
+
+# each rename, then what the renamed object would have allowed
+@pytest.mark.parametrize("rename, then, refused", [
+    ("ALTER TABLE audit_log RENAME CONSTRAINT audit_log_columns_match TO x", "ALTER TABLE audit_log DROP CONSTRAINT x",
+     "constraint audit_log_columns_match on audit_log"),
+    ("ALTER TRIGGER audit_log_immutable ON audit_log RENAME TO y", "ALTER TABLE audit_log DISABLE TRIGGER y",
+     "trigger audit_log_immutable on audit_log"),
+    ("ALTER TRIGGER audit_log_no_truncate ON audit_log RENAME TO y", "DROP TRIGGER y ON audit_log",
+     "trigger audit_log_no_truncate on audit_log"),
+    ("ALTER TRIGGER audit_log_no_truncate ON {partition} RENAME TO y", "DROP TRIGGER y ON {partition}",
+     "trigger audit_log_no_truncate on {partition}"),
+    ("ALTER TABLE audit_log RENAME TO audit_log_old", "DROP TRIGGER audit_log_immutable ON audit_log_old",
+     "table audit_log"),
+])
+def test_a_superuser_cannot_rename_the_check_or_a_guard_trigger_and_nothing_changes(migrated, rename, then, refused):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        add_user(conn)
+        partition = partition_of_latest(conn)
+        before, count = guarded(conn), events(conn)
+        refused = refused.format(partition=partition)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as raised:
+            with conn.transaction():
+                conn.execute(rename.format(partition=partition))
+                conn.execute(then.format(partition=partition))
+        assert raised.value.diag.message_primary == \
+            f"audit_log is immutable: renaming or dropping {refused} is not allowed"
+        assert guarded(conn) == before and events(conn) == count
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"TRUNCATE {partition}")
+    assert verified(migrated).broken is None
+
+
+def test_other_constraints_and_triggers_are_renamed_as_before(migrated):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        add_user(conn)
+        partition = partition_of_latest(conn)
+        before = guarded(conn)
+        conn.execute("CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$")
+        conn.execute("ALTER TABLE audit_log ADD CONSTRAINT extra CHECK (event_id > 0) NOT VALID")
+        conn.execute("ALTER TABLE audit_log RENAME CONSTRAINT extra TO extra_renamed")
+        conn.execute("CREATE TRIGGER extra AFTER INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION noop()")
+        conn.execute("ALTER TRIGGER extra ON audit_log RENAME TO extra_renamed")
+        conn.execute(f"CREATE TRIGGER extra AFTER INSERT ON {partition} FOR EACH ROW EXECUTE FUNCTION noop()")
+        conn.execute(f"ALTER TRIGGER extra ON {partition} RENAME TO extra_too")
+        conn.execute("CREATE TABLE other (a int CONSTRAINT other_positive CHECK (a > 0))")
+        conn.execute("ALTER TABLE other RENAME CONSTRAINT other_positive TO other_above_zero")
+        conn.execute("CREATE TRIGGER other_noop AFTER INSERT ON other FOR EACH ROW EXECUTE FUNCTION noop()")
+        conn.execute("ALTER TRIGGER other_noop ON other RENAME TO other_nothing")
+        conn.execute("ALTER TRIGGER users_audit_insert ON users RENAME TO users_audit_insert_renamed")
+        conn.execute("ALTER TRIGGER users_audit_insert_renamed ON users RENAME TO users_audit_insert")
+        names = {(kind, table, name) for kind, table, name, _ in guarded(conn)}
+        assert {("constraint", "audit_log", "extra_renamed"), ("trigger", "audit_log", "extra_renamed"),
+                ("trigger", partition, "extra_renamed"), ("trigger", partition, "extra_too")} <= names
+        assert {r[0] for r in conn.execute("SELECT conname FROM pg_constraint WHERE conrelid = 'other'::regclass "
+                                           "UNION ALL SELECT tgname FROM pg_trigger WHERE tgrelid = 'other'::regclass")} \
+            == {"other_above_zero", "other_nothing"}
+        conn.execute(f"DROP TRIGGER extra_too ON {partition}")
+        conn.execute("DROP TRIGGER extra_renamed ON audit_log")
+        conn.execute("ALTER TABLE audit_log DROP CONSTRAINT extra_renamed")
+        assert guarded(conn) == before
+
+
+def guard_installed(conn) -> tuple:
+    """The guard function's definition and its event triggers' events, tags and states."""
+    return (conn.execute("SELECT pg_get_functiondef('sovren_audit_guard_ddl()'::regprocedure)").fetchone()[0],
+            conn.execute("SELECT evtname, evtevent, evttags, evtenabled FROM pg_event_trigger "
+                         "WHERE evtname LIKE 'sovren_audit_guard_%' ORDER BY evtname").fetchall())
+
+
+def test_the_downgrade_gives_the_previous_guard_back_and_renames_are_allowed_again(project, pg_url):
+    settings = load_settings(project)
+    commands.migrate(settings, "3f6b2d8e4a19")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        previous = guard_installed(conn)
+    commands.migrate(settings)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        upgraded = guard_installed(conn)
+        assert upgraded[0] != previous[0] and upgraded[1] != previous[1]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="renaming or dropping constraint"):
+            conn.execute("ALTER TABLE audit_log RENAME CONSTRAINT audit_log_columns_match TO x")
+    commands.downgrade(settings, "3f6b2d8e4a19")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert guard_installed(conn) == previous
+        conn.execute("ALTER TABLE audit_log RENAME CONSTRAINT audit_log_columns_match TO x")   # the gap, back
+        conn.execute("ALTER TABLE audit_log RENAME CONSTRAINT x TO audit_log_columns_match")
+        conn.execute("ALTER EVENT TRIGGER sovren_audit_guard_alter DISABLE")   # a state the upgrade keeps
+    commands.migrate(settings)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert guard_installed(conn) == (upgraded[0], [(*upgraded[1][0][:3], "D"), upgraded[1][1]])
 
 
 def test_events_missing_from_the_middle_are_reported_as_a_gap(migrated):
