@@ -243,6 +243,9 @@ END
 # Numbers, hashes and appends staged events (a jsonb array, in order) on one of the CHAINS chains,
 # under its head row's lock: the first head no other transaction holds (FOR UPDATE SKIP LOCKED),
 # tried from this backend's own (pid % CHAINS + 1); only when all are held does it wait for its own.
+# At REPEATABLE READ and SERIALIZABLE the heads are read in the transaction's snapshot: it takes the
+# first head that neither moved since the transaction began nor is held, and fails the commit as a
+# serialization failure when there is none (revision c4e8f1a2b3d5; the native capture has no such limit).
 # A transaction that appends twice (a bulk load: several calls) stays on the chain it took first.
 chain_events = _definer(
     name="sovren_audit_chain",
@@ -262,14 +265,36 @@ DECLARE
     v_hashes text[] := '{{}}';
     v_event jsonb;
     v_payload text;
+    v_try int;
 BEGIN
     IF v_held ~ '^[1-{CHAINS}]$' THEN
         v_want := v_held::int;
     END IF;
-    SELECT chain, next_id, hash INTO v_chain, v_first, v_head FROM audit_chain_head
-     ORDER BY (chain - v_want + {CHAINS}) % {CHAINS} LIMIT 1 FOR UPDATE SKIP LOCKED;
-    IF NOT FOUND THEN
-        SELECT chain, next_id, hash INTO v_chain, v_first, v_head FROM audit_chain_head WHERE chain = v_want FOR UPDATE;
+    IF current_setting('transaction_isolation') = 'read committed' THEN
+        SELECT chain, next_id, hash INTO v_chain, v_first, v_head FROM audit_chain_head
+         ORDER BY (chain - v_want + {CHAINS}) % {CHAINS} LIMIT 1 FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            SELECT chain, next_id, hash INTO v_chain, v_first, v_head FROM audit_chain_head WHERE chain = v_want FOR UPDATE;
+        END IF;
+    ELSE
+        -- REPEATABLE READ and SERIALIZABLE read the heads in the transaction's snapshot: a head moved
+        -- since it began cannot be locked, and one held now is about to move. The first that can be,
+        -- from v_want; none: the commit fails as a serialization failure, which the application retries.
+        FOR v_try IN 0..{CHAINS - 1} LOOP
+            BEGIN
+                SELECT chain, next_id, hash INTO v_chain, v_first, v_head FROM audit_chain_head
+                 WHERE chain = (v_want - 1 + v_try) % {CHAINS} + 1 FOR UPDATE NOWAIT;
+            EXCEPTION WHEN serialization_failure OR lock_not_available THEN
+                v_chain := NULL;
+            END;
+            EXIT WHEN v_chain IS NOT NULL;
+        END LOOP;
+        IF v_chain IS NULL THEN
+            RAISE EXCEPTION 'the audit trail cannot chain this % transaction: every chain''s head moved since it began or is held',
+                current_setting('transaction_isolation')
+                USING ERRCODE = 'serialization_failure',
+                      HINT = 'Retry the transaction. The native capture (make pgext) takes the heads at their latest version at any isolation level.';
+        END IF;
     END IF;
     PERFORM set_config('sovren_audit.chain', v_chain::text, true);
     v_id := v_first - {CHAINS};
