@@ -23,7 +23,7 @@ The downgrade drops the triggers (from the partitions first) and gives the
 plpgsql function of 5e1c0a7b9d21 back where it is the plpgsql one.
 
 Revision ID: 8b4f1d6c2e90
-Revises: a5d3c8e1f2b7
+Revises: c4e8f1a2b3d5
 Create Date: 2026-12-06 23:05:00.000000
 
 Postgres operations run first, then MongoDB's (op.mongo_*), then Redis'
@@ -35,7 +35,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = '8b4f1d6c2e90'
-down_revision: Union[str, Sequence[str], None] = 'a5d3c8e1f2b7'
+down_revision: Union[str, Sequence[str], None] = 'c4e8f1a2b3d5'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -26,7 +26,7 @@ from tests.integration.test_audit_native import add_user, chain_ok
 
 pytestmark = pytest.mark.postgres
 
-REVISION, PREVIOUS = "8b4f1d6c2e90", "a5d3c8e1f2b7"
+REVISION, PREVIOUS = "8b4f1d6c2e90", "c4e8f1a2b3d5"
 EVENTS = "SELECT table_name, action, user_id, query, event_payload FROM audit_log ORDER BY event_id"
 TRUNCATE_TRIGGERS = ("SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                      "WHERE t.tgname LIKE '%\\_audit\\_truncate' ORDER BY 1")
