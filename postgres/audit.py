@@ -162,6 +162,28 @@ before (the walk does not evaluate a CHECK it trusts: the difference is the load
 Still missed: COPY at 0.5, which the CHECK alone cannot reach (capture, payloads,
 hashes and the heap and index inserts of the events are the rest of the callback).
 
+Where that leaves the COPY (measured once bench/audit_write.py started every COPY
+from the same table: 1,000 seeded users and a CHECKPOINT; before, each copied into
+the table the runs before it grew, the unaudited side first, into 1,000 rows, the
+audited side into 101,000 or more): an unaudited COPY of 100,000 users costs about
+7 us a row (a heap row and three index entries, two of them text); the audit trail
+adds about 0.8 us a row while the COPY runs (capture into the tuplestore) and about
+12.5 us a row at commit (load 0.5-2, one server, three rounds each): 0.34-0.36 of
+the unaudited rate. With audit_log's CHECK dropped for the measurement the same
+COPY gave 0.36-0.39, and with its (user_id, accessed_at) index dropped too 0.51: the
+rows alone (the payload and hash, a heap row of about 600 bytes, the primary key's
+entry, their WAL) cost as much as the COPY itself. A per-row trail with its CHECK and
+its user index cannot reach 0.5 of an unaudited COPY into users; that needs a
+bulk form of the events (one chained row per statement chunk carrying its events'
+Merkle root and keys, verify recomputing the root), which changes what G.2's and
+G.4's queries read (user_id and row security per event) and is a design decision
+of its own, not taken here.
+
+The heads are locked and moved below the executor since the fix for the snapshot
+isolation levels (pgext/sovren_audit: lock_head, update_head, which say why): perf
+of a one-client two-row pgbench backend, the pre-commit callback fell from 28.5 %
+to 21.2 % of its samples (the two SPI statements on the heads had been 13.4 %).
+
 What an event says. INSERT, UPDATE and DELETE: one event per row, details {"key": the row's primary
 key, "changed": the columns written (all of them for an insert or a delete)}, user_id the row's
 subject. TRUNCATE (revision 8b4f1d6c2e90; before it a TRUNCATE left nothing, and an auditor could

@@ -945,6 +945,23 @@ inserts_fire_triggers(Relation rel)
 				 t->trig_insert_before_statement || t->trig_insert_after_statement || t->trig_insert_new_table);
 }
 
+/* A relation's CHECKs compiled, in the current memory context, as ExecRelCheck does on first use in
+ * each statement (it reads and plans their stored text again each time): NULL when it has none, or
+ * when the relcache has not loaded them all (ExecRelCheck then compiles, and complains about, them). */
+static ExprState **
+compile_checks(Relation rel)
+{
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+	ExprState **checks;
+
+	if (constr == NULL || constr->num_check == 0 || constr->num_check != rel->rd_rel->relchecks)
+		return NULL;
+	checks = palloc(constr->num_check * sizeof(ExprState *));
+	for (int i = 0; i < constr->num_check; i++)
+		checks[i] = ExecInitExpr(expression_planner(stringToNode(constr->check[i].ccbin)), NULL);
+	return checks;
+}
+
 /* The partition's compiled CHECKs and column numbers, built once per relcache version. Called with
  * every lock of the commit taken, so no invalidation arrives while the entry is in use. */
 static PartEntry *
@@ -952,7 +969,6 @@ part_entry(Relation part)
 {
 	Oid relid = RelationGetRelid(part);
 	TupleDesc desc = RelationGetDescr(part);
-	TupleConstr *constr = desc->constr;
 	PartEntry *e = NULL;
 	MemoryContext cxt, old;
 	int found = 0, columns = 0;
@@ -974,13 +990,7 @@ part_entry(Relation part)
 	/* built under the transaction first: an error half way leaves nothing behind */
 	cxt = AllocSetContextCreate(CurTransactionContext, "sovren_audit partition", ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	e->checks = NULL;
-	if (constr && constr->num_check > 0 && constr->num_check == part->rd_rel->relchecks)
-	{
-		e->checks = palloc(constr->num_check * sizeof(ExprState *));
-		for (int i = 0; i < constr->num_check; i++)	/* what ExecRelCheck does on first use */
-			e->checks[i] = ExecInitExpr(expression_planner(stringToNode(constr->check[i].ccbin)), NULL);
-	}
+	e->checks = compile_checks(part);
 	for (int c = 0; c < L_NATTS; c++)
 		e->attnums[c] = InvalidAttrNumber;
 	for (int a = 0; a < desc->natts; a++)
@@ -1206,7 +1216,6 @@ heads_need_executor(Relation rel)
 static void
 compile_head_checks(Relation rel)
 {
-	TupleConstr *constr = RelationGetDescr(rel)->constr;
 	MemoryContext cxt, old;
 
 	if (head_checks_known)
@@ -1218,14 +1227,7 @@ compile_head_checks(Relation rel)
 	/* built under the transaction first: an error half way leaves nothing behind */
 	cxt = AllocSetContextCreate(CurTransactionContext, "sovren_audit heads", ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	if (constr && constr->num_check > 0 && constr->num_check == rel->rd_rel->relchecks)
-	{
-		ExprState **checks = palloc(constr->num_check * sizeof(ExprState *));
-
-		for (int i = 0; i < constr->num_check; i++)	/* what ExecRelCheck does on first use */
-			checks[i] = ExecInitExpr(expression_planner(stringToNode(constr->check[i].ccbin)), NULL);
-		head_checks = checks;
-	}
+	head_checks = compile_checks(rel);
 	MemoryContextSwitchTo(old);
 	MemoryContextSetParent(cxt, TopMemoryContext);
 	head_checks_cxt = cxt;

@@ -490,6 +490,17 @@ def test_an_update_trigger_on_the_heads_fires_when_a_head_moves(migrated):
     chain_ok(migrated, 3)
 
 
+def test_heads_without_their_primary_key_are_still_found_and_moved(migrated):
+    """The native path finds a head by its primary key; without one, the executor's statements do it."""
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        add_user(conn)
+        conn.execute("ALTER TABLE audit_chain_head DROP CONSTRAINT audit_chain_head_pkey")
+        add_user(conn)
+        add_user(conn)
+        assert conn.execute("SELECT count(*) FROM audit_chain_head").fetchone()[0] == CHAINS
+    chain_ok(migrated, 3)
+
+
 def test_heads_moved_while_an_old_snapshot_pins_their_versions_keep_their_index(migrated):
     """An open REPEATABLE READ transaction keeps every dead version of the heads: their page fills and
     the heads move off it (updates that are not HOT, new index entries). The primary key stays whole
