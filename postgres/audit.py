@@ -379,9 +379,12 @@ _COLUMNS = """(SELECT COALESCE(array_agg(a.attname::text) FILTER (WHERE NOT a.at
                    AS other, jsonb_agg(a.attname::text ORDER BY a.attname::text) AS cols
               FROM pg_attribute a JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
              WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped) AS c"""
-_EVENT = """jsonb_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'accessed_at', v_at, 'query', v_query,
+_EVENT = """jsonb_build_object('table', v_table, 'action', TG_OP, 'accessed_at', v_at, 'query', v_query,
                    'user_id', {row} -> 'user_id',
                    'details', jsonb_build_object('key', {row} - c.other, 'changed', {changed}))"""
+# The table a row event names (revision e7a2c9d4b61f): the root of the partition tree when the trigger is a
+# partition's (a statement naming operations_p2026_12 writes rows of operations), else the table itself.
+_TABLE = "v_table name := (SELECT c.relname FROM pg_class c WHERE c.oid = COALESCE(pg_partition_root(TG_RELID), TG_RELID));"
 # A statement's events are staged in chunks of STAGE_CHUNK (in order): a jsonb value holds at most
 # 256 MB, which a single COPY of about a million rows would pass as one array.
 STAGE_CHUNK = 10_000
@@ -414,6 +417,7 @@ stage_statement = _definer(
 DECLARE
     v_query text := sovren_audit_shape(current_query());
     v_at timestamp := clock_timestamp() AT TIME ZONE 'UTC';
+    {_TABLE}
 BEGIN
     IF TG_OP = 'INSERT' THEN
         {_STAGE.format(event=_ALL_CHANGED)}

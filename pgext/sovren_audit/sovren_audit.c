@@ -28,6 +28,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -612,7 +613,13 @@ sovren_audit_stage(PG_FUNCTION_ARGS)
 						errmsg("sovren_audit: one transaction writes to the audit trails of two schemas")));
 	find_shape_function(nsp);
 	shape = query_shape();
-	values[E_TABLE] = CStringGetTextDatum(RelationGetRelationName(trigdata->tg_relation));
+	/* a row written through a partition is a row of the audited table: its events name the root, as the
+	 * parent's trigger would (revision e7a2c9d4b61f); a TRUNCATE names what it emptied (8b4f1d6c2e90) */
+	if (strcmp(action, "TRUNCATE") != 0 && trigdata->tg_relation->rd_rel->relispartition)
+		values[E_TABLE] = CStringGetTextDatum(get_rel_name(llast_oid(get_partition_ancestors(
+			RelationGetRelid(trigdata->tg_relation)))));
+	else
+		values[E_TABLE] = CStringGetTextDatum(RelationGetRelationName(trigdata->tg_relation));
 	values[E_ACTION] = CStringGetTextDatum(action);
 	values[E_AT] = TimestampGetDatum(GetCurrentTimestamp());	/* clock_timestamp() AT TIME ZONE 'UTC' */
 	values[E_QUERY] = PointerGetDatum(shape);

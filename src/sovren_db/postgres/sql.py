@@ -80,13 +80,15 @@ def ensure_partitions(rule: PartitionRule) -> str:
     """Create the month partitions from this month to ``months_ahead`` ahead, and the default.
 
     Postgres clones a partitioned table's row triggers onto its partitions but not its
-    statement-level TRUNCATE triggers, and ``TRUNCATE partition`` never meets the parent's:
-    each partition created here gets the parent's TRUNCATE triggers (audit_log's guard)."""
+    statement-level triggers, and a statement naming a partition (``TRUNCATE partition``,
+    ``INSERT INTO partition``) never meets the parent's: each partition created here gets the
+    parent's statement-level triggers, with their transition tables (audit_log's TRUNCATE guard;
+    the audit triggers of operations, revisions 8b4f1d6c2e90 and e7a2c9d4b61f)."""
     table = _literal(rule.table)
     default = (f"""
     IF to_regclass({_literal(rule.default_name)}) IS NULL THEN
         EXECUTE format('CREATE TABLE %I PARTITION OF %I DEFAULT', {_literal(rule.default_name)}, {table});
-        {_copy_truncate_triggers(table, _literal(rule.default_name))}
+        {_copy_statement_triggers(table, _literal(rule.default_name))}
     END IF;""" if rule.default else "")
     return f"""DO $sovren$
 DECLARE
@@ -101,7 +103,7 @@ BEGIN
         IF to_regclass(v_name) IS NULL THEN
             EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
                            v_name, {table}, v_from, (v_from + interval '1 month')::date);
-            {_copy_truncate_triggers(table, "v_name")}
+            {_copy_statement_triggers(table, "v_name")}
         END IF;
     END LOOP;{default}
 END
@@ -130,13 +132,23 @@ END
 $sovren$"""]
 
 
-def _copy_truncate_triggers(table: str, partition: str) -> str:
-    """PL/pgSQL giving ``partition`` every TRUNCATE trigger of ``table`` (a record ``v_trigger`` is declared)."""
-    return f"""FOR v_trigger IN SELECT t.tgname, p.proname, CASE WHEN t.tgtype & 2 <> 0 THEN 'BEFORE' ELSE 'AFTER' END AS timing
+def _copy_statement_triggers(table: str, partition: str) -> str:
+    """PL/pgSQL giving ``partition`` every statement-level trigger of ``table`` (a record ``v_trigger``
+    is declared): its timing, events and transition tables. Written here rather than read back from
+    pg_get_triggerdef, whose text names the parent and would have to be edited. A trigger with a WHEN
+    condition or an UPDATE OF column list is not copied (none is declared on a partitioned table; its
+    copy would need the clause rebuilt)."""
+    return f"""FOR v_trigger IN SELECT t.tgname, p.proname, CASE WHEN t.tgtype & 2 <> 0 THEN 'BEFORE' ELSE 'AFTER' END AS timing,
+                       concat_ws(' OR ', CASE WHEN t.tgtype & 4 <> 0 THEN 'INSERT' END, CASE WHEN t.tgtype & 16 <> 0 THEN 'UPDATE' END,
+                                 CASE WHEN t.tgtype & 8 <> 0 THEN 'DELETE' END, CASE WHEN t.tgtype & 32 <> 0 THEN 'TRUNCATE' END) AS events,
+                       COALESCE(' REFERENCING ' || NULLIF(concat_ws(' ', 'OLD TABLE AS ' || quote_ident(t.tgoldtable),
+                                                                    'NEW TABLE AS ' || quote_ident(t.tgnewtable)), ''), '') AS referencing
                   FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
-                 WHERE t.tgrelid = {table}::regclass AND t.tgtype & 32 <> 0 AND NOT t.tgisinternal
+                 WHERE t.tgrelid = {table}::regclass AND t.tgtype & 1 = 0 AND NOT t.tgisinternal
+                   AND t.tgqual IS NULL AND t.tgattr = ''::int2vector
                    AND NOT EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = to_regclass({partition})
                                    AND x.tgname = t.tgname) LOOP
-                EXECUTE format('CREATE TRIGGER %I %s TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION %I()',
-                               v_trigger.tgname, v_trigger.timing, {partition}, v_trigger.proname);
+                EXECUTE format('CREATE TRIGGER %I %s %s ON %I%s FOR EACH STATEMENT EXECUTE FUNCTION %I()',
+                               v_trigger.tgname, v_trigger.timing, v_trigger.events, {partition}, v_trigger.referencing,
+                               v_trigger.proname);
             END LOOP;"""
