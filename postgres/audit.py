@@ -201,6 +201,24 @@ of operations. The application roles hold no TRUNCATE grant: only the owner or a
 truncates; a superuser's session_replication_role = replica skips these triggers as it skips the
 row triggers.
 
+DML naming a partition (revision e7a2c9d4b61f; before it ``INSERT INTO operations_p2026_12 ...``,
+an UPDATE or DELETE of it, left nothing): a statement trigger fires only for statements naming its
+table, and Postgres neither clones statement triggers onto partitions nor fires the parent's for a
+statement naming a partition. So every partition of operations carries ``operations_audit_insert``,
+``_update`` and ``_delete`` with the parent's transition tables (Postgres 15 allows them on a
+partition's statement triggers; only row triggers may not have them), given by the revision to the
+partitions present and by ensure_partitions (postgres/sql.py: it copies the parent's statement
+triggers) to those made later. No double counting: a statement on the parent fires the parent's
+statement triggers only, never a partition's. As for TRUNCATE, only the owner or a superuser writes a
+partition by name (the application roles hold no grant on partitions). Such an event names the root
+of the partition tree, ``operations`` (pg_partition_root on the plpgsql path, get_partition_ancestors
+in the C function), and is then byte for byte the event the same statement on the parent writes,
+but for the statement's shape, which names the partition: the row belongs to operations whichever
+name reached it (its key is operations' key), G.4's queries and an auditor's look for
+``table_name = 'operations'``, and the partition a row lives in is a storage detail that changes
+with its executed_at. A TRUNCATE names what it emptied instead: it carries no key, the partition is
+all it says, and truncating the parent already gives an event named operations.
+
 Only these triggers append: every function here is owner-only (EXECUTE revoked
 from PUBLIC); the trigger functions cannot be called at all, and audit_pending
 is granted to no role. ``sovren_audit_append`` (owner-only) records an event of
@@ -581,7 +599,9 @@ _TRANSITIONS = {"INSERT": "NEW TABLE AS new_rows", "UPDATE": "OLD TABLE AS old_r
 
 # A TRUNCATE trigger on a partitioned table (operations) is given to each of its partitions too
 # (sql.partition_truncate_trigger, ensure_partitions): Postgres truncates every partition of a
-# truncated parent, and a partition may be truncated alone; each is an event of its own.
+# truncated parent, and a partition may be truncated alone; each is an event of its own. The
+# INSERT, UPDATE and DELETE triggers are on each partition too (revision e7a2c9d4b61f, ensure_partitions),
+# their events named by the parent; `check` compares the parent's triggers, as for TRUNCATE.
 triggers = [
     *[Trigger(f"{table}_audit_{event.lower()}", table, "sovren_audit_stage", events=(event,), level="STATEMENT",
               referencing=referencing)

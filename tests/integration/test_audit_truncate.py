@@ -239,7 +239,7 @@ def test_a_partition_made_later_by_sovren_db_partitions_is_audited_too(migrated,
     chain_ok(migrated, 1)
 
 
-def revision_sql(project, direction: str) -> str:
+def revision_sql(project, direction: str, revision: str = REVISION) -> str:
     """The revision's SQL as `--sql` writes it: no server to ask which stage function is installed."""
     import importlib.util
     import io
@@ -249,7 +249,7 @@ def revision_sql(project, direction: str) -> str:
 
     import sovren_db.postgres.ops  # noqa: F401 - registers create_trigger and drop_trigger
 
-    path = next((project / "migrations" / "versions").glob(f"{REVISION}_*.py"))
+    path = next((project / "migrations" / "versions").glob(f"{revision}_*.py"))
     spec = importlib.util.spec_from_file_location("revision", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
