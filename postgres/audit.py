@@ -402,7 +402,12 @@ _EVENT = """jsonb_build_object('table', v_table, 'action', TG_OP, 'accessed_at',
                    'details', jsonb_build_object('key', {row} - c.other, 'changed', {changed}))"""
 # The table a row event names (revision e7a2c9d4b61f): the root of the partition tree when the trigger is a
 # partition's (a statement naming operations_p2026_12 writes rows of operations), else the table itself.
-_TABLE = "v_table name := (SELECT c.relname FROM pg_class c WHERE c.oid = COALESCE(pg_partition_root(TG_RELID), TG_RELID));"
+# pg_partition_root is NULL for a table outside any partition tree and the table itself for the root, so
+# users, payments and operations' own triggers read no catalog row (a simple expression, no query).
+_TABLE = "v_table name := TG_TABLE_NAME;"
+_ROOT = """IF pg_partition_root(TG_RELID) <> TG_RELID THEN
+        SELECT c.relname INTO v_table FROM pg_class c WHERE c.oid = pg_partition_root(TG_RELID);
+    END IF;"""
 # A statement's events are staged in chunks of STAGE_CHUNK (in order): a jsonb value holds at most
 # 256 MB, which a single COPY of about a million rows would pass as one array.
 STAGE_CHUNK = 10_000
@@ -437,6 +442,7 @@ DECLARE
     v_at timestamp := clock_timestamp() AT TIME ZONE 'UTC';
     {_TABLE}
 BEGIN
+    {_ROOT}
     IF TG_OP = 'INSERT' THEN
         {_STAGE.format(event=_ALL_CHANGED)}
           FROM (SELECT to_jsonb(r) AS j, {_NUMBERED} FROM new_rows r) AS s, {_COLUMNS}

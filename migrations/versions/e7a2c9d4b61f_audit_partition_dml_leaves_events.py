@@ -108,10 +108,17 @@ END
 
 ROW_TABLE = "jsonb_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'accessed_at', v_at, 'query', v_query,\n                   'user_id'"
 DECLARE_TABLE = """    v_at timestamp := clock_timestamp() AT TIME ZONE 'UTC';
-    v_table name := (SELECT c.relname FROM pg_class c WHERE c.oid = COALESCE(pg_partition_root(TG_RELID), TG_RELID));
+    v_table name := TG_TABLE_NAME;
+"""
+# pg_partition_root: NULL outside a partition tree, the table itself for the root; only a partition reads pg_class.
+FIND_ROOT = """BEGIN
+    IF pg_partition_root(TG_RELID) <> TG_RELID THEN
+        SELECT c.relname INTO v_table FROM pg_class c WHERE c.oid = pg_partition_root(TG_RELID);
+    END IF;
 """
 STAGE = (PREVIOUS_STAGE.replace(ROW_TABLE, ROW_TABLE.replace('TG_TABLE_NAME', 'v_table'))
-         .replace("    v_at timestamp := clock_timestamp() AT TIME ZONE 'UTC';\n", DECLARE_TABLE, 1))
+         .replace("    v_at timestamp := clock_timestamp() AT TIME ZONE 'UTC';\n", DECLARE_TABLE, 1)
+         .replace("BEGIN\n", FIND_ROOT, 1))
 
 # The three triggers of an audited table, on each partition of it that lacks them (upgrade) or has them
 # (downgrade). Statement triggers: Postgres neither clones them onto partitions nor drops them with the parent's.
