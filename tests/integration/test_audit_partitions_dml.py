@@ -21,10 +21,8 @@ import pytest
 
 from sovren_db import commands
 from sovren_db.core.config import load_settings
-from sovren_db.postgres import audit_capture
-from sovren_db.services.local import AUDIT_LIBRARY_DIR
 from tests.integration.test_audit_native import add_user, chain_ok
-from tests.integration.test_audit_truncate import masked, partitions, revision_sql, stage
+from tests.integration.test_audit_truncate import masked, on_both_paths, partitions, revision_sql, stage
 
 pytestmark = pytest.mark.postgres
 
@@ -199,25 +197,15 @@ def test_the_downgrade_removes_the_triggers_and_the_upgrade_puts_them_back(proje
 def test_both_capture_paths_write_the_same_bytes_for_a_partition(project, pg_url, monkeypatch):
     """plpgsql first, then the C function swapped in (as revision 5e1c0a7b9d21 installs it): the same
     statements naming a partition give payloads that differ only in the times, the chain and the link."""
-    if not (AUDIT_LIBRARY_DIR / "sovren_audit.so").exists():
-        pytest.skip("pgext/sovren_audit is not built (make pgext): only the plpgsql path can run")
-    monkeypatch.setenv("SOVREN_DB_AUDIT_CAPTURE", "plpgsql")
-    commands.migrate(load_settings(project))
-    payloads = {}
-    with psycopg.connect(pg_url) as conn:
-        user, ids, part = add_user(conn, f"p{uuid.uuid4().hex[:6]}"), two_ids(), this_month(conn)
-        conn.commit()
-    for path in ("plpgsql", "native"):
-        with psycopg.connect(pg_url) as conn:
-            if path == "native":
-                conn.execute(audit_capture.NATIVE_STAGE)
-                conn.execute(audit_capture.OWNER_ONLY)
-                conn.commit()
-            assert audit_capture.native_installed(conn) == (path == "native")
-            since = len(operation_events(conn))
-            write(conn, part, user, ids)
+    payloads, ids = {}, two_ids()
+    for path, conn in on_both_paths(project, pg_url, monkeypatch):
+        if path == "plpgsql":
+            user, part = add_user(conn, f"p{uuid.uuid4().hex[:6]}"), this_month(conn)
             conn.commit()
-            payloads[path] = [masked(json.dumps(e, sort_keys=True)) for _, _, e in operation_events(conn, since)]
+        since = len(operation_events(conn))
+        write(conn, part, user, ids)
+        conn.commit()
+        payloads[path] = [masked(json.dumps(e, sort_keys=True)) for _, _, e in operation_events(conn, since)]
     assert len(payloads["plpgsql"]) == 6 and payloads["plpgsql"] == payloads["native"]
     assert all('"table": "operations"' in p for p in payloads["native"])
     with psycopg.connect(pg_url) as conn:

@@ -149,14 +149,13 @@ def masked(payload: str) -> str:
     return MASKED.sub(lambda m: f'"{m.group(1) or m.group(2)}": _', payload)
 
 
-def test_both_capture_paths_write_the_same_bytes(project, pg_url, monkeypatch):
-    """plpgsql first, then the C function swapped in (as revision 5e1c0a7b9d21 installs it): the same
-    statements give payloads that differ only in the times, the chain and the link."""
+def on_both_paths(project, pg_url, monkeypatch):
+    """A migration choosing plpgsql, then a connection on each path: plpgsql, then the C function swapped in
+    (as revision 5e1c0a7b9d21 installs it). Skips, saying why, where the library is not built."""
     if not (AUDIT_LIBRARY_DIR / "sovren_audit.so").exists():
         pytest.skip("pgext/sovren_audit is not built (make pgext): only the plpgsql path can run")
     monkeypatch.setenv("SOVREN_DB_AUDIT_CAPTURE", "plpgsql")
     commands.migrate(load_settings(project))
-    payloads = {}
     for path in ("plpgsql", "native"):
         with psycopg.connect(pg_url) as conn:
             if path == "native":
@@ -164,13 +163,21 @@ def test_both_capture_paths_write_the_same_bytes(project, pg_url, monkeypatch):
                 conn.execute(audit_capture.OWNER_ONLY)
                 conn.commit()
             assert audit_capture.native_installed(conn) == (path == "native")
-            seeded(conn)
-            # ids tell no order across commits (each commit takes a free chain); created_at does
-            since = conn.execute("SELECT max(created_at) FROM audit_log").fetchone()[0]
-            conn.execute("TRUNCATE users CASCADE")
-            conn.commit()
-            payloads[path] = sorted(masked(p) for p, in conn.execute(
-                "SELECT event_payload FROM audit_log WHERE created_at > %s", (since,)))
+            yield path, conn
+
+
+def test_both_capture_paths_write_the_same_bytes(project, pg_url, monkeypatch):
+    """plpgsql first, then the C function swapped in (as revision 5e1c0a7b9d21 installs it): the same
+    statements give payloads that differ only in the times, the chain and the link."""
+    payloads = {}
+    for path, conn in on_both_paths(project, pg_url, monkeypatch):
+        seeded(conn)
+        # ids tell no order across commits (each commit takes a free chain); created_at does
+        since = conn.execute("SELECT max(created_at) FROM audit_log").fetchone()[0]
+        conn.execute("TRUNCATE users CASCADE")
+        conn.commit()
+        payloads[path] = sorted(masked(p) for p, in conn.execute(
+            "SELECT event_payload FROM audit_log WHERE created_at > %s", (since,)))
     assert len(payloads["plpgsql"]) > 3 and payloads["plpgsql"] == payloads["native"]
     with psycopg.connect(pg_url) as conn:
         total = conn.execute("SELECT count(*) FROM audit_log").fetchone()[0]
