@@ -58,9 +58,11 @@ def isolate_replica(group) -> None:
 
 def promoted(group) -> None:
     """Kill the master with kill -9 and wait until Sentinel names the replica as the master (and
-    knows the old one, now listed as its replica, is down)."""
-    redis_py.Redis(port=group.replica.port, password=group.password).config_set("masterauth", group.password)
+    knows the old one, now listed as its replica, is down). The master dies before the replica
+    gets its password back: the other way round, the replica could reconnect in between and
+    receive what isolate_replica meant it to lose (a flaky test_sentinel_failover)."""
     os.kill(group.master.pid, signal.SIGKILL)
+    redis_py.Redis(port=group.replica.port, password=group.password).config_set("masterauth", group.password)
     deadline = time.monotonic() + 60
     sentinel = redis_py.Redis(port=group.sentinel.port)
     while not (_serving(sentinel.sentinel_master(group.name), group.replica.port)
