@@ -119,12 +119,13 @@ typedef struct HeldHead
 	TupleTableSlot *slot;		/* the locked version */
 	EState *estate;
 	ResultRelInfo *rri;
-	AttrNumber chain, next, hash;
 } HeldHead;
 
 static HeldHead held;
-static ExprState **head_checks = NULL;	/* audit_chain_head's compiled CHECKs */
+/* What lock_head and update_head need of audit_chain_head, worked out once per relcache version */
+static ExprState **head_checks = NULL;	/* its compiled CHECKs */
 static MemoryContext head_checks_cxt = NULL;
+static AttrNumber head_chain, head_next, head_hash;	/* its columns (InvalidAttrNumber: not there) */
 static bool head_checks_known = false;	/* cleared with heads_known */
 
 static int spi_latest(SPIPlanPtr plan, Datum *args, const char *nulls, long count);
@@ -756,8 +757,10 @@ put_jsonb(StringInfo out, Jsonb *value)
 		JsonbToCString(out, &value->root, VARSIZE(value));
 }
 
+/* The part of every payload of a commit that is the same for all its events: created_at, the actor and
+ * the chain are the commit's; rendered once, not once per event. */
 static char *
-payload_text(Datum *values, bool *nulls, Timestamp at, const char *actor, int chain, const char *prev)
+payload_head(Timestamp at, const char *actor, int chain)
 {
 	StringInfoData out;
 
@@ -773,6 +776,16 @@ payload_text(Datum *values, bool *nulls, Timestamp at, const char *actor, int ch
 		appendStringInfo(&out, "%d", chain);
 	}
 	put_key(&out, "query");
+	return out.data;
+}
+
+static char *
+payload_text(const char *head, Datum *values, bool *nulls, const char *prev)
+{
+	StringInfoData out;
+
+	initStringInfo(&out);
+	appendStringInfoString(&out, head);
 	if (nulls[E_QUERY])
 		appendStringInfoString(&out, "null");
 	else
@@ -793,11 +806,12 @@ payload_text(Datum *values, bool *nulls, Timestamp at, const char *actor, int ch
 	return out.data;
 }
 
-/* encode(digest(payload || event_id::text, 'sha256'), 'hex') */
+/* encode(digest(payload || event_id::text, 'sha256'), 'hex'), with the commit's one context (creating
+ * one per event, an OpenSSL context and its resource-owner entry, cost more than the hash of a short
+ * payload) */
 static char *
-event_hash(const char *payload, int64 id)
+event_hash(pg_cryptohash_ctx *ctx, const char *payload, int64 id)
 {
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
 	uint8 digest[PG_SHA256_DIGEST_LENGTH];
 	char number[24];
 	char *hex = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 1);
@@ -807,7 +821,6 @@ event_hash(const char *payload, int64 id)
 		pg_cryptohash_update(ctx, (const uint8 *) number, strlen(number)) < 0 ||
 		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
 		elog(ERROR, "sovren_audit: sha256 failed: %s", pg_cryptohash_error(ctx));
-	pg_cryptohash_free(ctx);
 	hex[hex_encode((const char *) digest, PG_SHA256_DIGEST_LENGTH, hex)] = '\0';
 	return hex;
 }
@@ -1313,12 +1326,27 @@ heads_need_executor(Relation rel)
 }
 
 static void
-compile_head_checks(Relation rel)
+know_heads(Relation rel)
 {
 	MemoryContext cxt, old;
+	TupleDesc desc = RelationGetDescr(rel);
 
 	if (head_checks_known)
 		return;
+	head_chain = head_next = head_hash = InvalidAttrNumber;
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+
+		if (att->attisdropped)
+			continue;
+		if (strcmp(NameStr(att->attname), "chain") == 0 && att->atttypid == INT8OID)
+			head_chain = att->attnum;
+		else if (strcmp(NameStr(att->attname), "next_id") == 0 && att->atttypid == INT8OID)
+			head_next = att->attnum;
+		else if (strcmp(NameStr(att->attname), "hash") == 0 && att->atttypid == TEXTOID)
+			head_hash = att->attnum;
+	}
 	if (head_checks_cxt)
 		MemoryContextDelete(head_checks_cxt);
 	head_checks_cxt = NULL;
@@ -1373,12 +1401,10 @@ static bool
 lock_head(int want, int *chain, int64 *next, char **hash, MemoryContext cxt)
 {
 	Relation rel;
-	TupleDesc desc;
 	Relation index;
 	Oid pk;
 	TupleTableSlot *slot;
 	int found = 0;
-	AttrNumber a_chain = InvalidAttrNumber, a_next = InvalidAttrNumber, a_hash = InvalidAttrNumber;
 	TM_FailureData tmfd;
 	TM_Result result = TM_WouldBlock;
 	bool isnull;
@@ -1392,30 +1418,16 @@ lock_head(int want, int *chain, int64 *next, char **hash, MemoryContext cxt)
 		table_close(rel, NoLock);
 		return false;
 	}
-	desc = RelationGetDescr(rel);
-	for (int a = 0; a < desc->natts; a++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, a);
-
-		if (att->attisdropped)
-			continue;
-		if (strcmp(NameStr(att->attname), "chain") == 0 && att->atttypid == INT8OID)
-			a_chain = att->attnum;
-		else if (strcmp(NameStr(att->attname), "next_id") == 0 && att->atttypid == INT8OID)
-			a_next = att->attnum;
-		else if (strcmp(NameStr(att->attname), "hash") == 0 && att->atttypid == TEXTOID)
-			a_hash = att->attnum;
-	}
+	know_heads(rel);
 	index = index_open(pk, RowExclusiveLock);
-	if (a_chain == InvalidAttrNumber || a_next == InvalidAttrNumber || a_hash == InvalidAttrNumber ||
+	if (head_chain == InvalidAttrNumber || head_next == InvalidAttrNumber || head_hash == InvalidAttrNumber ||
 		index->rd_rel->relam != BTREE_AM_OID || index->rd_index->indnkeyatts != 1 ||
-		index->rd_index->indkey.values[0] != a_chain || index->rd_opcintype[0] != INT8OID)
+		index->rd_index->indkey.values[0] != head_chain || index->rd_opcintype[0] != INT8OID)
 	{
 		index_close(index, NoLock);
 		table_close(rel, NoLock);
 		return false;
 	}
-	compile_head_checks(rel);
 	slot = table_slot_create(rel, NULL);
 	*chain = 0;
 	for (int i = 0; i <= CHAINS && *chain == 0; i++)
@@ -1435,7 +1447,7 @@ lock_head(int want, int *chain, int64 *next, char **hash, MemoryContext cxt)
 			break;				/* our own change to the row, or something else: the executor's business */
 	}
 	index_close(index, NoLock);
-	if (*chain == 0 || DatumGetInt64(slot_getattr(slot, a_chain, &isnull)) != *chain)
+	if (*chain == 0 || DatumGetInt64(slot_getattr(slot, head_chain, &isnull)) != *chain)
 	{
 		ExecDropSingleTupleTableSlot(slot);
 		table_close(rel, NoLock);
@@ -1443,16 +1455,13 @@ lock_head(int want, int *chain, int64 *next, char **hash, MemoryContext cxt)
 			elog(ERROR, "sovren_audit: audit_chain_head has no row for any chain");
 		return false;
 	}
-	*next = DatumGetInt64(slot_getattr(slot, a_next, &isnull));
+	*next = DatumGetInt64(slot_getattr(slot, head_next, &isnull));
 	if (isnull)
 		elog(ERROR, "sovren_audit: the head of chain %d has no next_id", *chain);
-	v = slot_getattr(slot, a_hash, &isnull);
+	v = slot_getattr(slot, head_hash, &isnull);
 	*hash = isnull ? NULL : MemoryContextStrdup(cxt, TextDatumGetCString(v));
 	held.rel = rel;
 	held.slot = slot;
-	held.chain = a_chain;
-	held.next = a_next;
-	held.hash = a_hash;
 	held.estate = CreateExecutorState();
 	held.rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(held.rri, rel, 0, NULL, 0);
@@ -1474,10 +1483,10 @@ update_head(int64 next, const char *hash)
 	HeapTuple updated;
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
 
-	values[held.next - 1] = Int64GetDatum(next);
-	replace[held.next - 1] = true;
-	values[held.hash - 1] = CStringGetTextDatum(hash);
-	replace[held.hash - 1] = true;
+	values[head_next - 1] = Int64GetDatum(next);
+	replace[head_next - 1] = true;
+	values[head_hash - 1] = CStringGetTextDatum(hash);
+	replace[head_hash - 1] = true;
 	updated = heap_modify_tuple(old, desc, values, nulls, replace);
 	ExecStoreHeapTuple(updated, slot, false);
 	if (desc->constr)
@@ -1604,12 +1613,16 @@ chain_events(void)
 	Chunk chunk = {0};
 	RowWriter *writer;
 	Datum actor_text;
+	char *common;
+	pg_cryptohash_ctx *sha;
 
 	chain = take_head(&id, &head, chunk_cxt);	/* id: the chain's next id; ids advance by CHAINS */
 	at = GetCurrentTimestamp();	/* read under the lock: created_at grows with event_id in a chain */
 	first = id;
 	writer = open_writer(chain_nsp, at, n_events);	/* NULL: through the executor, append_plan */
 	actor_text = CStringGetTextDatum(actor);
+	common = payload_head(at, actor, chain);
+	sha = pg_cryptohash_create(PG_SHA256);
 	merge_dropped();
 	tuplestore_rescan(events);
 	for (read = 0; tuplestore_gettupleslot(events, true, false, slot); read++)
@@ -1630,8 +1643,8 @@ chain_events(void)
 			}
 		}
 		slot_getallattrs(slot);
-		payload = payload_text(slot->tts_values, slot->tts_isnull, at, actor, chain, head ? head : "");
-		hash = event_hash(payload, id);
+		payload = payload_text(common, slot->tts_values, slot->tts_isnull, head ? head : "");
+		hash = event_hash(sha, payload, id);
 		id += stride;
 		add_to_chunk(&chunk, slot, head, hash, payload);
 		head = hash;
@@ -1652,6 +1665,7 @@ chain_events(void)
 	if (read != n_events)		/* never commit with events missing from the chain */
 		elog(ERROR, "sovren_audit: read " INT64_FORMAT " of the transaction's " INT64_FORMAT " events back",
 			 read, n_events);
+	pg_cryptohash_free(sha);
 	if (chunk.n > 0 && writer)
 		write_rows(writer, &chunk, first, at, actor_text);
 	else if (chunk.n > 0)

@@ -501,6 +501,30 @@ def test_heads_without_their_primary_key_are_still_found_and_moved(migrated):
     chain_ok(migrated, 3)
 
 
+def test_a_backend_follows_the_heads_columns_when_they_move(migrated):
+    """A backend keeps the heads' column numbers between commits (sovren_audit.c, know_heads); when
+    another session rebuilds next_id and hash as new columns (new attribute numbers, the old ones
+    dropped), its next commit reads and moves the new ones. Fails when the kept numbers outlive the
+    change (the next id read from a dropped column, the move written into one)."""
+    with psycopg.connect(migrated, autocommit=True) as writer, psycopg.connect(migrated, autocommit=True) as ddl:
+        add_user(writer)
+        before = ddl.execute("SELECT attnum FROM pg_attribute WHERE attrelid = 'audit_chain_head'::regclass "
+                             "AND attname = 'next_id'").fetchone()[0]
+        with ddl.transaction():
+            for column, kind in (("next_id", "bigint"), ("hash", "text")):
+                ddl.execute(f"ALTER TABLE audit_chain_head ADD COLUMN moved {kind}")
+                ddl.execute(f"UPDATE audit_chain_head SET moved = {column}")
+                ddl.execute(f"ALTER TABLE audit_chain_head DROP COLUMN {column}")
+                ddl.execute(f"ALTER TABLE audit_chain_head RENAME COLUMN moved TO {column}")
+            ddl.execute("ALTER TABLE audit_chain_head ALTER COLUMN next_id SET NOT NULL")
+        after = ddl.execute("SELECT attnum FROM pg_attribute WHERE attrelid = 'audit_chain_head'::regclass "
+                            "AND attname = 'next_id'").fetchone()[0]
+        assert after != before
+        add_user(writer)
+        add_user(writer)
+    chain_ok(migrated, 3)
+
+
 def test_heads_moved_while_an_old_snapshot_pins_their_versions_keep_their_index(migrated):
     """An open REPEATABLE READ transaction keeps every dead version of the heads: their page fills and
     the heads move off it (updates that are not HOT, new index entries). The primary key stays whole
