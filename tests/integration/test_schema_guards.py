@@ -114,6 +114,7 @@ def test_card_last4_is_four_digits(migrated, last4):
             conn.execute(PAYMENT, (uuid.uuid4(), user, "stripe", "tok", last4))
 
 
+@pytest.mark.filterwarnings("error::sqlalchemy.exc.SAWarning")  # reading the NOT VALID constraint warned once
 def test_check_names_a_pci_column_whose_constraint_is_missing_or_not_validated(project, migrated):
     assert codes(project, "pci-unchecked") == []
     with psycopg.connect(migrated, autocommit=True) as conn:
@@ -125,3 +126,20 @@ def test_check_names_a_pci_column_whose_constraint_is_missing_or_not_validated(p
         conn.execute("ALTER TABLE payments ADD COLUMN note text")
     assert codes(project, "pci-unchecked") == ["column payments.provider", "column payments.provider_token",
                                                "column payments.note", "column payments.card_last4"]
+
+
+@pytest.mark.filterwarnings("error::sqlalchemy.exc.SAWarning")
+def test_check_reads_not_valid_and_no_inherit_check_constraints_without_a_warning(project, migrated):
+    """PostgreSQL reports these options as a CHECK constraint's dialect_options, which SQLAlchemy's reflection
+    passed on as a keyword of no dialect (SAWarning); postgres/tables.py gives not_valid as postgresql_not_valid
+    and leaves out no_inherit, which CheckConstraint would refuse (ArgumentError). Neither is drift."""
+    settings = load_settings(project)
+    before = commands.check(settings)
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute("ALTER TABLE users ADD CONSTRAINT users_named CHECK (username <> '') NOT VALID")
+        conn.execute("ALTER TABLE users ADD CONSTRAINT users_mailed CHECK (email <> '') NO INHERIT")
+        assert conn.execute("SELECT count(*) FROM pg_constraint WHERE conname IN ('users_named', 'users_mailed') "
+                            "AND conrelid = 'users'::regclass").fetchone()[0] == 2
+    after = commands.check(settings)
+    assert after.exit_code == before.exit_code
+    assert [(f.code, f.object) for f in after.findings] == [(f.code, f.object) for f in before.findings]

@@ -80,16 +80,44 @@ def test_a_writer_that_never_stops_is_refused_naming_the_count(backend, client, 
     assert old_keys(client) == [] and client.dbsize() == 101
 
 
-class Writer(threading.Thread):
+class Worker(threading.Thread):
+    """A thread that keeps what its ``work`` raised: pytest only warns of an exception in a thread (and the
+    test passed without the thread's part), so ``joined`` raises it in the test."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except BaseException as error:  # noqa: BLE001 - raised again by joined, in the test
+            self.error = error
+
+    def work(self) -> None:
+        raise NotImplementedError
+
+
+def joined(workers: list[Worker], timeout: float = 60) -> None:
+    """Waits for each worker; the first exception one raised fails the test, with the thread's traceback."""
+    for worker in workers:
+        worker.join(timeout)
+        assert not worker.is_alive(), f"{worker.name} still runs after {timeout} s"
+    for worker in workers:
+        if worker.error is not None:
+            raise worker.error
+
+
+class Writer(Worker):
     """Sets old-pattern keys (rewrites and fresh ones) at about ``rate`` a second until told to stop."""
 
     def __init__(self, client, count: int, rate: float, stop: threading.Event):
-        super().__init__(daemon=True)
+        super().__init__()
         self.client, self.count, self.pause, self.stop = client, count, 1 / rate, stop
         self.last: dict[bytes, bytes] = {}
         self.wrote_300 = threading.Event()
 
-    def run(self) -> None:
+    def work(self) -> None:
         n = 0
         while not self.stop.wait(self.pause):
             key = f"sess:{random.randrange(self.count * 11 // 10)}".encode()
@@ -133,26 +161,30 @@ def writer_through_a_move(backend, client, writer_client, monkeypatch) -> None:
     writer.start()
     backend.execute(ops.RenameKeyFamilyOp(OLD, NEW, batch=200, rate=10_000))
     stop.set()
-    writer.join()
+    joined([writer])
     assert len(writer.last) > 300
     assert old_keys(client) == []
     assert {key: client.get(new_of(key)) for key in writer.last} == writer.last
 
 
-class Reader(threading.Thread):
-    """Reads keys that always exist through the registry (a service of the old name) and counts misses."""
+class Reader(Worker):
+    """Reads keys that always exist through the registry (a service that knows the family as ``name``) and
+    counts misses."""
 
-    def __init__(self, client, count: int, stop: threading.Event):
-        super().__init__(daemon=True)
-        self.follower = FamilyFollower(client, "sess", max_age=0.05)
+    def __init__(self, client, name: str, count: int, stop: threading.Event):
+        super().__init__()
+        self.follower = FamilyFollower(client, name, max_age=0.05)
         self.count, self.stop, self.reads, self.misses = count, stop, 0, []
+        self.read_100 = threading.Event()
 
-    def run(self) -> None:
+    def work(self) -> None:
         while not self.stop.is_set():
             user = str(random.randrange(self.count))
             if self.follower.read(user_id=user) is None:
                 self.misses.append(user)
             self.reads += 1
+            if self.reads == 100:
+                self.read_100.set()
 
 
 def test_registry_followers_see_no_miss_through_an_overlap_move(backend, client, redis_url):
@@ -166,10 +198,13 @@ def test_registry_followers_see_no_miss_through_an_overlap_move_on_a_cluster(clu
 
 
 def readers_through_an_overlap_move(backend, client, connect_reader) -> None:
+    """Services of the old name read through the move and the overlap; as deployment would, they make way
+    for services of the new name before the contract, which retires the old name (a follower of it then
+    raises LookupError), and those read through the contract's sweep."""
     seed(client, 20_000)
     backend.execute(ops.DeclareKeyFamilyOp(OLD))
     stop = threading.Event()
-    readers = [Reader(connect_reader(), 20_000, stop) for _ in range(2)]
+    readers = [Reader(connect_reader(), "sess", 20_000, stop) for _ in range(2)]
     for reader in readers:
         reader.start()
     backend.execute(ops.RenameKeyFamilyOp(OLD, NEW, overlap=True, batch=200, rate=10_000))
@@ -179,12 +214,22 @@ def readers_through_an_overlap_move(backend, client, connect_reader) -> None:
     follower = FamilyFollower(client, "sess")
     assert follower.key(user_id="7") == b"session:v2:7"  # the old name's service writes the new pattern
     client.set("sess:late", "written by a service that ignores the registry")
-    backend.execute(ops.ContractKeyFamilyOp(OLD, NEW))
     stop.set()
-    for reader in readers:
-        reader.join()
+    joined(readers)
     assert sum(r.reads for r in readers) > 1000
     assert [r.misses for r in readers] == [[], []]
+
+    stop = threading.Event()
+    successors = [Reader(connect_reader(), "session", 20_000, stop) for _ in range(2)]
+    for reader in successors:
+        reader.start()
+    assert all(reader.read_100.wait(60) for reader in successors)
+    backend.execute(ops.ContractKeyFamilyOp(OLD, NEW))
+    stop.set()
+    joined(successors)
+    assert [r.misses for r in successors] == [[], []]
+    with pytest.raises(LookupError, match="family 'sess' is not published"):
+        FamilyFollower(client, "sess").read(user_id="7")
     assert set(backend.registry()) == {"family:session"} and "fallback" not in backend.registry()["family:session"]
     assert old_keys(client) == [] and client.get("session:v2:late") is not None
 

@@ -30,7 +30,17 @@ This comparator runs first for ``("schema", "tables")`` and stops Alembic's own:
   emits create/drop table operations, applies include_object and include_name,
   and dispatches the ``"table"`` and ``"column"`` comparators, so columns,
   types, server defaults, indexes, unique constraints, foreign keys and comments
-  are compared exactly as Alembic compares them.
+  are compared exactly as Alembic compares them;
+- a reflected CHECK constraint's dialect options (PostgreSQL reports
+  ``{"dialect_options": {"not_valid": True}}`` for a NOT VALID one, and
+  ``no_inherit`` for NO INHERIT) are given as the keywords ``CheckConstraint``
+  takes (``postgresql_not_valid=True``): SQLAlchemy's reflection
+  (``Inspector._reflect_check_constraints``, 2.1) passes each entry whole as
+  ``CheckConstraint(**entry)``, so ``dialect_options=`` reached it as a keyword
+  of no dialect ("Can't validate argument 'dialect_options'"), while it unpacks
+  the same key for indexes and unique constraints. An option the dialect does
+  not take on a CHECK constraint (``no_inherit``) is left out: the constraint
+  would refuse it, and Alembic does not compare CHECK constraints.
 """
 
 from __future__ import annotations
@@ -43,7 +53,7 @@ from alembic.autogenerate.compare.tables import _compare_tables
 from alembic.autogenerate.compare.util import _InspectorConv
 from alembic.ddl.postgresql import PostgresqlImpl
 from alembic.util import DispatchPriority, PriorityDispatchResult
-from sqlalchemy import Float, Numeric, text
+from sqlalchemy import CheckConstraint, Float, Numeric, text
 from sqlalchemy.dialects.postgresql import BIGINT, INTEGER
 from sqlalchemy.util import OrderedSet
 
@@ -128,6 +138,20 @@ def _read_in_bulk(autogen_context, schema_name: str | None, tablenames: list[str
             autogen_context.connection, schema_name, tablenames)
     # ``available`` keeps the partitions: with them, reading 300 of 1,500 tables filters by name.
     _InspectorConv(inspector).pre_cache_tables(schema_name, tablenames, available)
+    _check_options_as_keywords(autogen_context)
+
+
+def _check_options_as_keywords(autogen_context) -> None:
+    """The bulk-read CHECK constraints' ``dialect_options`` as ``postgresql_<option>`` keys (module docstring)."""
+    checks = autogen_context.inspector.info_cache.get("alembic_check_constraints")
+    if not isinstance(checks, dict):
+        return
+    dialect = autogen_context.dialect
+    taken = dict(getattr(dialect, "construct_arguments", None) or ()).get(CheckConstraint, {})
+    for table in checks.values():
+        for check in table or ():
+            options = check.pop("dialect_options", None) or {}
+            check.update({f"{dialect.name}_{key}": value for key, value in options.items() if key in taken})
 
 
 def table_options(connection, schema_name: str | None, names: list[str]) -> dict[tuple, dict[str, Any]]:

@@ -13,6 +13,9 @@ The protocol, for services in any language:
   under its new name before its old name is deleted, so a key that exists is
   found by one of the three reads (the third catches a move between the first two).
 - Re-read the registry when a read misses, and at least every ``max_age`` seconds.
+- The contract retires the old name: deploy every service with the new name
+  first. A follower of the old name then raises LookupError (the family is
+  not published), rather than guess where its keys went.
 """
 
 from __future__ import annotations
