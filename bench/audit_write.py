@@ -147,20 +147,25 @@ def reset_users(url: str) -> None:
         conn.execute("CHECKPOINT")
 
 
-def copy_users(url: str, rows: int) -> float:
-    """Rows per second of one COPY of ``rows`` new users into the 1,000 seeded ones."""
+def copy_users(url: str, rows: int) -> tuple[float, float, float]:
+    """(rows per second, seconds of the COPY statement, seconds of its COMMIT) of one COPY of ``rows``
+    new users into the 1,000 seeded ones. The audit trail works in both: capture at the statement's
+    end, the chain (payloads, hashes, the events' rows) at commit."""
     reset_users(url)
     buffer = io.StringIO()
     for _ in range(rows):
         u = uuid.uuid4()
         buffer.write(f"{u}\tuser-{u.hex}\tx\t{u.hex}@example.com\tpro\n")
     data = buffer.getvalue().encode()
-    began = time.perf_counter()
     with psycopg.connect(url) as conn:
+        began = time.perf_counter()
         with conn.cursor().copy("COPY users (user_id, username, password_hash, email, subscription_tier) "
                                 "FROM STDIN") as copy:
             copy.write(data)
-    return rows / (time.perf_counter() - began)
+        copied = time.perf_counter()
+        conn.commit()
+        ended = time.perf_counter()
+    return rows / (ended - began), copied - began, ended - copied
 
 
 def best_of(url: str, repeat: int, paths: dict[str, str], measure) -> dict[str, object]:
@@ -222,11 +227,15 @@ def run(url: str, args: argparse.Namespace, tmp: Path) -> list[str]:
         if clients == 8 and a_p99 >= 4:
             missed.append(f"p99 at 8 clients {a_p99:.2f} ms >= 4 ms")
     best = best_of(url, args.repeat, paths, lambda: copy_users(url, args.copy_rows))
-    print(f"COPY {args.copy_rows:,} users: unaudited {best[UNAUDITED]:9,.0f} rows/s")
+    u_rate, u_copy, u_commit = best[UNAUDITED]
+    print(f"COPY {args.copy_rows:,} users: unaudited {u_rate:9,.0f} rows/s (statement {u_copy:.2f} s, commit "
+          f"{u_commit:.2f} s)")
     for side in paths:
-        print(f"  {side:8} {best[side]:9,.0f} rows/s | ratio {best[side] / best[UNAUDITED]:.2f} (target >= 0.5)")
-    if best[judged] / best[UNAUDITED] < 0.5:
-        missed.append(f"COPY ratio {best[judged] / best[UNAUDITED]:.2f} < 0.5")
+        rate, copied, committed = best[side]
+        print(f"  {side:8} {rate:9,.0f} rows/s (statement {copied:.2f} s, commit {committed:.2f} s) | ratio "
+              f"{rate / u_rate:.2f} (target >= 0.5)")
+    if best[judged][0] / u_rate < 0.5:
+        missed.append(f"COPY ratio {best[judged][0] / u_rate:.2f} < 0.5")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.profile or args.smoke:  # --smoke runs it too, so that CI proves it works
         profile(url, script, args.seconds, tmp)
