@@ -506,10 +506,53 @@ END
 """,
 )
 
+# Every partition of an audited partitioned table (operations), at any depth, given the audit triggers of the root
+# it lacks (revision f3b9d2a7c5e1): Postgres never clones statement triggers onto a partition, and a statement naming
+# a partition fires only the partition's own, so a partition made by hand (CREATE TABLE ... PARTITION OF, ATTACH
+# PARTITION) left DML and TRUNCATE naming it without events. Called by the guard at the end of every command it sees
+# (a superuser's CREATE TABLE or ALTER TABLE, which is where a partition appears) and once by the revision (partitions
+# made by hand before it). The same definitions as ensure_partitions copies (postgres/sql.py), by the same names, so
+# whichever of the two runs second finds each trigger there and creates nothing: ensure_partitions' own CREATE TABLE
+# fires the guard first. A trigger is present when one stands under its name, or calls the stage function at the same
+# timing and events under another name (one renamed on the partition): a second one would write every event twice.
+# The roots are found by their statement triggers calling sovren_audit_stage, not by a list of table names, so a
+# table audited later is covered as it is; pg_partition_tree reaches the partitions of a sub-partitioned one (a
+# statement naming a middle level fires its own statement triggers, so it needs them too). Written as a function of
+# its own, not in the guard's body, so the revision can call it where no event trigger exists (the guard needs a
+# superuser) and so the guard's body stays the previous one plus one line.
+cover_partitions = _definer(
+    name="sovren_audit_cover_partitions",
+    args="",
+    returns="void",
+    body="""
+DECLARE
+    v_missing record;
+BEGIN
+    FOR v_missing IN
+        SELECT t.tgname, d.relid::regclass AS partition,
+               concat_ws(' OR ', CASE WHEN t.tgtype & 4 <> 0 THEN 'INSERT' END, CASE WHEN t.tgtype & 16 <> 0 THEN 'UPDATE' END,
+                         CASE WHEN t.tgtype & 8 <> 0 THEN 'DELETE' END, CASE WHEN t.tgtype & 32 <> 0 THEN 'TRUNCATE' END) AS events,
+               COALESCE(' REFERENCING ' || NULLIF(concat_ws(' ', 'OLD TABLE AS ' || quote_ident(t.tgoldtable),
+                                                            'NEW TABLE AS ' || quote_ident(t.tgnewtable)), ''), '') AS referencing
+          FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid CROSS JOIN LATERAL pg_partition_tree(r.oid) AS d
+         WHERE t.tgfoid = to_regprocedure('sovren_audit_stage()') AND t.tgtype & 3 = 0   -- AFTER, FOR EACH STATEMENT
+           AND r.relkind = 'p' AND NOT r.relispartition AND d.level > 0
+           AND NOT EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = d.relid
+                           AND (x.tgname = t.tgname OR (x.tgfoid = t.tgfoid AND x.tgtype = t.tgtype)))
+         ORDER BY d.level, d.relid, t.tgname
+    LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION sovren_audit_stage()',
+                       v_missing.tgname, v_missing.events, v_missing.partition, v_missing.referencing);
+    END LOOP;
+END
+""",
+)
+
 # Event trigger function (created by the revision where the migrating role is a superuser):
 # DROP or DETACH of audit_log or any of its partitions, dropping, disabling or renaming its guard
 # triggers and dropping or renaming its CHECK constraint are refused; a partition attached or created
-# by hand gets the TRUNCATE guard. Two event triggers run it: sovren_audit_guard_drop ON sql_drop and
+# by hand gets the TRUNCATE guard, and one of an audited table its audit triggers (sovren_audit_cover_partitions,
+# revision f3b9d2a7c5e1). Two event triggers run it: sovren_audit_guard_drop ON sql_drop and
 # sovren_audit_guard_alter ON ddl_command_end WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER')
 # (their tags are the revisions' business: d2645c4dc20c, then a5d3c8e1f2b7 added 'ALTER TRIGGER').
 #
@@ -594,11 +637,13 @@ BEGIN
         EXECUTE format('CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON %I '
                        'FOR EACH STATEMENT EXECUTE FUNCTION sovren_audit_immutable()', v_name);
     END LOOP;
+    PERFORM sovren_audit_cover_partitions();
 END
 """,
 )
 
-functions = [shape_query, chain_events, append_event, erasure_event, stage_statement, flush_staged, reject_change, guard_ddl]
+functions = [shape_query, chain_events, append_event, erasure_event, stage_statement, flush_staged, reject_change,
+             cover_partitions, guard_ddl]
 
 _TRANSITIONS = {"INSERT": "NEW TABLE AS new_rows", "UPDATE": "OLD TABLE AS old_rows NEW TABLE AS new_rows",
                 "DELETE": "OLD TABLE AS old_rows"}
