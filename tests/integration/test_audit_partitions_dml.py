@@ -394,3 +394,30 @@ def test_the_downgrade_gives_the_previous_guard_back_and_the_upgrade_covers_part
         assert total == before + 6
     chain_ok(pg_url, total)
     assert commands.check(settings).exit_code == 0
+
+
+def test_check_names_a_partition_without_the_audit_triggers(migrated, project):
+    """The safety net for a server where the guard was off (or a trigger dropped from a partition): `check` names
+    the partition and the triggers it lacks (exit 1), and nothing once they stand again."""
+    settings = load_settings(project)
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute("ALTER EVENT TRIGGER sovren_audit_guard_alter DISABLE")
+        conn.execute(BY_HAND["create"][0])
+        conn.execute("ALTER EVENT TRIGGER sovren_audit_guard_alter ENABLE")
+        assert triggers_of(conn, "operations_by_hand") == []
+        conn.execute(f"DROP TRIGGER operations_audit_update ON {this_month(conn)}")
+        month = this_month(conn)
+    outcome = commands.check(settings)
+    found = [f for f in outcome.findings if f.code == "partition-trigger-missing"]
+    assert outcome.exit_code == 1
+    assert sorted(f.object for f in found) == sorted([f"partition {month} of operations",
+                                                    "partition operations_by_hand of operations"])
+    messages = {f.object: f.message for f in found}
+    assert ("operations_audit_delete, operations_audit_insert, operations_audit_truncate, operations_audit_update "
+            "of operations") in messages["partition operations_by_hand of operations"]
+    assert messages[f"partition {month} of operations"].startswith("lacks the statement trigger(s) "
+                                                                   "operations_audit_update of operations")
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute("SELECT sovren_audit_cover_partitions()")
+        assert triggers_of(conn, "operations_by_hand") == triggers_of(conn, month) == AUDIT_TRIGGERS
+    assert commands.check(settings).exit_code == 0
