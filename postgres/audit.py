@@ -194,8 +194,8 @@ details {"key": null, "changed": [every column, sorted]}: a delete of every row,
 row's data (no key, no subject; counting the rows would need a scan the TRUNCATE avoids). The
 payload is format 3 as for any event (details is free JSON to the CHECK and to ``audit verify``).
 operations is partitioned: Postgres truncates each of its partitions with it and a partition may be
-truncated alone, so each partition has the trigger too (given by the revision and by
-ensure_partitions to every partition created later) and is an event of its own, named by the
+truncated alone, so each partition has the trigger too (given by the revision, by
+ensure_partitions to every partition it creates later and by the guard to one made by hand) and is an event of its own, named by the
 partition: ``TRUNCATE users CASCADE`` gives users, payments, operations and one event per partition
 of operations. The application roles hold no TRUNCATE grant: only the owner or a superuser
 truncates; a superuser's session_replication_role = replica skips these triggers as it skips the
@@ -207,8 +207,8 @@ table, and Postgres neither clones statement triggers onto partitions nor fires 
 statement naming a partition. So every partition of operations carries ``operations_audit_insert``,
 ``_update`` and ``_delete`` with the parent's transition tables (Postgres 15 allows them on a
 partition's statement triggers; only row triggers may not have them), given by the revision to the
-partitions present and by ensure_partitions (postgres/sql.py: it copies the parent's statement
-triggers) to those made later. No double counting: a statement on the parent fires the parent's
+partitions present, by ensure_partitions (postgres/sql.py: it copies the parent's statement
+triggers) to those it makes later, and by the guard to those made by hand (below). No double counting: a statement on the parent fires the parent's
 statement triggers only, never a partition's. As for TRUNCATE, only the owner or a superuser writes a
 partition by name (the application roles hold no grant on partitions). Such an event names the root
 of the partition tree, ``operations`` (pg_partition_root on the plpgsql path, get_partition_ancestors
@@ -218,6 +218,15 @@ name reached it (its key is operations' key), G.4's queries and an auditor's loo
 ``table_name = 'operations'``, and the partition a row lives in is a storage detail that changes
 with its executed_at. A TRUNCATE names what it emptied instead: it carries no key, the partition is
 all it says, and truncating the parent already gives an event named operations.
+
+Partitions made by hand (revision f3b9d2a7c5e1; before it ``CREATE TABLE x PARTITION OF operations``
+or ``ALTER TABLE operations ATTACH PARTITION x`` gave x none of the four triggers, and DML or TRUNCATE
+naming x left nothing): the audit guard's event trigger calls ``sovren_audit_cover_partitions`` at the
+end of every CREATE TABLE and ALTER TABLE, which gives every partition of an audited table, at any
+depth, the root's audit triggers it lacks (by name, as ensure_partitions; see cover_partitions below).
+Event triggers need a superuser: where the guard is off or was never installed, ``check`` reports such
+a partition (``partition-trigger-missing``, src/sovren_db/postgres/checks.py) and the owner's
+``SELECT sovren_audit_cover_partitions()`` gives the triggers back.
 
 Only these triggers append: every function here is owner-only (EXECUTE revoked
 from PUBLIC); the trigger functions cannot be called at all, and audit_pending
@@ -651,8 +660,9 @@ _TRANSITIONS = {"INSERT": "NEW TABLE AS new_rows", "UPDATE": "OLD TABLE AS old_r
 # A TRUNCATE trigger on a partitioned table (operations) is given to each of its partitions too
 # (sql.partition_truncate_trigger, ensure_partitions): Postgres truncates every partition of a
 # truncated parent, and a partition may be truncated alone; each is an event of its own. The
-# INSERT, UPDATE and DELETE triggers are on each partition too (revision e7a2c9d4b61f, ensure_partitions),
-# their events named by the parent; `check` compares the parent's triggers, as for TRUNCATE.
+# INSERT, UPDATE and DELETE triggers are on each partition too (revision e7a2c9d4b61f, ensure_partitions; the
+# guard for partitions made by hand, revision f3b9d2a7c5e1), their events named by the parent; `check` compares the
+# parent's triggers as declared, and names a partition lacking one of them (partition-trigger-missing).
 triggers = [
     *[Trigger(f"{table}_audit_{event.lower()}", table, "sovren_audit_stage", events=(event,), level="STATEMENT",
               referencing=referencing)

@@ -70,7 +70,8 @@ END
 """
 
 # The guard's body, as written when this revision was: the one before (revision a5d3c8e1f2b7's GUARD, copied
-# once) and postgres/audit.py's guard_ddl, which is it calling COVER at the end of every command it sees.
+# once, not imported from that file: a revision stands alone, the chain may be squashed one day) and
+# postgres/audit.py's guard_ddl, which is it calling COVER at the end of every command it sees.
 PREVIOUS_GUARD = r"""
 DECLARE
     v_name text;
