@@ -421,3 +421,19 @@ def test_check_names_a_partition_without_the_audit_triggers(migrated, project):
         conn.execute("SELECT sovren_audit_cover_partitions()")
         assert triggers_of(conn, "operations_by_hand") == triggers_of(conn, month) == AUDIT_TRIGGERS
     assert commands.check(settings).exit_code == 0
+
+
+def test_the_offline_sql_of_the_guard_revision_does_what_the_online_one_does(project, pg_url):
+    settings = load_settings(project)
+    commands.migrate(settings)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        upgraded = guard_installed(conn)
+    commands.downgrade(settings, REVISION)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        previous = guard_installed(conn)
+        conn.execute(BY_HAND["create"][0])
+        conn.execute(revision_sql(project, "upgrade", "f3b9d2a7c5e1"))
+        assert guard_installed(conn) == upgraded
+        assert triggers_of(conn, "operations_by_hand") == AUDIT_TRIGGERS
+        conn.execute(revision_sql(project, "downgrade", "f3b9d2a7c5e1"))
+        assert guard_installed(conn) == previous
