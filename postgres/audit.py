@@ -194,8 +194,8 @@ details {"key": null, "changed": [every column, sorted]}: a delete of every row,
 row's data (no key, no subject; counting the rows would need a scan the TRUNCATE avoids). The
 payload is format 3 as for any event (details is free JSON to the CHECK and to ``audit verify``).
 operations is partitioned: Postgres truncates each of its partitions with it and a partition may be
-truncated alone, so each partition has the trigger too (given by the revision and by
-ensure_partitions to every partition created later) and is an event of its own, named by the
+truncated alone, so each partition has the trigger too (given by the revision, by
+ensure_partitions to every partition it creates later and by the guard to one made by hand) and is an event of its own, named by the
 partition: ``TRUNCATE users CASCADE`` gives users, payments, operations and one event per partition
 of operations. The application roles hold no TRUNCATE grant: only the owner or a superuser
 truncates; a superuser's session_replication_role = replica skips these triggers as it skips the
@@ -207,8 +207,8 @@ table, and Postgres neither clones statement triggers onto partitions nor fires 
 statement naming a partition. So every partition of operations carries ``operations_audit_insert``,
 ``_update`` and ``_delete`` with the parent's transition tables (Postgres 15 allows them on a
 partition's statement triggers; only row triggers may not have them), given by the revision to the
-partitions present and by ensure_partitions (postgres/sql.py: it copies the parent's statement
-triggers) to those made later. No double counting: a statement on the parent fires the parent's
+partitions present, by ensure_partitions (postgres/sql.py: it copies the parent's statement
+triggers) to those it makes later, and by the guard to those made by hand (below). No double counting: a statement on the parent fires the parent's
 statement triggers only, never a partition's. As for TRUNCATE, only the owner or a superuser writes a
 partition by name (the application roles hold no grant on partitions). Such an event names the root
 of the partition tree, ``operations`` (pg_partition_root on the plpgsql path, get_partition_ancestors
@@ -218,6 +218,15 @@ name reached it (its key is operations' key), G.4's queries and an auditor's loo
 ``table_name = 'operations'``, and the partition a row lives in is a storage detail that changes
 with its executed_at. A TRUNCATE names what it emptied instead: it carries no key, the partition is
 all it says, and truncating the parent already gives an event named operations.
+
+Partitions made by hand (revision f3b9d2a7c5e1; before it ``CREATE TABLE x PARTITION OF operations``
+or ``ALTER TABLE operations ATTACH PARTITION x`` gave x none of the four triggers, and DML or TRUNCATE
+naming x left nothing): the audit guard's event trigger calls ``sovren_audit_cover_partitions`` at the
+end of every CREATE TABLE and ALTER TABLE, which gives every partition of an audited table, at any
+depth, the root's audit triggers it lacks (by name, as ensure_partitions; see cover_partitions below).
+Event triggers need a superuser: where the guard is off or was never installed, ``check`` reports such
+a partition (``partition-trigger-missing``, src/sovren_db/postgres/checks.py) and the owner's
+``SELECT sovren_audit_cover_partitions()`` gives the triggers back.
 
 Only these triggers append: every function here is owner-only (EXECUTE revoked
 from PUBLIC); the trigger functions cannot be called at all, and audit_pending
@@ -506,10 +515,53 @@ END
 """,
 )
 
+# Every partition of an audited partitioned table (operations), at any depth, given the audit triggers of the root
+# it lacks (revision f3b9d2a7c5e1): Postgres never clones statement triggers onto a partition, and a statement naming
+# a partition fires only the partition's own, so a partition made by hand (CREATE TABLE ... PARTITION OF, ATTACH
+# PARTITION) left DML and TRUNCATE naming it without events. Called by the guard at the end of every command it sees
+# (a superuser's CREATE TABLE or ALTER TABLE, which is where a partition appears) and once by the revision (partitions
+# made by hand before it). The same definitions as ensure_partitions copies (postgres/sql.py), by the same names, so
+# whichever of the two runs second finds each trigger there and creates nothing: ensure_partitions' own CREATE TABLE
+# fires the guard first. A trigger is present when one stands under its name, or calls the stage function at the same
+# timing and events under another name (one renamed on the partition): a second one would write every event twice.
+# The roots are found by their statement triggers calling sovren_audit_stage, not by a list of table names, so a
+# table audited later is covered as it is; pg_partition_tree reaches the partitions of a sub-partitioned one (a
+# statement naming a middle level fires its own statement triggers, so it needs them too). Written as a function of
+# its own, not in the guard's body, so the revision can call it where no event trigger exists (the guard needs a
+# superuser) and so the guard's body stays the previous one plus one line.
+cover_partitions = _definer(
+    name="sovren_audit_cover_partitions",
+    args="",
+    returns="void",
+    body="""
+DECLARE
+    v_missing record;
+BEGIN
+    FOR v_missing IN
+        SELECT t.tgname, d.relid::regclass AS partition,
+               concat_ws(' OR ', CASE WHEN t.tgtype & 4 <> 0 THEN 'INSERT' END, CASE WHEN t.tgtype & 16 <> 0 THEN 'UPDATE' END,
+                         CASE WHEN t.tgtype & 8 <> 0 THEN 'DELETE' END, CASE WHEN t.tgtype & 32 <> 0 THEN 'TRUNCATE' END) AS events,
+               COALESCE(' REFERENCING ' || NULLIF(concat_ws(' ', 'OLD TABLE AS ' || quote_ident(t.tgoldtable),
+                                                            'NEW TABLE AS ' || quote_ident(t.tgnewtable)), ''), '') AS referencing
+          FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid CROSS JOIN LATERAL pg_partition_tree(r.oid) AS d
+         WHERE t.tgfoid = to_regprocedure('sovren_audit_stage()') AND t.tgtype & 3 = 0   -- AFTER, FOR EACH STATEMENT
+           AND r.relkind = 'p' AND NOT r.relispartition AND d.level > 0
+           AND NOT EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = d.relid
+                           AND (x.tgname = t.tgname OR (x.tgfoid = t.tgfoid AND x.tgtype = t.tgtype)))
+         ORDER BY d.level, d.relid, t.tgname
+    LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION sovren_audit_stage()',
+                       v_missing.tgname, v_missing.events, v_missing.partition, v_missing.referencing);
+    END LOOP;
+END
+""",
+)
+
 # Event trigger function (created by the revision where the migrating role is a superuser):
 # DROP or DETACH of audit_log or any of its partitions, dropping, disabling or renaming its guard
 # triggers and dropping or renaming its CHECK constraint are refused; a partition attached or created
-# by hand gets the TRUNCATE guard. Two event triggers run it: sovren_audit_guard_drop ON sql_drop and
+# by hand gets the TRUNCATE guard, and one of an audited table its audit triggers (sovren_audit_cover_partitions,
+# revision f3b9d2a7c5e1). Two event triggers run it: sovren_audit_guard_drop ON sql_drop and
 # sovren_audit_guard_alter ON ddl_command_end WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER')
 # (their tags are the revisions' business: d2645c4dc20c, then a5d3c8e1f2b7 added 'ALTER TRIGGER').
 #
@@ -594,11 +646,13 @@ BEGIN
         EXECUTE format('CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON %I '
                        'FOR EACH STATEMENT EXECUTE FUNCTION sovren_audit_immutable()', v_name);
     END LOOP;
+    PERFORM sovren_audit_cover_partitions();
 END
 """,
 )
 
-functions = [shape_query, chain_events, append_event, erasure_event, stage_statement, flush_staged, reject_change, guard_ddl]
+functions = [shape_query, chain_events, append_event, erasure_event, stage_statement, flush_staged, reject_change,
+             cover_partitions, guard_ddl]
 
 _TRANSITIONS = {"INSERT": "NEW TABLE AS new_rows", "UPDATE": "OLD TABLE AS old_rows NEW TABLE AS new_rows",
                 "DELETE": "OLD TABLE AS old_rows"}
@@ -606,8 +660,9 @@ _TRANSITIONS = {"INSERT": "NEW TABLE AS new_rows", "UPDATE": "OLD TABLE AS old_r
 # A TRUNCATE trigger on a partitioned table (operations) is given to each of its partitions too
 # (sql.partition_truncate_trigger, ensure_partitions): Postgres truncates every partition of a
 # truncated parent, and a partition may be truncated alone; each is an event of its own. The
-# INSERT, UPDATE and DELETE triggers are on each partition too (revision e7a2c9d4b61f, ensure_partitions),
-# their events named by the parent; `check` compares the parent's triggers, as for TRUNCATE.
+# INSERT, UPDATE and DELETE triggers are on each partition too (revision e7a2c9d4b61f, ensure_partitions; the
+# guard for partitions made by hand, revision f3b9d2a7c5e1), their events named by the parent; `check` compares the
+# parent's triggers as declared, and names a partition lacking one of them (partition-trigger-missing).
 triggers = [
     *[Trigger(f"{table}_audit_{event.lower()}", table, "sovren_audit_stage", events=(event,), level="STATEMENT",
               referencing=referencing)

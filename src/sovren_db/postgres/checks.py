@@ -11,6 +11,17 @@
   transactions while payments.transaction_id had no index). Read live.
 - ``pci-unchecked``: a column of a table in PCI scope without its card
   number constraint (:mod:`.pci`). Read live.
+- ``partition-trigger-missing``: a partition without one of its parent's
+  statement-level triggers. Postgres clones row triggers onto partitions but
+  never statement triggers, and a statement naming a partition fires only the
+  partition's: the audit triggers of operations (revisions 8b4f1d6c2e90,
+  e7a2c9d4b61f) stand on each partition, given by the revisions, by
+  ``ensure_partitions`` and, for a partition created or attached by hand, by
+  the audit guard's event trigger (revision f3b9d2a7c5e1). A safety net where
+  that did not run (the guard disabled, a role not a superuser when the chain
+  was migrated) or a trigger was dropped from a partition: DML or TRUNCATE
+  naming it would leave no event. Drift of no declared object (partitions are
+  not declared one by one), so a finding. Read live.
 """
 
 from __future__ import annotations
@@ -41,7 +52,7 @@ def check_findings(settings: "Settings", conn: Connection | None = None) -> list
     schema = load_schema(settings.postgres_dir)
     where = _shown(settings)
     with nullcontext(conn) if conn is not None else connected(settings) as conn:
-        live = unindexed_foreign_keys(conn) + pci_findings(schema, conn, where)
+        live = unindexed_foreign_keys(conn) + pci_findings(schema, conn, where) + partition_trigger_findings(conn)
         if conn.in_transaction():
             conn.commit()  # a lent connection is left as it came, outside any transaction
     return row_security_findings(schema, where) + live
@@ -134,3 +145,29 @@ def unindexed_foreign_keys(conn: Connection) -> list[Finding]:
                                 f"(CREATE INDEX ... ON {row.table} ({columns}))", code="fk-unindexed"))
     return findings
 
+
+
+# Statement-level triggers of a partitioned table of the current schema that one of its partitions lacks
+# (by name, as the revisions and ensure_partitions give them).
+_PARTITION_TRIGGERS = """
+SELECT t.tgname, p.relname AS parent, c.relname AS partition
+  FROM pg_class p
+  JOIN pg_trigger t ON t.tgrelid = p.oid AND t.tgtype & 1 = 0 AND NOT t.tgisinternal
+  JOIN pg_inherits i ON i.inhparent = p.oid
+  JOIN pg_class c ON c.oid = i.inhrelid
+ WHERE p.relkind = 'p' AND p.relnamespace = current_schema()::regnamespace
+   AND NOT EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = c.oid AND x.tgname = t.tgname)
+ ORDER BY p.relname, c.relname, t.tgname
+"""
+
+
+def partition_trigger_findings(conn: Connection) -> list[Finding]:
+    missing: dict[tuple[str, str], list[str]] = {}
+    for row in conn.execute(text(_PARTITION_TRIGGERS)):
+        missing.setdefault((row.parent, row.partition), []).append(row.tgname)
+    return [Finding("postgres", f"partition {partition} of {parent}",
+                    f"lacks the statement trigger(s) {', '.join(names)} of {parent}: statements naming the partition "
+                    "skip them (made by hand while the audit guard was off, or dropped: the owner's "
+                    "SELECT sovren_audit_cover_partitions() gives back the audit triggers; others, create them as "
+                    "on the other partitions)", code="partition-trigger-missing")
+            for (parent, partition), names in missing.items()]
