@@ -251,6 +251,7 @@ def test_a_backend_killed_mid_commit_leaves_a_chain_that_verifies(migrated, dela
         logged = conn.execute("SELECT count(*) FROM audit_log WHERE query LIKE '%killed%'").fetchone()[0]
     assert (users, logged) in ((0, 0), (100_000, 100_000))   # all or nothing, never rows without events
     chain_ok(migrated, 1 + logged)
+    indexes_whole(migrated)   # the entries kept back for the sort (keep_back_indexes) were all written or none
     with psycopg.connect(migrated, autocommit=True) as conn:
         add_user(conn, "after")
     chain_ok(migrated, 2 + logged)
@@ -414,13 +415,43 @@ def test_a_big_commits_index_entries_go_in_sorted_and_every_index_stays_whole(mi
     chain_ok(migrated, rows + updated)
 
 
+def indexes_whole(url: str) -> None:
+    """Every b-tree of every partition of audit_log holds exactly the heap's rows (amcheck, heapallindexed)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+        for (index,) in conn.execute(AUDIT_INDEXES).fetchall():
+            conn.execute("SELECT bt_index_check(%s::regclass, true)", (index,))
+
+
 def test_a_small_commit_keeps_the_row_by_row_path_and_its_indexes_whole(migrated):
     with psycopg.connect(migrated) as conn:
         conn.execute("SET maintenance_work_mem = '1MB'")
         copy_users(conn, 999, "small")
         conn.commit()
-        conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
-        for (index,) in conn.execute(AUDIT_INDEXES).fetchall():
-            conn.execute("SELECT bt_index_check(%s::regclass, true)", (index,))
-        conn.commit()
+    indexes_whole(migrated)
     chain_ok(migrated, 999)
+
+
+def test_big_commits_at_once_each_sort_their_own_entries(migrated):
+    """Three sessions commit 4,000-row COPYs at the same moment (each on its own chain, each sorting its
+    own entries into the same indexes): every index whole, every chain gapless."""
+    barrier = threading.Barrier(3)
+    failures = []
+
+    def writer(tag: str) -> None:
+        try:
+            with psycopg.connect(migrated) as conn:
+                copy_users(conn, 4_000, tag)
+                barrier.wait(timeout=60)
+                conn.commit()
+        except Exception as exc:   # noqa: BLE001: reported by the test below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(f"at-once{k}-",)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    indexes_whole(migrated)
+    chain_ok(migrated, 12_000)
