@@ -166,18 +166,37 @@ Where that leaves the COPY (measured once bench/audit_write.py started every COP
 from the same table: 1,000 seeded users and a CHECKPOINT; before, each copied into
 the table the runs before it grew, the unaudited side first, into 1,000 rows, the
 audited side into 101,000 or more): an unaudited COPY of 100,000 users costs about
-7 us a row (a heap row and three index entries, two of them text); the audit trail
-adds about 0.8 us a row while the COPY runs (capture into the tuplestore) and about
-12.5 us a row at commit (load 0.5-2, one server, three rounds each): 0.34-0.36 of
-the unaudited rate. With audit_log's CHECK dropped for the measurement the same
-COPY gave 0.36-0.39, and with its (user_id, accessed_at) index dropped too 0.51: the
-rows alone (the payload and hash, a heap row of about 600 bytes, the primary key's
-entry, their WAL) cost as much as the COPY itself. A per-row trail with its CHECK and
-its user index cannot reach 0.5 of an unaudited COPY into users; that needs a
-bulk form of the events (one chained row per statement chunk carrying its events'
-Merkle root and keys, verify recomputing the root), which changes what G.2's and
-G.4's queries read (user_id and row security per event) and is a design decision
-of its own, not taken here.
+7-9 us a row (a heap row and three index entries, two of them text).
+
+Two changes since (pgext/sovren_audit): a commit of 1,000 events or more writes the
+entries of audit_log's plain b-trees sorted (keep_back_indexes: the user index is
+keyed by a random UUID, and 100,000 entries each descending to a leaf of its own cost
+about a quarter of the commit), and the part of every payload that is the commit's
+own (created_at, actor, chain) is rendered once, with one sha256 context. Ratio
+0.30 -> 0.39-0.41, the commit of 100,000 events 1.68 s -> 1.24-1.35 s.
+
+Why 0.5 is out of reach for a trail of one checked row per event. perf of the
+audited 100,000-row COPY's backend (share of its samples, quiet machine, ratio 0.41
+in that run): the COPY's own work 36 %; capture (the transition table and the stage
+function) 6 %; audit_log's CHECK, evaluated for every event row, 17.5 %; the event
+rows themselves (heap and index inserts, their WAL) 14 %; payloads, hashes and the
+rest 12 %. The ratio is 36 / (36 + the audit's share): 0.5 needs the audit's share
+at 36 % or less, and the CHECK and the rows alone are 31.5 %: capture, payloads and
+hashes would have to fall from 18 % to 4.5 %. Measured without the CHECK (dropped
+for the measurement) the same COPY gives 0.45-0.49. So the target needs either
+  - a bulk form of the events (one chained row per chunk carrying a Merkle root of its
+    events): G.2's query and G.4's (user_id, accessed_at, query per event) and row
+    security per tenant (part 6) read event rows, and a chunk of a COPY into users
+    holds as many tenants as rows: it would break parts 2 and 6 to meet part 7; or
+  - the native writer not asking Postgres to evaluate audit_log_columns_match on
+    rows it builds, trusting that it renders the columns as the CHECK does. Not
+    taken: the CHECK is what makes G.2's query mean "no tampered row" (part 2) and
+    what lets ``audit verify`` skip its own comparison; the renderings agree by
+    construction only for the values and tables seen so far (an audited table whose
+    subject column held its ids as text, for one, would put the text as written in
+    the payload and its canonical uuid in the column: the CHECK refuses that commit,
+    a skip would let the mismatch through unseen).
+Kept: one row per event, every row checked by Postgres; the COPY at 0.4.
 
 The heads are locked and moved below the executor since the fix for the snapshot
 isolation levels (pgext/sovren_audit: lock_head, update_head, which say why): perf
