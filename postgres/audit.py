@@ -183,7 +183,12 @@ rows themselves (heap and index inserts, their WAL) 14 %; payloads, hashes and t
 rest 12 %. The ratio is 36 / (36 + the audit's share): 0.5 needs the audit's share
 at 36 % or less, and the CHECK and the rows alone are 31.5 %: capture, payloads and
 hashes would have to fall from 18 % to 4.5 %. Measured without the CHECK (dropped
-for the measurement) the same COPY gives 0.45-0.49. So the target needs either
+for the measurement) the same COPY gives 0.45-0.49. A cheaper CHECK does not get
+there either: evaluated alone over 100,000 rows it costs 6.4 us a row, to_json 40 %
+of it (a type look-up per call), convert_to 9 %, byte searches 5 %; a payload
+format with every column before "details" (one prefix, the text columns rendered
+by one array_to_json) might halve it, which leaves about 0.47 by the shares above,
+for a new format, a revision and every reader of the payload. So the target needs either
   - a bulk form of the events (one chained row per chunk carrying a Merkle root of its
     events): G.2's query and G.4's (user_id, accessed_at, query per event) and row
     security per tenant (part 6) read event rows, and a chunk of a COPY into users
