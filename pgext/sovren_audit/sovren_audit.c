@@ -657,7 +657,14 @@ prepare_plans(Oid nsp)
 	 * every commit. */
 	if (!heads_known || heads_nsp != nsp)
 	{
-		heads_rel = get_relname_relid("audit_chain_head", nsp);
+		Oid found = get_relname_relid("audit_chain_head", nsp);
+
+		/* know_heads' column numbers and CHECKs are those of the relation looked up last: another
+		 * schema's trail (or a new relation) has its own, forgotten here, not only at an invalidation
+		 * of the old one (which another schema's commit never sends) */
+		if (found != heads_rel)
+			head_checks_known = false;
+		heads_rel = found;
 		heads_stride = OidIsValid(heads_rel) && get_attnum(heads_rel, "next_id") == InvalidAttrNumber ? 1 : CHAINS;
 		heads_nsp = nsp;
 		heads_known = OidIsValid(heads_rel);	/* not there (yet): look again next time */
