@@ -189,7 +189,7 @@ def test_a_big_commit_with_rolled_back_savepoints_keeps_exactly_the_kept_events(
 def test_an_index_built_concurrently_while_big_commits_run_is_whole(migrated, ddl):
     """CREATE INDEX CONCURRENTLY on this month's partition of audit_log (or REINDEX CONCURRENTLY of its
     user_id index) while big audited commits run: the new index must hold every event of commits that
-    sorted their entries, whichever phase of the build each commit met."""
+    sorted their entries, whichever phase of the build (or of DROP INDEX CONCURRENTLY) each commit met."""
     with psycopg.connect(migrated, autocommit=True) as conn:
         part = conn.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                             "WHERE i.inhparent = 'audit_log'::regclass AND pg_get_expr(c.relpartbound, c.oid) "
@@ -218,7 +218,7 @@ def test_an_index_built_concurrently_while_big_commits_run_is_whole(migrated, dd
     with psycopg.connect(migrated, autocommit=True) as conn:
         start.wait(timeout=60)
         while not done.is_set() or builds == 0:
-            conn.execute("DROP INDEX IF EXISTS audit_cic")
+            conn.execute("DROP INDEX CONCURRENTLY IF EXISTS audit_cic")
             conn.execute(ddl.format(part=part, index=index))
             builds += 1
     thread.join()
@@ -226,6 +226,34 @@ def test_an_index_built_concurrently_while_big_commits_run_is_whole(migrated, dd
     indexes_whole(migrated)
     chain_ok(migrated, rounds * 3_000)
 
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.9])
+def test_a_big_commit_canceled_half_way_leaves_nothing_and_the_chain_goes_on(migrated, delay):
+    """COMMIT of 80,000 audited rows (about 1.5 s here) canceled by pg_cancel_backend from another session
+    early (numbering and hashing) or late (heap and sorted index entries): the commit fails as canceled, no
+    user and no event of it remain, every index is whole, and the next big commit chains on. (A
+    statement_timeout does not stop a COMMIT at all, audited or not: Postgres' own behaviour.)"""
+    with psycopg.connect(migrated) as conn:
+        copy_users(conn, 80_000, "stopped")
+        pid = conn.info.backend_pid
+
+        def cancel() -> None:
+            with psycopg.connect(migrated, autocommit=True) as other:
+                other.execute("SELECT pg_cancel_backend(%s)", (pid,))
+
+        canceller = threading.Timer(delay, cancel)
+        canceller.start()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.commit()
+        canceller.join()
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM users WHERE username LIKE 'stopped%'").fetchone()[0] == 0
+        assert events(conn) == 0
+        copy_users(conn, 2_000, "after-stop")
+        conn.commit()
+    indexes_whole(migrated)
+    chain_ok(migrated, 2_000)
 
 # ---- the guard: partitions made by hand (revision f3b9d2a7c5e1, sovren_audit_cover_partitions) ----
 
@@ -260,6 +288,45 @@ def test_a_partition_made_inside_create_schema_is_covered_at_once(migrated):
     chain_ok(migrated, total)
 
 
+
+
+def test_hand_made_partitions_of_every_kind_leave_events_for_dml_naming_them(migrated):
+    """Partitions made by hand in the ways a careless owner would: created and written in one transaction,
+    a table of another role attached, a sub-partition under a partition made by hand, and a partition of
+    an audited table that a later revision adds (found by its triggers, not by a list of names). An INSERT
+    naming each leaves its event, under the root's name."""
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        user = add_user(conn, "by-hand")
+        conn.execute("CREATE ROLE attack_other_owner")
+        conn.execute("CREATE TABLE op_foreign_owner (LIKE operations INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        conn.execute("ALTER TABLE op_foreign_owner OWNER TO attack_other_owner")
+        conn.execute("ALTER TABLE operations ATTACH PARTITION op_foreign_owner "
+                     "FOR VALUES FROM ('2041-01-01') TO ('2041-02-01')")
+        conn.execute("CREATE TABLE op_y2042 PARTITION OF operations FOR VALUES FROM ('2042-01-01') TO ('2043-01-01') "
+                     "PARTITION BY RANGE (executed_at)")
+        conn.execute("CREATE TABLE op_m2042_01 PARTITION OF op_y2042 FOR VALUES FROM ('2042-01-01') TO ('2042-02-01')")
+        conn.execute("CREATE TABLE ledger (entry_id uuid, user_id uuid, booked_at timestamptz NOT NULL, "
+                     "PRIMARY KEY (entry_id, booked_at)) PARTITION BY RANGE (booked_at)")
+        conn.execute("CREATE TRIGGER ledger_audit_insert AFTER INSERT ON ledger REFERENCING NEW TABLE AS new_rows "
+                     "FOR EACH STATEMENT EXECUTE FUNCTION sovren_audit_stage()")
+        conn.execute("CREATE TABLE ledger_2041 PARTITION OF ledger FOR VALUES FROM ('2041-01-01') TO ('2042-01-01')")
+    with psycopg.connect(migrated) as conn:
+        before = events(conn)
+        conn.execute("CREATE TABLE op_same_xact PARTITION OF operations FOR VALUES FROM ('2043-01-01') TO ('2043-02-01')")
+        conn.execute("INSERT INTO op_same_xact (operation_id, user_id, parameters, confidence, executed_at) "
+                     "VALUES (%s, %s, '{}', 0.5, '2043-01-02')", (str(uuid.uuid4()), user))
+        insert_naming(conn, "op_foreign_owner", user)
+        conn.execute("INSERT INTO op_m2042_01 (operation_id, user_id, parameters, confidence, executed_at) "
+                     "VALUES (%s, %s, '{}', 0.5, '2042-01-02')", (str(uuid.uuid4()), user))
+        conn.execute("INSERT INTO op_y2042 (operation_id, user_id, parameters, confidence, executed_at) "
+                     "VALUES (%s, %s, '{}', 0.5, '2042-01-03')", (str(uuid.uuid4()), user))
+        conn.execute("INSERT INTO ledger_2041 VALUES (%s, %s, '2041-06-01')", (str(uuid.uuid4()), user))
+        conn.commit()
+        written = conn.execute("SELECT table_name, action FROM audit_log ORDER BY created_at, event_id OFFSET %s", (before,)
+                               ).fetchall()
+        assert sorted(written) == [("ledger", "INSERT")] + [("operations", "INSERT")] * 4
+        total = events(conn)
+    chain_ok(migrated, total)
 
 def guard_tags(conn) -> list:
     return conn.execute("SELECT evttags, evtenabled FROM pg_event_trigger WHERE evtname = 'sovren_audit_guard_alter'"
