@@ -182,6 +182,41 @@ def test_a_big_commit_with_rolled_back_savepoints_keeps_exactly_the_kept_events(
     chain_ok(migrated, kept_total)
 
 
+
+def test_a_big_commit_of_the_application_role_with_truncate_and_copy_in_one_transaction(migrated):
+    """As sovren_app (row security on, one tenant): 1,000 operations written in a transaction that the
+    owner's TRUNCATE of operations began, a rolled-back savepoint of 500 more, then the owner's COPY of 500. The
+    TRUNCATE's event and exactly the 1,500 kept INSERT events are chained, the big commit's sorted entries
+    written as the chain's owner; every index whole."""
+    with psycopg.connect(migrated) as conn:
+        user = add_user(conn, "app-big")
+        conn.commit()
+        before = events(conn)
+        conn.execute("TRUNCATE operations")
+        conn.execute("SET ROLE sovren_app")
+        conn.execute("SELECT set_config('app.user_id', %s, false)", (user,))
+        insert = ("INSERT INTO operations (operation_id, user_id, parameters, confidence) "
+                  "SELECT gen_random_uuid(), %s, '{}', 0.5 FROM generate_series(1, %s)")
+        conn.execute(insert, (user, 1_000))
+        conn.execute("SAVEPOINT dropped")
+        conn.execute(insert, (user, 500))
+        conn.execute("ROLLBACK TO SAVEPOINT dropped")
+        conn.execute("RESET ROLE")                      # COPY FROM is refused under row security
+        with conn.cursor().copy("COPY operations (operation_id, user_id, parameters, confidence) FROM STDIN") as copy:
+            for _ in range(500):
+                copy.write(f"{uuid.uuid4()}\t{user}\t{{}}\t0.5\n")
+        conn.commit()
+        written = conn.execute("SELECT table_name, action, count(*) FROM (SELECT * FROM audit_log "
+                               "ORDER BY created_at, event_id OFFSET %s) e GROUP BY 1, 2 ORDER BY 1, 2", (before,)
+                               ).fetchall()
+        assert ("operations", "INSERT", 1_500) in written and ("operations", "TRUNCATE", 1) in written
+        assert {(t.startswith("operations"), a) for t, a, _ in written} == {(True, "INSERT"), (True, "TRUNCATE")}
+        assert sum(n for _, a, n in written if a == "INSERT") == 1_500   # none of the rolled-back savepoint's
+        assert conn.execute("SELECT count(*) FROM operations").fetchone()[0] == 1_500
+        total = events(conn)
+    indexes_whole(migrated)
+    chain_ok(migrated, total)
+
 @pytest.mark.parametrize("ddl", [
     "CREATE INDEX CONCURRENTLY audit_cic ON {part} (actor, user_id)",
     "REINDEX INDEX CONCURRENTLY {index}",
