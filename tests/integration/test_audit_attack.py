@@ -22,6 +22,7 @@ from sovren_db.compliance.audit_format import CHAINS
 from sovren_db.core.config import load_settings
 from sovren_db.postgres import audit_capture
 from tests.integration.test_audit_native import add_user, chain_ok, copy_users, indexes_whole
+from tests.integration.test_audit_partitions_dml import count as events
 from tests.integration.test_audit_truncate import revision_sql
 
 pytestmark = pytest.mark.postgres
@@ -31,10 +32,6 @@ pytestmark = pytest.mark.postgres
 def migrated(project, pg_url):
     commands.migrate(load_settings(project))
     return pg_url
-
-
-def events(conn) -> int:
-    return conn.execute("SELECT count(*) FROM audit_log").fetchone()[0]
 
 
 def native(url: str) -> bool:
