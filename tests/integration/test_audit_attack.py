@@ -170,6 +170,20 @@ def test_the_kept_back_sorts_share_one_maintenance_work_mem(migrated):
     indexes_whole(migrated)
     chain_ok(migrated, 16_000)
 
+
+def test_a_big_commit_at_the_largest_maintenance_work_mem_is_whole(migrated):
+    """maintenance_work_mem at its largest (2147483647 kB, about 2 TB), shared by three kept-back sorts:
+    no overflow of the budget, no allocation sized by the setting; the commit is whole."""
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute("CREATE INDEX audit_log_by_actor ON audit_log (actor, accessed_at)")
+        conn.execute("CREATE INDEX audit_log_by_action ON audit_log (table_name, action, accessed_at)")
+    with psycopg.connect(migrated) as conn:
+        conn.execute("SET maintenance_work_mem = '2147483647kB'")
+        copy_users(conn, 3_000, "huge-mem")
+        conn.commit()
+    indexes_whole(migrated)
+    chain_ok(migrated, 3_000)
+
 def test_an_index_expression_that_fails_aborts_the_big_commit_whole(migrated):
     """An expression index on audit_log whose function raises for one event (the 2,500th of 3,000): on the
     native path the error comes from the kept-back entries, after the heap rows are written. The commit
