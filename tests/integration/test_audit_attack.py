@@ -142,6 +142,13 @@ def temp_files(url: str, more_than: int | None = None) -> int:
             time.sleep(0.1)
 
 
+def two_more_plain_btrees(url: str) -> None:
+    """Two more indexes of audit_log that a big commit keeps back (three with ix_audit_log_user_id_accessed_at)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE INDEX audit_log_by_actor ON audit_log (actor, accessed_at)")
+        conn.execute("CREATE INDEX audit_log_by_action ON audit_log (table_name, action, accessed_at)")
+
+
 def test_the_kept_back_sorts_share_one_maintenance_work_mem(migrated):
     """Every kept-back index has its own sort, all held until the end of the commit: each took the whole
     maintenance_work_mem, so k plain b-trees on audit_log took k times the setting at once (an
@@ -162,9 +169,7 @@ def test_the_kept_back_sorts_share_one_maintenance_work_mem(migrated):
     commit("one-sort")
     alone = temp_files(migrated)
     assert alone == start                               # one sort of 8,000 entries fits in 1 MB
-    with psycopg.connect(migrated, autocommit=True) as conn:
-        conn.execute("CREATE INDEX audit_log_by_actor ON audit_log (actor, accessed_at)")
-        conn.execute("CREATE INDEX audit_log_by_action ON audit_log (table_name, action, accessed_at)")
+    two_more_plain_btrees(migrated)
     commit("three-sorts")
     assert temp_files(migrated, more_than=alone) > alone  # three share the 1 MB: they spill
     indexes_whole(migrated)
@@ -174,15 +179,14 @@ def test_the_kept_back_sorts_share_one_maintenance_work_mem(migrated):
 def test_a_big_commit_at_the_largest_maintenance_work_mem_is_whole(migrated):
     """maintenance_work_mem at its largest (2147483647 kB, about 2 TB), shared by three kept-back sorts:
     no overflow of the budget, no allocation sized by the setting; the commit is whole."""
-    with psycopg.connect(migrated, autocommit=True) as conn:
-        conn.execute("CREATE INDEX audit_log_by_actor ON audit_log (actor, accessed_at)")
-        conn.execute("CREATE INDEX audit_log_by_action ON audit_log (table_name, action, accessed_at)")
+    two_more_plain_btrees(migrated)
     with psycopg.connect(migrated) as conn:
         conn.execute("SET maintenance_work_mem = '2147483647kB'")
         copy_users(conn, 3_000, "huge-mem")
         conn.commit()
     indexes_whole(migrated)
     chain_ok(migrated, 3_000)
+
 
 def test_an_index_expression_that_fails_aborts_the_big_commit_whole(migrated):
     """An expression index on audit_log whose function raises for one event (the 2,500th of 3,000): on the
