@@ -586,8 +586,9 @@ END
 # triggers and dropping or renaming its CHECK constraint are refused; a partition attached or created
 # by hand gets the TRUNCATE guard, and one of an audited table its audit triggers (sovren_audit_cover_partitions,
 # revision f3b9d2a7c5e1). Two event triggers run it: sovren_audit_guard_drop ON sql_drop and
-# sovren_audit_guard_alter ON ddl_command_end WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER')
-# (their tags are the revisions' business: d2645c4dc20c, then a5d3c8e1f2b7 added 'ALTER TRIGGER').
+# sovren_audit_guard_alter ON ddl_command_end WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER',
+# 'CREATE SCHEMA') (their tags are the revisions' business: d2645c4dc20c, then a5d3c8e1f2b7 added 'ALTER TRIGGER',
+# c7e2a9f4b1d6 'CREATE SCHEMA': a partition made by a CREATE TABLE inside CREATE SCHEMA is covered at once).
 #
 # Renames (revision a5d3c8e1f2b7): a CHECK or trigger renamed could be dropped or disabled under its
 # new name. Rather than read the command (RENAME CONSTRAINT is tagged ALTER TABLE, RENAME of a trigger

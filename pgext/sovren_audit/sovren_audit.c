@@ -657,7 +657,14 @@ prepare_plans(Oid nsp)
 	 * every commit. */
 	if (!heads_known || heads_nsp != nsp)
 	{
-		heads_rel = get_relname_relid("audit_chain_head", nsp);
+		Oid found = get_relname_relid("audit_chain_head", nsp);
+
+		/* know_heads' column numbers and CHECKs are those of the relation looked up last: another
+		 * schema's trail (or a new relation) has its own, forgotten here, not only at an invalidation
+		 * of the old one (which another schema's commit never sends) */
+		if (found != heads_rel)
+			head_checks_known = false;
+		heads_rel = found;
 		heads_stride = OidIsValid(heads_rel) && get_attnum(heads_rel, "next_id") == InvalidAttrNumber ? 1 : CHAINS;
 		heads_nsp = nsp;
 		heads_known = OidIsValid(heads_rel);	/* not there (yet): look again next time */
@@ -1147,7 +1154,7 @@ static void
 keep_back_indexes(RowWriter *w, int64 rows)
 {
 	ResultRelInfo *rri = w->rri;
-	int direct = 0;
+	int direct = 0, budget;
 
 	w->nindexes = rri->ri_NumIndices;
 	if (rows < SORTED_INDEX_ROWS || w->nindexes == 0)
@@ -1169,9 +1176,13 @@ keep_back_indexes(RowWriter *w, int64 rows)
 			direct++;
 		}
 	}
+	/* The sorts are all held until the end of the commit: they share one maintenance_work_mem, as a
+	 * parallel CREATE INDEX's workers share theirs (each with its own, k kept-back indexes took k times
+	 * the setting at once; an administrator's 1 GB for index builds became k GB per big commit). */
+	budget = direct < w->nindexes ? Max(maintenance_work_mem / (w->nindexes - direct), 64) : 0;
 	for (int i = direct; i < w->nindexes; i++)
 		w->sorts[i] = tuplesort_begin_index_btree(w->part, rri->ri_IndexRelationDescs[i], false, false,
-												  maintenance_work_mem, NULL, TUPLESORT_NONE);
+												  budget, NULL, TUPLESORT_NONE);
 	rri->ri_NumIndices = direct;	/* what ExecInsertIndexTuples writes row by row */
 }
 

@@ -19,8 +19,10 @@
   ``ensure_partitions`` and, for a partition created or attached by hand, by
   the audit guard's event trigger (revision f3b9d2a7c5e1). A safety net where
   that did not run (the guard disabled, a role not a superuser when the chain
-  was migrated) or a trigger was dropped from a partition: DML or TRUNCATE
-  naming it would leave no event. Drift of no declared object (partitions are
+  was migrated) or a trigger was dropped from a partition, disabled there, or
+  stands there under its name calling another function (a table attached with
+  a trigger of its own of that name): DML or TRUNCATE naming it would leave no
+  event. Drift of no declared object (partitions are
   not declared one by one), so a finding. Read live.
 """
 
@@ -148,7 +150,10 @@ def unindexed_foreign_keys(conn: Connection) -> list[Finding]:
 
 
 # Statement-level triggers of a partitioned table of the current schema that one of its partitions lacks
-# (by name, as the revisions and ensure_partitions give them).
+# (by name, as the revisions and ensure_partitions give them). A trigger of that name counts only when it
+# calls the same function for the same timing and events and fires (enabled, not for replicas only, unless
+# the parent's is so too): a table attached with its own trigger of that name calling something else, or a
+# partition's audit trigger disabled, leaves statements naming the partition without events just the same.
 _PARTITION_TRIGGERS = """
 SELECT t.tgname, p.relname AS parent, c.relname AS partition
   FROM pg_class p
@@ -156,7 +161,9 @@ SELECT t.tgname, p.relname AS parent, c.relname AS partition
   JOIN pg_inherits i ON i.inhparent = p.oid
   JOIN pg_class c ON c.oid = i.inhrelid
  WHERE p.relkind = 'p' AND p.relnamespace = current_schema()::regnamespace
-   AND NOT EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = c.oid AND x.tgname = t.tgname)
+   AND NOT EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = c.oid AND x.tgname = t.tgname
+                   AND x.tgfoid = t.tgfoid AND x.tgtype = t.tgtype
+                   AND (x.tgenabled IN ('O', 'A') OR x.tgenabled = t.tgenabled))
  ORDER BY p.relname, c.relname, t.tgname
 """
 
@@ -166,7 +173,8 @@ def partition_trigger_findings(conn: Connection) -> list[Finding]:
     for row in conn.execute(text(_PARTITION_TRIGGERS)):
         missing.setdefault((row.parent, row.partition), []).append(row.tgname)
     return [Finding("postgres", f"partition {partition} of {parent}",
-                    f"lacks the statement trigger(s) {', '.join(names)} of {parent}: statements naming the partition "
+                    f"lacks the statement trigger(s) {', '.join(names)} of {parent} (or has one of that name "
+                    "disabled or calling another function): statements naming the partition "
                     "skip them (made by hand while the audit guard was off, or dropped: the owner's "
                     "SELECT sovren_audit_cover_partitions() gives back the audit triggers; others, create them as "
                     "on the other partitions)", code="partition-trigger-missing")
