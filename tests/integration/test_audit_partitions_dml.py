@@ -439,3 +439,67 @@ def test_the_offline_sql_of_the_guard_revision_does_what_the_online_one_does(pro
         assert triggers_of(conn, "operations_by_hand") == AUDIT_TRIGGERS
         conn.execute(revision_sql(project, "downgrade", "f3b9d2a7c5e1"))
         assert guard_installed(conn) == previous
+
+
+# -- the guard covers partitions only after a command that made or attached one (revision b9e5d3f7a2c4) ------------
+COVERING_REVISION, BEFORE_COVERING = "b9e5d3f7a2c4", "c7e2a9f4b1d6"
+COVER_CALLS = "SELECT pg_stat_get_xact_function_calls('sovren_audit_cover_partitions()'::regprocedure)"
+
+
+def cover_calls(conn, statements: list[str]) -> int:
+    """How many times the statements, run in one rolled-back transaction, made the guard call the cover function."""
+    with conn.transaction(force_rollback=True):
+        conn.execute("SET LOCAL track_functions = 'all'")
+        for statement in statements:
+            conn.execute(statement)
+        return conn.execute(COVER_CALLS).fetchone()[0] or 0
+
+
+UNRELATED = ["CREATE TABLE unrelated (id integer)", "ALTER TABLE unrelated ADD COLUMN note text",
+             "ALTER TABLE users ADD COLUMN nickname text", "CREATE SCHEMA elsewhere CREATE TABLE t (id integer)"]
+
+
+@pytest.mark.parametrize("made", ["create", "attach", "schema"])
+def test_the_guard_covers_partitions_only_after_a_command_that_made_or_attached_one(migrated, made):
+    """Unrelated CREATE/ALTER TABLE (and CREATE SCHEMA) commands no longer walk every partition of every
+    audited table (1.7x-4.9x a migration's time, revision b9e5d3f7a2c4's docstring); a partition made,
+    attached or made inside CREATE SCHEMA still gets its triggers at the end of its command."""
+    statements = BY_HAND.get(made) or [
+        "CREATE SCHEMA by_hand CREATE TABLE operations_by_hand PARTITION OF public.operations "
+        "FOR VALUES FROM ('2040-01-01') TO ('2040-02-01')"]
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        assert cover_calls(conn, UNRELATED) == 0
+        assert cover_calls(conn, statements) >= 1
+        for statement in statements:
+            conn.execute(statement)
+        made_table = "by_hand.operations_by_hand" if made == "schema" else "operations_by_hand"
+        assert triggers_of(conn, made_table) == AUDIT_TRIGGERS
+
+
+def covering_installed(conn) -> tuple:
+    return (*guard_installed(conn),
+            conn.execute("SELECT pg_get_functiondef('sovren_audit_cover_partitions()'::regprocedure)").fetchone()[0])
+
+
+def test_the_covering_revision_goes_down_and_up_exactly(project, pg_url):
+    """Before it the guard called the cover function after every command it saw (the test above discriminates:
+    the unrelated commands call it there); its downgrade gives both bodies back exactly, its offline SQL does the
+    same."""
+    settings = load_settings(project)
+    commands.migrate(settings)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        head = covering_installed(conn)
+    commands.downgrade(settings, BEFORE_COVERING)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        before = covering_installed(conn)
+        assert before[0] != head[0] and before[1:3] == head[1:3] and before[3] != head[3]
+        assert cover_calls(conn, UNRELATED) == len(UNRELATED)
+        conn.execute(revision_sql(project, "upgrade", COVERING_REVISION))
+        assert covering_installed(conn) == head
+        conn.execute(revision_sql(project, "downgrade", COVERING_REVISION))
+        assert covering_installed(conn) == before
+    commands.migrate(settings)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert covering_installed(conn) == head
+        assert cover_calls(conn, UNRELATED) == 0
+    assert commands.check(settings).exit_code == 0
