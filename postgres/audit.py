@@ -559,8 +559,9 @@ END
 # superuser) and so the guard's body stays the previous one plus one line. Until revision b9e5d3f7a2c4 a trigger of
 # the root trigger's name counted as present whatever it called: a table attached with its own operations_audit_insert
 # kept it and statements naming the partition left no event. Now the real one comes beside it (named with the suffix
-# _sovren, the name being taken) and `check` names the partition for the impostor. Refusing such a partition instead
-# would have made every later partition command fail while one stood (`sovren-db partitions` included).
+# _sovren, the name being taken; both taken: a warning, no trigger) and `check` names the partition for the impostor.
+# Refusing such a partition instead would have made every later partition command fail while one stood (`sovren-db
+# partitions` included), as an error creating a trigger would: hence the warning.
 cover_partitions = _definer(
     name="sovren_audit_cover_partitions",
     args="",
@@ -583,8 +584,13 @@ BEGIN
                            AND x.tgfoid = t.tgfoid AND x.tgtype = t.tgtype)
          ORDER BY d.level, d.relid, t.tgname
     LOOP
-        EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION sovren_audit_stage()',
-                       v_missing.tgname, v_missing.events, v_missing.partition, v_missing.referencing);
+        BEGIN
+            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION sovren_audit_stage()',
+                           v_missing.tgname, v_missing.events, v_missing.partition, v_missing.referencing);
+        EXCEPTION WHEN duplicate_object THEN
+            RAISE WARNING 'partition % has no audit trigger for %: its names are taken by other triggers (check names it)',
+                v_missing.partition, v_missing.events;
+        END;
     END LOOP;
 END
 """,

@@ -21,7 +21,10 @@ reported it: partition-trigger-missing). Now a trigger is present when it calls
 the stage function for the same events, whatever its name, and a missing one is
 created under the root trigger's name, or with the suffix _sovren when another
 trigger has that name: the partition's statements leave their events, and
-`check` still names the partition for the impostor (an owner's to look at).
+`check` still names the partition for the impostor (an owner's to look at);
+where that name is taken too, a warning and no trigger, never an error (the
+function runs after every partition command and looks at every partition: an
+error would refuse each later one while that table stands).
 Refusing the ATTACH instead was tried: with one impostor standing (attached
 with the guard off) every later partition command failed, `sovren-db
 partitions` included, and next month's rows would have had no partition. A
@@ -88,8 +91,28 @@ NAMED = "        SELECT t.tgname, d.relid::regclass AS partition,\n"
 NAMED_FREE = """        SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_trigger n WHERE n.tgrelid = d.relid AND n.tgname = t.tgname)
                     THEN t.tgname || '_sovren' ELSE t.tgname END AS tgname, d.relid::regclass AS partition,
 """
+# Both names taken (two impostors): a warning, not an error. The function runs at the end of every partition
+# command and looks at every partition: an error would refuse each later one while that table stands,
+# `sovren-db partitions` making next month's included.
+CREATE_EACH = """    LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION sovren_audit_stage()',
+                       v_missing.tgname, v_missing.events, v_missing.partition, v_missing.referencing);
+    END LOOP;
+"""
+CREATE_EACH_OR_WARN = """    LOOP
+        BEGIN
+            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION sovren_audit_stage()',
+                           v_missing.tgname, v_missing.events, v_missing.partition, v_missing.referencing);
+        EXCEPTION WHEN duplicate_object THEN
+            RAISE WARNING 'partition % has no audit trigger for %: its names are taken by other triggers (check names it)',
+                v_missing.partition, v_missing.events;
+        END;
+    END LOOP;
+"""
 assert PREVIOUS_COVER.count(PRESENT_BY_NAME) == 1 and PREVIOUS_COVER.count(NAMED) == 1
-COVER = PREVIOUS_COVER.replace(PRESENT_BY_NAME, PRESENT_BY_FUNCTION).replace(NAMED, NAMED_FREE)
+assert PREVIOUS_COVER.count(CREATE_EACH) == 1
+COVER = (PREVIOUS_COVER.replace(PRESENT_BY_NAME, PRESENT_BY_FUNCTION).replace(NAMED, NAMED_FREE)
+         .replace(CREATE_EACH, CREATE_EACH_OR_WARN))
 
 # The guard's body as revision f3b9d2a7c5e1 left it (c7e2a9f4b1d6 changed its event trigger's tags only).
 PREVIOUS_GUARD = r"""

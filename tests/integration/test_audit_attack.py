@@ -503,3 +503,22 @@ def test_the_guard_puts_the_audit_trigger_beside_an_impostor_on_an_attached_tabl
         assert operation_events_since(conn, before) == [("operations", "INSERT")]
         conn.execute("CREATE TABLE op_later PARTITION OF operations FOR VALUES FROM ('2042-01-01') TO ('2042-02-01')")
     assert check_findings(project) == [("partition-trigger-missing", "partition op_impostor of operations")]
+
+def test_two_impostor_names_on_an_attached_table_warn_and_never_block_later_partitions(migrated, project):
+    """Both names the guard would give the INSERT trigger taken by other triggers: the ATTACH succeeds with a
+    warning (no audit INSERT trigger there), `check` names the partition, and later partition commands (the
+    guard looks at every partition each time) are not refused: `sovren-db partitions` must keep making next
+    month's. Fails when creating the trigger is an error."""
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute("CREATE TABLE op_two (LIKE operations INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        impostor(conn, "op_two")
+        conn.execute("CREATE TRIGGER operations_audit_insert_sovren AFTER INSERT ON op_two FOR EACH STATEMENT "
+                     "EXECUTE FUNCTION public.audit_nothing()")
+        warnings = []
+        conn.add_notice_handler(lambda notice: warnings.append(notice.message_primary))
+        conn.execute("ALTER TABLE operations ATTACH PARTITION op_two FOR VALUES FROM ('2043-01-01') TO ('2043-02-01')")
+        assert any("partition op_two has no audit trigger for INSERT" in w for w in warnings), warnings
+        conn.execute("CREATE TABLE op_after PARTITION OF operations FOR VALUES FROM ('2044-01-01') TO ('2044-02-01')")
+        assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'op_after'::regclass "
+                            "AND tgfoid = 'sovren_audit_stage()'::regprocedure").fetchone()[0] == 4
+    assert check_findings(project) == [("partition-trigger-missing", "partition op_two of operations")]
