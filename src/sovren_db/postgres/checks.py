@@ -20,9 +20,11 @@
   the audit guard's event trigger (revision f3b9d2a7c5e1). A safety net where
   that did not run (the guard disabled, a role not a superuser when the chain
   was migrated) or a trigger was dropped from a partition, disabled there, or
-  stands there under its name calling another function (a table attached with
-  a trigger of its own of that name): DML or TRUNCATE naming it would leave no
-  event. Drift of no declared object (partitions are
+  stands there under its name calling another function or not firing as the
+  parent's (a table attached with a trigger of its own of that name, a WHEN
+  condition): DML or TRUNCATE naming it would leave no event. The real trigger
+  may stand under the name with the suffix ``_sovren`` (the guard's, beside
+  another trigger of the name, revision b9e5d3f7a2c4). Drift of no declared object (partitions are
   not declared one by one), so a finding. Read live.
 """
 
@@ -150,20 +152,28 @@ def unindexed_foreign_keys(conn: Connection) -> list[Finding]:
 
 
 # Statement-level triggers of a partitioned table of the current schema that one of its partitions lacks
-# (by name, as the revisions and ensure_partitions give them). A trigger of that name counts only when it
-# calls the same function for the same timing and events and fires (enabled, not for replicas only, unless
-# the parent's is so too): a table attached with its own trigger of that name calling something else, or a
-# partition's audit trigger disabled, leaves statements naming the partition without events just the same.
-_PARTITION_TRIGGERS = """
+# (by name, as the revisions and ensure_partitions give them, or with the suffix _sovren, the name the audit
+# guard gives one beside another trigger of that name, revision b9e5d3f7a2c4). A trigger of that name counts
+# only when it fires as the parent's: the same function, timing and events, a WHEN condition where the
+# parent's has one (an attached table's WHEN (false) copy never fires), the same UPDATE OF columns and
+# transition tables, enabled (not for replicas only) unless the parent's is so too: a table attached with its
+# own trigger of that name calling something else, or a partition's audit trigger disabled, leaves statements
+# naming the partition without events just the same. A trigger under the parent's name that is not it is
+# named even when the real one stands under the suffix: the owner's to look at.
+_SAME = """x.tgfoid = t.tgfoid AND x.tgtype = t.tgtype AND (x.tgqual IS NULL) = (t.tgqual IS NULL)
+                   AND x.tgattr = t.tgattr AND (x.tgoldtable IS NULL) = (t.tgoldtable IS NULL)
+                   AND (x.tgnewtable IS NULL) = (t.tgnewtable IS NULL)
+                   AND (x.tgenabled IN ('O', 'A') OR x.tgenabled = t.tgenabled)"""
+_PARTITION_TRIGGERS = f"""
 SELECT t.tgname, p.relname AS parent, c.relname AS partition
   FROM pg_class p
   JOIN pg_trigger t ON t.tgrelid = p.oid AND t.tgtype & 1 = 0 AND NOT t.tgisinternal
   JOIN pg_inherits i ON i.inhparent = p.oid
   JOIN pg_class c ON c.oid = i.inhrelid
  WHERE p.relkind = 'p' AND p.relnamespace = current_schema()::regnamespace
-   AND NOT EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = c.oid AND x.tgname = t.tgname
-                   AND x.tgfoid = t.tgfoid AND x.tgtype = t.tgtype
-                   AND (x.tgenabled IN ('O', 'A') OR x.tgenabled = t.tgenabled))
+   AND (NOT EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = c.oid AND x.tgname IN (t.tgname, t.tgname || '_sovren')
+                    AND {_SAME})
+        OR EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = c.oid AND x.tgname = t.tgname AND NOT ({_SAME})))
  ORDER BY p.relname, c.relname, t.tgname
 """
 
@@ -174,7 +184,7 @@ def partition_trigger_findings(conn: Connection) -> list[Finding]:
         missing.setdefault((row.parent, row.partition), []).append(row.tgname)
     return [Finding("postgres", f"partition {partition} of {parent}",
                     f"lacks the statement trigger(s) {', '.join(names)} of {parent} (or has one of that name "
-                    "disabled or calling another function): statements naming the partition "
+                    "disabled, calling another function or not firing as the parent's): statements naming the partition "
                     "skip them (made by hand while the audit guard was off, or dropped: the owner's "
                     "SELECT sovren_audit_cover_partitions() gives back the audit triggers; others, create them as "
                     "on the other partitions)", code="partition-trigger-missing")
