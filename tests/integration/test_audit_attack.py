@@ -604,3 +604,28 @@ def test_the_application_role_makes_no_partition_and_touches_no_audit_trigger(mi
             conn.execute("ROLLBACK TO SAVEPOINT s")
         conn.execute("RESET ROLE")
         assert stage_triggers(conn, partition) == before and len(before) == 4
+
+
+def test_check_names_a_partition_whose_audit_trigger_stands_twice(migrated, project):
+    """The owner follows `check` on a partition attached with an impostor (the guard put the real trigger beside it
+    as operations_audit_insert_sovren): drops the impostor and creates operations_audit_insert "as on the other
+    partitions". Two triggers now fire as the parent's and every INSERT naming the partition writes its event
+    twice, and `check` (which looked for one missing) was silent. Fault found in b9e5d3f7a2c4 (the suffix made
+    the second name); fixed: partition-trigger-missing also names a partition where a trigger of its parent
+    stands twice."""
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        user = add_user(conn, "twice")
+        conn.execute("CREATE TABLE op_twice (LIKE operations INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        impostor(conn, "op_twice")
+        conn.execute("ALTER TABLE operations ATTACH PARTITION op_twice FOR VALUES FROM ('2041-01-01') TO ('2041-02-01')")
+        conn.execute("DROP TRIGGER operations_audit_insert ON op_twice")
+        conn.execute("CREATE TRIGGER operations_audit_insert AFTER INSERT ON op_twice REFERENCING NEW TABLE AS new_rows "
+                     "FOR EACH STATEMENT EXECUTE FUNCTION sovren_audit_stage()")
+        before = events(conn)
+        insert_naming(conn, "op_twice", user)
+        assert operation_events_since(conn, before) == [("operations", "INSERT")] * 2   # what the finding is about
+    outcome = commands.check(load_settings(project))
+    found = [f for f in outcome.findings if f.code == "partition-trigger-missing"]
+    assert [f.object for f in found] == ["partition op_twice of operations"]
+    assert "twice" in found[0].message and "operations_audit_insert" in found[0].message
+    assert outcome.exit_code == 1

@@ -159,33 +159,49 @@ def unindexed_foreign_keys(conn: Connection) -> list[Finding]:
 # transition tables, enabled (not for replicas only) unless the parent's is so too: a table attached with its
 # own trigger of that name calling something else, or a partition's audit trigger disabled, leaves statements
 # naming the partition without events just the same. A trigger under the parent's name that is not it is
-# named even when the real one stands under the suffix: the owner's to look at.
+# named even when the real one stands under the suffix: the owner's to look at. A partition where more triggers
+# fire as one of the parent's than on the parent (under any names: the real one under the suffix and another
+# created by hand under the name, as the finding's own advice said) runs it twice: each audit event written twice.
 _SAME = """x.tgfoid = t.tgfoid AND x.tgtype = t.tgtype AND (x.tgqual IS NULL) = (t.tgqual IS NULL)
                    AND x.tgattr = t.tgattr AND (x.tgoldtable IS NULL) = (t.tgoldtable IS NULL)
                    AND (x.tgnewtable IS NULL) = (t.tgnewtable IS NULL)
                    AND (x.tgenabled IN ('O', 'A') OR x.tgenabled = t.tgenabled)"""
 _PARTITION_TRIGGERS = f"""
-SELECT t.tgname, p.relname AS parent, c.relname AS partition
+SELECT t.tgname, p.relname AS parent, c.relname AS partition, n.here > n.parent AS twice
   FROM pg_class p
   JOIN pg_trigger t ON t.tgrelid = p.oid AND t.tgtype & 1 = 0 AND NOT t.tgisinternal
   JOIN pg_inherits i ON i.inhparent = p.oid
   JOIN pg_class c ON c.oid = i.inhrelid
+ CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE x.tgrelid = c.oid) AS here,
+                            count(*) FILTER (WHERE x.tgrelid = p.oid) AS parent
+                       FROM pg_trigger x WHERE x.tgrelid IN (c.oid, p.oid) AND {_SAME}) n
  WHERE p.relkind = 'p' AND p.relnamespace = current_schema()::regnamespace
    AND (NOT EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = c.oid AND x.tgname IN (t.tgname, t.tgname || '_sovren')
                     AND {_SAME})
-        OR EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = c.oid AND x.tgname = t.tgname AND NOT ({_SAME})))
+        OR EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = c.oid AND x.tgname = t.tgname AND NOT ({_SAME}))
+        OR n.here > n.parent)
  ORDER BY p.relname, c.relname, t.tgname
 """
 
 
 def partition_trigger_findings(conn: Connection) -> list[Finding]:
     missing: dict[tuple[str, str], list[str]] = {}
+    twice: dict[tuple[str, str], list[str]] = {}
     for row in conn.execute(text(_PARTITION_TRIGGERS)):
-        missing.setdefault((row.parent, row.partition), []).append(row.tgname)
-    return [Finding("postgres", f"partition {partition} of {parent}",
-                    f"lacks the statement trigger(s) {', '.join(names)} of {parent} (or has one of that name "
-                    "disabled, calling another function or not firing as the parent's): statements naming the partition "
-                    "skip them (made by hand while the audit guard was off, or dropped: the owner's "
-                    "SELECT sovren_audit_cover_partitions() gives back the audit triggers; others, create them as "
-                    "on the other partitions)", code="partition-trigger-missing")
-            for (parent, partition), names in missing.items()]
+        (twice if row.twice else missing).setdefault((row.parent, row.partition), []).append(row.tgname)
+    findings = []
+    for parent, partition in sorted(set(missing) | set(twice)):
+        said = []
+        if (parent, partition) in missing:
+            said.append(f"lacks the statement trigger(s) {', '.join(missing[parent, partition])} of {parent} (or has "
+                        "one of that name disabled, calling another function or not firing as the parent's): "
+                        "statements naming the partition skip them (made by hand while the audit guard was off, or "
+                        "dropped: the owner's SELECT sovren_audit_cover_partitions() gives back the audit triggers; "
+                        "others, create them as on the other partitions)")
+        if (parent, partition) in twice:
+            said.append(f"has the statement trigger(s) {', '.join(twice[parent, partition])} of {parent} twice "
+                        "(under two names, one perhaps with the suffix _sovren): statements naming the partition run "
+                        "them twice, an audit trigger writing each event twice (drop one)")
+        findings.append(Finding("postgres", f"partition {partition} of {parent}", "; ".join(said),
+                                code="partition-trigger-missing"))
+    return findings
