@@ -552,6 +552,9 @@ END
 # whichever of the two runs second finds each trigger there and creates nothing: ensure_partitions' own CREATE TABLE
 # fires the guard first. A trigger is present when one calls the stage function at the same timing and events,
 # whatever its name (one renamed on the partition): a second one would write every event twice.
+# It must also fire as the root's does: no WHEN condition (an attached table's WHEN (false) copy, calling the stage
+# function for INSERT, counted present and its INSERTs left no event), the same UPDATE OF columns (none) and
+# transition tables.
 # The roots are found by their statement triggers calling sovren_audit_stage, not by a list of table names, so a
 # table audited later is covered as it is; pg_partition_tree reaches the partitions of a sub-partitioned one (a
 # statement naming a middle level fires its own statement triggers, so it needs them too). Written as a function of
@@ -581,7 +584,8 @@ BEGIN
          WHERE t.tgfoid = to_regprocedure('sovren_audit_stage()') AND t.tgtype & 3 = 0   -- AFTER, FOR EACH STATEMENT
            AND r.relkind = 'p' AND NOT r.relispartition AND d.level > 0
            AND NOT EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = d.relid
-                           AND x.tgfoid = t.tgfoid AND x.tgtype = t.tgtype)
+                           AND x.tgfoid = t.tgfoid AND x.tgtype = t.tgtype AND x.tgqual IS NULL AND x.tgattr = t.tgattr
+                           AND (x.tgoldtable IS NULL) = (t.tgoldtable IS NULL) AND (x.tgnewtable IS NULL) = (t.tgnewtable IS NULL))
          ORDER BY d.level, d.relid, t.tgname
     LOOP
         BEGIN

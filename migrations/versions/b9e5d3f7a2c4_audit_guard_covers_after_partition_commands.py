@@ -84,8 +84,11 @@ END
 PRESENT_BY_NAME = """           AND NOT EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = d.relid
                            AND (x.tgname = t.tgname OR (x.tgfoid = t.tgfoid AND x.tgtype = t.tgtype)))
 """
+# It must fire as the root's does: a WHEN condition (WHEN (false) never fires), an UPDATE OF column list or
+# other transition tables make it another trigger, beside which the real one comes as beside an impostor.
 PRESENT_BY_FUNCTION = """           AND NOT EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = d.relid
-                           AND x.tgfoid = t.tgfoid AND x.tgtype = t.tgtype)
+                           AND x.tgfoid = t.tgfoid AND x.tgtype = t.tgtype AND x.tgqual IS NULL AND x.tgattr = t.tgattr
+                           AND (x.tgoldtable IS NULL) = (t.tgoldtable IS NULL) AND (x.tgnewtable IS NULL) = (t.tgnewtable IS NULL))
 """
 NAMED = "        SELECT t.tgname, d.relid::regclass AS partition,\n"
 NAMED_FREE = """        SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_trigger n WHERE n.tgrelid = d.relid AND n.tgname = t.tgname)

@@ -522,3 +522,110 @@ def test_two_impostor_names_on_an_attached_table_warn_and_never_block_later_part
         assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'op_after'::regclass "
                             "AND tgfoid = 'sovren_audit_stage()'::regprocedure").fetchone()[0] == 4
     assert check_findings(project) == [("partition-trigger-missing", "partition op_two of operations")]
+
+
+# ---- revision b9e5d3f7a2c4: a trigger present by its function and events, the _sovren name ----
+
+def stage_triggers(conn, table: str) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass "
+                                       "AND tgfoid = 'sovren_audit_stage()'::regprocedure ORDER BY 1", (table,))]
+
+
+def test_a_trigger_calling_the_stage_function_that_never_fires_is_not_the_audit_trigger(migrated, project):
+    """A table attached with its own operations_audit_insert calling sovren_audit_stage() for INSERT, with its
+    transition table, but WHEN (false): the guard counted it present (same function, same events), so it added
+    nothing, INSERTs naming the partition left no event, and `check` (same function, events, enabled) was silent.
+    Fault found in b9e5d3f7a2c4; fixed: a trigger with a WHEN condition, a column list or other transition tables
+    than the root's is not the audit trigger, in the guard's cover and in `check`."""
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        user = add_user(conn, "never-fires")
+        conn.execute("CREATE TABLE op_never (LIKE operations INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        conn.execute("CREATE TRIGGER operations_audit_insert AFTER INSERT ON op_never REFERENCING NEW TABLE AS new_rows "
+                     "FOR EACH STATEMENT WHEN (false) EXECUTE FUNCTION sovren_audit_stage()")
+        conn.execute("ALTER TABLE operations ATTACH PARTITION op_never FOR VALUES FROM ('2041-01-01') TO ('2041-02-01')")
+        assert stage_triggers(conn, "op_never") == ["operations_audit_delete", "operations_audit_insert",
+                                                    "operations_audit_insert_sovren", "operations_audit_truncate",
+                                                    "operations_audit_update"]
+        before = events(conn)
+        insert_naming(conn, "op_never", user)
+        assert operation_events_since(conn, before) == [("operations", "INSERT")]
+        total = events(conn)
+    chain_ok(migrated, total)
+    assert check_findings(project) == [("partition-trigger-missing", "partition op_never of operations")]
+
+
+def test_the_audit_trigger_renamed_to_its_suffix_is_the_audit_trigger_for_check_and_the_guard(migrated, project):
+    """The owner renames a partition's operations_audit_insert to operations_audit_insert_sovren (the name the guard
+    gives it beside an impostor): INSERTs naming the partition still leave their event, yet `check` named the
+    partition (it looked for the root's name only). Fault found in b9e5d3f7a2c4; fixed: `check` takes the
+    trigger under either name. An impostor then created under the root's name is named, once; neither the
+    guard (a later partition command) nor `sovren-db partitions` adds a second audit trigger."""
+    from sovren_db.cli.partitions import maintain
+
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        user = add_user(conn, "suffix")
+        conn.execute("CREATE TABLE op_suffix PARTITION OF operations FOR VALUES FROM ('2041-01-01') TO ('2041-02-01')")
+        conn.execute("ALTER TRIGGER operations_audit_insert ON op_suffix RENAME TO operations_audit_insert_sovren")
+    assert check_findings(project) == []
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        impostor(conn, "op_suffix")
+        conn.execute("CREATE TABLE op_next PARTITION OF operations FOR VALUES FROM ('2042-01-01') TO ('2042-02-01')")
+    maintain(load_settings(project), months_ahead=2)
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        assert stage_triggers(conn, "op_suffix") == ["operations_audit_delete", "operations_audit_insert_sovren",
+                                                     "operations_audit_truncate", "operations_audit_update"]
+        before = events(conn)
+        insert_naming(conn, "op_suffix", user)
+        assert operation_events_since(conn, before) == [("operations", "INSERT")]
+    assert check_findings(project) == [("partition-trigger-missing", "partition op_suffix of operations")]
+
+
+def test_the_application_role_makes_no_partition_and_touches_no_audit_trigger(migrated):
+    """sovren_app, the role the application connects as, tries each way around the partitions' audit triggers:
+    every one is refused for want of privilege (none is the guard's business)."""
+    attempts = [
+        "CREATE TABLE op_app PARTITION OF operations FOR VALUES FROM ('2041-01-01') TO ('2041-02-01')",
+        "ALTER TABLE operations DETACH PARTITION {p}",
+        "ALTER TABLE {p} DISABLE TRIGGER operations_audit_insert",
+        "ALTER TRIGGER operations_audit_insert ON {p} RENAME TO operations_audit_insert_sovren",
+        "DROP TRIGGER operations_audit_insert ON {p}",
+        "CREATE TRIGGER operations_audit_insert_sovren AFTER INSERT ON {p} FOR EACH STATEMENT "
+        "EXECUTE FUNCTION sovren_audit_stage()",
+        "SELECT sovren_audit_cover_partitions()",
+    ]
+    with psycopg.connect(migrated) as conn:
+        partition = conn.execute("SELECT 'operations_p' || to_char(now(), 'YYYY_MM')").fetchone()[0]
+        before = stage_triggers(conn, partition)
+        conn.execute("SET ROLE sovren_app")
+        for attempt in attempts:
+            conn.execute("SAVEPOINT s")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(attempt.format(p=partition))
+            conn.execute("ROLLBACK TO SAVEPOINT s")
+        conn.execute("RESET ROLE")
+        assert stage_triggers(conn, partition) == before and len(before) == 4
+
+
+def test_check_names_a_partition_whose_audit_trigger_stands_twice(migrated, project):
+    """The owner follows `check` on a partition attached with an impostor (the guard put the real trigger beside it
+    as operations_audit_insert_sovren): drops the impostor and creates operations_audit_insert "as on the other
+    partitions". Two triggers now fire as the parent's and every INSERT naming the partition writes its event
+    twice, and `check` (which looked for one missing) was silent. Fault found in b9e5d3f7a2c4 (the suffix made
+    the second name); fixed: partition-trigger-missing also names a partition where a trigger of its parent
+    stands twice."""
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        user = add_user(conn, "twice")
+        conn.execute("CREATE TABLE op_twice (LIKE operations INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        impostor(conn, "op_twice")
+        conn.execute("ALTER TABLE operations ATTACH PARTITION op_twice FOR VALUES FROM ('2041-01-01') TO ('2041-02-01')")
+        conn.execute("DROP TRIGGER operations_audit_insert ON op_twice")
+        conn.execute("CREATE TRIGGER operations_audit_insert AFTER INSERT ON op_twice REFERENCING NEW TABLE AS new_rows "
+                     "FOR EACH STATEMENT EXECUTE FUNCTION sovren_audit_stage()")
+        before = events(conn)
+        insert_naming(conn, "op_twice", user)
+        assert operation_events_since(conn, before) == [("operations", "INSERT")] * 2   # what the finding is about
+    outcome = commands.check(load_settings(project))
+    found = [f for f in outcome.findings if f.code == "partition-trigger-missing"]
+    assert [f.object for f in found] == ["partition op_twice of operations"]
+    assert "twice" in found[0].message and "operations_audit_insert" in found[0].message
+    assert outcome.exit_code == 1
