@@ -127,6 +127,7 @@ static ExprState **head_checks = NULL;	/* its compiled CHECKs */
 static MemoryContext head_checks_cxt = NULL;
 static AttrNumber head_chain, head_next, head_hash;	/* its columns (InvalidAttrNumber: not there) */
 static bool head_checks_known = false;	/* cleared with heads_known */
+static Oid head_checks_rel = InvalidOid;	/* the relation they describe: another schema's trail has its own */
 
 static int spi_latest(SPIPlanPtr plan, Datum *args, const char *nulls, long count);
 static char *shape_keys[SHAPE_CACHE];
@@ -657,14 +658,7 @@ prepare_plans(Oid nsp)
 	 * every commit. */
 	if (!heads_known || heads_nsp != nsp)
 	{
-		Oid found = get_relname_relid("audit_chain_head", nsp);
-
-		/* know_heads' column numbers and CHECKs are those of the relation looked up last: another
-		 * schema's trail (or a new relation) has its own, forgotten here, not only at an invalidation
-		 * of the old one (which another schema's commit never sends) */
-		if (found != heads_rel)
-			head_checks_known = false;
-		heads_rel = found;
+		heads_rel = get_relname_relid("audit_chain_head", nsp);
 		heads_stride = OidIsValid(heads_rel) && get_attnum(heads_rel, "next_id") == InvalidAttrNumber ? 1 : CHAINS;
 		heads_nsp = nsp;
 		heads_known = OidIsValid(heads_rel);	/* not there (yet): look again next time */
@@ -1342,7 +1336,7 @@ know_heads(Relation rel)
 	MemoryContext cxt, old;
 	TupleDesc desc = RelationGetDescr(rel);
 
-	if (head_checks_known)
+	if (head_checks_known && head_checks_rel == RelationGetRelid(rel))
 		return;
 	head_chain = head_next = head_hash = InvalidAttrNumber;
 	for (int a = 0; a < desc->natts; a++)
@@ -1369,6 +1363,7 @@ know_heads(Relation rel)
 	MemoryContextSwitchTo(old);
 	MemoryContextSetParent(cxt, TopMemoryContext);
 	head_checks_cxt = cxt;
+	head_checks_rel = RelationGetRelid(rel);
 	head_checks_known = true;
 }
 
