@@ -459,6 +459,35 @@ _TRUNCATED = """jsonb_build_array(jsonb_build_object('table', TG_TABLE_NAME, 'ac
                    'details', jsonb_build_object('key', NULL, 'changed', (
                        SELECT jsonb_agg(attname::text ORDER BY attname::text) FROM pg_attribute
                         WHERE attrelid = TG_RELID AND attnum > 0 AND NOT attisdropped))))"""
+# A bulk statement (an INSERT, COPY or DELETE of BULK_ROWS rows or more, revision a4d8c1e6f2b3): one event per
+# BULK_ROWS rows in order, details {"changed": [every column], "rows": [{"key", "user_id"} per row]}, its user_id
+# the rows' subject when they share one; staged BULK_STAGED events to a row of audit_pending.
+BULK_ROWS = 1000
+BULK_STAGED = 10
+_BULK = """IF (SELECT count(*) FROM {rows}) >= {bulk_rows} THEN
+            INSERT INTO audit_pending (xact, events) SELECT txid_current(), jsonb_agg(b.event ORDER BY b.bulk)
+              FROM (SELECT s.n / {bulk_rows} AS bulk, jsonb_build_object('table', v_table, 'action', TG_OP,
+                           'accessed_at', v_at, 'query', v_query,
+                           'user_id', CASE WHEN count(DISTINCT s.j -> 'user_id') = 1 AND count(s.j -> 'user_id') = count(*)
+                                           THEN (array_agg(s.j -> 'user_id'))[1] END,
+                           'details', jsonb_build_object('changed', c.cols, 'rows',
+                               jsonb_agg(jsonb_build_object('key', s.j - c.other, 'user_id', s.j -> 'user_id') ORDER BY s.n)))
+                           AS event
+                      FROM (SELECT to_jsonb(r) AS j, row_number() OVER () - 1 AS n FROM {rows} r) AS s, {columns}
+                     GROUP BY s.n / {bulk_rows}, c.cols) AS b
+             GROUP BY b.bulk / {staged} ORDER BY b.bulk / {staged};
+        ELSE
+            {stage}
+              FROM (SELECT to_jsonb(r) AS j, {numbered} FROM {rows} r) AS s, {columns}
+            {chunked};
+        END IF;"""
+
+
+def _bulk_or_rows(rows: str) -> str:
+    return _BULK.format(rows=rows, bulk_rows=BULK_ROWS, staged=BULK_STAGED, columns=_COLUMNS,
+                        stage=_STAGE.format(event=_ALL_CHANGED), numbered=_NUMBERED, chunked=_CHUNKED)
+
+
 _UPDATED = _EVENT.format(row="COALESCE(s.nj, s.oj)", changed="""CASE WHEN s.nj IS NULL OR s.oj IS NULL THEN c.cols ELSE
                        (SELECT COALESCE(jsonb_agg(k ORDER BY k), '[]') FROM jsonb_object_keys(s.nj) AS k
                          WHERE s.nj -> k IS DISTINCT FROM s.oj -> k) END""")
@@ -480,13 +509,9 @@ DECLARE
 BEGIN
     {_ROOT}
     IF TG_OP = 'INSERT' THEN
-        {_STAGE.format(event=_ALL_CHANGED)}
-          FROM (SELECT to_jsonb(r) AS j, {_NUMBERED} FROM new_rows r) AS s, {_COLUMNS}
-        {_CHUNKED};
+        {_bulk_or_rows('new_rows')}
     ELSIF TG_OP = 'DELETE' THEN
-        {_STAGE.format(event=_ALL_CHANGED)}
-          FROM (SELECT to_jsonb(r) AS j, {_NUMBERED} FROM old_rows r) AS s, {_COLUMNS}
-        {_CHUNKED};
+        {_bulk_or_rows('old_rows')}
     ELSIF TG_OP = 'TRUNCATE' THEN
         INSERT INTO audit_pending (xact, events) VALUES (txid_current(), {_TRUNCATED});
     ELSE

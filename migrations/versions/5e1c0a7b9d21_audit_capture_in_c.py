@@ -73,7 +73,7 @@ $sovren$
 
 
 def upgrade() -> None:
-    audit_capture.choose(op)
+    audit_capture.choose(op, audit_capture.ROWS_AS)  # one event per row: the link revision a4d8c1e6f2b3 changed
 
 
 def downgrade() -> None:

@@ -87,6 +87,7 @@ PG_MODULE_MAGIC;
 
 /* event tuple: table, action, accessed_at (timestamp, UTC), query shape, user_id (jsonb), details */
 enum { E_TABLE, E_ACTION, E_AT, E_QUERY, E_USER, E_DETAILS, E_NATTS };
+#define BULK_ROWS 1000			/* a statement of this many rows or more is recorded in bulk events of this many */
 
 typedef struct SubRange { SubTransactionId subid; int64 start; } SubRange;
 typedef struct Dropped { int64 from; int64 to; } Dropped;
@@ -135,6 +136,7 @@ static text *shape_values[SHAPE_CACHE];
 static int shape_next = 0;
 
 PG_FUNCTION_INFO_V1(sovren_audit_stage);
+PG_FUNCTION_INFO_V1(sovren_audit_stage_bulk);
 void _PG_init(void);
 
 static void
@@ -383,12 +385,29 @@ same_key(const Columns *c, TupleTableSlot *a, TupleTableSlot *b)
 	return true;
 }
 
+/* "key": the row's primary key columns, as an object */
+static void
+push_key(JsonbParseState **state, const Columns *c, TupleTableSlot *row)
+{
+	push_cstring(state, WJB_KEY, "key");
+	pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < c->n; i++)
+		if (is_key(c, c->attnums[i]))
+		{
+			bool isnull;
+			Datum v = slot_getattr(row, c->attnums[i], &isnull);
+
+			push_cstring(state, WJB_KEY, c->names[i]);
+			push_datum(state, WJB_VALUE, v, isnull, TupleDescAttr(row->tts_tupleDescriptor, c->attnums[i] - 1)->atttypid);
+		}
+	pushJsonbValue(state, WJB_END_OBJECT, NULL);
+}
+
 /* details {key, changed}: changed is every column (old == NULL) or those whose value differs. */
 static Jsonb *
 build_details(const Columns *c, TupleTableSlot *row, TupleTableSlot *old)
 {
 	JsonbParseState *state = NULL;
-	TupleDesc desc = row->tts_tupleDescriptor;
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	push_cstring(&state, WJB_KEY, "changed");
@@ -397,26 +416,23 @@ build_details(const Columns *c, TupleTableSlot *row, TupleTableSlot *old)
 		if (old == NULL || !same_value(c, row, old, c->attnums[i]))
 			push_cstring(&state, WJB_ELEM, c->names[i]);
 	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
-	push_cstring(&state, WJB_KEY, "key");
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	for (int i = 0; i < c->n; i++)
-		if (is_key(c, c->attnums[i]))
-		{
-			bool isnull;
-			Datum v = slot_getattr(row, c->attnums[i], &isnull);
-
-			push_cstring(&state, WJB_KEY, c->names[i]);
-			push_datum(&state, WJB_VALUE, v, isnull, TupleDescAttr(desc, c->attnums[i] - 1)->atttypid);
-		}
-	pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	push_key(&state, c, row);
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
+static Datum
+user_jsonb(Datum v, Oid type)
+{
+	JsonbValue jv;
+
+	datum_value(&jv, v, false, type);
+	return JsonbPGetDatum(JsonbValueToJsonb(&jv));
 }
 
 static Datum
 user_value(const Columns *c, TupleTableSlot *row, bool *isnull)
 {
 	Datum v;
-	JsonbValue jv;
 
 	*isnull = true;				/* no user_id column, or NULL: jsonb null and SQL NULL render alike */
 	if (c->user_attnum == 0)
@@ -424,8 +440,7 @@ user_value(const Columns *c, TupleTableSlot *row, bool *isnull)
 	v = slot_getattr(row, c->user_attnum, isnull);
 	if (*isnull)
 		return (Datum) 0;
-	datum_value(&jv, v, false, TupleDescAttr(row->tts_tupleDescriptor, c->user_attnum - 1)->atttypid);
-	return JsonbPGetDatum(JsonbValueToJsonb(&jv));
+	return user_jsonb(v, TupleDescAttr(row->tts_tupleDescriptor, c->user_attnum - 1)->atttypid);
 }
 
 /* What SECURITY DEFINER ... SET search_path does for the plpgsql path: the session's search_path
@@ -516,8 +531,71 @@ open_reader(Tuplestorestate *rows)
 	return reader;
 }
 
+/* A bulk statement (an INSERT, COPY or DELETE of BULK_ROWS rows or more): one event per BULK_ROWS
+ * rows, in order, details {"changed": [every column], "rows": [{"key": .., "user_id": ..}, ..]}, each
+ * row what its own event would have said; the event's user_id is the rows' subject when they share
+ * one, else NULL (postgres/audit.py, "Bulk events", says why). */
 static void
-stage_rows(TriggerData *trigdata, Datum *values, bool *nulls)
+stage_bulk(Datum *values, bool *nulls, const Columns *c, Tuplestorestate *rows, TupleTableSlot *row)
+{
+	MemoryContext per_chunk = AllocSetContextCreate(CurrentMemoryContext, "sovren_audit bulk", ALLOCSET_DEFAULT_SIZES);
+	bool more = tuplestore_gettupleslot(rows, true, false, row);
+
+	while (more)
+	{
+		MemoryContext caller = MemoryContextSwitchTo(per_chunk);
+		JsonbParseState *state = NULL;
+		Datum first_user = (Datum) 0;
+		bool first_null = true, shared = true;
+		Form_pg_attribute user_att = c->user_attnum ? TupleDescAttr(row->tts_tupleDescriptor, c->user_attnum - 1) : NULL;
+
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		push_cstring(&state, WJB_KEY, "changed");
+		pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+		for (int i = 0; i < c->n; i++)
+			push_cstring(&state, WJB_ELEM, c->names[i]);
+		pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+		push_cstring(&state, WJB_KEY, "rows");
+		pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+		for (int n = 0; more && n < BULK_ROWS; n++)
+		{
+			bool isnull = true;
+			Datum user = (Datum) 0;
+
+			if (user_att)
+				user = slot_getattr(row, c->user_attnum, &isnull);
+			if (n == 0)
+			{
+				first_null = isnull;
+				first_user = isnull ? (Datum) 0 : datumCopy(user, user_att->attbyval, user_att->attlen);
+			}
+			else if (shared && (isnull != first_null ||
+								(!isnull && !datum_image_eq(user, first_user, user_att->attbyval, user_att->attlen))))
+				shared = false;
+			pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+			push_key(&state, c, row);
+			push_cstring(&state, WJB_KEY, "user_id");
+			push_datum(&state, WJB_VALUE, user, isnull, user_att ? user_att->atttypid : TEXTOID);
+			pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+			/* read in the caller's context: a row read back from a spilled tuplestore is allocated there,
+			 * and the slot frees it at the next read, after per_chunk's reset */
+			MemoryContextSwitchTo(caller);
+			more = tuplestore_gettupleslot(rows, true, false, row);
+			MemoryContextSwitchTo(per_chunk);
+		}
+		pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+		values[E_DETAILS] = JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
+		nulls[E_USER] = !shared || first_null;
+		values[E_USER] = nulls[E_USER] ? (Datum) 0 : user_jsonb(first_user, user_att->atttypid);
+		record_event(values, nulls);
+		MemoryContextSwitchTo(caller);
+		MemoryContextReset(per_chunk);
+	}
+	MemoryContextDelete(per_chunk);
+}
+
+static void
+stage_rows(TriggerData *trigdata, Datum *values, bool *nulls, bool bulk)
 {
 	Relation rel = trigdata->tg_relation;
 	Columns c = read_columns(rel);
@@ -530,6 +608,12 @@ stage_rows(TriggerData *trigdata, Datum *values, bool *nulls)
 	open_reader(rows);
 	if (update)
 		open_reader(trigdata->tg_oldtable);
+	else if (bulk && tuplestore_tuple_count(rows) >= BULK_ROWS)
+	{
+		stage_bulk(values, nulls, &c, rows, row);
+		ExecDropSingleTupleTableSlot(row);
+		return;
+	}
 	while (tuplestore_gettupleslot(rows, true, false, row))
 	{
 		MemoryContext caller = MemoryContextSwitchTo(per_row);
@@ -587,8 +671,25 @@ function_owner(Oid fn, Oid *owner, Oid *nsp)
 	ReleaseSysCache(tuple);
 }
 
+/* The statement trigger: sovren_audit_stage() is AS 'sovren_audit', 'sovren_audit_stage_bulk' since revision
+ * a4d8c1e6f2b3 (bulk events), 'sovren_audit_stage' before it (one event per row, whatever the statement's size):
+ * which the function links to is the revision's choice, so a downgrade gives the row events back. */
+static Datum stage(FunctionCallInfo fcinfo, bool bulk);
+
 Datum
 sovren_audit_stage(PG_FUNCTION_ARGS)
+{
+	return stage(fcinfo, false);
+}
+
+Datum
+sovren_audit_stage_bulk(PG_FUNCTION_ARGS)
+{
+	return stage(fcinfo, true);
+}
+
+static Datum
+stage(FunctionCallInfo fcinfo, bool bulk)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	Datum values[E_NATTS];
@@ -631,7 +732,7 @@ sovren_audit_stage(PG_FUNCTION_ARGS)
 	if (strcmp(action, "TRUNCATE") == 0)
 		stage_truncate(trigdata, values, nulls);
 	else
-		stage_rows(trigdata, values, nulls);
+		stage_rows(trigdata, values, nulls, bulk);
 	return PointerGetDatum(NULL);
 }
 

@@ -20,8 +20,18 @@ from ..core.errors import ConfigError
 from ..core.urls import redact
 
 LIBRARY = "sovren_audit"
-NATIVE_AS = f"'{LIBRARY}', 'sovren_audit_stage'"  # the C function's AS clause, as `check` reads it back
-NATIVE_STAGE = f"CREATE OR REPLACE FUNCTION sovren_audit_stage() RETURNS trigger LANGUAGE c VOLATILE AS {NATIVE_AS}"
+# The C function's AS clause, as `check` reads it back: one event per row before revision a4d8c1e6f2b3,
+# bulk events for a bulk statement since (the library holds both; the revision chooses which).
+ROWS_AS = f"'{LIBRARY}', 'sovren_audit_stage'"
+NATIVE_AS = f"'{LIBRARY}', 'sovren_audit_stage_bulk'"
+
+
+def native_stage(native_as: str = NATIVE_AS) -> str:
+    """The statement installing the C stage function linked to ``native_as``."""
+    return f"CREATE OR REPLACE FUNCTION sovren_audit_stage() RETURNS trigger LANGUAGE c VOLATILE AS {native_as}"
+
+
+NATIVE_STAGE = native_stage()
 OWNER_ONLY = "REVOKE ALL ON FUNCTION sovren_audit_stage() FROM PUBLIC"
 
 
@@ -31,15 +41,16 @@ def capture_setting(op: Any) -> str:
     return getattr(getattr(runtime, "settings", None), "audit_capture", "auto")
 
 
-def choose(op: Any) -> str:
-    """Install the native capture if the setting and the server allow it; which path is installed."""
+def choose(op: Any, native_as: str = NATIVE_AS) -> str:
+    """Install the native capture (the C function ``native_as``) if the setting and the server allow it;
+    which path is installed."""
     setting = capture_setting(op)
     if setting == "plpgsql" or op.get_context().as_sql:  # offline SQL cannot try: it keeps plpgsql
         return "plpgsql"
     bind = op.get_bind()
     try:
         with bind.begin_nested():
-            bind.execute(text(NATIVE_STAGE))
+            bind.execute(text(native_stage(native_as)))
             bind.execute(text(OWNER_ONLY))
     except Exception as exc:  # noqa: BLE001 - any refusal (no library, not a superuser) means plpgsql
         if setting == "native":
