@@ -175,33 +175,56 @@ about a quarter of the commit), and the part of every payload that is the commit
 own (created_at, actor, chain) is rendered once, with one sha256 context. Ratio
 0.30 -> 0.39-0.41, the commit of 100,000 events 1.68 s -> 1.24-1.35 s.
 
-Why 0.5 is out of reach for a trail of one checked row per event. perf of the
-audited 100,000-row COPY's backend (share of its samples, quiet machine, ratio 0.41
-in that run): the COPY's own work 36 %; capture (the transition table and the stage
-function) 6 %; audit_log's CHECK, evaluated for every event row, 17.5 %; the event
-rows themselves (heap and index inserts, their WAL) 14 %; payloads, hashes and the
-rest 12 %. The ratio is 36 / (36 + the audit's share): 0.5 needs the audit's share
-at 36 % or less, and the CHECK and the rows alone are 31.5 %: capture, payloads and
-hashes would have to fall from 18 % to 4.5 %. Measured without the CHECK (dropped
-for the measurement) the same COPY gives 0.45-0.49. A cheaper CHECK does not get
-there either: evaluated alone over 100,000 rows it costs 6.4 us a row, to_json 40 %
-of it (a type look-up per call), convert_to 9 %, byte searches 5 %; a payload
-format with every column before "details" (one prefix, the text columns rendered
-by one array_to_json) might halve it, which leaves about 0.47 by the shares above,
-for a new format, a revision and every reader of the payload. So the target needs either
-  - a bulk form of the events (one chained row per chunk carrying a Merkle root of its
-    events): G.2's query and G.4's (user_id, accessed_at, query per event) and row
-    security per tenant (part 6) read event rows, and a chunk of a COPY into users
-    holds as many tenants as rows: it would break parts 2 and 6 to meet part 7; or
-  - the native writer not asking Postgres to evaluate audit_log_columns_match on
-    rows it builds, trusting that it renders the columns as the CHECK does. Not
-    taken: the CHECK is what makes G.2's query mean "no tampered row" (part 2) and
-    what lets ``audit verify`` skip its own comparison; the renderings agree by
-    construction only for the values and tables seen so far (an audited table whose
-    subject column held its ids as text, for one, would put the text as written in
-    the payload and its canonical uuid in the column: the CHECK refuses that commit,
-    a skip would let the mismatch through unseen).
-Kept: one row per event, every row checked by Postgres; the COPY at 0.4.
+Why one row per event could not reach 0.5 on a bulk COPY. perf of the audited
+100,000-row COPY's backend with one event per row (share of its samples, quiet
+machine, ratio 0.41 in that run): the COPY's own work 36 %; capture (the transition
+table and the stage function) 6 %; audit_log's CHECK, evaluated for every event row,
+17.5 %; the event rows themselves (heap and index inserts, their WAL) 14 %;
+payloads, hashes and the rest 12 %. The ratio is 36 / (36 + the audit's share): 0.5
+needs the audit to cost no more than the COPY, and one audit_log row per copied row
+(wider than it: the payload repeats every column, plus a CHECK, two index entries and
+a hash) costs more than the copied row. Dropping the CHECK (for the measurement)
+gave 0.45-0.49; a cheaper CHECK was estimated at 0.47.
+
+Bulk events (revision a4d8c1e6f2b3). So a bulk statement, an INSERT, COPY or DELETE
+of BULK_ROWS (1,000) rows or more, is recorded as one event per 1,000 of its rows, in
+the statement's order, instead of one per row: the "sealing batches" of issue 13's
+part 7, with the batch an ordinary chained event. A bulk event has the columns a row
+event of the statement would have (table, action, accessed_at, query, actor) and
+details {"changed": [every column], "rows": [{"key": .., "user_id": ..}, ..]}, each
+element what that row's own event would have said; its user_id is the rows' subject
+when they all share one, else NULL. What holds, unchanged:
+  - every row of the statement is named (key and subject) in a hashed payload: a
+    row dropped, added or edited inside a bulk event breaks its hash (part 2, G.2);
+  - the CHECK covers the event's columns as for any event, the payload is format 3
+    (details is free JSON to the CHECK and to ``audit verify``), and ids, chains,
+    checkpoints and verification see one event like any other;
+  - no value is stored (part 5): keys, subjects and column names, as before.
+What it gives up, and why that is acceptable:
+  - a bulk event of several subjects has user_id NULL: row security (part 6) shows it
+    to the auditor and to no application role ("at most its own tenant's events"
+    holds; a tenant's own bulk load, one subject, keeps its user_id and stays
+    visible to it), and ``WHERE user_id = ..`` does not find a subject's rows in it.
+    A subject's events, bulk ones included (the query of HIPAA access tracking, G.4,
+    by subject; ``audit_log`` has no index on the payload, so it reads the bulk
+    events, which are few):
+
+        SELECT event_id, accessed_at, query FROM audit_log
+         WHERE user_id = $1 OR (user_id IS NULL AND event_payload::jsonb -> 'details' -> 'rows'
+               @> jsonb_build_array(jsonb_build_object('user_id', $1::text)));
+
+  - UPDATE stays one event per row: its changed columns differ from row to row,
+    and a statement key-changing rows is two events per row; the target is the
+    bulk load. A large UPDATE costs what it cost before.
+  - the threshold is a count of one statement's rows: 999 rows are 999 events, 1,000
+    one. 1,000 keeps a bulk event's payload about 100 kB (TOASTed) and the
+    2-row transactions of the application as they were.
+Both paths build the same events (test_audit_bulk.py compares their bytes): the
+plpgsql body counts the transition table and aggregates 1,000 rows per event; the C
+function (``sovren_audit_stage_bulk``, the link the revision installs; the library's
+``sovren_audit_stage`` keeps one event per row for the revisions before) builds the
+details while it reads the transition table. Measured: the 100,000-row COPY at 0.75
+of the unaudited COPY (0.37-0.40 before); figures in README.md.
 
 The heads are locked and moved below the executor since the fix for the snapshot
 isolation levels (pgext/sovren_audit: lock_head, update_head, which say why): perf
