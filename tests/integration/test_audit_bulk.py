@@ -234,3 +234,25 @@ def test_a_bulk_statement_spilled_to_disk_is_read_back_whole(migrated):
     assert [len(e[3]["rows"]) for e in got] == [1000] * 20
     assert [r["key"]["user_id"] for e in got for r in e[3]["rows"]] == ids
     chain_intact(migrated)
+
+
+def test_a_bulk_statement_rolled_back_to_a_savepoint_leaves_no_event(migrated):
+    """A bulk COPY inside a savepoint rolled back, then another: only the second's events, every row of it
+    once; a 25,000-row COPY after it is 25 events staged across several audit_pending rows (plpgsql: ten
+    bulk events to a row) and chained in order."""
+    with psycopg.connect(migrated) as conn:
+        since = last_at(conn)
+        conn.execute("SAVEPOINT s")
+        copy_users(conn, 1500)
+        conn.execute("ROLLBACK TO SAVEPOINT s")
+        kept = copy_users(conn, 1200)
+        conn.commit()
+        got = events(conn, "users", since)
+        assert [r["key"]["user_id"] for e in got for r in e[3]["rows"]] == kept
+        since = last_at(conn)
+        many = copy_users(conn, 25_000)
+        conn.commit()
+        got = events(conn, "users", since)
+        assert conn.execute("SELECT count(*) FROM audit_pending").fetchone()[0] == 0
+    assert len(got) == 25 and [r["key"]["user_id"] for e in got for r in e[3]["rows"]] == many
+    chain_intact(migrated)
