@@ -362,18 +362,24 @@ is_key(const Columns *c, int attnum)
 	return bms_is_member(attnum - FirstLowInvalidHeapAttributeNumber, c->key);
 }
 
+/* Two values of a column alike as jsonb values (what the plpgsql path compares) */
+static bool
+same_datum(const Columns *c, Form_pg_attribute att, Datum x, Datum y)
+{
+	if (c->types[att->attnum - 1] == NUMERICOID)	/* jsonb compares numbers by value: 1.0 = 1.00 */
+		return DatumGetBool(DirectFunctionCall2(numeric_eq, x, y));
+	return datum_image_eq(x, y, att->attbyval, att->attlen);
+}
+
 static bool
 same_value(const Columns *c, TupleTableSlot *a, TupleTableSlot *b, int attnum)
 {
-	Form_pg_attribute att = TupleDescAttr(a->tts_tupleDescriptor, attnum - 1);
 	bool anull, bnull;
 	Datum x = slot_getattr(a, attnum, &anull), y = slot_getattr(b, attnum, &bnull);
 
 	if (anull || bnull)
 		return anull && bnull;
-	if (c->types[attnum - 1] == NUMERICOID)	/* jsonb compares numbers by value: 1.0 = 1.00 */
-		return DatumGetBool(DirectFunctionCall2(numeric_eq, x, y));
-	return datum_image_eq(x, y, att->attbyval, att->attlen);
+	return same_datum(c, TupleDescAttr(a->tts_tupleDescriptor, attnum - 1), x, y);
 }
 
 static bool
@@ -383,6 +389,17 @@ same_key(const Columns *c, TupleTableSlot *a, TupleTableSlot *b)
 		if (is_key(c, c->attnums[i]) && !same_value(c, a, b, c->attnums[i]))
 			return false;
 	return true;
+}
+
+/* "changed": every column (an insert's, a delete's, a truncate's) */
+static void
+push_every_column(JsonbParseState **state, const Columns *c)
+{
+	push_cstring(state, WJB_KEY, "changed");
+	pushJsonbValue(state, WJB_BEGIN_ARRAY, NULL);
+	for (int i = 0; i < c->n; i++)
+		push_cstring(state, WJB_ELEM, c->names[i]);
+	pushJsonbValue(state, WJB_END_ARRAY, NULL);
 }
 
 /* "key": the row's primary key columns, as an object */
@@ -539,6 +556,7 @@ static void
 stage_bulk(Datum *values, bool *nulls, const Columns *c, Tuplestorestate *rows, TupleTableSlot *row)
 {
 	MemoryContext per_chunk = AllocSetContextCreate(CurrentMemoryContext, "sovren_audit bulk", ALLOCSET_DEFAULT_SIZES);
+	Form_pg_attribute user_att = c->user_attnum ? TupleDescAttr(row->tts_tupleDescriptor, c->user_attnum - 1) : NULL;
 	bool more = tuplestore_gettupleslot(rows, true, false, row);
 
 	while (more)
@@ -547,14 +565,9 @@ stage_bulk(Datum *values, bool *nulls, const Columns *c, Tuplestorestate *rows, 
 		JsonbParseState *state = NULL;
 		Datum first_user = (Datum) 0;
 		bool first_null = true, shared = true;
-		Form_pg_attribute user_att = c->user_attnum ? TupleDescAttr(row->tts_tupleDescriptor, c->user_attnum - 1) : NULL;
 
 		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		push_cstring(&state, WJB_KEY, "changed");
-		pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
-		for (int i = 0; i < c->n; i++)
-			push_cstring(&state, WJB_ELEM, c->names[i]);
-		pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+		push_every_column(&state, c);
 		push_cstring(&state, WJB_KEY, "rows");
 		pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
 		for (int n = 0; more && n < BULK_ROWS; n++)
@@ -569,8 +582,7 @@ stage_bulk(Datum *values, bool *nulls, const Columns *c, Tuplestorestate *rows, 
 				first_null = isnull;
 				first_user = isnull ? (Datum) 0 : datumCopy(user, user_att->attbyval, user_att->attlen);
 			}
-			else if (shared && (isnull != first_null ||
-								(!isnull && !datum_image_eq(user, first_user, user_att->attbyval, user_att->attlen))))
+			else if (shared && (isnull != first_null || (!isnull && !same_datum(c, user_att, user, first_user))))
 				shared = false;
 			pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 			push_key(&state, c, row);
@@ -646,11 +658,7 @@ stage_truncate(TriggerData *trigdata, Datum *values, bool *nulls)
 	JsonbValue null_key = {.type = jbvNull};
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	push_cstring(&state, WJB_KEY, "changed");
-	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
-	for (int i = 0; i < c.n; i++)
-		push_cstring(&state, WJB_ELEM, c.names[i]);
-	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	push_every_column(&state, &c);
 	push_cstring(&state, WJB_KEY, "key");
 	pushJsonbValue(&state, WJB_VALUE, &null_key);
 	values[E_DETAILS] = JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
