@@ -49,7 +49,7 @@ demo: setup
 	$(BIN)/sovren-db status; test $$? -le 1
 
 # The audit tests run again on the plpgsql capture (the fallback where the C library cannot load).
-AUDIT_TESTS = tests/integration/test_audit_trail.py tests/integration/test_audit_attack.py tests/integration/test_audit_native.py tests/integration/test_audit_truncate.py tests/integration/test_audit_partitions_dml.py tests/integration/test_audit_rows.py tests/integration/test_audit_columns_match.py tests/compliance/test_audit_verify.py tests/compliance/test_audit_seal.py
+AUDIT_TESTS = tests/integration/test_audit_trail.py tests/integration/test_audit_bulk.py tests/integration/test_audit_partition_advice.py tests/integration/test_audit_attack.py tests/integration/test_audit_native.py tests/integration/test_audit_truncate.py tests/integration/test_audit_partitions_dml.py tests/integration/test_audit_rows.py tests/integration/test_audit_columns_match.py tests/compliance/test_audit_verify.py tests/compliance/test_audit_seal.py
 
 test: setup
 	$(BIN)/python -m pytest -q
