@@ -17,6 +17,9 @@ against the native path; the plpgsql path's figures are printed beside it
   per-transaction log;
 - a COPY of --copy-rows rows into ``users``, timed client-side, each one into
   the same table: the 1,000 seeded users, after a CHECKPOINT (``reset_users``).
+  A statement of 1,000 rows or more is recorded as bulk events, one per 1,000
+  rows (revision a4d8c1e6f2b3, postgres/audit.py "Bulk events"): 100 events for
+  the default 100,000 rows.
 
 Each side runs --repeat times, the best kept (the machine is shared). Prints
 each figure, the audited/unaudited ratios and the load average, and checks them against the
