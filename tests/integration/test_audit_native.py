@@ -309,8 +309,8 @@ def wait_for_server(url: str) -> None:
 def test_a_backend_killed_mid_commit_leaves_a_chain_that_verifies(migrated, delay):
     with psycopg.connect(migrated, autocommit=True) as conn:
         add_user(conn, "before")
-    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, migrated,
-                               json.dumps(row_event_inserts(KILLED_INSERT, 100_000))], stdout=subprocess.PIPE, text=True)
+    inserts = json.dumps(row_event_inserts(KILLED_INSERT, 100_000))
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, migrated, inserts], stdout=subprocess.PIPE, text=True)
     pid = int(writer.stdout.readline())
     time.sleep(delay)   # the 100,000 events are being chained by COMMIT (or it has just finished)
     os.kill(pid, signal.SIGKILL)
