@@ -21,7 +21,7 @@ from sovren_db import commands
 from sovren_db.compliance.audit_format import CHAINS
 from sovren_db.core.config import load_settings
 from sovren_db.postgres import audit_capture
-from tests.integration.test_audit_native import add_user, chain_ok, copy_users, indexes_whole
+from tests.integration.test_audit_native import add_user, chain_ok, copy_users, indexes_whole, insert_row_events
 from tests.integration.test_audit_partitions_dml import count as events
 from tests.integration.test_audit_truncate import revision_sql
 
@@ -199,11 +199,7 @@ def test_an_index_expression_that_fails_aborts_the_big_commit_whole(migrated):
         conn.execute("CREATE INDEX audit_log_probe ON audit_log (public.audit_probe(user_id))")
         before = events(conn)
     with psycopg.connect(migrated) as conn:
-        with conn.cursor().copy("COPY users (user_id, username, password_hash, email, subscription_tier) "
-                                "FROM STDIN") as copy:
-            for i in range(3_000):
-                u = doomed if i == 2_499 else uuid.uuid4()
-                copy.write(f"{u}\tprobe{i}\tx\tprobe{i}@x.io\tpro\n")
+        copy_users(conn, 3_000, "probe", ids=[doomed if i == 2_499 else uuid.uuid4() for i in range(3_000)])
         with pytest.raises(psycopg.errors.RaiseException, match="probe refuses"):
             conn.commit()
         conn.rollback()
@@ -255,10 +251,10 @@ def test_a_big_commit_of_the_application_role_with_truncate_and_copy_in_one_tran
         conn.execute("SET ROLE sovren_app")
         conn.execute("SELECT set_config('app.user_id', %s, false)", (user,))
         insert = ("INSERT INTO operations (operation_id, user_id, parameters, confidence) "
-                  "SELECT gen_random_uuid(), %s, '{}', 0.5 FROM generate_series(1, %s)")
-        conn.execute(insert, (user, 1_000))
+                  "SELECT gen_random_uuid(), %s, '{}', 0.5 FROM generate_series({first}, {last})")
+        insert_row_events(conn, insert, 1_000, (user,))        # 999 + 1 rows: row events, not a bulk one
         conn.execute("SAVEPOINT dropped")
-        conn.execute(insert, (user, 500))
+        insert_row_events(conn, insert, 500, (user,))
         conn.execute("ROLLBACK TO SAVEPOINT dropped")
         conn.execute("RESET ROLE")                      # COPY FROM is refused under row security
         with conn.cursor().copy("COPY operations (operation_id, user_id, parameters, confidence) FROM STDIN") as copy:

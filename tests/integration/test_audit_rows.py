@@ -20,7 +20,7 @@ import pytest
 from sovren_db.compliance.audit_format import CHAINS
 from sovren_db.postgres.sql import ensure_partitions
 from sovren_db.postgres.state import PartitionRule
-from tests.integration.test_audit_native import INSERT, chain_ok, migrated  # noqa: F401 (a fixture)
+from tests.integration.test_audit_native import INSERT, chain_ok, insert_row_events, migrated  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.postgres
 GUARDS_OFF = ("ALTER EVENT TRIGGER sovren_audit_guard_drop DISABLE",
@@ -198,9 +198,9 @@ def test_bulk_rows_across_batches_have_every_index_entry(migrated):
     rows = 25_000
     with psycopg.connect(migrated) as writer:
         commit_user(writer, "first")
-        writer.execute("INSERT INTO users (user_id, username, password_hash, email, subscription_tier) "
-                       "SELECT gen_random_uuid(), 'bulk' || i, 'x', 'bulk' || i || '@x.io', 'pro' "
-                       "FROM generate_series(1, %s) i", (rows,))
+        insert_row_events(writer, "INSERT INTO users (user_id, username, password_hash, email, subscription_tier) "
+                          "SELECT gen_random_uuid(), 'bulk' || i, 'x', 'bulk' || i || '@x.io', 'pro' "
+                          "FROM generate_series({first}, {last}) i", rows)   # row events, not bulk ones
         writer.commit()
     with psycopg.connect(migrated, autocommit=True) as a:
         a.execute("CREATE EXTENSION IF NOT EXISTS amcheck")

@@ -19,7 +19,7 @@ from sovren_db.compliance.audit_format import CHAINS, first_id
 from sovren_db.core.config import load_settings
 from sovren_db.core.errors import Refused
 from sovren_db.postgres import audit_capture
-from tests.integration.test_audit_native import chain_ids, chain_ok
+from tests.integration.test_audit_native import chain_ids, chain_ok, copy_users
 
 pytestmark = pytest.mark.postgres
 
@@ -359,16 +359,44 @@ def test_concurrent_writers_build_one_gapless_chain(migrated):
     chain_ok(migrated, 300)
 
 
-def test_a_bulk_copy_is_staged_once_and_chained_in_order(migrated):
+def test_a_big_copy_of_row_events_is_staged_once_and_chained_in_order(migrated):
+    """2,000 users in COPYs of fewer than BULK_ROWS rows (one event per row): one query shape, one chain, the
+    events in the rows' order."""
     with psycopg.connect(migrated) as conn:
-        with conn.cursor().copy("COPY users (user_id, username, password_hash, email, subscription_tier) "
-                                "FROM STDIN") as copy:
-            for i in range(2000):
-                copy.write_row((uuid.uuid4(), f"bulk{i}", "x", f"bulk{i}@x.io", "pro"))
+        copy_users(conn, 2000, "rows")
         conn.commit()
         assert conn.execute("SELECT count(DISTINCT query), max(event_id) - min(event_id) FROM audit_log").fetchone() \
             == (1, 1999 * CHAINS)   # one transaction: one chain
+        names = [n for (n,) in conn.execute("SELECT u.username FROM audit_log a JOIN users u ON u.user_id = a.user_id "
+                                            "ORDER BY a.event_id")]
+    assert names == [f"rows{i}" for i in range(2000)]
     chain_ok(migrated, 2000)
+
+
+# every row named inside the bulk events, in the events' order and the order within each
+NAMED = ("SELECT (r ->> 'user_id')::uuid, (r -> 'key' ->> 'user_id')::uuid FROM audit_log a, "
+         "jsonb_array_elements(a.event_payload::jsonb -> 'details' -> 'rows') WITH ORDINALITY AS e(r, n) "
+         "WHERE a.table_name = 'users' AND a.action = %s ORDER BY a.event_id, e.n")
+
+
+def test_a_bulk_copy_is_bulk_events_chained_in_order_naming_every_row_once(migrated):
+    """One COPY of 2,500 rows (revision a4d8c1e6f2b3): three bulk events of 1,000, 1,000 and 500 rows on one
+    chain, consecutive, one query shape, every row named once and in the COPY's order; the chain verifies."""
+    ids = [uuid.uuid4() for _ in range(2500)]
+    with psycopg.connect(migrated) as conn:
+        with conn.cursor().copy("COPY users (user_id, username, password_hash, email, subscription_tier) "
+                                "FROM STDIN") as copy:
+            for i, user_id in enumerate(ids):
+                copy.write_row((user_id, f"bulk{i}", "x", f"bulk{i}@x.io", "pro"))
+        conn.commit()
+        got = conn.execute("SELECT event_id, action, user_id, jsonb_array_length(event_payload::jsonb -> 'details' "
+                           "-> 'rows'), query FROM audit_log ORDER BY event_id").fetchall()
+        named = conn.execute(NAMED, ("INSERT",)).fetchall()
+    assert [(e[1], e[2], e[3]) for e in got] == [("INSERT", None, 1000), ("INSERT", None, 1000), ("INSERT", None, 500)]
+    assert [e[0] - got[0][0] for e in got] == [0, CHAINS, 2 * CHAINS]   # one transaction: one chain, in order
+    assert len({e[4] for e in got}) == 1
+    assert named == [(i, i) for i in ids]   # each row once, in order, its subject beside its key
+    chain_ok(migrated, 3)
 
 
 # -- 7b. any isolation level: the heads are taken at their latest version ------------------------
@@ -665,23 +693,41 @@ BULK_INSERT = ("INSERT INTO users (user_id, username, password_hash, email, subs
                "SELECT gen_random_uuid(), 'chunk' || i, 'x', 'chunk' || i || '@x.io', 'pro' "
                "FROM generate_series(1, 25000) i")
 BULK_UPDATE = "UPDATE users SET subscription_tier = 'business' WHERE username LIKE 'chunk%'"
+BULK_DELETE = "DELETE FROM users WHERE username LIKE 'chunk%'"
 
 
-@pytest.mark.parametrize("statement", [BULK_INSERT, BULK_UPDATE])
-def test_a_bulk_statement_is_staged_in_chunks_and_chained_whole(migrated, statement):
-    """A jsonb value holds 256 MB: a million-row load staged as one array was refused by Postgres.
-    Events are staged 10,000 to a row (postgres/audit.py STAGE_CHUNK) and all chained at commit."""
+def chunk_users(conn) -> list[tuple]:
+    """The users BULK_INSERT wrote, in its order, each as NAMED gives it (subject, key)."""
+    return [(u, u) for (u,) in conn.execute("SELECT user_id FROM users WHERE username LIKE 'chunk%' "
+                                            "ORDER BY substr(username, 6)::int")]
+
+
+@pytest.mark.parametrize("statement, staged, written", [
+    (BULK_INSERT, (3, 10, 25), 25),              # bulk events, 10 to a staged row (postgres/audit.py BULK_STAGED)
+    (BULK_UPDATE, (3, 10_000, 25_000), 25_000),  # never bulk: row events, 10,000 to a staged row (STAGE_CHUNK)
+    (BULK_DELETE, (3, 10, 25), 25),
+], ids=["insert", "update", "delete"])
+def test_a_bulk_statement_is_staged_in_chunks_and_chained_whole(migrated, statement, staged, written):
+    """A jsonb value holds 256 MB: a million-row load staged as one array was refused by Postgres. Row
+    events are staged 10,000 to a row of audit_pending (postgres/audit.py STAGE_CHUNK), bulk events (an
+    INSERT or DELETE of 1,000 rows or more, revision a4d8c1e6f2b3) 10 to a row (BULK_STAGED), and all
+    chained at commit. A bulk statement names each of its 25,000 rows once (was: 25,000 row events)."""
     with psycopg.connect(migrated) as conn:
-        if statement is BULK_UPDATE:
+        if statement is not BULK_INSERT:
             conn.execute(BULK_INSERT)
             conn.commit()
-        before = events(conn)
+        before, inserted = events(conn), chunk_users(conn)
         conn.execute(statement)
-        staged = conn.execute("SELECT count(*), max(jsonb_array_length(events)), sum(jsonb_array_length(events)) "
-                              "FROM audit_pending WHERE xact = txid_current()").fetchone()
+        got = conn.execute("SELECT count(*), max(jsonb_array_length(events)), sum(jsonb_array_length(events)) "
+                           "FROM audit_pending WHERE xact = txid_current()").fetchone()
         # the native capture keeps them in the backend (a tuplestore), chained 10,000 per INSERT at commit
-        assert staged == ((0, None, None) if native_capture(conn) else (3, 10_000, 25_000))
+        assert got == ((0, None, None) if native_capture(conn) else staged)
         conn.commit()
-        assert events(conn) - before == 25_000
+        assert events(conn) - before == written
         assert conn.execute("SELECT count(*) FROM audit_pending").fetchone()[0] == 0
-    chain_ok(migrated, before + 25_000)
+        if statement is BULK_INSERT:   # in the statement's order: generate_series's, chunk1 first
+            assert conn.execute(NAMED, ("INSERT",)).fetchall() == chunk_users(conn)
+        elif statement is BULK_DELETE:   # in the order of the table's scan: compared as a set
+            named = conn.execute(NAMED, ("DELETE",)).fetchall()
+            assert len(named) == 25_000 and set(named) == set(inserted)
+    chain_ok(migrated, before + written)
