@@ -70,9 +70,8 @@ BEGIN
 END
 $do$"""
 
-# The function bodies, as written when this revision was: the one before (revision e7a2c9d4b61f's STAGE),
-# and postgres/audit.py's stage_statement, which is it with the INSERT and DELETE branches choosing bulk
-# events for a statement of 1,000 rows or more.
+# The function body before this revision (revision e7a2c9d4b61f's STAGE, written out once here: a revision
+# stands alone); the new one, postgres/audit.py's stage_statement, is built from it below.
 PREVIOUS_STAGE = r"""
 DECLARE
     v_query text := sovren_audit_shape(current_query());
@@ -124,17 +123,15 @@ BEGIN
 END
 """
 
-STAGE = r"""
-DECLARE
-    v_query text := sovren_audit_shape(current_query());
-    v_at timestamp := clock_timestamp() AT TIME ZONE 'UTC';
-    v_table name := TG_TABLE_NAME;
-BEGIN
-    IF pg_partition_root(TG_RELID) <> TG_RELID THEN
-        SELECT c.relname INTO v_table FROM pg_class c WHERE c.oid = pg_partition_root(TG_RELID);
-    END IF;
-    IF TG_OP = 'INSERT' THEN
-        IF (SELECT count(*) FROM new_rows) >= 1000 THEN
+# A statement's rows, one event each (the branch of INSERT and of DELETE in PREVIOUS_STAGE) ...
+def row_branch(rows: str) -> str:
+    start = PREVIOUS_STAGE.index(f"FROM {rows} r) AS s, ")
+    start = PREVIOUS_STAGE.rindex("        INSERT INTO audit_pending", 0, start)
+    return PREVIOUS_STAGE[start:PREVIOUS_STAGE.index("ORDER BY s.chunk;\n", start) + len("ORDER BY s.chunk;\n")]
+
+
+# ... becomes one event per 1,000 rows where the statement has 1,000 rows or more, else stays as it was
+BULK = r"""        IF (SELECT count(*) FROM {rows}) >= 1000 THEN
             INSERT INTO audit_pending (xact, events) SELECT txid_current(), jsonb_agg(b.event ORDER BY b.bulk)
               FROM (SELECT s.n / 1000 AS bulk, jsonb_build_object('table', v_table, 'action', TG_OP,
                            'accessed_at', v_at, 'query', v_query,
@@ -143,71 +140,25 @@ BEGIN
                            'details', jsonb_build_object('changed', c.cols, 'rows',
                                jsonb_agg(jsonb_build_object('key', s.j - c.other, 'user_id', s.j -> 'user_id') ORDER BY s.n)))
                            AS event
-                      FROM (SELECT to_jsonb(r) AS j, row_number() OVER () - 1 AS n FROM new_rows r) AS s, (SELECT COALESCE(array_agg(a.attname::text) FILTER (WHERE NOT a.attnum = ANY (i.indkey)), '{}')
-                   AS other, jsonb_agg(a.attname::text ORDER BY a.attname::text) AS cols
-              FROM pg_attribute a JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
-             WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped) AS c
+                      FROM (SELECT to_jsonb(r) AS j, row_number() OVER () - 1 AS n FROM {rows} r) AS s, {columns}
                      GROUP BY s.n / 1000, c.cols) AS b
              GROUP BY b.bulk / 10 ORDER BY b.bulk / 10;
         ELSE
-            INSERT INTO audit_pending (xact, events) SELECT txid_current(), jsonb_agg(jsonb_build_object('table', v_table, 'action', TG_OP, 'accessed_at', v_at, 'query', v_query,
-                   'user_id', j -> 'user_id',
-                   'details', jsonb_build_object('key', j - c.other, 'changed', c.cols)))
-              FROM (SELECT to_jsonb(r) AS j, (row_number() OVER () - 1) / 10000 AS chunk FROM new_rows r) AS s, (SELECT COALESCE(array_agg(a.attname::text) FILTER (WHERE NOT a.attnum = ANY (i.indkey)), '{}')
-                   AS other, jsonb_agg(a.attname::text ORDER BY a.attname::text) AS cols
-              FROM pg_attribute a JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
-             WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped) AS c
-            GROUP BY s.chunk ORDER BY s.chunk;
-        END IF;
-    ELSIF TG_OP = 'DELETE' THEN
-        IF (SELECT count(*) FROM old_rows) >= 1000 THEN
-            INSERT INTO audit_pending (xact, events) SELECT txid_current(), jsonb_agg(b.event ORDER BY b.bulk)
-              FROM (SELECT s.n / 1000 AS bulk, jsonb_build_object('table', v_table, 'action', TG_OP,
-                           'accessed_at', v_at, 'query', v_query,
-                           'user_id', CASE WHEN count(DISTINCT s.j -> 'user_id') = 1 AND count(s.j -> 'user_id') = count(*)
-                                           THEN (array_agg(s.j -> 'user_id'))[1] END,
-                           'details', jsonb_build_object('changed', c.cols, 'rows',
-                               jsonb_agg(jsonb_build_object('key', s.j - c.other, 'user_id', s.j -> 'user_id') ORDER BY s.n)))
-                           AS event
-                      FROM (SELECT to_jsonb(r) AS j, row_number() OVER () - 1 AS n FROM old_rows r) AS s, (SELECT COALESCE(array_agg(a.attname::text) FILTER (WHERE NOT a.attnum = ANY (i.indkey)), '{}')
-                   AS other, jsonb_agg(a.attname::text ORDER BY a.attname::text) AS cols
-              FROM pg_attribute a JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
-             WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped) AS c
-                     GROUP BY s.n / 1000, c.cols) AS b
-             GROUP BY b.bulk / 10 ORDER BY b.bulk / 10;
-        ELSE
-            INSERT INTO audit_pending (xact, events) SELECT txid_current(), jsonb_agg(jsonb_build_object('table', v_table, 'action', TG_OP, 'accessed_at', v_at, 'query', v_query,
-                   'user_id', j -> 'user_id',
-                   'details', jsonb_build_object('key', j - c.other, 'changed', c.cols)))
-              FROM (SELECT to_jsonb(r) AS j, (row_number() OVER () - 1) / 10000 AS chunk FROM old_rows r) AS s, (SELECT COALESCE(array_agg(a.attname::text) FILTER (WHERE NOT a.attnum = ANY (i.indkey)), '{}')
-                   AS other, jsonb_agg(a.attname::text ORDER BY a.attname::text) AS cols
-              FROM pg_attribute a JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
-             WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped) AS c
-            GROUP BY s.chunk ORDER BY s.chunk;
-        END IF;
-    ELSIF TG_OP = 'TRUNCATE' THEN
-        INSERT INTO audit_pending (xact, events) VALUES (txid_current(), jsonb_build_array(jsonb_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'accessed_at', v_at,
-                   'query', v_query, 'user_id', NULL,
-                   'details', jsonb_build_object('key', NULL, 'changed', (
-                       SELECT jsonb_agg(attname::text ORDER BY attname::text) FROM pg_attribute
-                        WHERE attrelid = TG_RELID AND attnum > 0 AND NOT attisdropped)))));
-    ELSE
-        INSERT INTO audit_pending (xact, events) SELECT txid_current(), jsonb_agg(jsonb_build_object('table', v_table, 'action', TG_OP, 'accessed_at', v_at, 'query', v_query,
-                   'user_id', COALESCE(s.nj, s.oj) -> 'user_id',
-                   'details', jsonb_build_object('key', COALESCE(s.nj, s.oj) - c.other, 'changed', CASE WHEN s.nj IS NULL OR s.oj IS NULL THEN c.cols ELSE
-                       (SELECT COALESCE(jsonb_agg(k ORDER BY k), '[]') FROM jsonb_object_keys(s.nj) AS k
-                         WHERE s.nj -> k IS DISTINCT FROM s.oj -> k) END)))
-          FROM (SELECT COALESCE(array_agg(a.attname::text) FILTER (WHERE NOT a.attnum = ANY (i.indkey)), '{}')
-                   AS other, jsonb_agg(a.attname::text ORDER BY a.attname::text) AS cols
-              FROM pg_attribute a JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
-             WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped) AS c CROSS JOIN LATERAL (
-               SELECT n.j AS nj, o.j AS oj, (row_number() OVER () - 1) / 10000 AS chunk FROM (SELECT to_jsonb(r) AS j FROM new_rows r) AS n
-                 FULL JOIN (SELECT to_jsonb(r) AS j FROM old_rows r) AS o ON n.j - c.other = o.j - c.other) AS s
-        GROUP BY s.chunk ORDER BY s.chunk;
-    END IF;
-    RETURN NULL;
-END
 """
+
+
+def bulk_or_rows(rows: str) -> str:
+    branch = row_branch(rows)
+    columns = branch[branch.index(" AS s, ") + len(" AS s, "):branch.index("\n        GROUP BY s.chunk")]
+    kept = (branch.replace("        INSERT", "            INSERT", 1)
+            .replace("\n          FROM (SELECT to_jsonb", "\n              FROM (SELECT to_jsonb", 1)
+            .replace("\n        GROUP BY s.chunk", "\n            GROUP BY s.chunk", 1))
+    return BULK.replace("{rows}", rows).replace("{columns}", columns) + kept + "        END IF;\n"
+
+
+assert PREVIOUS_STAGE.count(row_branch("new_rows")) == PREVIOUS_STAGE.count(row_branch("old_rows")) == 1
+STAGE = (PREVIOUS_STAGE.replace(row_branch("new_rows"), bulk_or_rows("new_rows"))
+         .replace(row_branch("old_rows"), bulk_or_rows("old_rows")))
 
 
 def upgrade() -> None:
