@@ -3,7 +3,9 @@
  *
  * sovren_audit_stage() is the statement-level AFTER trigger (transition tables) the plpgsql
  * sovren_audit_stage is: it turns every row of the statement into the same event, the same jsonb
- * keys and values (table, action, accessed_at, query, user_id, details {key, changed}), but keeps
+ * keys and values (table, action, accessed_at, query, user_id, details {key, changed}; since revision
+ * a4d8c1e6f2b3 an INSERT, COPY or DELETE of BULK_ROWS rows or more into one event per BULK_ROWS rows,
+ * details {changed, rows: [{key, user_id}]}: stage_bulk), but keeps
  * the events in this backend's memory (a tuplestore: a bulk load spills to a temporary file at
  * work_mem) instead of an INSERT into audit_pending. A subtransaction's events are dropped when
  * it rolls back; PREPARE TRANSACTION with events pending is refused (they live in this backend).
@@ -623,6 +625,7 @@ stage_rows(TriggerData *trigdata, Datum *values, bool *nulls, bool bulk)
 	else if (bulk && tuplestore_tuple_count(rows) >= BULK_ROWS)
 	{
 		stage_bulk(values, nulls, &c, rows, row);
+		MemoryContextDelete(per_row);
 		ExecDropSingleTupleTableSlot(row);
 		return;
 	}
