@@ -214,8 +214,8 @@ What it gives up, and why that is acceptable:
                @> jsonb_build_array(jsonb_build_object('user_id', $1::text)));
 
   - UPDATE stays one event per row: its changed columns differ from row to row,
-    and a statement key-changing rows is two events per row; the target is the
-    bulk load. A large UPDATE costs what it cost before.
+    and an UPDATE changing a row's key is two events for that row; the target is
+    the bulk load. A large UPDATE costs what it cost before.
   - the threshold is a count of one statement's rows: 999 rows are 999 events, 1,000
     one. 1,000 keeps a bulk event's payload about 100 kB (TOASTed) and the
     2-row transactions of the application as they were.
@@ -223,8 +223,10 @@ Both paths build the same events (test_audit_bulk.py compares their bytes): the
 plpgsql body counts the transition table and aggregates 1,000 rows per event; the C
 function (``sovren_audit_stage_bulk``, the link the revision installs; the library's
 ``sovren_audit_stage`` keeps one event per row for the revisions before) builds the
-details while it reads the transition table. Measured: the 100,000-row COPY at 0.75
-of the unaudited COPY (0.37-0.40 before); figures in README.md.
+details while it reads the transition table. Measured (bench/audit_write.py, native
+against unaudited in the same run): the 100,000-row COPY at 0.86 on a quiet machine,
+0.78 and 0.92 at load average 1-3.5 (0.37-0.40 before; main before the change gave
+0.30 in the same loaded hour); the plpgsql path's COPY 0.37-0.42 (0.13 before).
 
 The heads are locked and moved below the executor since the fix for the snapshot
 isolation levels (pgext/sovren_audit: lock_head, update_head, which say why): perf
